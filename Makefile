@@ -1,0 +1,46 @@
+# trainlab: `make demo` runs the main job, `make test` runs the checks. Both set up first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.trainlab-setup
+TORCH_PIN := torch==2.13.0
+
+# The real datasets sit beside the project on lab machines and CI; use them unless told otherwise.
+ifeq ($(TRAINLAB_DATA),)
+ifneq ($(wildcard ../shared/datasets),)
+export TRAINLAB_DATA := $(abspath ../shared/datasets)
+endif
+endif
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+# torch first, from the CPU wheel; the constraint keeps pip from ever swapping it for a CUDA build.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "$(TORCH_PIN)" > $(VENV)/constraints.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH_PIN) 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt -e ".[dev]" 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -c "import torch, trainlab; print('trainlab', trainlab.__version__, 'torch', torch.__version__)"
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/trainlab data list
+	for name in cifar10 mnist cats-vs-dogs; do $(BIN)/trainlab data info $$name || exit 1; done
+	$(BIN)/trainlab validate configs/examples/*.yaml
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/bench_data.py
+	$(BIN)/python bench/bench_numpy.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

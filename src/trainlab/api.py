@@ -1,0 +1,306 @@
+"""The Python API: load and override a config, run it, open a finished run.
+
+The CLI is a thin layer over these functions, so a notebook gets the same behaviour::
+
+    import trainlab.api as tl
+    cfg = tl.load_config("configs/seed-d/2x50.yaml", overrides=["train.epochs=2"])
+    run = tl.run(cfg)
+    run.summary["test_accuracy"], run.metrics[-1]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainlab.callbacks import (
+    Callback,
+    CallbackList,
+    CheckpointTrigger,
+    EarlyStopping,
+    MetricsLogger,
+    ReduceLROnPlateau,
+    TrainState,
+)
+from trainlab.config import RunConfig, config_diff, load_config, parse_overrides
+from trainlab.engines.base import FitContext, get_engine
+from trainlab.errors import ConfigError
+from trainlab.runs import RunDir, create_run_dir, default_run_id, open_run_dir, package_versions
+
+# config.yaml of a run holds the resolved config plus this section, which is not config.
+PROVENANCE_KEY = "provenance"
+
+
+@dataclass
+class Run:
+    """A run directory opened for reading.
+
+    Attributes:
+        path: the run directory.
+        config: the resolved config as a plain dict (``provenance`` included).
+        metrics: one dict per row of ``metrics.csv``.
+        summary: the contents of ``summary.json`` (empty while the run has not finished).
+    """
+
+    path: Path
+    config: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+    def series(self, column: str, split: str) -> list[tuple[int, float]]:
+        """``(step, value)`` pairs of one metric for one split, e.g. ``series("loss", "val")``."""
+        return [
+            (int(row["step"]), float(row[column]))
+            for row in self.metrics
+            if row.get("split") == split and column in row
+        ]
+
+
+def open_run(path: str | Path) -> Run:
+    """Open a finished (or interrupted) run directory."""
+    run_dir = open_run_dir(path)
+    return Run(run_dir.path, run_dir.read_config(), run_dir.metrics, run_dir.read_summary())
+
+
+def _config_from_run_dir(run_dir: RunDir) -> RunConfig:
+    saved = run_dir.read_config()
+    saved.pop(PROVENANCE_KEY, None)
+    return RunConfig.from_dict(saved, source=str(run_dir.config_path))
+
+
+def _with_overrides(config: RunConfig, overrides: Sequence[str] | None) -> RunConfig:
+    if not overrides:
+        return config
+    merged = _deep_merge(config.model_dump(mode="json"), parse_overrides(list(overrides)))
+    return RunConfig.from_dict(merged, source="--set")
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_config(
+    config: RunConfig | str | Path | None,
+    overrides: Sequence[str] | None,
+    resume: str | Path | None,
+) -> tuple[RunConfig, Path | None]:
+    """The config to run and, when resuming, the run directory (after checking they match)."""
+    if config is None and resume is None:
+        raise ConfigError("nothing to run: give a config file, or --resume RUN_DIR")
+    if isinstance(config, str | Path):
+        resolved = load_config(config, list(overrides or []))
+    elif config is not None:
+        resolved = _with_overrides(config, overrides)
+    if resume is None:
+        return resolved, None
+    resume_dir = open_run_dir(resume)
+    saved = _config_from_run_dir(resume_dir)
+    if config is None:
+        resolved = _with_overrides(saved, overrides)
+    differences = config_diff(saved, resolved)
+    if differences:
+        listed = "; ".join(f"{path}: {old!r} -> {new!r}" for path, old, new in differences[:10])
+        raise ConfigError(
+            f"cannot resume {resume_dir.path}: its config differs from the one given "
+            f"({listed}); resume without changes, or start a new run"
+        )
+    return resolved, resume_dir.path
+
+
+def build_callbacks(config: RunConfig, run_dir: RunDir) -> list[Callback]:
+    """The callbacks a config asks for, in the order they must run.
+
+    The logger runs first (so a row is on disk before anything decides to stop) and the
+    checkpoint trigger last (so it sees a stop request made by the others).
+    """
+    train = config.train
+    callbacks: list[Callback] = [MetricsLogger(run_dir)]
+    if train.early_stopping is not None:
+        es = train.early_stopping
+        callbacks.append(
+            EarlyStopping(
+                monitor=es.monitor,
+                mode=es.mode,
+                patience=es.patience,
+                min_delta=es.min_delta,
+                restore_best=es.restore_best,
+                window=es.window,
+                threshold=es.threshold,
+                start_after=es.start_after,
+            )
+        )
+    if train.reduce_on_plateau is not None:
+        rp = train.reduce_on_plateau
+        callbacks.append(
+            ReduceLROnPlateau(
+                monitor=rp.monitor,
+                mode=rp.mode,
+                factor=rp.factor,
+                patience=rp.patience,
+                cooldown=rp.cooldown,
+                min_lr=rp.min_lr,
+            )
+        )
+    if config.output.save_checkpoint:
+        callbacks.append(CheckpointTrigger(every=train.checkpoint_every or 1))
+    return callbacks
+
+
+def run(
+    config: RunConfig | str | Path | None = None,
+    *,
+    overrides: Sequence[str] | None = None,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    run_id: str | None = None,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    echo: bool = True,
+) -> Run:
+    """Train one run and return it, opened.
+
+    Args:
+        config: a :class:`RunConfig` or a YAML path; may be None when ``resume`` is given.
+        overrides: ``"a.b=value"`` strings applied on top of the config. Default None.
+        resume: a run directory to continue from its last checkpoint. Default None.
+        overwrite: start again in an existing run directory. Default False.
+        run_id: the run directory's name (default: a time stamp and the seed).
+        data_dir: where datasets are read from (overrides ``data.data_dir``). Default None.
+        progress: show a progress bar or periodic progress lines. Default True.
+        echo: print log lines to the console as well as to ``run.log``. Default True.
+
+    Raises:
+        ConfigError: the config is invalid, or differs from the one of the run being resumed.
+        RunDirError: the run directory exists (without resume/overwrite) or is not writable.
+        DataError: the dataset is missing or corrupt.
+    """
+    from trainlab.data import prepare_data  # data readers are only needed once a run starts
+
+    config_obj, resume_dir = _resolve_config(config, overrides, resume)
+    engine = get_engine(config_obj.engine)
+    engine.check_config(config_obj)  # before touching the disk, so a bad config leaves nothing
+    if resume_dir is not None:
+        run_dir = create_run_dir(resume_dir.parent.parent, resume_dir.parent.name,
+                                 resume_dir.name, resume=True)
+    else:
+        run_dir = create_run_dir(
+            config_obj.output.dir,
+            config_obj.name,
+            run_id or config_obj.output.run_id or default_run_id(config_obj.seed),
+            overwrite=overwrite,
+        )
+
+    def log(message: str) -> None:
+        run_dir.log(message)
+        if echo:
+            print(message, flush=True)
+
+    data_cfg = config_obj.data
+    data = prepare_data(
+        data_cfg.dataset,
+        data_dir=data_dir or data_cfg.data_dir,
+        val_fraction=data_cfg.val_fraction,
+        val_size=data_cfg.val_size,
+        limit=data_cfg.limit.model_dump() if hasattr(data_cfg.limit, "model_dump") else data_cfg.limit,
+        normalize=data_cfg.normalize,
+        scale=data_cfg.scale,
+        resize=data_cfg.resize,
+        skip_corrupt=data_cfg.skip_corrupt,
+        seed=config_obj.seed,
+    )
+    if resume is None:
+        resolved_dict = config_obj.model_dump(mode="json")
+        resolved_dict[PROVENANCE_KEY] = {
+            "created": dt.datetime.now().isoformat(timespec="seconds"),
+            "versions": package_versions(),
+            "data": {
+                "fingerprint": data.fingerprint,
+                "source": str(data.source),
+                "train": len(data.y_train),
+                "val": len(data.y_val),
+                "test": len(data.x_test) if data.x_test is not None else 0,
+                "normalizer": {k: v for k, v in data.normalizer.items() if k == "kind"},
+            },
+        }
+        run_dir.write_config(resolved_dict)
+    log(f"run {run_dir.path}: engine {config_obj.engine}, dataset {data_cfg.dataset} "
+        f"({len(data.y_train)} train / {len(data.y_val)} val)")
+
+    callbacks = CallbackList(build_callbacks(config_obj, run_dir))
+    context = FitContext(run_dir=run_dir, callbacks=callbacks, state=TrainState(),
+                         resume=resume is not None, progress=progress, log=log)
+    started = time.perf_counter()
+    summary: dict[str, Any] = {"status": "running"}
+    try:
+        summary.update(engine.fit(config_obj, data, context))
+        summary["status"] = "stopped_early" if context.state.stop_training else "completed"
+        if context.state.stop_reason:
+            summary["stop_reason"] = context.state.stop_reason
+    except KeyboardInterrupt:
+        summary["status"] = "interrupted"
+        log(f"interrupted at step {context.state.step}; resume with: trainlab run --resume {run_dir.path}")
+        raise
+    except Exception as exc:
+        summary["status"] = "failed"
+        summary["error"] = str(exc)
+        raise
+    finally:
+        summary.setdefault("steps", context.state.step)
+        summary.setdefault("train_seconds", time.perf_counter() - started)
+        summary["best_val_accuracy"] = _best(run_dir.metrics, "val", "accuracy")
+        run_dir.write_summary(summary)
+    log(_describe(summary))
+    return open_run(run_dir.path)
+
+
+def _best(rows: list[dict[str, Any]], split: str, column: str) -> float | None:
+    values = [float(r[column]) for r in rows if r.get("split") == split and column in r]
+    return max(values) if values else None
+
+
+def _describe(summary: dict[str, Any]) -> str:
+    acc = summary.get("test_accuracy")
+    acc_text = f"test accuracy {acc:.4f}" if isinstance(acc, float) else "no test labels"
+    return (f"{summary['status']}: {acc_text}, {summary.get('steps')} steps in "
+            f"{summary.get('train_seconds', 0.0):.1f} s")
+
+
+def show_config(path: str | Path, overrides: Sequence[str] | None = None) -> str:
+    """The fully resolved config of ``path`` (bases merged, overrides applied) as YAML."""
+    from trainlab.config import config_to_yaml
+
+    return config_to_yaml(load_config(path, list(overrides or [])))
+
+
+def validate_files(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]:
+    """Validate each file, engine rules included: ``(path, error message or None)``."""
+    results: list[tuple[Path, str | None]] = []
+    for path in paths:
+        try:
+            load_config(path)
+            results.append((Path(path), None))
+        except ConfigError as exc:
+            results.append((Path(path), str(exc)))
+    return results
+
+
+__all__ = [
+    "PROVENANCE_KEY",
+    "Run",
+    "build_callbacks",
+    "load_config",
+    "open_run",
+    "run",
+    "show_config",
+    "validate_files",
+]

@@ -1,0 +1,87 @@
+"""ReduceLROnPlateau: lower the learning rate when a monitored quantity stalls."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from trainlab.callbacks.base import Callback, TrainState, monitored_value, resolve_mode
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` after ``patience`` evaluations without improvement.
+
+    The engine multiplies its scheduled learning rate by ``state.lr_scale``; this callback
+    lowers that scale, never letting the learning rate fall below ``min_lr``.
+
+    Args:
+        monitor: the quantity watched. Default ``"val_loss"``.
+        mode: ``"min"``, ``"max"`` or ``"auto"``. Default ``"auto"``.
+        factor: multiplier applied on a plateau, in (0, 1). Default 0.1.
+        patience: evaluations without improvement before reducing. Default 10.
+        min_delta: smallest change that counts as an improvement. Default 1e-4.
+        cooldown: evaluations to wait after a reduction before counting again. Default 0.
+        min_lr: the learning rate never goes below this. Default 0.
+
+    Example:
+        >>> plateau = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2)
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        mode: str = "auto",
+        factor: float = 0.1,
+        patience: int = 10,
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+    ) -> None:
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"factor must be in (0, 1), got {factor}")
+        self.monitor = monitor
+        self.mode = resolve_mode(monitor, mode)
+        self.factor = factor
+        self.patience = patience
+        self.min_delta = abs(min_delta)
+        self.cooldown = cooldown
+        self.min_lr = min_lr
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_left = 0
+        self.reductions = 0
+
+    def on_evaluate(self, state: TrainState, rows: list[dict[str, Any]]) -> None:
+        value = monitored_value(state, self.monitor, "reduce_on_plateau")
+        if math.isnan(value):
+            return
+        gain = self.best - value if self.mode == "min" else value - self.best
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if gain > self.min_delta:
+            self.best, self.wait = value, 0
+            return
+        if self.cooldown_left > 0:
+            return
+        self.wait += 1
+        if self.wait >= self.patience and state.lr > self.min_lr:
+            new_lr = max(state.lr * self.factor, self.min_lr)
+            state.lr_scale *= new_lr / state.lr
+            self.cooldown_left, self.wait = self.cooldown, 0
+            self.reductions += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best,
+            "wait": self.wait,
+            "cooldown_left": self.cooldown_left,
+            "reductions": self.reductions,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best = float(state["best"])
+        self.wait = int(state["wait"])
+        self.cooldown_left = int(state["cooldown_left"])
+        self.reductions = int(state["reductions"])
