@@ -1,0 +1,207 @@
+"""The ``trainlab`` command line: a thin layer over :mod:`trainlab.api`.
+
+Errors a user can act on (:class:`~trainlab.errors.TrainlabError`) are printed without a
+traceback and end the process with the error's exit code (2 for a bad config).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trainlab.errors import TrainlabError
+
+app = typer.Typer(
+    help="Train, tune and explain image classifiers from one YAML file.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Show a resolved config or the config JSON Schema.", no_args_is_help=True)
+data_app = typer.Typer(help="List, inspect and download datasets.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a field: --set train.epochs=3 (YAML-typed value)."),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Dataset folder (default: $TRAINLAB_DATA, else ~/.cache/trainlab/data)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@app.command("run")
+def run_command(
+    config: Annotated[Path | None, typer.Argument(help="Run config (YAML).")] = None,
+    set_: SetOption = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue this run directory from its checkpoint.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start again in an existing run directory.")] = False,
+    run_id: Annotated[str | None, typer.Option(help="Name of the run directory.")] = None,
+    data_dir: DataDirOption = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar / progress lines.")] = True,
+) -> None:
+    """Train one run described by CONFIG (or resume one with --resume RUN_DIR)."""
+    from trainlab import api
+
+    run = api.run(
+        config,
+        overrides=set_,
+        resume=resume,
+        overwrite=overwrite,
+        run_id=run_id,
+        data_dir=data_dir,
+        progress=progress,
+    )
+    console.print(f"run directory: {run.path}")
+
+
+@app.command("validate")
+def validate_command(
+    files: Annotated[list[Path], typer.Argument(help="Config files to check.")],
+) -> None:
+    """Check config files (fields, values, engine rules) without running anything."""
+    from trainlab.api import validate_files
+
+    failures = 0
+    for path, error in validate_files(files):
+        if error is None:
+            console.print(f"[green]ok[/green] {path}")
+        else:
+            failures += 1
+            err_console.print(f"[red]invalid[/red] {error}")
+    if failures:
+        raise typer.Exit(2)
+
+
+@config_app.command("show")
+def config_show(
+    file: Annotated[Path, typer.Argument(help="Config file.")],
+    set_: SetOption = None,
+) -> None:
+    """Print the fully resolved config (bases merged, overrides applied, defaults filled in)."""
+    from trainlab.api import show_config
+
+    sys.stdout.write(show_config(file, set_ or []))
+
+
+@config_app.command("schema")
+def config_schema_command(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
+) -> None:
+    """Print the JSON Schema of run configs (for editor completion and checking)."""
+    from trainlab.config import config_schema
+
+    text = json.dumps(config_schema(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}")
+
+
+@data_app.command("list")
+def data_list(as_json: JsonOption = False) -> None:
+    """List the datasets trainlab knows by name."""
+    from trainlab.data import list_datasets
+
+    datasets = list_datasets()
+    if as_json:
+        sys.stdout.write(json.dumps(datasets, indent=2, default=str) + "\n")
+        return
+    table = Table(title="datasets")
+    for column in ("name", "description", "folder"):
+        table.add_column(column)
+    for entry in datasets:
+        table.add_row(str(entry.get("name")), str(entry.get("description", "")), str(entry.get("folder", "")))
+    console.print(table)
+
+
+@data_app.command("info")
+def data_info(
+    name: Annotated[str, typer.Argument(help="A dataset name (see `data list`) or a path.")],
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Counts per split and class, shape, dtype, per-channel mean/std, and where it was read from."""
+    from trainlab.data import dataset_info
+
+    info = dataset_info(name, data_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
+        return
+    _print_info(info)
+
+
+def _print_info(info: dict[str, Any]) -> None:
+    """A dataset_info dict as a short header and one table of class counts."""
+    scalars = {k: v for k, v in info.items() if not isinstance(v, dict | list)}
+    console.print(f"[bold]{info.get('name', '')}[/bold]")
+    for key, value in scalars.items():
+        if key != "name":
+            console.print(f"  {key}: {value}")
+    for key, value in info.items():
+        if isinstance(value, list):
+            console.print(f"  {key}: {', '.join(f'{v:.4f}' if isinstance(v, float) else str(v) for v in value)}")
+    nested = {k: v for k, v in info.items() if isinstance(v, dict)}
+    for key, value in nested.items():
+        if value and all(isinstance(v, dict) for v in value.values()):
+            table = Table(title=key)
+            columns = sorted({c for row in value.values() for c in row})
+            table.add_column("")
+            for column in columns:
+                table.add_column(str(column), justify="right")
+            for row_name, row in value.items():
+                table.add_row(str(row_name), *(str(row.get(c, "")) for c in columns))
+            console.print(table)
+        else:
+            console.print(f"  {key}: {json.dumps(value, default=str)}")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="A dataset name (see `data list`).")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Download a dataset's official archive, verify its checksum, and extract it."""
+    from trainlab.data import fetch_dataset
+
+    path = fetch_dataset(name, data_dir, progress=True)
+    console.print(f"{name} is ready in {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``trainlab`` script: runs the app and maps errors to exit codes."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except TrainlabError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Engine-neutral callbacks, driven by hand with a TrainState."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainlab.callbacks import (
+    CallbackList,
+    CheckpointTrigger,
+    EarlyStopping,
+    ReduceLROnPlateau,
+    TrainState,
+    flatten_rows,
+)
+from trainlab.errors import ConfigError
+
+
+def evaluate(callbacks: CallbackList, state: TrainState, step: int, **values: float) -> None:
+    state.step = step
+    rows = [{"split": "val", "loss": values.get("loss", 0.0), "accuracy": values.get("accuracy", 0.0)}]
+    callbacks.call("on_evaluate", state, rows)
+
+
+def test_flatten_rows_prefixes_split() -> None:
+    rows = [{"split": "val", "loss": 1.5, "accuracy": 0.5, "step": 3}, {"split": "train", "loss": 1.0}]
+    assert flatten_rows(rows) == {"val_loss": 1.5, "val_accuracy": 0.5, "train_loss": 1.0}
+
+
+def test_early_stopping_patience_counts_evaluations_without_improvement() -> None:
+    stopper = EarlyStopping(monitor="val_loss", patience=2)
+    callbacks, state = CallbackList([stopper]), TrainState()
+    for step, loss in enumerate([1.0, 0.8, 0.9], start=1):
+        evaluate(callbacks, state, step, loss=loss)
+        assert not state.stop_training
+    evaluate(callbacks, state, 4, loss=0.85)  # the second evaluation without improvement
+    assert state.stop_training and stopper.best == 0.8 and stopper.best_step == 2
+    assert "did not improve for 2" in state.stop_reason
+
+
+def test_early_stopping_min_delta_and_max_mode() -> None:
+    stopper = EarlyStopping(monitor="val_accuracy", patience=1, min_delta=0.01)
+    callbacks, state = CallbackList([stopper]), TrainState()
+    evaluate(callbacks, state, 1, accuracy=0.50)
+    evaluate(callbacks, state, 2, accuracy=0.505)  # below min_delta: no improvement
+    assert state.stop_training and stopper.mode == "max"
+
+
+def test_early_stopping_restores_best_weights() -> None:
+    weights = {"w": 0}
+    state = TrainState(
+        snapshot_weights=lambda: dict(weights), restore_weights=lambda snap: weights.update(snap)
+    )
+    stopper = EarlyStopping(monitor="val_accuracy", patience=5, restore_best=True)
+    callbacks = CallbackList([stopper])
+    for step, acc in enumerate([0.3, 0.6, 0.4], start=1):
+        weights["w"] = step
+        evaluate(callbacks, state, step, accuracy=acc)
+    callbacks.call("on_train_end", state)
+    assert weights["w"] == 2
+
+
+def test_moving_window_rule_of_seed_a() -> None:
+    # stop when the value minus the mean of the previous `window` values is below threshold
+    stopper = EarlyStopping(monitor="val_accuracy", patience=None, window=3, threshold=1e-4, start_after=0)
+    callbacks, state = CallbackList([stopper]), TrainState()
+    for step, acc in enumerate([0.1, 0.2, 0.3, 0.4, 0.5], start=1):
+        evaluate(callbacks, state, step, accuracy=acc)
+        assert not state.stop_training
+    evaluate(callbacks, state, 6, accuracy=0.4)  # mean of (0.3, 0.4, 0.5) = 0.4 -> gain 0
+    assert state.stop_training and "mean of the last 3" in state.stop_reason
+
+
+def test_start_after_delays_stopping() -> None:
+    stopper = EarlyStopping(monitor="val_loss", patience=1, start_after=10)
+    callbacks, state = CallbackList([stopper]), TrainState()
+    evaluate(callbacks, state, 1, loss=1.0)
+    evaluate(callbacks, state, 2, loss=2.0)
+    assert not state.stop_training
+    evaluate(callbacks, state, 10, loss=2.0)
+    assert state.stop_training
+
+
+def test_unmeasured_monitor_is_a_config_error() -> None:
+    callbacks = CallbackList([EarlyStopping(monitor="test_accuracy")])
+    with pytest.raises(ConfigError, match=r"not measured.*val_accuracy"):
+        evaluate(callbacks, TrainState(), 1, loss=1.0)
+
+
+def test_reduce_on_plateau_lowers_lr_scale_with_floor() -> None:
+    plateau = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=0.3)
+    callbacks, state = CallbackList([plateau]), TrainState(lr=1.0)
+    for step, loss in enumerate([1.0, 1.0, 1.0], start=1):
+        evaluate(callbacks, state, step, loss=loss)
+    assert state.lr_scale == pytest.approx(0.5)
+    state.lr = 0.5
+    evaluate(callbacks, state, 4, loss=1.0)
+    evaluate(callbacks, state, 5, loss=1.0)
+    assert state.lr_scale == pytest.approx(0.3)  # 0.5 * 0.5 = 0.25 is below min_lr 0.3
+    assert plateau.reductions == 2
+
+
+def test_reduce_on_plateau_cooldown() -> None:
+    plateau = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, cooldown=2)
+    callbacks, state = CallbackList([plateau]), TrainState(lr=1.0)
+    evaluate(callbacks, state, 1, loss=1.0)
+    evaluate(callbacks, state, 2, loss=1.0)
+    assert plateau.reductions == 1
+    state.lr = 0.5
+    evaluate(callbacks, state, 3, loss=1.0)
+    assert plateau.reductions == 1  # cooling down: Keras counts the cooldown down first
+    evaluate(callbacks, state, 4, loss=1.0)
+    assert plateau.reductions == 2
+
+
+def test_checkpoint_trigger_every_n_and_on_stop() -> None:
+    trigger = CheckpointTrigger(every=3)
+    callbacks, state = CallbackList([trigger]), TrainState()
+    flags = []
+    for step in range(1, 7):
+        evaluate(callbacks, state, step, loss=1.0)
+        flags.append(state.checkpoint_requested)
+        state.checkpoint_requested = False
+    assert flags == [False, False, True, False, False, True]
+    state.request_stop("test")
+    evaluate(callbacks, state, 7, loss=1.0)
+    assert state.checkpoint_requested
+
+
+def test_state_dicts_round_trip_for_resume() -> None:
+    first = CallbackList([EarlyStopping(window=2, patience=3), ReduceLROnPlateau(patience=1)])
+    state = TrainState(lr=0.1)
+    for step, loss in enumerate([1.0, 0.9, 0.95], start=1):
+        evaluate(first, state, step, loss=loss)
+    saved = first.state_dict()
+    second = CallbackList([EarlyStopping(window=2, patience=3), ReduceLROnPlateau(patience=1)])
+    second.load_state_dict(saved)
+    assert second.state_dict() == saved
+
+
+def test_unknown_hook_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown callback hook"):
+        CallbackList([]).call("on_batch_end", TrainState())
