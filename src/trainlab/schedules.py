@@ -1,0 +1,118 @@
+"""Learning-rate schedules shared by both engines: pure functions of the step.
+
+``lr_at(step, ...)`` gives the learning rate to use at optimizer step ``step`` (0-based).
+Schedules count in *units*: ``u = step`` when ``per="step"``, ``u = step // steps_per_epoch``
+(completed epochs) when ``per="epoch"``; ``T`` is the run length in the same units
+(``total_steps`` or ``total_steps / steps_per_epoch``). ``step_size`` and ``warmup_steps``
+are in units too.
+
+Types and formulas:
+- ``constant``: ``base_lr``.
+- ``step``: ``base_lr * gamma ** (u // step_size)``.
+- ``exponential``: ``base_lr * gamma ** u`` (gamma 0.95 per epoch = 5 % decay per epoch).
+- ``cyclical``: Smith's (2017) triangular policy between ``min_lr`` (default ``base_lr``)
+  and ``max_lr``, half-cycle ``step_size``: ``c = floor(1 + u / (2 s))``,
+  ``x = |u / s - 2 c + 1|``, ``lr = min_lr + (max_lr - min_lr) * max(0, 1 - x)``. With
+  ``cycles`` given and no ``step_size``, ``s = T / (2 * cycles)``.
+- ``one_cycle``: linear warm-up from ``max_lr / 25`` to ``max_lr`` (default ``base_lr``)
+  over ``pct_start * T`` (default 0.3), then cosine annealing to ``min_lr`` (default
+  ``max_lr / 1e4``) at ``T``.
+- ``cosine``: ``min_lr + (base_lr - min_lr) * (1 + cos(pi * min(u, T) / T)) / 2``
+  (``min_lr`` default 0).
+- ``warmup_linear``: ``base_lr * u / warmup_steps`` for ``u < warmup_steps``, then ``base_lr``.
+"""
+
+from __future__ import annotations
+
+import math
+
+SCHEDULES = (
+    "constant",
+    "step",
+    "exponential",
+    "cyclical",
+    "one_cycle",
+    "cosine",
+    "warmup_linear",
+)
+
+
+def _need(name: str, value: float | None, schedule: str) -> float:
+    if value is None:
+        raise ValueError(f"lr schedule {schedule!r} needs {name!r}")
+    return float(value)
+
+
+def lr_at(
+    step: int,
+    *,
+    base_lr: float,
+    type: str,
+    total_steps: int,
+    steps_per_epoch: int,
+    per: str = "step",
+    step_size: float | None = None,
+    gamma: float | None = None,
+    min_lr: float | None = None,
+    max_lr: float | None = None,
+    cycles: float | None = None,
+    warmup_steps: float | None = None,
+    pct_start: float | None = None,
+) -> float:
+    """Learning rate at optimizer step ``step`` (0-based); see the module docstring.
+
+    Raises ``ValueError`` naming an unknown type or ``per``, or a missing argument.
+    """
+    if type not in SCHEDULES:
+        raise ValueError(f"unknown lr schedule {type!r}; choose one of {', '.join(SCHEDULES)}")
+    if per == "step":
+        u: float = step
+        total = float(total_steps)
+    elif per == "epoch":
+        if not steps_per_epoch or steps_per_epoch <= 0:
+            raise ValueError("per='epoch' needs a positive 'steps_per_epoch'")
+        u = step // steps_per_epoch
+        total = total_steps / steps_per_epoch
+    else:
+        raise ValueError(f"unknown per {per!r}; choose 'step' or 'epoch'")
+
+    if type == "constant":
+        return float(base_lr)
+    if type == "step":
+        size = _need("step_size", step_size, type)
+        return base_lr * _need("gamma", gamma, type) ** (u // size)
+    if type == "exponential":
+        return base_lr * _need("gamma", gamma, type) ** u
+    if type == "cyclical":
+        hi = _need("max_lr", max_lr, type)
+        lo = float(base_lr if min_lr is None else min_lr)
+        if step_size is not None:
+            s = float(step_size)
+        elif cycles is not None:
+            s = total / (2 * float(cycles))
+        else:
+            raise ValueError("lr schedule 'cyclical' needs 'step_size' (or 'cycles')")
+        c = math.floor(1 + u / (2 * s))
+        x = abs(u / s - 2 * c + 1)
+        return lo + (hi - lo) * max(0.0, 1 - x)
+    if type == "one_cycle":
+        peak = float(base_lr if max_lr is None else max_lr)
+        low = peak / 1e4 if min_lr is None else float(min_lr)
+        start = peak / 25
+        warm = (0.3 if pct_start is None else float(pct_start)) * total
+        if u < warm:
+            return start + (peak - start) * u / warm
+        frac = min(1.0, (u - warm) / max(total - warm, 1e-12))
+        return low + (peak - low) * (1 + math.cos(math.pi * frac)) / 2
+    if type == "cosine":
+        low = 0.0 if min_lr is None else float(min_lr)
+        if total <= 0:
+            raise ValueError("lr schedule 'cosine' needs a positive 'total_steps'")
+        frac = min(u, total) / total
+        return low + (base_lr - low) * (1 + math.cos(math.pi * frac)) / 2
+    # warmup_linear
+    w = _need("warmup_steps", warmup_steps, type)
+    return float(base_lr) * u / w if u < w else float(base_lr)
+
+
+__all__ = ["SCHEDULES", "lr_at"]
