@@ -1,0 +1,143 @@
+"""``prepare_data``: a loaded dataset split, subset and normalised, ready for training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .loader import load_dataset
+from .normalize import apply_normalizer, fit_normalizer
+from .splits import random_subset, stratified_split, stratified_subset
+
+_LIMIT_KEYS = ("train", "val", "test")
+
+
+@dataclass
+class PreparedData:
+    """Float arrays (N, C, H, W) and int64 labels for train, val and test."""
+
+    x_train: np.ndarray  # (N, C, H, W)
+    y_train: np.ndarray  # (N,)
+    x_val: np.ndarray  # (V, C, H, W); 0 rows when there is no validation split
+    y_val: np.ndarray  # (V,)
+    x_test: np.ndarray | None  # (M, C, H, W)
+    y_test: np.ndarray | None  # (M,), None when the test set is unlabelled
+    test_ids: list[str] | None
+    class_names: list[str]
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    num_classes: int
+    normalizer: dict[str, Any]
+    fingerprint: str
+    source: Path
+
+
+def _limits(limit: int | dict[str, int | None] | None) -> dict[str, int | None]:
+    """An int caps train only; a dict caps each split it names."""
+    if limit is None:
+        return {}
+    if isinstance(limit, bool) or not isinstance(limit, (int, dict)):
+        raise ConfigError(f"limit={limit!r} must be an int or a dict with keys train/val/test")
+    if isinstance(limit, int):
+        limit = {"train": limit}
+    unknown = sorted(set(limit) - set(_LIMIT_KEYS))
+    if unknown:
+        raise ConfigError(f"limit has unknown key(s) {unknown}; allowed: train, val, test")
+    for key, value in limit.items():
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise ConfigError(f"limit[{key!r}]={value!r} must be a non-negative int or None")
+    return dict(limit)
+
+
+def prepare_data(
+    dataset: str,
+    *,
+    data_dir: str | Path | None = None,
+    val_fraction: float = 0.1,
+    val_size: int | None = None,
+    limit: int | dict[str, int | None] | None = None,
+    normalize: str = "channel",
+    scale: float = 1.0,
+    resize: int | tuple[int, int] | None = None,
+    skip_corrupt: bool = False,
+    seed: int = 0,
+    dtype: Any = np.float32,
+) -> PreparedData:
+    """Load ``dataset``, split off a stratified validation set, subset, and normalise.
+
+    Args:
+        dataset: a dataset name or path, as for ``load_dataset``.
+        data_dir: the data folder. Default None ($TRAINLAB_DATA or ~/.cache/trainlab/data).
+        val_fraction: share of the training rows held out for validation, in [0, 1).
+            Default 0.1.
+        val_size: exact validation size; overrides ``val_fraction``. Default None.
+        limit: an int caps the training split; a dict {"train": n, "val": n, "test": n} caps
+            each split it names. Subsets are stratified. Default None.
+        normalize: "none" (raw 0..255 floats), "scale" (x / 255 * scale), "channel"
+            (per-channel mean/std) or "pixel" (per-pixel mean subtracted). Statistics come
+            from the (limited) training split only. Default "channel".
+        scale: the upper end of the range for ``normalize="scale"``. Default 1.0.
+        resize: passed to ``load_dataset``. Default None.
+        skip_corrupt: passed to ``load_dataset``. Default False.
+        seed: seeds the split and the subsets. Default 0.
+        dtype: the float dtype of the arrays. Default np.float32.
+    """
+    caps = _limits(limit)
+    raw = load_dataset(dataset, data_dir, resize=resize, skip_corrupt=skip_corrupt)
+    if val_size is None and float(val_fraction) == 0.0:
+        train_idx = np.arange(len(raw.y_train), dtype=np.int64)
+        val_idx = np.zeros(0, dtype=np.int64)
+    else:
+        train_idx, val_idx = stratified_split(
+            raw.y_train, val_fraction=None if val_size is not None else val_fraction,
+            val_size=val_size, seed=seed,
+        )  # fmt: skip
+    if caps.get("train") is not None:
+        train_idx = train_idx[stratified_subset(raw.y_train[train_idx], caps["train"], seed)]
+    if caps.get("val") is not None:
+        val_idx = val_idx[stratified_subset(raw.y_train[val_idx], caps["val"], seed)]
+
+    x_test = y_test = None
+    test_ids = raw.test_ids
+    if raw.x_test is not None:
+        n_test = len(raw.x_test)
+        test_idx = np.arange(n_test, dtype=np.int64)
+        if caps.get("test") is not None:
+            cap = caps["test"]
+            test_idx = (
+                stratified_subset(raw.y_test, cap, seed)
+                if raw.y_test is not None
+                else random_subset(n_test, cap, seed)
+            )
+        x_test = raw.x_test if len(test_idx) == n_test else raw.x_test[test_idx]
+        if raw.y_test is not None:
+            y_test = np.asarray(raw.y_test[test_idx], dtype=np.int64)
+        if test_ids is not None:
+            test_ids = [test_ids[i] for i in test_idx]
+
+    n_train = len(raw.y_train)
+    x_train_u8 = raw.x_train if len(train_idx) == n_train else raw.x_train[train_idx]
+    # Statistics from the training split only: val and test must not leak into them.
+    normalizer = fit_normalizer(x_train_u8, normalize, scale)
+    _, h, w, c = raw.x_train.shape
+    return PreparedData(
+        x_train=apply_normalizer(x_train_u8, normalizer, dtype),
+        y_train=np.asarray(raw.y_train[train_idx], dtype=np.int64),
+        x_val=apply_normalizer(raw.x_train[val_idx], normalizer, dtype),
+        y_val=np.asarray(raw.y_train[val_idx], dtype=np.int64),
+        x_test=None if x_test is None else apply_normalizer(x_test, normalizer, dtype),
+        y_test=y_test,
+        test_ids=test_ids,
+        class_names=list(raw.class_names),
+        input_shape=(c, h, w),
+        num_classes=len(raw.class_names),
+        normalizer=normalizer,
+        fingerprint=raw.fingerprint,
+        source=raw.source,
+    )
+
+
+__all__ = ["PreparedData", "prepare_data"]
