@@ -1,0 +1,51 @@
+"""The config language of trainlab: pydantic models of a run file, and how files are read.
+
+A run file is YAML with the sections of :class:`RunConfig`; ``base: other.yaml`` extends
+another file and ``--set a.b=value`` overrides one field. Every error names the file, the
+field path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from .augment import AugmentConfig, ColorJitterConfig
+from .data import KNOWN_DATASETS, DataConfig, LimitConfig
+from .loading import (
+    config_diff,
+    config_schema,
+    config_to_yaml,
+    deep_merge,
+    load_config,
+    parse_overrides,
+)
+from .model import ConvBlockConfig, InitConfig, ModelConfig
+from .optim import LossConfig, OptimizerConfig, RegularizationConfig, ScheduleConfig
+from .run import NUMPY_MODELS, NUMPY_OPTIMIZERS, OutputConfig, RunConfig
+from .train import EarlyStoppingConfig, ReduceOnPlateauConfig, TrainConfig
+
+__all__ = [
+    "KNOWN_DATASETS",
+    "NUMPY_MODELS",
+    "NUMPY_OPTIMIZERS",
+    "AugmentConfig",
+    "ColorJitterConfig",
+    "ConvBlockConfig",
+    "DataConfig",
+    "EarlyStoppingConfig",
+    "InitConfig",
+    "LimitConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "OutputConfig",
+    "ReduceOnPlateauConfig",
+    "RegularizationConfig",
+    "RunConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "config_diff",
+    "config_schema",
+    "config_to_yaml",
+    "deep_merge",
+    "load_config",
+    "parse_overrides",
+]

@@ -1,0 +1,72 @@
+"""Shared pieces of the config models: the strict base class and field-scoped errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic_core import PydanticCustomError
+
+#: Error type the message formatter recognises: ``ctx["field"]`` extends the error's path.
+FIELD_ERROR = "trainlab_field"
+
+Activation = Literal["relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu"]
+Monitor = Literal[
+    "val_loss", "val_accuracy", "train_loss", "train_accuracy", "test_loss", "test_accuracy"
+]
+PositiveInt = Annotated[int, Field(gt=0)]
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class StrictModel(BaseModel):
+    """Base of every config section: unknown keys are errors, never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def field_error(field: str, message: str, value: Any = None) -> PydanticCustomError:
+    """An error about ``field`` (dotted, relative to the model raising it) for a validator.
+
+    The formatter in ``_messages`` appends ``field`` to the error's location, so that a
+    check made in a model validator still names e.g. ``model.dropout``.
+    """
+    return PydanticCustomError(
+        FIELD_ERROR, "{message}", {"field": field, "message": message, "value": value}
+    )
+
+
+def _shape(value: Any) -> str:
+    """Tag for :func:`scalar_or` unions: mappings and lists go to the structured member."""
+    return "many" if isinstance(value, (dict, list, tuple)) else "one"
+
+
+def scalar_or(scalar: Any, structured: Any) -> Any:
+    """``scalar | structured`` validated by the input's shape, so errors come from one member.
+
+    A plain union reports a failure against every member ("should be a valid integer",
+    "should be a valid list"); this picks the member from the input and reports only its
+    errors.
+    """
+    return Annotated[
+        Annotated[scalar, Tag("one")] | Annotated[structured, Tag("many")],
+        Discriminator(_shape),
+    ]
+
+
+def _kind(value: Any) -> str:
+    return "name" if isinstance(value, str) else "number"
+
+
+def name_or(names: Any, number: Any) -> Any:
+    """``Literal[...] | number`` validated by the input's type (a string is a name)."""
+    return Annotated[
+        Annotated[names, Tag("name")] | Annotated[number, Tag("number")],
+        Discriminator(_kind),
+    ]
+
+
+def resolve_mode(monitor: str, mode: str) -> Literal["min", "max"]:
+    """``auto`` means max for an accuracy and min for a loss (Keras' rule)."""
+    if mode != "auto":
+        return mode  # type: ignore[return-value]
+    return "max" if monitor.endswith("accuracy") else "min"

@@ -1,0 +1,104 @@
+"""The ``data`` section: which dataset, how it is split, scaled and cropped."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from ._base import PositiveInt, StrictModel, scalar_or
+
+#: Dataset names trainlab knows how to find and download; anything else must be a path.
+KNOWN_DATASETS = ("cifar10", "mnist", "fashion-mnist", "cats-vs-dogs")
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+
+
+class LimitConfig(StrictModel):
+    """Caps on the number of examples per split (for quick runs and tests)."""
+
+    train: PositiveInt | None = Field(None, description="Use at most this many training examples.")
+    val: PositiveInt | None = Field(None, description="Use at most this many validation examples.")
+    test: PositiveInt | None = Field(None, description="Use at most this many test examples.")
+
+
+class DataConfig(StrictModel):
+    """Dataset, split and preprocessing.
+
+    The validation split is carved out of the official training split (stratified by
+    class); the official test split is kept for the final evaluation.
+    """
+
+    dataset: str = Field(
+        description="cifar10, mnist, fashion-mnist, cats-vs-dogs, or a path to an image folder "
+        "(train/<class>/*.jpg) or an archive (.tar.gz); a relative path needs a '/', e.g. ./pets."
+    )
+    data_dir: str | None = Field(
+        None,
+        description="Folder holding the datasets; default $TRAINLAB_DATA, else ~/.cache/trainlab.",
+    )
+    val_fraction: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Fraction of the training split held out for validation (0 = none).",
+    )
+    val_size: PositiveInt | None = Field(
+        None,
+        description="Number of validation examples; overrides val_fraction (e.g. 5000 for 45k/5k).",
+    )
+    stratify: bool = Field(
+        True, description="Keep the class proportions equal in the train and validation splits."
+    )
+    limit: scalar_or(PositiveInt, LimitConfig) | None = Field(  # type: ignore[valid-type]
+        None,
+        description="Cap examples: an int caps the training split only; {train, val, test} caps each.",
+    )
+    normalize: Literal["none", "scale", "channel", "pixel"] = Field(
+        "channel",
+        description="none: raw 0..255; scale: pixels mapped to [0, scale]; channel: per-channel mean/std "
+        "of the training split; pixel: per-pixel mean/std of the training split.",
+    )
+    scale: float = Field(
+        1.0, gt=0.0, description="Upper end of the pixel range for normalize: scale (e.g. 100)."
+    )
+    resize: scalar_or(PositiveInt, tuple[PositiveInt, PositiveInt]) | None = Field(  # type: ignore[valid-type]
+        None,
+        description="Resize images to size x size, or to [height, width]; null keeps the native size.",
+    )
+    skip_corrupt: bool = Field(
+        False,
+        description="Skip unreadable images in an image folder (counted and reported) instead of failing.",
+    )
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_or_path(cls, value: str) -> str:
+        if value.lower() in KNOWN_DATASETS:
+            return value.lower()
+        if (
+            "/" in value
+            or "\\" in value
+            or value.startswith("~")
+            or value.lower().endswith(_ARCHIVE_SUFFIXES)
+        ):
+            return value
+        close = difflib.get_close_matches(value.lower(), KNOWN_DATASETS, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ValueError(
+            f"unknown dataset; {hint}(known: {', '.join(KNOWN_DATASETS)}; "
+            "or a path with a '/' to an image folder or archive, e.g. ./my-images)"
+        )
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether a validation split is held out."""
+        return bool(self.val_size) or self.val_fraction > 0
+
+    def limits(self) -> LimitConfig:
+        """The caps per split, an int ``limit`` read as a cap on train only."""
+        if self.limit is None:
+            return LimitConfig()
+        if isinstance(self.limit, int):
+            return LimitConfig(train=self.limit)
+        return self.limit

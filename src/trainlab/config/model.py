@@ -1,0 +1,241 @@
+"""The ``model`` section: architecture, activation, normalisation, dropout and init."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ._base import (
+    Activation,
+    PositiveInt,
+    Probability,
+    StrictModel,
+    field_error,
+    name_or,
+    scalar_or,
+)
+
+ModelType = Literal["linear", "mlp", "cnn", "resnet", "fast_cifar"]
+InitScheme = Literal[
+    "default",
+    "zero",
+    "constant",
+    "normal",
+    "uniform",
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+]
+Dropout = scalar_or(Probability, list[Probability])
+
+
+class InitConfig(StrictModel):
+    """How weights (and biases) are initialised."""
+
+    scheme: InitScheme = Field(
+        "default",
+        description="default: the engine's own; zero; constant (value); normal N(0, sigma^2); uniform "
+        "U(-scale, scale); glorot_*/he_* scaled by fan-in/fan-out (Keras' glorot_uniform, he_normal...).",
+    )
+    sigma: float | None = Field(
+        None, gt=0.0, description="Standard deviation for scheme normal (default 0.01)."
+    )
+    scale: float | None = Field(
+        None, gt=0.0, description="Half-width for scheme uniform (default 0.05)."
+    )
+    value: float | None = Field(
+        None, description="Every weight's value for scheme constant (required there)."
+    )
+    bias: float = Field(0.0, description="Initial value of every bias.")
+
+    @model_validator(mode="after")
+    def _fill_per_scheme(self) -> InitConfig:
+        owners = {"sigma": "normal", "scale": "uniform", "value": "constant"}
+        for name, scheme in owners.items():
+            if getattr(self, name) is not None and self.scheme != scheme:
+                raise field_error(
+                    name,
+                    f"only used by scheme '{scheme}', not '{self.scheme}'",
+                    getattr(self, name),
+                )
+        if self.scheme == "normal" and self.sigma is None:
+            self.sigma = 0.01
+        if self.scheme == "uniform" and self.scale is None:
+            self.scale = 0.05
+        if self.scheme == "constant" and self.value is None:
+            raise field_error("value", "scheme 'constant' needs a value")
+        return self
+
+
+class ConvBlockConfig(StrictModel):
+    """One block of a CNN: one or more convolutions, then optional pooling and dropout."""
+
+    filters: scalar_or(PositiveInt, list[PositiveInt]) = Field(  # type: ignore[valid-type]
+        description="Output channels of the block's conv; a list gives several convs in a row (VGG-style)."
+    )
+    kernel: PositiveInt = Field(3, description="Square kernel size of every conv in the block.")
+    stride: PositiveInt = Field(1, description="Stride of every conv in the block.")
+    padding: name_or(Literal["same", "valid"], int) = Field(  # type: ignore[valid-type]
+        "same", description="same (keep size), valid (no padding), or a number of pixels."
+    )
+    pool: Literal["max", "avg"] | None = Field(
+        "max", description="Pooling after the convs; null for none."
+    )
+    pool_size: PositiveInt = Field(2, description="Pooling window and stride.")
+    dropout: Probability | None = Field(
+        None, description="Dropout after the block; overrides model.dropout for this block."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ConvBlockConfig:
+        if isinstance(self.filters, list) and not self.filters:
+            raise field_error("filters", "needs at least one conv", self.filters)
+        if isinstance(self.padding, int) and self.padding < 0:
+            raise field_error("padding", "must be >= 0", self.padding)
+        return self
+
+    def filter_list(self) -> list[int]:
+        """Output channels of each conv of the block."""
+        return list(self.filters) if isinstance(self.filters, list) else [self.filters]
+
+
+class ModelConfig(StrictModel):
+    """Architecture. The output layer (one unit per class) is always added: don't list it."""
+
+    type: ModelType = Field(
+        description="linear (softmax/linear classifier), mlp (hidden dense layers), cnn (conv blocks + fc), "
+        "resnet (depth, width), fast_cifar (a small fast CIFAR-10 ResNet)."
+    )
+    hidden: list[PositiveInt] = Field(
+        default_factory=list, description="mlp: widths of the hidden layers."
+    )
+    activation: Activation = Field("relu", description="Activation of hidden layers and convs.")
+    leaky_slope: float = Field(0.01, ge=0.0, description="Negative slope of leaky_relu.")
+    batch_norm: bool = Field(
+        False, description="Batch norm on every hidden dense layer and every conv."
+    )
+    bn_position: Literal["before", "after"] = Field(
+        "before", description="Batch norm before or after the activation."
+    )
+    dropout: Dropout = Field(  # type: ignore[valid-type]
+        0.0,
+        description="Dropout rate after each hidden layer (mlp) or conv block (cnn), or a list with one "
+        "rate per layer/block; resnet/fast_cifar: before the classifier.",
+    )
+    init: InitConfig = Field(default_factory=InitConfig, description="Weight initialisation.")
+    conv: list[ConvBlockConfig] = Field(
+        default_factory=list, description="cnn: the conv blocks, in order."
+    )
+    fc: list[PositiveInt] = Field(
+        default_factory=list,
+        description="cnn: widths of the dense layers between the convs and the output.",
+    )
+    fc_activation: Activation | None = Field(
+        None, description="cnn: activation of the fc layers; null = same as activation."
+    )
+    fc_dropout: Dropout = Field(  # type: ignore[valid-type]
+        0.0, description="cnn: dropout after each fc layer, or one rate per fc layer."
+    )
+    depth: PositiveInt | None = Field(None, description="resnet: number of layers (default 18).")
+    width: PositiveInt | None = Field(
+        None, description="resnet/fast_cifar: channels of the first stage (default 64)."
+    )
+    dtype: Literal["float32", "float64"] = Field(
+        "float32", description="Parameter dtype (float64 for gradient checks)."
+    )
+
+    @model_validator(mode="after")
+    def _check_architecture(self) -> ModelConfig:
+        t = self.type
+        uses = {
+            "hidden": t == "mlp",
+            "conv": t == "cnn",
+            "fc": t == "cnn",
+            "fc_activation": t == "cnn",
+            "depth": t == "resnet",
+            "width": t in ("resnet", "fast_cifar"),
+        }
+        hints = {
+            "hidden": "use type: mlp",
+            "conv": "use type: cnn",
+            "fc": "use type: cnn",
+            "fc_activation": "use type: cnn",
+            "depth": "use type: resnet",
+            "width": "use type: resnet",
+        }
+        if t == "cnn":
+            hints["hidden"] = "a cnn's dense layers go in fc"
+        for name, used in uses.items():
+            value = getattr(self, name)
+            if not used and value not in (None, []):
+                raise field_error(name, f"not used by model type '{t}'; {hints[name]}", value)
+        if t == "mlp" and not self.hidden:
+            raise field_error(
+                "hidden", "type 'mlp' needs at least one hidden layer (or use type: linear)", []
+            )
+        if t == "cnn" and not self.conv:
+            raise field_error("conv", "type 'cnn' needs at least one conv block", [])
+        self._check_dropout_lengths()
+        if t == "resnet":
+            self.depth = self.depth or 18
+        if t in ("resnet", "fast_cifar"):
+            self.width = self.width or 64
+        return self
+
+    def _check_dropout_lengths(self) -> None:
+        layers = {
+            "mlp": ("hidden layers", len(self.hidden)),
+            "cnn": ("conv blocks", len(self.conv)),
+        }
+        if isinstance(self.dropout, list):
+            if self.type not in layers:
+                raise field_error(
+                    "dropout",
+                    f"model type '{self.type}' takes one dropout rate, not a list",
+                    self.dropout,
+                )
+            what, n = layers[self.type]
+            if len(self.dropout) != n:
+                raise field_error(
+                    "dropout", f"has {len(self.dropout)} rates for {n} {what}", self.dropout
+                )
+        elif self.type == "linear" and self.dropout:
+            raise field_error(
+                "dropout", "a linear model has no hidden layers to drop out", self.dropout
+            )
+        if isinstance(self.fc_dropout, list) and len(self.fc_dropout) != len(self.fc):
+            raise field_error(
+                "fc_dropout",
+                f"has {len(self.fc_dropout)} rates for {len(self.fc)} fc layers",
+                self.fc_dropout,
+            )
+        if self.type != "cnn" and self.fc_dropout:
+            raise field_error(
+                "fc_dropout",
+                f"not used by model type '{self.type}'; use type: cnn",
+                self.fc_dropout,
+            )
+
+    def layer_dropouts(self) -> list[float]:
+        """Dropout rate after each hidden layer (mlp) or conv block (cnn); [] for other types."""
+        if self.type == "mlp":
+            n = len(self.hidden)
+        elif self.type == "cnn":
+            n = len(self.conv)
+        else:
+            return []
+        rates = list(self.dropout) if isinstance(self.dropout, list) else [self.dropout] * n
+        if self.type == "cnn":
+            rates = [
+                r if block.dropout is None else block.dropout
+                for r, block in zip(rates, self.conv, strict=True)
+            ]
+        return rates
+
+    def fc_dropouts(self) -> list[float]:
+        """Dropout rate after each fc layer of a cnn."""
+        if isinstance(self.fc_dropout, list):
+            return list(self.fc_dropout)
+        return [self.fc_dropout] * len(self.fc)

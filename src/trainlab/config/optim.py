@@ -1,0 +1,241 @@
+"""The ``loss``, ``optimizer``, ``schedule`` and ``regularization`` sections.
+
+Fields that only some types use default to null and are filled with that type's default
+during validation (so a resolved config states every value it ran with); a field given
+for a type that does not use it is an error rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from ._base import PositiveInt, Probability, StrictModel, field_error
+
+OptimizerType = Literal[
+    "sgd",
+    "momentum",
+    "nesterov",
+    "rmsprop",
+    "adam",
+    "adamw",
+    "adagrad",
+    "adadelta",
+    "adamax",
+    "nadam",
+]
+ScheduleType = Literal[
+    "constant", "step", "exponential", "cyclical", "one_cycle", "cosine", "warmup_linear"
+]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+
+
+class LossConfig(StrictModel):
+    """The training loss (softmax cross-entropy, or squared error against one-hot targets)."""
+
+    type: Literal["cross_entropy", "squared"] = Field(
+        "cross_entropy", description="cross_entropy (softmax) or squared (MSE on one-hot targets)."
+    )
+    label_smoothing: Probability = Field(
+        0.0, description="Mass spread uniformly over the other classes."
+    )
+    reduction: Literal["mean", "sum"] = Field(
+        "mean", description="Average or sum the loss over a batch."
+    )
+
+
+_LR = {
+    "sgd": 0.01,
+    "momentum": 0.01,
+    "nesterov": 0.01,
+    "rmsprop": 1e-3,
+    "adam": 1e-3,
+    "adamw": 1e-3,
+    "adagrad": 1e-2,
+    "adadelta": 1.0,
+    "adamax": 2e-3,
+    "nadam": 2e-3,
+}
+# The value each type gets when the field is not given; a type missing from a field's table
+# does not use that field.
+_OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "momentum": {"momentum": 0.9, "nesterov": 0.9},
+    "betas": {t: (0.9, 0.999) for t in ("adam", "adamw", "adamax", "nadam")},
+    "eps": {
+        "rmsprop": 1e-8,
+        "adam": 1e-8,
+        "adamw": 1e-8,
+        "adamax": 1e-8,
+        "nadam": 1e-8,
+        "adagrad": 1e-10,
+        "adadelta": 1e-6,
+    },
+    "rho": {"adadelta": 0.9},
+    "alpha": {"rmsprop": 0.99},
+}
+
+
+class OptimizerConfig(StrictModel):
+    """The update rule. Defaults follow PyTorch."""
+
+    type: OptimizerType = Field(
+        "sgd",
+        description="sgd (plain), momentum, nesterov, rmsprop, adam, adamw, adagrad, adadelta, adamax, nadam.",
+    )
+    lr: PositiveFloat | None = Field(
+        None,
+        description="Learning rate (default per type: 0.01 for sgd/momentum/nesterov/adagrad, 1e-3 for "
+        "adam/adamw/rmsprop, 2e-3 for adamax/nadam, 1.0 for adadelta).",
+    )
+    momentum: Probability | None = Field(
+        None, description="momentum/nesterov: momentum coefficient (default 0.9)."
+    )
+    betas: tuple[Probability, Probability] | None = Field(
+        None, description="adam/adamw/adamax/nadam: [beta1, beta2] (default [0.9, 0.999])."
+    )
+    eps: PositiveFloat | None = Field(
+        None, description="Adaptive types: term added to the denominator."
+    )
+    rho: Probability | None = Field(
+        None, description="adadelta: decay of the squared-gradient average (default 0.9)."
+    )
+    alpha: Probability | None = Field(
+        None, description="rmsprop: decay of the squared-gradient average (default 0.99)."
+    )
+    weight_decay: float | None = Field(
+        None,
+        ge=0.0,
+        description="Weight decay: decoupled for adamw (default 0.01), an L2 term added to the "
+        "gradient for the others (default 0).",
+    )
+
+    @model_validator(mode="after")
+    def _fill_per_type(self) -> OptimizerConfig:
+        for name, table in _OPTIMIZER_DEFAULTS.items():
+            value = getattr(self, name)
+            if self.type not in table:
+                if value is not None:
+                    users = ", ".join(table)
+                    raise field_error(
+                        name, f"not used by optimizer type '{self.type}' (used by: {users})", value
+                    )
+            elif value is None:
+                setattr(self, name, table[self.type])
+        if self.lr is None:
+            self.lr = _LR[self.type]
+        if self.weight_decay is None:
+            self.weight_decay = 0.01 if self.type == "adamw" else 0.0
+        return self
+
+
+# For each schedule type: the fields it uses, with the default filled in (None = required,
+# _OPTIONAL = may stay null; one_cycle's min_lr is derived from max_lr).
+_OPTIONAL = "optional"
+_SCHEDULE_FIELDS: dict[str, dict[str, Any]] = {
+    "constant": {"warmup_steps": 0},
+    "step": {"step_size": None, "gamma": 0.1},
+    "exponential": {"gamma": None},
+    "cyclical": {"min_lr": None, "max_lr": None, "step_size": None, "cycles": _OPTIONAL},
+    "one_cycle": {"max_lr": None, "pct_start": 0.3, "min_lr": _OPTIONAL},
+    "cosine": {"min_lr": 0.0, "warmup_steps": 0},
+    "warmup_linear": {"warmup_steps": None, "min_lr": 0.0},
+}
+_STEP_SCHEDULES = ("cyclical", "one_cycle", "warmup_linear")
+
+
+class ScheduleConfig(StrictModel):
+    """How the learning rate changes over training.
+
+    constant: optimizer.lr (after optional linear warmup). step: lr * gamma every step_size.
+    exponential: lr * gamma each `per` (gamma 0.95 = 5 % less each epoch). cyclical: triangular
+    between min_lr and max_lr, step_size per half cycle (Smith 2017). one_cycle: up from
+    max_lr/25 to max_lr over pct_start of training, then down to min_lr. cosine: lr down to
+    min_lr over training. warmup_linear: linear up to lr over warmup_steps, then down to min_lr.
+    """
+
+    type: ScheduleType = Field(
+        "constant",
+        description="constant, step, exponential, cyclical, one_cycle, cosine, warmup_linear.",
+    )
+    per: Literal["step", "epoch"] | None = Field(
+        None,
+        description="Unit of step_size and of exponential decay: optimizer steps or epochs "
+        "(default step for cyclical/one_cycle/warmup_linear, else epoch).",
+    )
+    step_size: PositiveInt | None = Field(
+        None, description="step: decay period; cyclical: half-cycle length."
+    )
+    gamma: float | None = Field(
+        None, gt=0.0, le=1.0, description="step/exponential: decay factor (step default 0.1)."
+    )
+    min_lr: float | None = Field(
+        None, ge=0.0, description="cyclical: lower bound; cosine/warmup_linear/one_cycle: final lr."
+    )
+    max_lr: PositiveFloat | None = Field(
+        None, description="cyclical: upper bound; one_cycle: peak lr."
+    )
+    cycles: PositiveInt | None = Field(
+        None,
+        description="cyclical: train for exactly this many cycles (sets train.steps or train.epochs).",
+    )
+    warmup_steps: int | None = Field(
+        None, ge=0, description="constant/cosine/warmup_linear: linear warmup steps."
+    )
+    pct_start: float | None = Field(
+        None, gt=0.0, lt=1.0, description="one_cycle: fraction of training spent rising."
+    )
+
+    @model_validator(mode="after")
+    def _fill_per_type(self) -> ScheduleConfig:
+        fields = _SCHEDULE_FIELDS[self.type]
+        for name in (
+            "step_size",
+            "gamma",
+            "min_lr",
+            "max_lr",
+            "cycles",
+            "warmup_steps",
+            "pct_start",
+        ):
+            value = getattr(self, name)
+            if name not in fields:
+                if value is not None:
+                    users = ", ".join(t for t, f in _SCHEDULE_FIELDS.items() if name in f)
+                    raise field_error(
+                        name, f"not used by schedule type '{self.type}' (used by: {users})", value
+                    )
+                continue
+            default = fields[name]
+            if value is None and default is None:
+                raise field_error(name, f"schedule type '{self.type}' needs {name}")
+            if value is None and isinstance(default, float | int):
+                setattr(self, name, default)
+        if self.type == "one_cycle" and self.min_lr is None:
+            self.min_lr = self.max_lr / 25 / 1e4  # PyTorch OneCycleLR's final lr
+        if self.type == "cyclical" and self.min_lr >= self.max_lr:
+            raise field_error("min_lr", f"must be below max_lr ({self.max_lr})", self.min_lr)
+        if self.type == "one_cycle" and self.min_lr >= self.max_lr:
+            raise field_error("min_lr", f"must be below max_lr ({self.max_lr})", self.min_lr)
+        if self.per is None:
+            self.per = "step" if self.type in _STEP_SCHEDULES else "epoch"
+        return self
+
+    def cycle_length(self) -> int | None:
+        """Length of ``cycles`` full cycles in units of ``per`` (cyclical only), else None."""
+        if self.type == "cyclical" and self.cycles:
+            return 2 * self.step_size * self.cycles
+        return None
+
+
+class RegularizationConfig(StrictModel):
+    """Penalties added to the loss: l1 * sum|W| + l2 * sum W^2 (Keras' kernel_regularizer)."""
+
+    l1: float = Field(0.0, ge=0.0, description="L1 penalty strength (lambda).")
+    l2: float = Field(
+        0.0, ge=0.0, description="L2 penalty strength (lambda): l2 * sum of squared weights."
+    )
+    apply_to: Literal["weights", "all"] = Field(
+        "weights",
+        description="weights: kernels only (no biases, no batch-norm parameters); all: every parameter.",
+    )

@@ -1,0 +1,185 @@
+"""The whole run file: :class:`RunConfig` and the checks that span sections."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from trainlab.errors import ConfigError
+
+from ._base import StrictModel, field_error
+from ._messages import validation_error_to_config_error
+from .augment import AugmentConfig
+from .data import DataConfig
+from .model import ModelConfig
+from .optim import LossConfig, OptimizerConfig, RegularizationConfig, ScheduleConfig
+from .train import TrainConfig
+
+_SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+NUMPY_MODELS = ("linear", "mlp")
+NUMPY_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad")
+DEFAULT_EPOCHS = 10
+
+
+class OutputConfig(StrictModel):
+    """Where and what a run writes."""
+
+    dir: str = Field("runs", description="Folder that holds the run directories.")
+    run_id: str | None = Field(
+        None,
+        pattern=_SAFE_NAME,
+        description="Name of the run directory; null = generated (time + hash).",
+    )
+    save_checkpoint: bool = Field(True, description="Write checkpoints (needed to resume).")
+    save_predictions: bool = Field(
+        True, description="Write test-set probabilities and labels (predictions.npz)."
+    )
+
+
+class RunConfig(StrictModel):
+    """One training run: everything needed to reproduce it, in one file."""
+
+    name: str = Field(
+        "run", pattern=_SAFE_NAME, description="Name of the run (letters, digits, . _ -)."
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        lt=2**32,
+        description="Seed of every random choice (init, split, shuffle, dropout).",
+    )
+    engine: Literal["numpy", "torch"] = Field(
+        "torch",
+        description="numpy: from-scratch engine (linear/mlp); torch: PyTorch for every model.",
+    )
+    data: DataConfig = Field(description="Dataset, split and preprocessing.")
+    model: ModelConfig = Field(description="Architecture.")
+    loss: LossConfig = Field(default_factory=LossConfig, description="Training loss.")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="Update rule.")
+    schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig, description="Learning-rate schedule."
+    )
+    regularization: RegularizationConfig = Field(
+        default_factory=RegularizationConfig, description="L1/L2 penalties added to the loss."
+    )
+    train: TrainConfig = Field(
+        default_factory=TrainConfig, description="Run length, batching, callbacks."
+    )
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig, description="Augmentation (torch only)."
+    )
+    output: OutputConfig = Field(
+        default_factory=OutputConfig, description="Where and what the run writes."
+    )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> RunConfig:
+        """Validate a plain dict (a parsed file with ``base`` resolved).
+
+        Raises:
+            ConfigError: one line per problem, each naming ``source``, the field path, the
+                value and what is allowed.
+        """
+        return _validate(data, source)
+
+    @model_validator(mode="after")
+    def _check_across_sections(self) -> RunConfig:
+        self._fill_length()
+        self._check_monitors()
+        if self.train.reduce_on_plateau is not None and self.schedule.type != "constant":
+            raise field_error(
+                "train.reduce_on_plateau",
+                f"cannot be combined with schedule type '{self.schedule.type}'; use schedule.type: constant",
+            )
+        if self.engine == "numpy":
+            self._check_numpy()
+        return self
+
+    def _fill_length(self) -> None:
+        length = self.schedule.cycle_length()
+        train = self.train
+        if length is None:
+            if train.epochs is None and train.steps is None:
+                train.epochs = DEFAULT_EPOCHS
+            return
+        unit = "steps" if self.schedule.per == "step" else "epochs"
+        other = "epochs" if unit == "steps" else "steps"
+        if getattr(train, other) is not None:
+            raise field_error(
+                f"train.{other}",
+                f"schedule.cycles sets the run length ({length} {unit}); remove train.{other}",
+                getattr(train, other),
+            )
+        given = getattr(train, unit)
+        if given is not None and given != length:
+            raise field_error(
+                f"train.{unit}",
+                f"schedule.cycles = {self.schedule.cycles} with step_size {self.schedule.step_size} "
+                f"means {length} {unit}; remove train.{unit} or make it {length}",
+                given,
+            )
+        setattr(train, unit, length)
+
+    def _check_monitors(self) -> None:
+        for name in ("early_stopping", "reduce_on_plateau"):
+            callback = getattr(self.train, name)
+            if callback is None:
+                continue
+            split = callback.monitor.split("_")[0]
+            if split == "test" and not self.train.eval_on_test:
+                raise field_error(
+                    f"train.{name}.monitor", "needs train.eval_on_test: true", callback.monitor
+                )
+            if split == "val" and not self.data.has_validation:
+                raise field_error(
+                    f"train.{name}.monitor",
+                    "there is no validation split (data.val_fraction is 0); set data.val_fraction or data.val_size",
+                    callback.monitor,
+                )
+
+    def _check_numpy(self) -> None:
+        model = self.model
+        if model.type == "cnn":
+            raise field_error(
+                "model.type", "engine 'numpy' has no conv layers: use engine: torch", model.type
+            )
+        if model.type not in NUMPY_MODELS:
+            raise field_error(
+                "model.type",
+                f"engine 'numpy' builds only {' and '.join(NUMPY_MODELS)} models: use engine: torch",
+                model.type,
+            )
+        if model.activation == "gelu":
+            raise field_error(
+                "model.activation", "engine 'numpy' has no gelu: use engine: torch", "gelu"
+            )
+        if self.optimizer.type not in NUMPY_OPTIMIZERS:
+            raise field_error(
+                "optimizer.type",
+                f"engine 'numpy' has only {', '.join(NUMPY_OPTIMIZERS)}: use engine: torch",
+                self.optimizer.type,
+            )
+        active = self.augment.active()
+        if active:
+            raise field_error(
+                f"augment.{active[0]}",
+                "engine 'numpy' does not augment: remove the augment section or use engine: torch",
+                getattr(self.augment, active[0]),
+            )
+
+
+def _validate(data: Any, source: str, origins: dict[str, str] | None = None) -> RunConfig:
+    """Validate ``data`` as a RunConfig; a failure becomes a ConfigError naming ``source``."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: a run config must be a mapping of sections (got {type(data).__name__})"
+        )
+    if "base" in data:
+        raise ConfigError(
+            f"{source}: base: is resolved when a file is loaded (load_config); a dict here must not have it"
+        )
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise validation_error_to_config_error(error, source, RunConfig, origins) from None
