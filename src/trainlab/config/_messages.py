@@ -12,7 +12,7 @@ import re
 import types
 import typing
 from collections.abc import Iterator, Sequence
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -22,6 +22,7 @@ from trainlab.errors import ConfigError
 from ._base import FIELD_ERROR
 
 MAX_PROBLEMS = 10
+_NO_VALUE = object()
 Loc = Sequence[str | int]
 
 
@@ -70,13 +71,14 @@ def unknown_key_message(key: str, owner: type[BaseModel], root: type[BaseModel])
 
 def _describe(err: Any, root: type[BaseModel]) -> tuple[list[str | int], str]:
     """The clean path of one pydantic error and a message for it."""
-    parts, owner = _walk(root, err["loc"])
+    parts, owner, alternative = _walk(root, err["loc"])
     kind = err["type"]
-    value = err.get("input")
+    value = err.get("input", _NO_VALUE)
     if kind == FIELD_ERROR:
         ctx = err["ctx"]
         parts += _split_dotted(ctx["field"])
         value = ctx.get("value")
+        value = _NO_VALUE if value is None else value
         message = ctx["message"]
     elif kind == "extra_forbidden" and owner is not None:
         message = unknown_key_message(str(parts[-1]), owner, root)
@@ -85,7 +87,7 @@ def _describe(err: Any, root: type[BaseModel]) -> tuple[list[str | int], str]:
         info = _field_info(owner, parts[-1]) if parts else None
         if info is not None and info.description:
             message += f" ({info.description})"
-        value = None
+        value = _NO_VALUE
     elif kind == "literal_error":
         expected = err["ctx"]["expected"]
         choices = re.findall(r"'([^']*)'", expected)
@@ -94,9 +96,23 @@ def _describe(err: Any, root: type[BaseModel]) -> tuple[list[str | int], str]:
         message = f"{hint}must be one of {expected}"
     else:
         message = _reword(err["msg"])
-    if value is not None and kind not in ("extra_forbidden",):
+    if alternative:
+        message += f", or {alternative}"
+    if value is not _NO_VALUE and kind != "extra_forbidden":
         message += f" (got {_short(value)})"
     return parts, message
+
+
+def _kind_of(tp: Any) -> str:
+    """How a message names what else a union accepts."""
+    tp = _unwrap(tp)
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) in (list, tuple):
+        return "a list"
+    if _is_model(tp):
+        return "a mapping"
+    return "a number" if tp in (int, float) else "another type"
 
 
 def _reword(msg: str) -> str:
@@ -106,8 +122,16 @@ def _reword(msg: str) -> str:
     return msg.replace("Input should be", "must be")
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = "null" if value is None else repr(_plain(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -156,19 +180,32 @@ def _union_member(tp: Any, tag: Any) -> Any:
     return None
 
 
-def _walk(root: type[BaseModel], loc: Loc) -> tuple[list[str | int], type[BaseModel] | None]:
-    """Clean path of a pydantic location (union tags dropped) and the model owning its last key."""
+def _walk(root: type[BaseModel], loc: Loc) -> tuple[list[str | int], type[BaseModel] | None, str]:
+    """Walk a pydantic location through the model tree.
+
+    Returns the clean path (union tags dropped), the model owning its last key, and what
+    else the innermost union there accepts ("" when no union was crossed).
+    """
     parts: list[str | int] = []
     tp: Any = root
     owner: type[BaseModel] | None = None
+    alternative = ""
     for item in loc:
         tp = _unwrap(tp)
+        if get_origin(tp) not in (Union, types.UnionType):
+            alternative = ""  # the error lies inside the chosen member, not at the union
         if _is_model(tp):
             owner = tp
             parts.append(item)
             info = tp.model_fields.get(item) if isinstance(item, str) else None
             tp = info.annotation if info is not None else None
         elif get_origin(tp) in (Union, types.UnionType):
+            others = [
+                m
+                for m in get_args(tp)
+                if m is not type(None) and _unwrap(m) is not _union_member(tp, item)
+            ]
+            alternative = " or ".join(_kind_of(m) for m in others)
             tp = _union_member(tp, item)  # a tag, not part of the user's path
         elif get_origin(tp) in (list, tuple) and isinstance(item, int):
             parts.append(item)
@@ -177,7 +214,7 @@ def _walk(root: type[BaseModel], loc: Loc) -> tuple[list[str | int], type[BaseMo
         else:
             parts.append(item)
             tp = None
-    return parts, owner
+    return parts, owner, alternative
 
 
 def _field_info(owner: type[BaseModel] | None, name: Any) -> FieldInfo | None:

@@ -55,7 +55,11 @@ def _yaml_load(text: str, source: str) -> Any:
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         line = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = error.problem or error.context or "invalid YAML"
-        raise ConfigError(f"{source}{where}: YAML syntax error{line}: {problem}") from None
+        context = ""
+        if error.context and error.context_mark is not None and error.problem:
+            cm = error.context_mark
+            context = f"; {error.context} started at line {cm.line + 1}, column {cm.column + 1}"
+        raise ConfigError(f"{source}{where}: YAML syntax error{line}: {problem}{context}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{source}: YAML syntax error: {error}") from None
 
