@@ -8,7 +8,6 @@ process sees either no folder or a complete one.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tarfile
@@ -105,12 +104,6 @@ def single_root(folder: Path, marker: str = "train") -> Path:
     if len(subdirs) == 1 and (subdirs[0] / marker).is_dir():
         return subdirs[0]
     return folder
-
-
-def remove_quietly(path: Path) -> None:
-    """Remove a file, ignoring a missing one."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
 
 
 __all__ = ["check_member", "extract_atomically", "extract_into", "is_complete", "single_root"]

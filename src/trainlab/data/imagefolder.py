@@ -101,7 +101,7 @@ def scan_folder(root: Path) -> FolderLayout:
     return FolderLayout(root, class_names, train, test, labelled, test_dir.is_dir() and bool(test))
 
 
-def _target_size(resize: int | tuple[int, int] | None) -> tuple[int, int] | None:
+def target_size(resize: int | tuple[int, int] | None) -> tuple[int, int] | None:
     """(H, W) from an int (square) or an (H, W) pair."""
     if resize is None:
         return None
@@ -172,7 +172,7 @@ def read_image_folder(
 ) -> dict[str, Any]:
     """Decode an image folder into uint8 arrays (see the module docstring for the layout)."""
     layout = layout or scan_folder(root)
-    size = _target_size(resize)
+    size = target_size(resize)
     x_train, y_train, _, skipped = decode_files(layout.train, size, skip_corrupt=skip_corrupt)
     if len(x_train) == 0:
         raise DataError(f"{root / 'train'}: no readable training images")
@@ -201,4 +201,11 @@ def read_image_folder(
     return out
 
 
-__all__ = ["FolderLayout", "decode_image", "natural_key", "read_image_folder", "scan_folder"]
+__all__ = [
+    "FolderLayout",
+    "decode_image",
+    "natural_key",
+    "read_image_folder",
+    "scan_folder",
+    "target_size",
+]

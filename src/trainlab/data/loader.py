@@ -15,7 +15,7 @@ from . import cache
 from .archive import extract_atomically, single_root
 from .cifar import read_cifar_folder, read_cifar_tar
 from .idx import idx_source_files, read_idx_folder
-from .imagefolder import _target_size, read_image_folder
+from .imagefolder import read_image_folder, target_size
 from .locations import cache_root, resolve_data_dir
 from .registry import SPECS, DatasetSpec, lookup
 
@@ -141,6 +141,10 @@ def _locate_path(text: str, data_dir: Path) -> Source:
     if any(path.glob("train-images*idx3-ubyte*")):
         spec = next((s for s in SPECS.values() if s.kind == "idx" and s.folder == path.name), None)
         return Source(name, "idx", path, idx_source_files(path), spec or lookup("mnist"))
+    archives = [p for p in path.iterdir() if p.name.lower().endswith(_ARCHIVE_SUFFIXES)]
+    if not (path / "train").is_dir() and len(archives) == 1:
+        # a folder holding just the archive, like cats-vs-dogs/cats-vs-dogs.tar.gz
+        return Source(name, "imagefolder-tar", archives[0], [archives[0]])
     return Source(name, "imagefolder", path, cache.walk_files(path))
 
 
@@ -227,7 +231,7 @@ def load_dataset(
             raising CorruptDataError. Default False.
     """
     src = locate(name_or_path, data_dir)
-    size = _target_size(resize)
+    size = target_size(resize)
     options = {"resize": list(size) if size else None, "skip_corrupt": bool(skip_corrupt)}
     identity = cache.source_identity(src.files)
     # The fingerprint ignores where the data folder is (relative names), the cache key does not.
