@@ -15,7 +15,9 @@ from trainlab.config import (
     config_to_yaml,
     deep_merge,
     load_config,
+    load_config_dict,
     parse_overrides,
+    with_overrides,
 )
 from trainlab.errors import ConfigError
 
@@ -563,3 +565,40 @@ def test_examples_load(name: str) -> None:
 def test_example_with_base_inherits() -> None:
     cfg = load_config(EXAMPLES / "cifar10-baseline.yaml")
     assert cfg.optimizer.type == "adam" and cfg.train.batch_size == 256 and cfg.model.type == "cnn"
+
+
+def test_load_config_dict_resolves_base_without_validating() -> None:
+    tree = load_config_dict(EXAMPLES / "cifar10-baseline.yaml")
+    assert "base" not in tree and tree["optimizer"]["type"] == "adam"
+    assert tree["model"]["conv"] == [{"filters": 32}, {"filters": 32}]
+
+
+def test_with_overrides_rederives_filled_fields() -> None:
+    adam = build(optimizer={"type": "adam"}, train={"early_stopping": {"monitor": "val_loss"}})
+    assert adam.optimizer.betas is not None and adam.train.epochs == 10
+    cfg = with_overrides(
+        adam,
+        ["optimizer.type=momentum", "train.steps=500", "train.early_stopping.monitor=val_accuracy"],
+    )
+    assert cfg.optimizer.betas is None and cfg.optimizer.momentum == 0.9
+    assert cfg.train.steps == 500 and cfg.train.epochs is None
+    assert cfg.train.early_stopping is not None and cfg.train.early_stopping.mode == "max"
+    assert cfg.optimizer.lr == adam.optimizer.lr  # used by every type: kept
+    study = with_overrides(adam, {"optimizer.lr": 3e-4, "model.hidden": [50, 50]})
+    assert study.optimizer.lr == 3e-4 and study.model.hidden == [50, 50]
+    assert with_overrides(adam, []) is adam
+
+
+def test_with_overrides_errors_name_the_override() -> None:
+    with pytest.raises(ConfigError) as info:
+        with_overrides(build(), ["train.epoch=3"], source="runs/x/config.yaml")
+    assert str(info.value).startswith(
+        "runs/x/config.yaml (--set train.epoch=3): train.epoch: unknown field"
+    )
+    with pytest.raises(ConfigError, match="malformed key"):
+        with_overrides(build(), {"train..epochs": 3})
+
+
+def test_with_overrides_recomputes_cycle_length() -> None:
+    cyc = RunConfig.from_dict(SEED_ROWS["D cyclical, lambda 0.0035"])
+    assert with_overrides(cyc, ["schedule.cycles=2"]).train.steps == 2 * 900 * 2

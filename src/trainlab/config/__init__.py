@@ -9,16 +9,10 @@ from __future__ import annotations
 
 from .augment import AugmentConfig, ColorJitterConfig
 from .data import KNOWN_DATASETS, DataConfig, LimitConfig
-from .loading import (
-    config_diff,
-    config_schema,
-    config_to_yaml,
-    deep_merge,
-    load_config,
-    parse_overrides,
-)
+from .loading import config_diff, config_schema, config_to_yaml, load_config, load_config_dict
 from .model import ConvBlockConfig, InitConfig, ModelConfig
 from .optim import LossConfig, OptimizerConfig, RegularizationConfig, ScheduleConfig
+from .overrides import deep_merge, parse_overrides, with_overrides
 from .run import NUMPY_MODELS, NUMPY_OPTIMIZERS, OutputConfig, RunConfig
 from .train import EarlyStoppingConfig, ReduceOnPlateauConfig, TrainConfig
 
@@ -47,5 +41,7 @@ __all__ = [
     "config_to_yaml",
     "deep_merge",
     "load_config",
+    "load_config_dict",
     "parse_overrides",
+    "with_overrides",
 ]

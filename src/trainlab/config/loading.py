@@ -2,66 +2,15 @@
 
 from __future__ import annotations
 
-import copy
-import re
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from trainlab.errors import ConfigError
 
 from ._messages import format_path
+from ._yaml import yaml_dump, yaml_load
+from .overrides import _parse_override, _record_origins, apply_overrides, deep_merge
 from .run import RunConfig, _validate
-
-# YAML 1.1 (PyYAML) reads 1e-3 as a string; YAML 1.2 and every user read it as a float.
-_FLOAT = re.compile(
-    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""",
-    re.VERBOSE,
-)
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])*(\.[A-Za-z_][A-Za-z0-9_]*(\[\d+\])*)*$")
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads 1e-3 as a float and refuses duplicate keys."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"duplicate key {key!r} (first on line {seen[key] + 1})",
-                    key_node.start_mark,
-                )
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
-
-
-def _yaml_load(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        line = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = error.problem or error.context or "invalid YAML"
-        context = ""
-        if error.context and error.context_mark is not None and error.problem:
-            cm = error.context_mark
-            context = f"; {error.context} started at line {cm.line + 1}, column {cm.column + 1}"
-        raise ConfigError(f"{source}{where}: YAML syntax error{line}: {problem}{context}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{source}: YAML syntax error: {error}") from None
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
@@ -71,7 +20,7 @@ def _read_mapping(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read config file: {error}") from None
-    data = _yaml_load(text, str(path))
+    data = yaml_load(text, str(path))
     if data is None:
         raise ConfigError(
             f"{path}: config file is empty; it needs at least data: and model: sections"
@@ -81,41 +30,6 @@ def _read_mapping(path: Path) -> dict[str, Any]:
             f"{path}: a config file must be a mapping of sections (key: value), not a {type(data).__name__}"
         )
     return data
-
-
-def deep_merge(base: Any, override: Any) -> Any:
-    """``override`` on top of ``base``: mappings merge key by key, anything else replaces.
-
-    A mapping with int keys applied to a list updates those list items (``--set a[1].b=2``).
-    """
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = deep_merge(base[key], value) if key in base else copy.deepcopy(value)
-        return merged
-    if (
-        isinstance(base, list)
-        and isinstance(override, dict)
-        and all(isinstance(k, int) for k in override)
-    ):
-        merged_list = list(base)
-        for index, value in override.items():
-            if not 0 <= index < len(base):
-                raise IndexError(index)
-            merged_list[index] = deep_merge(base[index], value)
-        return merged_list
-    return copy.deepcopy(override)
-
-
-def _record_origins(
-    data: Any, where: str, origins: dict[str, str], prefix: tuple[Any, ...] = ()
-) -> None:
-    """Note ``where`` as the origin of every key path in ``data``."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            path = (*prefix, key)
-            origins[format_path(path)] = where
-            _record_origins(value, where, origins, path)
 
 
 def _resolve(path: Path, chain: list[Path], origins: dict[str, str]) -> dict[str, Any]:
@@ -145,52 +59,15 @@ def _resolve(path: Path, chain: list[Path], origins: dict[str, str]) -> dict[str
     return deep_merge(merged, data)
 
 
-def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """Parse ``key.path=value`` strings into one nested dict.
+def load_config_dict(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML file with its ``base`` chain merged in, not validated.
 
-    Values are YAML (``3`` -> int, ``1e-3`` -> float, ``[100,100]`` -> list, ``null`` ->
-    None, ``true`` -> bool). ``model.conv[1].filters=64`` sets one item of a list (an int key).
-    Later overrides win.
+    For files that hold more than a run (a study's base run plus its search space).
 
     Raises:
-        ConfigError: an override without ``=``, with a malformed key, an empty or invalid value.
+        ConfigError: unreadable file, YAML syntax error, missing base, base cycle.
     """
-    result: dict[str, Any] = {}
-    for text in overrides:
-        _set_path(result, *_parse_override(text))
-    return result
-
-
-def _parse_override(text: str) -> tuple[list[str | int], Any]:
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"--set {text!r}: expected key.path=value, e.g. train.epochs=3")
-    if not _KEY.match(key):
-        raise ConfigError(
-            f"--set {text!r}: malformed key {key!r}; use dotted field names with optional [index], "
-            "e.g. model.conv[1].filters=64"
-        )
-    if key == "base" or key.startswith("base."):
-        raise ConfigError(f"--set {text!r}: base cannot be overridden; edit the file's base: line")
-    if not raw.strip():
-        raise ConfigError(f"--set {text!r}: empty value; write null to unset a field")
-    value = _yaml_load(raw, f"--set {text!r}")
-    parts: list[str | int] = []
-    for piece in key.split("."):
-        name, *indexes = re.split(r"\[(\d+)\]", piece)
-        parts.append(name)
-        parts += [int(i) for i in indexes if i]
-    return parts, value
-
-
-def _set_path(tree: dict[Any, Any], parts: list[str | int], value: Any) -> None:
-    node = tree
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[parts[-1]] = value
+    return _resolve(Path(path), [], {})
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -199,40 +76,17 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     Raises:
         ConfigError: naming the file (or the override), the field path and the bad value.
     """
-    path = Path(path)
     origins: dict[str, str] = {}
-    data: dict[str, Any] = _resolve(path, [], origins)
-    for text in overrides or []:
-        parts, value = _parse_override(text)
-        patch: dict[Any, Any] = {}
-        _set_path(patch, parts, value)
-        try:
-            data = deep_merge(data, patch)
-        except IndexError as error:
-            raise ConfigError(
-                f"{path} (--set {text}): {format_path(parts)}: index {error} is out of range for the list"
-            ) from None
-        origins[format_path(parts)] = f"--set {text}"
-        _record_origins(value, f"--set {text}", origins, tuple(parts))
+    data = _resolve(Path(path), [], origins)
+    data = apply_overrides(
+        data, [_parse_override(text) for text in overrides or []], str(path), origins
+    )
     return _validate(data, str(path), origins)
-
-
-class _Dumper(yaml.SafeDumper):
-    """Block style for mappings, ``[1, 2]`` for lists of plain values."""
-
-    def represent_list(self, data: list[Any]) -> yaml.SequenceNode:
-        flat = all(not isinstance(v, dict | list) for v in data)
-        return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
-
-
-_Dumper.add_representer(list, _Dumper.represent_list)
 
 
 def config_to_yaml(cfg: RunConfig) -> str:
     """The fully resolved config as YAML (every default written out; loads back equal)."""
-    return yaml.dump(
-        cfg.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False, default_flow_style=False
-    )
+    return yaml_dump(cfg.model_dump(mode="json"))
 
 
 def config_diff(
