@@ -1,0 +1,395 @@
+"""The NumPy engine: trains linear classifiers and MLPs written from scratch.
+
+One loop, readable top to bottom: shuffle, gather a batch, forward, loss and penalties,
+backward, clip, update; every ``eval_every`` steps evaluate, call the callbacks, and
+checkpoint when asked. The checkpoint holds the weights, the optimizer state, the random
+generators and the epoch's permutation, so a resumed run reproduces an uninterrupted one
+bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from trainlab.engines.base import FitContext
+from trainlab.engines.numpy.layers import Dropout
+from trainlab.engines.numpy.losses import (
+    accuracy,
+    l1_penalty,
+    l2_penalty,
+    softmax,
+    softmax_cross_entropy,
+    squared_loss,
+)
+from trainlab.engines.numpy.model import Sequential, build_mlp
+from trainlab.engines.numpy.monitors import MonitorWarnings, layer_monitors
+from trainlab.engines.numpy.optim import Optimizer, make_optimizer
+from trainlab.errors import ConfigError, TrainingError
+from trainlab.io import atomic_save_npz
+from trainlab.progress import ProgressReporter
+from trainlab.schedules import lr_at
+
+if TYPE_CHECKING:
+    from trainlab.config import RunConfig
+    from trainlab.data import PreparedData
+
+SUPPORTED_MODELS = ("linear", "mlp")
+SUPPORTED_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad")
+EVAL_CHUNK = 4096
+
+
+def build_model(config: RunConfig, input_dim: int, num_classes: int, rng: np.random.Generator) -> Sequential:
+    """The config's linear classifier or MLP, initialised from ``rng``."""
+    m = config.model
+    init = m.init
+    return build_mlp(
+        input_dim,
+        num_classes,
+        list(m.hidden) if m.type == "mlp" else [],
+        activation=m.activation,
+        batch_norm=m.batch_norm,
+        bn_position=m.bn_position,
+        dropout=m.dropout if m.type == "mlp" else 0.0,
+        init_scheme=init.scheme,
+        sigma=init.sigma,
+        scale=init.scale,
+        value=init.value,
+        rng=rng,
+        dtype=np.dtype(m.dtype),
+        leaky_slope=m.leaky_slope,
+    )
+
+
+def build_optimizer(config: RunConfig) -> Optimizer:
+    """The config's update rule with the options it uses."""
+    o = config.optimizer
+    options: dict[str, float] = {"weight_decay": float(o.weight_decay or 0.0)}
+    if o.type in ("momentum", "nesterov"):
+        options["momentum"] = float(o.momentum)
+    if o.type == "rmsprop":
+        options.update(alpha=float(o.alpha), eps=float(o.eps))
+    if o.type == "adagrad":
+        options["eps"] = float(o.eps)
+    if o.type in ("adam", "adamw"):
+        beta1, beta2 = o.betas
+        options.update(beta1=float(beta1), beta2=float(beta2), eps=float(o.eps))
+    return make_optimizer(o.type, **options)
+
+
+def make_loss(config: RunConfig) -> Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]:
+    """``loss(logits, y) -> (value, dlogits)`` for the config's loss."""
+    loss = config.loss
+    if loss.type == "squared":
+        return lambda logits, y: squared_loss(logits, y, reduction=loss.reduction)
+    return lambda logits, y: softmax_cross_entropy(
+        logits, y, reduction=loss.reduction, label_smoothing=loss.label_smoothing
+    )
+
+
+def _flat(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return np.ascontiguousarray(x.reshape(x.shape[0], -1), dtype=dtype)  # (N, D)
+
+
+class NumpyEngine:
+    """Trains ``model.type`` linear or mlp configs with the from-scratch NumPy layers."""
+
+    name = "numpy"
+
+    def check_config(self, config: RunConfig) -> None:
+        """Refuse what the NumPy engine has no implementation of."""
+        if config.model.type not in SUPPORTED_MODELS:
+            raise ConfigError(
+                f"model.type: engine 'numpy' has no {config.model.type!r} model "
+                f"(it has {', '.join(SUPPORTED_MODELS)}); use engine: torch"
+            )
+        if config.optimizer.type not in SUPPORTED_OPTIMIZERS:
+            raise ConfigError(
+                f"optimizer.type: engine 'numpy' has no {config.optimizer.type!r} "
+                f"(it has {', '.join(SUPPORTED_OPTIMIZERS)}); use engine: torch"
+            )
+
+    def fit(self, config: RunConfig, data: PreparedData, context: FitContext) -> dict[str, Any]:
+        """Train (or resume) and return the summary figures; see :class:`Engine`."""
+        return _Training(config, data, context).run()
+
+
+class _Training:
+    """The state of one training run of the NumPy engine."""
+
+    def __init__(self, config: RunConfig, data: PreparedData, context: FitContext) -> None:
+        self.config, self.context, self.state = config, context, context.state
+        dtype = np.dtype(config.model.dtype)
+        self.x_train, self.y_train = _flat(data.x_train, dtype), np.asarray(data.y_train)
+        self.x_val, self.y_val = _flat(data.x_val, dtype), np.asarray(data.y_val)
+        self.x_test = _flat(data.x_test, dtype) if data.x_test is not None else None
+        self.y_test = np.asarray(data.y_test) if data.y_test is not None else None
+        n = len(self.y_train)
+        if n == 0:
+            raise ConfigError("data: the training split is empty")
+        train = config.train
+        self.batch_size = n if train.batch_size == "full" else min(int(train.batch_size), n)
+        self.steps_per_epoch = max(1, n // self.batch_size)
+        self.total_steps = train.steps or (train.epochs or 10) * self.steps_per_epoch
+        self.eval_every = train.eval_every or self.steps_per_epoch
+        # Independent streams: initialisation (and dropout masks), data order.
+        self.init_rng = np.random.default_rng([config.seed, 0])
+        self.data_rng = np.random.default_rng([config.seed, 1])
+        self.model = build_model(config, self.x_train.shape[1], data.num_classes, self.init_rng)
+        self.optimizer = build_optimizer(config)
+        self.loss_fn = make_loss(config)
+        self.permutation = np.arange(n)
+        self.warnings = MonitorWarnings(context.log)
+        self.checkpoint_path: Path = context.run_dir.checkpoint_path(".npz")
+        self.state.total_steps, self.state.steps_per_epoch = self.total_steps, self.steps_per_epoch
+        self.state.snapshot_weights = self.model.state_arrays
+        self.state.restore_weights = self.model.load_state_arrays
+        self.train_seconds = 0.0
+
+    # -- one step -------------------------------------------------------------------------
+    def learning_rate(self, step: int) -> float:
+        s = self.config.schedule
+        scheduled = lr_at(
+            step,
+            base_lr=float(self.config.optimizer.lr),
+            type=s.type,
+            total_steps=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch,
+            per=s.per or "step",
+            step_size=s.step_size,
+            gamma=s.gamma,
+            min_lr=s.min_lr,
+            max_lr=s.max_lr,
+            cycles=s.cycles,
+            warmup_steps=s.warmup_steps,
+            pct_start=s.pct_start,
+        )
+        return scheduled * self.state.lr_scale
+
+    def penalties(self, add_to_grads: bool) -> float:
+        """L1/L2 penalty value; with ``add_to_grads`` their gradients are added in place."""
+        reg = self.config.regularization
+        params = self.model.parameters()
+        grads = self.model.gradients() if add_to_grads else None
+        value = 0.0
+        if reg.l2:
+            value += l2_penalty(params, reg.l2, apply_to=reg.apply_to, grads=grads)[0]
+        if reg.l1:
+            value += l1_penalty(params, reg.l1, apply_to=reg.apply_to, grads=grads)[0]
+        return value
+
+    def clip_gradients(self) -> None:
+        train = self.config.train
+        grads = self.model.gradients()
+        if train.grad_clip_value is not None:
+            for g in grads.values():
+                np.clip(g, -train.grad_clip_value, train.grad_clip_value, out=g)
+        if train.grad_clip_norm is not None:
+            total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+            if total > train.grad_clip_norm:
+                for g in grads.values():
+                    g *= train.grad_clip_norm / (total + 1e-12)
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, float]:
+        logits = self.model.forward(x, True)  # (B, K)
+        loss, dlogits = self.loss_fn(logits, y)
+        batch_accuracy = accuracy(logits, y)
+        self.model.backward(dlogits)
+        loss += self.penalties(add_to_grads=True)
+        self.clip_gradients()
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"the loss became {loss} at step {self.state.step + 1}; training stopped. "
+                f"The last good checkpoint is kept in {self.context.run_dir.path}. "
+                "Try a lower optimizer.lr, train.grad_clip_norm, or batch_norm"
+            )
+        self.optimizer.step(self.model.parameters(), self.model.gradients(), lr)
+        return loss, batch_accuracy
+
+    # -- evaluation -----------------------------------------------------------------------
+    def evaluate_split(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Mean data loss and accuracy in eval mode."""
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(y), EVAL_CHUNK):
+            xb, yb = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+            logits = self.model.forward(xb, False)
+            loss, _ = self.loss_fn(logits, yb)
+            per_batch = loss if self.config.loss.reduction == "sum" else loss * len(yb)
+            total_loss += per_batch
+            correct += int((logits.argmax(axis=1) == yb).sum())
+        return total_loss / len(y), correct / len(y)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        chunks = [softmax(self.model.forward(x[s : s + EVAL_CHUNK], False)) for s in range(0, len(x), EVAL_CHUNK)]
+        return np.concatenate(chunks).astype(np.float32)
+
+    def evaluation_rows(self, train_loss: float, train_acc: float) -> list[dict[str, Any]]:
+        monitor_x = self.x_train[: min(len(self.y_train), 512)]
+        monitor_y = self.y_train[: len(monitor_x)]
+        monitors = layer_monitors(self.model, monitor_x, lambda logits: self.loss_fn(logits, monitor_y)[1])
+        self.warnings.check(self.state.step, monitors)
+        rows: list[dict[str, Any]] = [
+            {"split": "train", "loss": train_loss, "accuracy": train_acc, **monitors}
+        ]
+        if len(self.y_val):
+            loss, acc = self.evaluate_split(self.x_val, self.y_val)
+            rows.append({"split": "val", "loss": loss, "accuracy": acc})
+        if self.config.train.eval_on_test and self.x_test is not None and self.y_test is not None:
+            loss, acc = self.evaluate_split(self.x_test, self.y_test)
+            rows.append({"split": "test", "loss": loss, "accuracy": acc})
+        return rows
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _dropout_layers(self) -> list[Dropout]:
+        return [layer for layer in self.model.layers if isinstance(layer, Dropout)]
+
+    def save_checkpoint(self) -> None:
+        arrays = {f"model/{k}": v for k, v in self.model.state_arrays().items()}
+        meta: dict[str, Any] = {
+            "step": self.state.step,
+            "epoch": self.state.epoch,
+            "lr_scale": self.state.lr_scale,
+            "train_seconds": self.train_seconds,
+            "init_rng": self.init_rng.bit_generator.state,
+            "data_rng": self.data_rng.bit_generator.state,
+            "dropout_rngs": [layer.rng.bit_generator.state for layer in self._dropout_layers()],
+            "callbacks": self.context.callbacks.state_dict(),
+            "optimizer_scalars": {},
+        }
+        for key, value in self.optimizer.state_dict().items():
+            if isinstance(value, np.ndarray):
+                arrays[f"optim/{key}"] = value
+            else:
+                meta["optimizer_scalars"][key] = value
+        for i, callback in enumerate(self.context.callbacks.callbacks):
+            best = getattr(callback, "best_weights", None)
+            if isinstance(best, dict):
+                arrays.update({f"best{i}/{k}": v for k, v in best.items()})
+        arrays["permutation"] = self.permutation
+        arrays["meta"] = np.array(json.dumps(meta))
+        atomic_save_npz(self.checkpoint_path, arrays)
+
+    def load_checkpoint(self) -> None:
+        if not self.checkpoint_path.exists():
+            raise TrainingError(f"cannot resume: {self.checkpoint_path} does not exist")
+        with np.load(self.checkpoint_path, allow_pickle=False) as saved:
+            arrays = {k: saved[k] for k in saved.files}
+        meta = json.loads(str(arrays.pop("meta")))
+        self.model.load_state_arrays(
+            {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
+        )
+        optim_state: dict[str, Any] = dict(meta["optimizer_scalars"])
+        optim_state.update({k.removeprefix("optim/"): v for k, v in arrays.items() if k.startswith("optim/")})
+        self.optimizer.load_state_dict(optim_state)
+        self.permutation = arrays["permutation"]
+        self.init_rng.bit_generator.state = meta["init_rng"]
+        self.data_rng.bit_generator.state = meta["data_rng"]
+        for layer, rng_state in zip(self._dropout_layers(), meta["dropout_rngs"], strict=True):
+            layer.rng.bit_generator.state = rng_state
+        self.context.callbacks.load_state_dict(meta["callbacks"])
+        for i, callback in enumerate(self.context.callbacks.callbacks):
+            prefix = f"best{i}/"
+            best = {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
+            if best and hasattr(callback, "best_weights"):
+                callback.best_weights = best
+        self.state.step, self.state.epoch = int(meta["step"]), int(meta["epoch"])
+        self.state.lr_scale = float(meta["lr_scale"])
+        self.train_seconds = float(meta["train_seconds"])
+        self.context.run_dir.truncate_metrics(self.state.step)
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        state, callbacks, log = self.state, self.context.callbacks, self.context.log
+        if self.context.resume:
+            self.load_checkpoint()
+            log(f"resumed at step {state.step} of {self.total_steps}")
+        else:
+            log(f"model: {self.model.num_params():,} parameters, {self.total_steps} steps of "
+                f"batch {self.batch_size} ({self.steps_per_epoch} steps per epoch)")
+        callbacks.call("on_train_begin", state)
+        bs = self.batch_size
+        x_batch = np.empty((bs, self.x_train.shape[1]), dtype=self.x_train.dtype)  # (B, D)
+        interval_loss = interval_acc = 0.0
+        interval_steps = 0
+        progress = ProgressReporter(self.total_steps, enabled=self.context.progress)
+        progress.start(state.step)
+        started = time.perf_counter()
+        seconds_before = self.train_seconds
+        try:
+            while state.step < self.total_steps and not state.stop_training:
+                position = state.step % self.steps_per_epoch
+                if position == 0 and self.config.train.shuffle:
+                    self.permutation = self.data_rng.permutation(len(self.y_train))
+                index = self.permutation[position * bs : (position + 1) * bs]
+                np.take(self.x_train, index, axis=0, out=x_batch)
+                lr = self.learning_rate(state.step)
+                loss, acc = self.train_step(x_batch, self.y_train[index], lr)
+                state.step += 1
+                state.lr = lr
+                interval_loss, interval_acc = interval_loss + loss, interval_acc + acc
+                interval_steps += 1
+                epoch_done = state.step % self.steps_per_epoch == 0
+                if epoch_done:
+                    state.epoch += 1
+                if state.step % 10 == 0 or state.step == self.total_steps:
+                    progress.update(state.step, loss=loss, acc=acc, lr=lr,
+                                    **{"img/s": self._images_per_second(started, seconds_before)})
+                if state.step % self.eval_every == 0 or state.step == self.total_steps:
+                    self.train_seconds = seconds_before + time.perf_counter() - started
+                    rows = self.evaluation_rows(interval_loss / interval_steps, interval_acc / interval_steps)
+                    interval_loss = interval_acc = 0.0
+                    interval_steps = 0
+                    callbacks.call("on_evaluate", state, rows)
+                    if state.checkpoint_requested:
+                        self.save_checkpoint()
+                        state.checkpoint_requested = False
+                if epoch_done:
+                    callbacks.call("on_epoch_end", state)
+        finally:
+            progress.close()
+            self.train_seconds = seconds_before + time.perf_counter() - started
+        callbacks.call("on_train_end", state)
+        if state.stop_reason:
+            log(state.stop_reason)
+        if state.checkpoint_requested:
+            self.save_checkpoint()
+            state.checkpoint_requested = False
+        return self.summary(started, seconds_before)
+
+    def _images_per_second(self, started: float, seconds_before: float) -> float:
+        seconds = seconds_before + time.perf_counter() - started
+        return self.state.step * self.batch_size / seconds if seconds > 0 else 0.0
+
+    def summary(self, started: float, seconds_before: float) -> dict[str, Any]:
+        train_loss, train_acc = self.evaluate_split(self.x_train, self.y_train)
+        result: dict[str, Any] = {
+            "engine": "numpy",
+            "epochs": self.state.step / self.steps_per_epoch,
+            "steps": self.state.step,
+            "params": self.model.num_params(),
+            "train_seconds": self.train_seconds,
+            "images_per_second": self.state.step * self.batch_size / max(self.train_seconds, 1e-9),
+            "final_train_loss": train_loss,
+            "final_train_accuracy": train_acc,
+            "test_accuracy": None,
+            "test_loss": None,
+        }
+        if len(self.y_val):
+            result["final_val_loss"], result["final_val_accuracy"] = self.evaluate_split(self.x_val, self.y_val)
+        if self.x_test is not None and self.y_test is not None:
+            result["test_loss"], result["test_accuracy"] = self.evaluate_split(self.x_test, self.y_test)
+        if self.config.output.save_predictions and self.x_test is not None:
+            arrays = {"probabilities": self.predict_proba(self.x_test)}
+            if self.y_test is not None:
+                arrays["labels"] = self.y_test
+            atomic_save_npz(self.context.run_dir.path / "predictions.npz", arrays)
+        return result
+
+
+__all__ = ["NumpyEngine", "build_model", "build_optimizer", "make_loss"]
