@@ -26,7 +26,7 @@ from trainlab.callbacks import (
     ReduceLROnPlateau,
     TrainState,
 )
-from trainlab.config import RunConfig, config_diff, load_config, parse_overrides
+from trainlab.config import RunConfig, config_diff, load_config, with_overrides
 from trainlab.engines.base import FitContext, get_engine
 from trainlab.errors import ConfigError
 from trainlab.runs import RunDir, create_run_dir, default_run_id, open_run_dir, package_versions
@@ -73,20 +73,7 @@ def _config_from_run_dir(run_dir: RunDir) -> RunConfig:
 
 
 def _with_overrides(config: RunConfig, overrides: Sequence[str] | None) -> RunConfig:
-    if not overrides:
-        return config
-    merged = _deep_merge(config.model_dump(mode="json"), parse_overrides(list(overrides)))
-    return RunConfig.from_dict(merged, source="--set")
-
-
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+    return with_overrides(config, list(overrides), source="--set") if overrides else config
 
 
 def _resolve_config(
@@ -211,7 +198,7 @@ def run(
         data_dir=data_dir or data_cfg.data_dir,
         val_fraction=data_cfg.val_fraction,
         val_size=data_cfg.val_size,
-        limit=data_cfg.limit.model_dump() if hasattr(data_cfg.limit, "model_dump") else data_cfg.limit,
+        limit=data_cfg.limits().model_dump(),
         normalize=data_cfg.normalize,
         scale=data_cfg.scale,
         resize=data_cfg.resize,

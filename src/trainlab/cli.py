@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -187,20 +186,13 @@ def data_fetch(
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``trainlab`` script: runs the app and maps errors to exit codes."""
     try:
-        result = app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="trainlab")
     except TrainlabError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True, markup=True)
         return exc.exit_code
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        return 130
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        return 130
-    return result if isinstance(result, int) else 0
+    except SystemExit as exc:  # the app's normal way out, with its status
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import platform
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -52,22 +53,16 @@ SUMMARY_KEYS = (
 
 
 def package_versions() -> dict[str, str]:
-    """Versions of Python and the packages that decide a run's numbers."""
-    import numpy
+    """Versions of Python and of the installed packages that decide a run's numbers.
 
-    import trainlab
-
-    versions = {
-        "python": platform.python_version(),
-        "trainlab": trainlab.__version__,
-        "numpy": numpy.__version__,
-    }
-    try:
-        import torch
-
-        versions["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover - torch is a dependency, but a broken install should not stop a numpy run
-        pass
+    Read from the package metadata, so a NumPy run does not pay for importing torch.
+    """
+    versions = {"python": platform.python_version()}
+    for package in ("trainlab", "numpy", "torch", "pydantic"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
     return versions
 
 

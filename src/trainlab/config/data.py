@@ -47,9 +47,6 @@ class DataConfig(StrictModel):
         None,
         description="Number of validation examples; overrides val_fraction (e.g. 5000 for 45k/5k).",
     )
-    stratify: bool = Field(
-        True, description="Keep the class proportions equal in the train and validation splits."
-    )
     limit: scalar_or(PositiveInt, LimitConfig) | None = Field(  # type: ignore[valid-type]
         None,
         description="Cap examples: an int caps the training split only; {train, val, test} caps each.",
