@@ -1,0 +1,89 @@
+"""Learning-rate schedules: values at chosen steps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from trainlab.schedules import lr_at
+
+BASE = {"base_lr": 0.1, "total_steps": 1000, "steps_per_epoch": 100}
+
+
+def lr(step: int, type_: str, **kw) -> float:
+    return lr_at(step, type=type_, **{**BASE, **kw})
+
+
+def test_constant() -> None:
+    assert lr(0, "constant") == lr(999, "constant") == 0.1
+
+
+def test_step_decay() -> None:
+    kw = {"step_size": 3, "gamma": 0.5, "per": "epoch"}
+    assert lr(0, "step", **kw) == pytest.approx(0.1)
+    assert lr(299, "step", **kw) == pytest.approx(0.1)
+    assert lr(300, "step", **kw) == pytest.approx(0.05)
+    assert lr(650, "step", **kw) == pytest.approx(0.025)
+
+
+def test_exponential_per_epoch() -> None:
+    kw = {"gamma": 0.95, "per": "epoch"}
+    assert lr(99, "exponential", **kw) == pytest.approx(0.1)
+    assert lr(100, "exponential", **kw) == pytest.approx(0.095)
+    assert lr(250, "exponential", **kw) == pytest.approx(0.1 * 0.95**2)
+    assert lr(3, "exponential", gamma=0.9) == pytest.approx(0.1 * 0.9**3)
+
+
+def test_cyclical_triangular() -> None:
+    kw = {"min_lr": 0.01, "max_lr": 0.11, "step_size": 100}
+    assert lr(0, "cyclical", **kw) == pytest.approx(0.01)
+    assert lr(50, "cyclical", **kw) == pytest.approx(0.06)  # quarter cycle
+    assert lr(100, "cyclical", **kw) == pytest.approx(0.11)  # half cycle
+    assert lr(150, "cyclical", **kw) == pytest.approx(0.06)
+    assert lr(200, "cyclical", **kw) == pytest.approx(0.01)  # full cycle
+    assert lr(300, "cyclical", **kw) == pytest.approx(0.11)
+    # 5 cycles over 1000 steps: half-cycle 100
+    assert lr(100, "cyclical", min_lr=0.01, max_lr=0.11, cycles=5) == pytest.approx(0.11)
+
+
+def test_one_cycle() -> None:
+    kw = {"max_lr": 1.0, "pct_start": 0.3}
+    assert lr(0, "one_cycle", **kw) == pytest.approx(1.0 / 25)
+    assert lr(150, "one_cycle", **kw) == pytest.approx(1 / 25 + (1 - 1 / 25) / 2)
+    assert lr(300, "one_cycle", **kw) == pytest.approx(1.0)  # the peak
+    assert max(lr(s, "one_cycle", **kw) for s in range(1000)) == pytest.approx(1.0)
+    assert lr(650, "one_cycle", **kw) == pytest.approx((1 + 1e-4) / 2)
+    assert lr(1000, "one_cycle", **kw) == pytest.approx(1e-4)
+
+
+def test_cosine() -> None:
+    assert lr(0, "cosine") == pytest.approx(0.1)
+    assert lr(500, "cosine", min_lr=0.02) == pytest.approx(0.06)
+    assert lr(1000, "cosine") == pytest.approx(0.0, abs=1e-15)
+    assert lr(250, "cosine") == pytest.approx(0.05 * (1 + math.cos(math.pi / 4)))
+
+
+def test_warmup_linear() -> None:
+    assert lr(0, "warmup_linear", warmup_steps=100) == 0.0
+    assert lr(50, "warmup_linear", warmup_steps=100) == pytest.approx(0.05)
+    assert lr(100, "warmup_linear", warmup_steps=100) == pytest.approx(0.1)
+    assert lr(900, "warmup_linear", warmup_steps=100) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("type_", "kw", "name"),
+    [
+        ("step", {"gamma": 0.5}, "step_size"),
+        ("step", {"step_size": 2}, "gamma"),
+        ("exponential", {}, "gamma"),
+        ("cyclical", {"max_lr": 1.0}, "step_size"),
+        ("cyclical", {"step_size": 10}, "max_lr"),
+        ("warmup_linear", {}, "warmup_steps"),
+        ("linear_decay", {}, "linear_decay"),
+        ("constant", {"per": "batch"}, "batch"),
+    ],
+)
+def test_errors_name_the_problem(type_: str, kw: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        lr(0, type_, **kw)
