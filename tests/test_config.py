@@ -555,7 +555,7 @@ def test_config_diff_lists_changed_fields() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", sorted(p.name for p in EXAMPLES.glob("*.yaml") if p.name != "base-cifar10.yaml")
+    "name", sorted(p.name for p in EXAMPLES.glob("*.yaml"))
 )
 def test_examples_load(name: str) -> None:
     cfg = load_config(EXAMPLES / name)

@@ -36,8 +36,11 @@ def field_error(field: str, message: str, value: Any = None) -> PydanticCustomEr
 
 
 def _shape(value: Any) -> str:
-    """Tag for :func:`scalar_or` unions: mappings and lists go to the structured member."""
-    return "many" if isinstance(value, (dict, list, tuple)) else "one"
+    """Tag for :func:`scalar_or` unions: mappings, lists and models go to the structured member.
+
+    Models count too because serialising a validated config asks the same question.
+    """
+    return "many" if isinstance(value, dict | list | tuple | BaseModel) else "one"
 
 
 def scalar_or(scalar: Any, structured: Any) -> Any:

@@ -1,0 +1,25 @@
+"""Small helpers shared by tests: write a run config for a subset of real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def write_config(path: Path, output_dir: Path, **sections: Any) -> Path:
+    """Write a run config with sensible small defaults; ``sections`` replace whole sections."""
+    config: dict[str, Any] = {
+        "name": "t",
+        "seed": 0,
+        "engine": "numpy",
+        "data": {"dataset": "mnist", "limit": {"train": 2000, "val": 500, "test": 1000}, "normalize": "scale"},
+        "model": {"type": "mlp", "hidden": [32]},
+        "optimizer": {"type": "sgd", "lr": 0.1},
+        "train": {"epochs": 2, "batch_size": 50},
+        "output": {"dir": str(output_dir)},
+    }
+    config.update(sections)
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path

@@ -1,0 +1,84 @@
+"""The command line: exit codes, messages without tracebacks, the config and data commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainlab.cli import main
+
+from .helpers import write_config
+
+EXAMPLES = sorted(Path(__file__).resolve().parents[1].glob("configs/examples/*.yaml"))
+
+
+def test_validate_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    assert EXAMPLES, "no example configs"
+    assert main(["validate", *map(str, EXAMPLES)]) == 0
+    assert capsys.readouterr().out.count("ok") == len(EXAMPLES)
+
+
+def test_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nengine: numpy\ndata: {dataset: mnist}\nmodel: {type: mlp, hidden: [10]}\n"
+                   "train: {epoch: 3}\n")
+    proc = subprocess.run([sys.executable, "-m", "trainlab.cli", "run", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "train.epoch" in proc.stderr and "epochs" in proc.stderr and "bad.yaml" in proc.stderr
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "syntax.yaml"
+    bad.write_text("name: x\nmodel: [unclosed\n")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "syntax.yaml" in err and "line" in err
+
+
+def test_config_show_applies_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs")
+    assert main(["config", "show", str(cfg), "--set", "train.epochs=7", "--set", "optimizer.lr=1e-3"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs: 7" in out and "0.001" in out
+
+
+def test_config_schema(tmp_path: Path) -> None:
+    out = tmp_path / "schema.json"
+    assert main(["config", "schema", "-o", str(out)]) == 0
+    schema = json.loads(out.read_text())
+    assert {"data", "model", "optimizer", "train"} <= set(schema["properties"])
+
+
+def test_data_list_and_info(real_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "list"]) == 0
+    assert "cifar10" in capsys.readouterr().out
+    assert main(["data", "info", "mnist", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert json.dumps(info).count("60000") >= 1
+
+
+def test_missing_dataset_exit_code_and_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "info", "cifar10", "--data-dir", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert "trainlab data fetch cifar10" in err and str(tmp_path) in err
+
+
+def test_run_and_refuse_existing(real_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs", train={"epochs": 1, "batch_size": 100})
+    assert main(["run", str(cfg), "--run-id", "r", "--no-progress"]) == 0
+    assert (tmp_path / "runs" / "t" / "r" / "summary.json").is_file()
+    assert main(["run", str(cfg), "--run-id", "r", "--no-progress"]) == 4
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("run", "validate", "config", "data"):
+        assert command in out
