@@ -137,6 +137,8 @@ def build_mlp(
     one per hidden layer (0 leaves it out). ``init_scheme="default"`` is ``he_normal``
     for the relu family (relu, leaky_relu, elu) and ``glorot_uniform`` otherwise; the
     output layer uses the same scheme. Weights and dropout masks come from ``rng``.
+    ReLU runs in place (no copy), so the ``last_output`` of a layer feeding a ReLU holds
+    the activated values; read pre-activation statistics before the next layer runs.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
