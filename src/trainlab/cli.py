@@ -87,6 +87,59 @@ def validate_command(
         raise typer.Exit(2)
 
 
+@app.command("gradcheck")
+def gradcheck_command(
+    config: Annotated[Path, typer.Argument(help="Run config with engine: numpy.")],
+    set_: SetOption = None,
+    batch_size: Annotated[int, typer.Option(help="Examples in the checked batch.")] = 8,
+    entries: Annotated[
+        int, typer.Option(help="Entries checked per parameter (a seeded sample); 0 checks every entry.")
+    ] = 100,
+    eps: Annotated[float, typer.Option(help="Finite-difference step.")] = 1e-5,
+    threshold: Annotated[float, typer.Option(help="Largest relative error that passes.")] = 1e-6,
+    eps_sweep: Annotated[
+        bool, typer.Option("--eps-sweep", help="Also report the error for eps = 1/N, N = 10 ... 1e9.")
+    ] = False,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare analytic gradients with centred finite differences (float64), per parameter.
+
+    Exits with status 1 when any relative error is above --threshold.
+    """
+    from trainlab.api import gradcheck
+
+    sweep = [10.0**-k for k in range(1, 10)] if eps_sweep else None
+    result = gradcheck(config, overrides=set_, batch_size=batch_size, entries=entries or None,
+                       eps=eps, eps_values=sweep, data_dir=data_dir)
+    result["threshold"] = threshold
+    result["passed"] = result["max_rel_error"] <= threshold
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        table = Table(title=f"gradient check of {result['config']} (eps {eps:g}, float64)")
+        for column in ("parameter", "shape", "entries", "max rel error", "max abs error"):
+            table.add_column(column, justify="left" if column == "parameter" else "right")
+        for row in result["rows"]:
+            style = "red" if row["max_rel_error"] > threshold else None
+            table.add_row(row["name"], "x".join(map(str, row["shape"])), str(row["entries"]),
+                          f"{row['max_rel_error']:.2e}", f"{row['max_abs_error']:.2e}", style=style)
+        console.print(table)
+        if result["eps_sweep"]:
+            sweep_table = Table(title="error against eps = 1/N")
+            for column in ("eps", "max rel error", "max abs error"):
+                sweep_table.add_column(column, justify="right")
+            for row in result["eps_sweep"]:
+                sweep_table.add_row(f"{row['eps']:.0e}", f"{row['max_rel_error']:.2e}",
+                                    f"{row['max_abs_error']:.2e}")
+            console.print(sweep_table)
+        verdict = "[green]passed[/green]" if result["passed"] else "[red]failed[/red]"
+        console.print(f"{verdict}: largest relative error {result['max_rel_error']:.2e} "
+                      f"(threshold {threshold:g})")
+    if not result["passed"]:
+        raise typer.Exit(1)
+
+
 @config_app.command("show")
 def config_show(
     file: Annotated[Path, typer.Argument(help="Config file.")],
