@@ -1,0 +1,301 @@
+"""Batched, seeded training-time augmentation on tensors, on the training device.
+
+Every function takes a whole batch ``x`` (B, C, H, W) and a ``torch.Generator`` on the
+batch's device, draws one random parameter per image in one call, and transforms the
+batch with a few tensor operations: no per-image Python. The geometric transforms that
+resample (translate, rotate, zoom, random-resized-crop) are folded into one affine matrix
+per image and one ``grid_sample``; pad-and-crop is an integer shift done by two gathers.
+
+Images arrive normalised (``data.normalize``). Geometric transforms and cutout work in
+that space and fill with 0 (the mean colour for per-channel normalisation); colour
+transforms need pixel values, so :class:`PixelSpace` maps to [0, 1] and back.
+
+:class:`BatchAugment` chains what ``augment`` turns on, in a fixed order: flip, crop,
+affine, colour jitter, grayscale, cutout, then mixup or cutmix (which return soft
+targets). Batch-level scalars (the mixing weight, the cutmix box) come from a NumPy
+generator; both generators' states go into checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from trainlab.config import AugmentConfig, ColorJitterConfig
+
+# ITU-R 601 luma weights (as PIL's convert("L") and torchvision).
+LUMA = (0.299, 0.587, 0.114)
+
+
+class PixelSpace:
+    """Maps normalised images to pixel values in [0, 1] and back, from a data normaliser.
+
+    Args:
+        normalizer: ``PreparedData.normalizer`` (kinds none, scale, channel, pixel).
+        channels: number of image channels.
+        device: where the constants live.
+    """
+
+    def __init__(self, normalizer: dict[str, Any] | None, channels: int, device: torch.device | str = "cpu") -> None:
+        kind = (normalizer or {}).get("kind", "none")
+        a: Any = 1.0
+        b: Any = 0.0
+        if kind == "channel":
+            a = torch.tensor(normalizer["std"], dtype=torch.float32).reshape(1, channels, 1, 1)  # type: ignore[index]
+            b = torch.tensor(normalizer["mean"], dtype=torch.float32).reshape(1, channels, 1, 1)  # type: ignore[index]
+        elif kind == "pixel":
+            b = torch.tensor(normalizer["mean"], dtype=torch.float32)[None]  # type: ignore[index]  # (1, C, H, W)
+        elif kind == "scale":
+            a = 255.0 / float(normalizer["scale"])  # type: ignore[index]
+        self.a = a.to(device) if isinstance(a, torch.Tensor) else a
+        self.b = b.to(device) if isinstance(b, torch.Tensor) else b
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised (B, C, H, W) -> pixels in [0, 1]."""
+        return (x * self.a + self.b) / 255.0
+
+    def from_unit(self, u: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] -> normalised."""
+        return (u * 255.0 - self.b) / self.a
+
+
+def _uniform(n: int, low: float, high: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.rand(n, generator=g, device=device) * (high - low) + low  # (n,)
+
+
+def hflip(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Flip each image left-right with probability ``p``."""
+    flip = torch.rand(x.shape[0], generator=g, device=x.device) < p  # (B,)
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def shift(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int) -> torch.Tensor:
+    """Move image i down by ``dy[i]`` and right by ``dx[i]`` pixels (|d| <= pad), filling with 0."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))  # (B, C, H + 2p, W + 2p)
+    # Every crop position as a view, then one advanced-indexing copy (faster than two gathers).
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # (B, C, 2p + 1, 2p + 1, H, W)
+    return windows[torch.arange(b, device=x.device), :, pad - dy, pad - dx]  # (B, C, H, W)
+
+
+def pad_crop(x: torch.Tensor, g: torch.Generator, padding: int) -> torch.Tensor:
+    """Pad by ``padding`` zeros and crop back at a random offset (the CIFAR standard)."""
+    if padding <= 0:
+        return x
+    offsets = torch.randint(-padding, padding + 1, (2, x.shape[0]), generator=g, device=x.device)  # (2, B)
+    return shift(x, offsets[0], offsets[1], padding)
+
+
+def affine_matrices(
+    n: int,
+    g: torch.Generator,
+    device: torch.device,
+    *,
+    rotate: float = 0.0,
+    translate: float = 0.0,
+    zoom: float = 0.0,
+    resized_crop: tuple[float, float] | None = None,
+) -> torch.Tensor:
+    """Per-image affine maps (n, 2, 3) from output to input coordinates in [-1, 1] units.
+
+    rotate: degrees in [-rotate, rotate]; translate: fraction of the size in each axis;
+    zoom: scale in [1 - zoom, 1 + zoom] (below 1 zooms in); resized_crop: the fraction of
+    the area kept, drawn in [lo, hi], with an aspect ratio in [3/4, 4/3] (Inception-style).
+    """
+    angle = _uniform(n, -rotate, rotate, g, device) * (math.pi / 180.0)  # (n,)
+    sx = sy = _uniform(n, 1.0 - zoom, 1.0 + zoom, g, device) if zoom else torch.ones(n, device=device)
+    tx = _uniform(n, -2 * translate, 2 * translate, g, device)  # (n,) full width is 2 units
+    ty = _uniform(n, -2 * translate, 2 * translate, g, device)
+    if resized_crop is not None:
+        area = _uniform(n, resized_crop[0], resized_crop[1], g, device)
+        log_ratio = _uniform(n, math.log(3 / 4), math.log(4 / 3), g, device)
+        cw = torch.sqrt(area * torch.exp(log_ratio)).clamp(max=1.0)  # (n,) crop width / image width
+        ch = torch.sqrt(area / torch.exp(log_ratio)).clamp(max=1.0)
+        tx = tx + (torch.rand(n, generator=g, device=device) * 2 - 1) * (1 - cw)
+        ty = ty + (torch.rand(n, generator=g, device=device) * 2 - 1) * (1 - ch)
+        sx, sy = sx * cw, sy * ch
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack(
+        [torch.stack([sx * cos, -sx * sin, tx], 1), torch.stack([sy * sin, sy * cos, ty], 1)], 1
+    )
+    return theta  # (n, 2, 3)
+
+
+def affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Resample every image through its affine map (bilinear, zero fill)."""
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)  # (B, H, W, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _gray(u: torch.Tensor) -> torch.Tensor:
+    if u.shape[1] != 3:
+        return u.mean(1, keepdim=True)
+    w = torch.tensor(LUMA, dtype=u.dtype, device=u.device).reshape(1, 3, 1, 1)
+    return (u * w).sum(1, keepdim=True)  # (B, 1, H, W)
+
+
+# RGB <-> YIQ: hue is a rotation of the (I, Q) plane.
+_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+
+
+def color_jitter(u: torch.Tensor, g: torch.Generator, cj: ColorJitterConfig) -> torch.Tensor:
+    """Brightness, contrast, saturation and hue jitter of pixels ``u`` in [0, 1], clamped after."""
+    n, dev = u.shape[0], u.device
+
+    def factor(strength: float) -> torch.Tensor:
+        return _uniform(n, max(0.0, 1 - strength), 1 + strength, g, dev)[:, None, None, None]
+
+    if cj.brightness:
+        u = (u * factor(cj.brightness)).clamp(0, 1)
+    if cj.contrast:
+        mean = _gray(u).mean((1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
+        u = ((u - mean) * factor(cj.contrast) + mean).clamp(0, 1)
+    if u.shape[1] == 3 and cj.saturation:
+        gray = _gray(u)
+        u = ((u - gray) * factor(cj.saturation) + gray).clamp(0, 1)
+    if u.shape[1] == 3 and cj.hue:
+        turn = _uniform(n, -cj.hue, cj.hue, g, dev) * (2 * math.pi)  # (B,)
+        yiq = torch.tensor(_YIQ, dtype=u.dtype, device=dev)
+        rot = torch.zeros(n, 3, 3, dtype=u.dtype, device=dev)
+        rot[:, 0, 0] = 1
+        rot[:, 1, 1], rot[:, 1, 2] = torch.cos(turn), -torch.sin(turn)
+        rot[:, 2, 1], rot[:, 2, 2] = torch.sin(turn), torch.cos(turn)
+        m = torch.linalg.inv(yiq) @ rot @ yiq  # (B, 3, 3)
+        u = torch.einsum("bij,bjhw->bihw", m, u).clamp(0, 1)
+    return u
+
+
+def grayscale(u: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
+    """Turn each image gray with probability ``p`` (channels kept)."""
+    pick = torch.rand(u.shape[0], generator=g, device=u.device) < p  # (B,)
+    return torch.where(pick[:, None, None, None], _gray(u).expand_as(u), u)
+
+
+def cutout(x: torch.Tensor, g: torch.Generator, size: int) -> torch.Tensor:
+    """Zero a ``size`` x ``size`` square at a random centre per image (may overlap the edge)."""
+    b, _, h, w = x.shape
+    cy = torch.randint(0, h, (b,), generator=g, device=x.device)[:, None]  # (B, 1)
+    cx = torch.randint(0, w, (b,), generator=g, device=x.device)[:, None]
+    rows = torch.arange(h, device=x.device)[None] - (cy - size // 2)  # (B, H)
+    cols = torch.arange(w, device=x.device)[None] - (cx - size // 2)  # (B, W)
+    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
+    return x * (~inside)[:, None].to(x.dtype)  # (B, C, H, W)
+
+
+def mixup(
+    x: torch.Tensor, targets: torch.Tensor, lam: float, perm: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``lam * x + (1 - lam) * x[perm]``; soft targets (B, K) mixed with the same weight."""
+    return lam * x + (1 - lam) * x[perm], lam * targets + (1 - lam) * targets[perm]
+
+
+def cutmix(
+    x: torch.Tensor, targets: torch.Tensor, lam: float, perm: torch.Tensor, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Paste a box of ``x[perm]`` of area about ``1 - lam`` into every image (Yun et al. 2019).
+
+    Returns the mixed batch, the targets mixed by the box's true area, and that weight.
+    """
+    _, _, h, w = x.shape
+    ratio = math.sqrt(1.0 - lam)
+    cut_h, cut_w = int(h * ratio), int(w * ratio)
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h - cut_h // 2, h)
+    x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w - cut_w // 2, w)
+    mixed = x.clone()
+    mixed[:, :, y0:y1, x0:x1] = x[perm][:, :, y0:y1, x0:x1]
+    kept = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+    return mixed, kept * targets + (1 - kept) * targets[perm], kept
+
+
+class BatchAugment:
+    """The augmentations ``augment`` turns on, applied to whole batches.
+
+    Args:
+        cfg: the ``augment`` section.
+        num_classes: width of the soft targets of mixup/cutmix.
+        pixels: maps to [0, 1] pixels for the colour transforms.
+        device: the training device (the generator lives there).
+        seed: seed of both generators.
+
+    Example:
+        >>> aug = BatchAugment(cfg.augment, 10, PixelSpace(data.normalizer, 3), "cpu", seed=0)
+        >>> x, soft = aug(x, y)  # soft is None unless mixup/cutmix is on
+    """
+
+    def __init__(self, cfg: AugmentConfig, num_classes: int, pixels: PixelSpace,
+                 device: torch.device | str = "cpu", seed: int = 0) -> None:
+        self.cfg, self.num_classes, self.pixels = cfg, num_classes, pixels
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(seed))
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any augmentation is on."""
+        return bool(self.cfg.active())
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Augment a batch x (B, C, H, W) with labels y (B,); returns (x, soft targets (B, K) or None)."""
+        c, g = self.cfg, self.generator
+        if c.hflip:
+            x = hflip(x, g)
+        if c.crop_padding:
+            x = pad_crop(x, g, c.crop_padding)
+        if c.translate or c.rotate or c.zoom or c.random_resized_crop is not None:
+            theta = affine_matrices(x.shape[0], g, x.device, rotate=c.rotate, translate=c.translate,
+                                    zoom=c.zoom, resized_crop=c.random_resized_crop)
+            x = affine(x, theta)
+        if c.color_jitter is not None or c.grayscale:
+            u = self.pixels.to_unit(x)
+            if c.color_jitter is not None:
+                u = color_jitter(u, g, c.color_jitter)
+            if c.grayscale:
+                u = grayscale(u, g, c.grayscale)
+            x = self.pixels.from_unit(u)
+        if c.cutout:
+            x = cutout(x, g, c.cutout)
+        if not (c.mixup or c.cutmix):
+            return x, None
+        targets = F.one_hot(y, self.num_classes).to(x.dtype)  # (B, K)
+        perm = torch.randperm(x.shape[0], generator=g, device=x.device)
+        use_cutmix = bool(c.cutmix) and (not c.mixup or self.rng.random() < 0.5)
+        alpha = c.cutmix if use_cutmix else c.mixup
+        lam = float(self.rng.beta(alpha, alpha))
+        if use_cutmix:
+            x, targets, _ = cutmix(x, targets, lam, perm, self.rng)
+        else:
+            x, targets = mixup(x, targets, lam, perm)
+        return x, targets
+
+    def state_dict(self) -> dict[str, Any]:
+        """Both generators' states (a uint8 tensor and a JSON string), for checkpoints."""
+        return {"generator": self.generator.get_state(), "rng": json.dumps(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.generator.set_state(state["generator"])
+        self.rng.bit_generator.state = json.loads(state["rng"])
+
+
+__all__ = [
+    "BatchAugment",
+    "PixelSpace",
+    "affine",
+    "affine_matrices",
+    "color_jitter",
+    "cutmix",
+    "cutout",
+    "grayscale",
+    "hflip",
+    "mixup",
+    "pad_crop",
+    "shift",
+]

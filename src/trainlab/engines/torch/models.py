@@ -1,0 +1,357 @@
+"""Model builders of the torch engine: mlp, cnn (from the config's block list), resnet.
+
+Every builder returns an ``nn.Sequential`` (or a small module tree for resnets) whose
+parameter count follows from the config alone, so published counts can be checked:
+seed B's MNIST MLP 784-512-512-10 has 669,706 parameters, its CNN 18-36-72-72 + FC 750
+has 570,436, seed E's Keras CNN has 122,570.
+
+Initialisation is applied after construction, to the weights of every conv and dense
+layer (``model.init``), with ``torch``'s global generator forked and seeded so that
+building a model never moves the training run's random streams.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from trainlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from trainlab.config import InitConfig, ModelConfig
+
+
+def make_activation(name: str, leaky_slope: float = 0.01) -> nn.Module:
+    """The activation module called ``name`` (relu, leaky_relu, elu, gelu, sigmoid, tanh)."""
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(leaky_slope)
+    if name == "elu":
+        return nn.ELU()
+    if name == "gelu":
+        return nn.GELU()
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    if name == "tanh":
+        return nn.Tanh()
+    raise ConfigError(f"model.activation: unknown activation {name!r}")
+
+
+def _norm_act(
+    layers: list[nn.Module], norm: nn.Module | None, act: nn.Module, position: str
+) -> None:
+    """Append batch norm and the activation in the configured order."""
+    if norm is not None and position == "before":
+        layers.append(norm)
+    layers.append(act)
+    if norm is not None and position == "after":
+        layers.append(norm)
+
+
+def build_mlp(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
+    """Flatten, then per hidden width: Linear, [BN], activation, [BN], [Dropout]; then the output.
+
+    A ``linear`` model is the same with no hidden layers.
+    """
+    in_features = math.prod(input_shape)
+    layers: list[nn.Module] = [nn.Flatten()]  # (B, C*H*W)
+    hidden = list(m.hidden) if m.type == "mlp" else []
+    for width, rate in zip(hidden, m.layer_dropouts(), strict=True):
+        layers.append(nn.Linear(in_features, width))
+        norm = nn.BatchNorm1d(width) if m.batch_norm else None
+        _norm_act(layers, norm, make_activation(m.activation, m.leaky_slope), m.bn_position)
+        if rate:
+            layers.append(nn.Dropout(rate))
+        in_features = width
+    layers.append(nn.Linear(in_features, num_classes))  # (B, K)
+    return nn.Sequential(*layers)
+
+
+def _conv_padding(padding: str | int, kernel: int) -> int:
+    if padding == "same":
+        if kernel % 2 == 0:
+            raise ConfigError(f"model.conv: padding 'same' needs an odd kernel (got {kernel})")
+        return kernel // 2
+    if padding == "valid":
+        return 0
+    return int(padding)
+
+
+def build_cnn(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
+    """Conv blocks (convs with BN and activation, pooling, dropout), flatten, fc layers, output.
+
+    Raises:
+        ConfigError: a block shrinks the image below one pixel.
+    """
+    channels, height, width = input_shape
+    layers: list[nn.Module] = []
+    for index, (block, rate) in enumerate(zip(m.conv, m.layer_dropouts(), strict=True)):
+        pad = _conv_padding(block.padding, block.kernel)
+        for filters in block.filter_list():
+            # Batch norm makes the conv bias redundant only when it follows the conv
+            # directly; keep the bias so parameter counts match Keras' (which keeps it).
+            layers.append(nn.Conv2d(channels, filters, block.kernel, block.stride, pad))
+            height = (height + 2 * pad - block.kernel) // block.stride + 1
+            width = (width + 2 * pad - block.kernel) // block.stride + 1
+            norm = nn.BatchNorm2d(filters) if m.batch_norm else None
+            _norm_act(layers, norm, make_activation(m.activation, m.leaky_slope), m.bn_position)
+            channels = filters
+        if block.pool is not None:
+            pool_cls = nn.MaxPool2d if block.pool == "max" else nn.AvgPool2d
+            layers.append(pool_cls(block.pool_size))
+            height, width = height // block.pool_size, width // block.pool_size
+        if height < 1 or width < 1:
+            raise ConfigError(
+                f"model.conv[{index}]: the image is {height}x{width} after this block; "
+                "use padding 'same', fewer pooling layers, or a larger data.resize"
+            )
+        if rate:
+            layers.append(nn.Dropout(rate))
+    layers.append(nn.Flatten())  # (B, C*H*W)
+    in_features = channels * height * width
+    fc_act = m.fc_activation or m.activation
+    for fc_width, rate in zip(m.fc, m.fc_dropouts(), strict=True):
+        layers.append(nn.Linear(in_features, fc_width))
+        norm = nn.BatchNorm1d(fc_width) if m.batch_norm else None
+        _norm_act(layers, norm, make_activation(fc_act, m.leaky_slope), m.bn_position)
+        if rate:
+            layers.append(nn.Dropout(rate))
+        in_features = fc_width
+    layers.append(nn.Linear(in_features, num_classes))  # (B, K)
+    return nn.Sequential(*layers)
+
+
+class BasicBlock(nn.Module):
+    """The two-conv residual block of ResNet-18 (He et al. 2016), CIFAR variant."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int, act: nn.Module) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.act1 = act
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.act2 = type(act)() if not isinstance(act, nn.LeakyReLU) else nn.LeakyReLU(act.negative_slope)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, C, H / stride, W / stride)."""
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.act2(out + self.shortcut(x))
+
+
+class Residual(nn.Module):
+    """``x + f(x)``: ResNet-9's residual branch."""
+
+    def __init__(self, branch: nn.Module) -> None:
+        super().__init__()
+        self.branch = branch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape preserved."""
+        return x + self.branch(x)
+
+
+class Scale(nn.Module):
+    """Multiplies by a constant (ResNet-9 scales its logits by 0.125)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape preserved."""
+        return x * self.factor
+
+
+def _conv_bn(c_in: int, c_out: int, act: str, slope: float) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out), make_activation(act, slope)]
+
+
+def build_resnet9(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
+    """The ResNet-9 of the DAWNBench CIFAR-10 entries (Page 2018): prep, three stages, pool, linear."""
+    w, act, slope = m.width or 64, m.activation, m.leaky_slope
+
+    def stage(c_in: int, c_out: int, residual: bool) -> list[nn.Module]:
+        layers = [*_conv_bn(c_in, c_out, act, slope), nn.MaxPool2d(2)]
+        if residual:
+            layers.append(Residual(nn.Sequential(*_conv_bn(c_out, c_out, act, slope),
+                                                 *_conv_bn(c_out, c_out, act, slope))))
+        return layers
+
+    rate = m.dropout if isinstance(m.dropout, float) else 0.0
+    return nn.Sequential(
+        *_conv_bn(input_shape[0], w, act, slope),  # (B, w, H, W)
+        *stage(w, 2 * w, True),  # (B, 2w, H/2, W/2)
+        *stage(2 * w, 4 * w, False),  # (B, 4w, H/4, W/4)
+        *stage(4 * w, 8 * w, True),  # (B, 8w, H/8, W/8)
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),  # (B, 8w)
+        *([nn.Dropout(rate)] if rate else []),
+        nn.Linear(8 * w, num_classes, bias=False),
+        Scale(0.125),  # (B, K)
+    )
+
+
+RESNET_STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+def build_resnet(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
+    """CIFAR ResNet-18/34 (3x3 stem, no stem pooling), or ResNet-9 for ``depth: 9``."""
+    depth = m.depth or 18
+    if depth == 9:
+        return build_resnet9(m, input_shape, num_classes)
+    if depth not in RESNET_STAGES:
+        raise ConfigError(f"model.depth: resnet depth {depth} is not built; choose 9, 18 or 34")
+    w = m.width or 64
+    layers: list[nn.Module] = [
+        nn.Conv2d(input_shape[0], w, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(w),
+        make_activation(m.activation, m.leaky_slope),
+    ]
+    in_channels = w
+    for stage, blocks in enumerate(RESNET_STAGES[depth]):
+        channels = w * 2**stage
+        for b in range(blocks):
+            stride = 2 if stage > 0 and b == 0 else 1
+            layers.append(BasicBlock(in_channels, channels, stride, make_activation(m.activation, m.leaky_slope)))
+            in_channels = channels
+    rate = m.dropout if isinstance(m.dropout, float) else 0.0
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]  # (B, 8w)
+    if rate:
+        layers.append(nn.Dropout(rate))
+    layers.append(nn.Linear(in_channels, num_classes))  # (B, K)
+    return nn.Sequential(*layers)
+
+
+def init_weights(model: nn.Module, init: InitConfig) -> None:
+    """Apply ``init`` to every conv and dense weight; biases get ``init.bias``.
+
+    ``default`` keeps PyTorch's own initialisation (biases included).
+    """
+    if init.scheme == "default":
+        return
+    for module in model.modules():
+        if not isinstance(module, nn.Linear | nn.Conv2d):
+            continue
+        weight = module.weight
+        with torch.no_grad():
+            if init.scheme == "zero":
+                nn.init.zeros_(weight)
+            elif init.scheme == "constant":
+                nn.init.constant_(weight, float(init.value or 0.0))
+            elif init.scheme == "normal":
+                nn.init.normal_(weight, 0.0, float(init.sigma or 0.01))
+            elif init.scheme == "uniform":
+                scale = float(init.scale or 0.05)
+                nn.init.uniform_(weight, -scale, scale)
+            elif init.scheme == "glorot_normal":
+                nn.init.xavier_normal_(weight)
+            elif init.scheme == "glorot_uniform":
+                nn.init.xavier_uniform_(weight)
+            elif init.scheme == "he_normal":
+                nn.init.kaiming_normal_(weight, nonlinearity="relu")
+            elif init.scheme == "he_uniform":
+                nn.init.kaiming_uniform_(weight, nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.constant_(module.bias, init.bias)
+
+
+def build_model(
+    m: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, seed: int = 0
+) -> nn.Module:
+    """The config's model, initialised from ``seed`` without touching the global torch RNG.
+
+    Args:
+        m: the ``model`` section.
+        input_shape: (C, H, W) of one image.
+        num_classes: units of the output layer.
+        seed: seed of the initial weights. Default 0.
+    """
+    builders = {
+        "linear": build_mlp,
+        "mlp": build_mlp,
+        "cnn": build_cnn,
+        "resnet": build_resnet,
+        "fast_cifar": build_resnet9,
+    }
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = builders[m.type](m, input_shape, num_classes)
+        init_weights(model, m.init)
+    return model.to(torch.float64 if m.dtype == "float64" else torch.float32)
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def model_summary(model: nn.Module, input_shape: tuple[int, int, int]) -> str:
+    """A table like Keras' ``model.summary()``: layer, output shape, parameters, and the total.
+
+    One row per leaf module (and per residual block), from a forward pass of one zero
+    image in eval mode, so shapes are the real ones.
+    """
+    rows: list[tuple[str, str, int]] = []
+    hooks = []
+
+    def leaf(module: nn.Module) -> bool:
+        return isinstance(module, BasicBlock) or not any(True for _ in module.children())
+
+    def hook(name: str) -> object:
+        def record(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            params = sum(p.numel() for p in module.parameters())
+            shape = "(None, " + ", ".join(str(d) for d in output.shape[1:]) + ")"
+            rows.append((f"{name} ({type(module).__name__})", shape, params))
+        return record
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        for name, child in module.named_children():
+            full = f"{prefix}{name}"
+            if leaf(child):
+                hooks.append(child.register_forward_hook(hook(full)))  # type: ignore[arg-type]
+            else:
+                visit(child, f"{full}.")
+
+    visit(model, "")
+    was_training = model.training
+    model.eval()
+    param = next(model.parameters())
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *input_shape), dtype=param.dtype, device=param.device))
+    finally:
+        for handle in hooks:
+            handle.remove()
+        model.train(was_training)
+    total = count_params(model)
+    width = max([len(r[0]) for r in rows] + [20])
+    line = "-" * (width + 40)
+    out = [line, f"{'Layer (type)':<{width}}  {'Output Shape':<24}{'Param #':>12}", "=" * (width + 40)]
+    out += [f"{name:<{width}}  {shape:<24}{params:>12,}" for name, shape, params in rows]
+    out += ["=" * (width + 40), f"Total params: {total:,}", line]
+    return "\n".join(out)
+
+
+__all__ = [
+    "BasicBlock",
+    "build_cnn",
+    "build_mlp",
+    "build_model",
+    "build_resnet",
+    "build_resnet9",
+    "count_params",
+    "init_weights",
+    "make_activation",
+    "model_summary",
+]

@@ -1,0 +1,126 @@
+"""Optimizers, penalties and clipping of the torch engine.
+
+Three ways to shrink weights, side by side (they are not the same thing):
+
+- ``regularization.l2`` (and ``l1``): a penalty *added to the loss*, Keras'
+  ``kernel_regularizer`` semantics: ``loss += l2 * sum(W**2) + l1 * sum(|W|)`` over conv
+  and dense kernels (``apply_to: all``: every parameter). Its gradient, ``2 * l2 * W``,
+  then flows through the optimizer like any other (Adam rescales it).
+- ``optimizer.weight_decay`` for every type but adamw: *coupled* decay, ``g += wd * p``
+  inside the optimizer, for every parameter (PyTorch's ``weight_decay``). For SGD this is
+  the L2 penalty with ``l2 = wd / 2``.
+- ``optimizer.weight_decay`` for adamw: *decoupled* decay (Loshchilov & Hutter),
+  ``p -= lr * wd * p`` before the Adam step, never seen by the moment estimates.
+
+The learning rate is written into every parameter group before each step, from
+:func:`trainlab.schedules.lr_at` times the plateau scale, so the optimizers below are
+built with a placeholder lr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from trainlab.config import OptimizerConfig, RegularizationConfig
+
+OPTIMIZERS = (
+    "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adamax", "nadam", "adagrad", "adadelta",
+)
+
+
+def build_optimizer(params: Iterable[nn.Parameter], o: OptimizerConfig) -> torch.optim.Optimizer:
+    """The torch optimizer for the config's ``optimizer`` section (see the module docstring).
+
+    ``foreach`` kernels are used where PyTorch has them: one fused call per step instead
+    of one per parameter.
+    """
+    lr, wd = float(o.lr or 0.01), float(o.weight_decay or 0.0)
+    params = list(params)
+    if o.type == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, foreach=True)
+    if o.type in ("momentum", "nesterov"):
+        return torch.optim.SGD(params, lr=lr, momentum=float(o.momentum or 0.0),
+                               nesterov=o.type == "nesterov", weight_decay=wd, foreach=True)
+    if o.type == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=float(o.alpha or 0.99), eps=float(o.eps or 1e-8),
+                                   weight_decay=wd, foreach=True)
+    betas = tuple(float(b) for b in (o.betas or (0.9, 0.999)))
+    if o.type == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=float(o.eps or 1e-8), weight_decay=wd,
+                                foreach=True)
+    if o.type == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, eps=float(o.eps or 1e-8), weight_decay=wd,
+                                 foreach=True)
+    if o.type == "adamax":
+        return torch.optim.Adamax(params, lr=lr, betas=betas, eps=float(o.eps or 1e-8), weight_decay=wd,
+                                  foreach=True)
+    if o.type == "nadam":
+        return torch.optim.NAdam(params, lr=lr, betas=betas, eps=float(o.eps or 1e-8), weight_decay=wd,
+                                 foreach=True)
+    if o.type == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, eps=float(o.eps or 1e-10), weight_decay=wd, foreach=True)
+    if o.type == "adadelta":
+        return torch.optim.Adadelta(params, lr=lr, rho=float(o.rho or 0.9), eps=float(o.eps or 1e-6),
+                                    weight_decay=wd, foreach=True)
+    raise ValueError(f"unknown optimizer type {o.type!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Write ``lr`` into every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def penalized_params(model: nn.Module, apply_to: str = "weights") -> list[nn.Parameter]:
+    """Parameters the L1/L2 penalties cover: conv and dense kernels, or all with ``"all"``."""
+    if apply_to == "all":
+        return [p for p in model.parameters() if p.requires_grad]
+    return [
+        m.weight
+        for m in model.modules()
+        if isinstance(m, nn.Linear | nn.Conv2d) and m.weight.requires_grad
+    ]
+
+
+def penalty(params: list[nn.Parameter], reg: RegularizationConfig) -> torch.Tensor | None:
+    """``l1 * sum|W| + l2 * sum W^2`` over ``params`` as a 0-d tensor, or None when both are 0.
+
+    Keras' semantics (no factor 1/2): ``l2: 1e-4`` adds ``1e-4 * sum(W**2)`` to the loss.
+    """
+    if not params or not (reg.l1 or reg.l2):
+        return None
+    total = params[0].new_zeros(())
+    if reg.l2:
+        total = total + reg.l2 * sum(torch.linalg.vector_norm(p) ** 2 for p in params)
+    if reg.l1:
+        total = total + reg.l1 * sum(p.abs().sum() for p in params)
+    return total
+
+
+def clip_gradients(
+    params: list[nn.Parameter], clip_value: float | None, clip_norm: float | None
+) -> torch.Tensor | None:
+    """Clip every gradient element to ``[-clip_value, clip_value]``, then the global norm.
+
+    Returns the global norm before norm clipping (a device tensor, not read here) or None.
+    """
+    if clip_value is not None:
+        nn.utils.clip_grad_value_(params, clip_value, foreach=True)
+    if clip_norm is not None:
+        return nn.utils.clip_grad_norm_(params, clip_norm, foreach=True)
+    return None
+
+
+__all__ = [
+    "OPTIMIZERS",
+    "build_optimizer",
+    "clip_gradients",
+    "penalized_params",
+    "penalty",
+    "set_lr",
+]
