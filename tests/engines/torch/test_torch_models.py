@@ -1,0 +1,103 @@
+"""Model builders: published parameter counts, layer order, activations, init, summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from trainlab.config import ModelConfig, RunConfig
+from trainlab.engines.torch.models import build_model, count_params, model_summary
+
+MNIST = (1, 28, 28)
+CIFAR = (3, 32, 32)
+
+SEED_B_CNN = {"type": "cnn", "conv": [{"filters": 18}, {"filters": 36}, {"filters": 72},
+                                      {"filters": 72, "pool": None}], "fc": [750]}
+SEED_E_CNN = {"type": "cnn", "conv": [{"filters": 32}, {"filters": 64}, {"filters": 64}],
+              "fc": [64], "fc_activation": "sigmoid"}
+# B's "2,066 parameters, 97.1 %" net has no published layout: three small same-padded
+# conv blocks with max-pooling, straight into the output layer.
+TINY_CNN = {"type": "cnn", "conv": [{"filters": 4}, {"filters": 8}, {"filters": 10}]}
+
+
+def model_cfg(model: dict[str, Any]) -> ModelConfig:
+    return RunConfig.from_dict({"engine": "torch", "data": {"dataset": "mnist"}, "model": model}).model
+
+
+@pytest.mark.parametrize(
+    ("model", "shape", "expected"),
+    [
+        ({"type": "mlp", "hidden": [512, 512]}, MNIST, 669_706),
+        (SEED_B_CNN, MNIST, 570_436),
+        (SEED_E_CNN, CIFAR, 122_570),
+        ({"type": "resnet"}, CIFAR, 11_173_962),
+        ({"type": "resnet", "depth": 9}, CIFAR, 6_573_120),
+        ({"type": "linear"}, CIFAR, 30_730),
+    ],
+)
+def test_published_parameter_counts(model: dict[str, Any], shape: tuple[int, int, int], expected: int) -> None:
+    net = build_model(model_cfg(model), shape, 10)
+    assert count_params(net) == expected
+    assert net(torch.zeros(2, *shape)).shape == (2, 10)
+
+
+def test_tiny_cnn_fits_the_2100_parameter_budget() -> None:
+    net = build_model(model_cfg(TINY_CNN), MNIST, 10)
+    assert count_params(net) <= 2_100
+    assert net(torch.zeros(3, *MNIST)).shape == (3, 10)
+
+
+def test_summary_lists_layers_shapes_and_total() -> None:
+    net = build_model(model_cfg(SEED_E_CNN), CIFAR, 10)
+    text = model_summary(net, CIFAR)
+    assert "Total params: 122,570" in text
+    assert "(None, 64, 4, 4)" in text and "Conv2d" in text and "65,600" in text
+
+
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_batch_norm_position(position: str) -> None:
+    net = build_model(model_cfg({"type": "mlp", "hidden": [8], "batch_norm": True, "bn_position": position}),
+                      MNIST, 10)
+    kinds = [type(m).__name__ for m in net]
+    expected = ["BatchNorm1d", "ReLU"] if position == "before" else ["ReLU", "BatchNorm1d"]
+    assert kinds[2:4] == expected
+
+
+def test_rising_dropout_per_block_and_fc() -> None:
+    cfg = {"type": "cnn", "conv": [{"filters": 4}, {"filters": 4}, {"filters": 4}],
+           "dropout": [0.2, 0.3, 0.4], "fc": [8], "fc_dropout": 0.5}
+    net = build_model(model_cfg(cfg), CIFAR, 10)
+    assert [m.p for m in net if isinstance(m, nn.Dropout)] == [0.2, 0.3, 0.4, 0.5]
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh"])
+def test_activations(activation: str) -> None:
+    net = build_model(model_cfg({"type": "mlp", "hidden": [4], "activation": activation}), MNIST, 10)
+    names = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "elu": "ELU", "gelu": "GELU",
+             "sigmoid": "Sigmoid", "tanh": "Tanh"}
+    assert type(net[2]).__name__ == names[activation]
+
+
+def test_init_schemes() -> None:
+    zero = build_model(model_cfg({"type": "mlp", "hidden": [64], "init": {"scheme": "zero"}}), MNIST, 10)
+    assert all(float(p.detach().abs().sum()) == 0 for p in zero.parameters())
+    normal = build_model(model_cfg({"type": "mlp", "hidden": [256], "init": {"scheme": "normal", "sigma": 0.1}}),
+                         MNIST, 10)
+    assert float(normal[1].weight.std()) == pytest.approx(0.1, rel=0.05)
+    he = build_model(model_cfg({"type": "cnn", "conv": [{"filters": 64}], "init": {"scheme": "he_normal"}}),
+                     CIFAR, 10)
+    assert float(he[0].weight.std()) == pytest.approx((2 / 27) ** 0.5, rel=0.1)
+    uniform = build_model(model_cfg({"type": "mlp", "hidden": [64], "init": {"scheme": "uniform", "scale": 0.01,
+                                                                              "bias": 0.5}}), MNIST, 10)
+    assert float(uniform[1].weight.abs().max()) <= 0.01 and float(uniform[1].bias.min()) == 0.5
+
+
+def test_same_seed_same_weights_and_global_rng_untouched() -> None:
+    state = torch.get_rng_state()
+    a = build_model(model_cfg({"type": "mlp", "hidden": [8]}), MNIST, 10, seed=3)
+    b = build_model(model_cfg({"type": "mlp", "hidden": [8]}), MNIST, 10, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))

@@ -1,0 +1,155 @@
+"""Optimizers, schedules, penalties and clipping of the torch engine, selected from configs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from trainlab.config import RunConfig
+from trainlab.engines.torch.optim import (
+    OPTIMIZERS,
+    build_optimizer,
+    clip_gradients,
+    penalized_params,
+    penalty,
+)
+from trainlab.runs import read_metrics_csv
+from trainlab.schedules import lr_at
+
+TORCH_CLASSES = {
+    "sgd": torch.optim.SGD, "momentum": torch.optim.SGD, "nesterov": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+    "adamax": torch.optim.Adamax, "nadam": torch.optim.NAdam, "adagrad": torch.optim.Adagrad,
+    "adadelta": torch.optim.Adadelta,
+}
+
+
+def config(**sections: Any) -> RunConfig:
+    return RunConfig.from_dict({"engine": "torch", "data": {"dataset": "mnist"},
+                                "model": {"type": "mlp", "hidden": [4]}, **sections})
+
+
+@pytest.mark.parametrize("type_", OPTIMIZERS)
+def test_every_optimizer_is_selectable_and_trains(type_: str, fit_synthetic) -> None:
+    cfg = config(optimizer={"type": type_})
+    opt = build_optimizer(nn.Linear(3, 2).parameters(), cfg.optimizer)
+    assert isinstance(opt, TORCH_CLASSES[type_])
+    group = opt.param_groups[0]
+    if type_ == "nesterov":
+        assert group["nesterov"] and group["momentum"] == 0.9
+    if type_ == "adamw":
+        assert group["weight_decay"] == 0.01  # decoupled, PyTorch's default
+    if type_ == "adadelta":
+        assert group["rho"] == 0.9
+    summary, _ = fit_synthetic({**cfg.model_dump(mode="json"), "train": {"epochs": 1, "batch_size": 16}})
+    assert summary["test_accuracy"] is not None and summary["steps"] == 6
+
+
+def test_optimizer_options_are_passed() -> None:
+    cfg = config(optimizer={"type": "adam", "lr": 0.005, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 1e-4})
+    group = build_optimizer(nn.Linear(3, 2).parameters(), cfg.optimizer).param_groups[0]
+    assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (0.005, (0.8, 0.99), 1e-6, 1e-4)
+
+
+SCHEDULES = [
+    {"type": "constant"},
+    {"type": "step", "step_size": 1, "gamma": 0.5},
+    {"type": "exponential", "gamma": 0.9},
+    {"type": "cyclical", "min_lr": 0.001, "max_lr": 0.1, "step_size": 3},
+    {"type": "one_cycle", "max_lr": 0.1},
+    {"type": "cosine", "min_lr": 0.001},
+    {"type": "warmup_linear", "warmup_steps": 4},
+]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=[s["type"] for s in SCHEDULES])
+def test_every_schedule_sets_the_lr_of_each_step(schedule: dict[str, Any], fit_synthetic) -> None:
+    cfg = config(optimizer={"type": "momentum", "lr": 0.05}, schedule=schedule,
+                 train={"epochs": 3, "batch_size": 16, "eval_every": 1})
+    _, run_path = fit_synthetic(cfg.model_dump(mode="json"))
+    rows, _ = read_metrics_csv(run_path / "metrics.csv")
+    s = cfg.schedule
+    for row in (r for r in rows if r["split"] == "train"):
+        expected = lr_at(row["step"] - 1, base_lr=0.05, type=s.type, total_steps=18, steps_per_epoch=6,
+                         per=s.per, step_size=s.step_size, gamma=s.gamma, min_lr=s.min_lr, max_lr=s.max_lr,
+                         cycles=s.cycles, warmup_steps=s.warmup_steps, pct_start=s.pct_start)
+        assert row["lr"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_reduce_on_plateau_lowers_the_lr(fit_synthetic) -> None:
+    # lr 1e-9: the weights do not move, so the epoch's mean train loss is a plateau.
+    cfg = config(optimizer={"type": "sgd", "lr": 1e-9},
+                 train={"epochs": 4, "batch_size": 16,
+                        "reduce_on_plateau": {"monitor": "train_loss", "patience": 0, "factor": 0.5}})
+    _, run_path = fit_synthetic(cfg.model_dump(mode="json"))
+    lrs = [r["lr"] for r in read_metrics_csv(run_path / "metrics.csv")[0] if r["split"] == "train"]
+    assert lrs == pytest.approx([1e-9, 1e-9, 5e-10, 2.5e-10])
+
+
+def test_early_stopping_stops_and_restores_best(fit_synthetic) -> None:
+    cfg = config(optimizer={"type": "sgd", "lr": 0.1},
+                 train={"epochs": 20, "batch_size": 16,
+                        "early_stopping": {"monitor": "val_accuracy", "patience": 0, "min_delta": 1.0}})
+    summary, _ = fit_synthetic(cfg.model_dump(mode="json"))
+    assert summary["steps"] == 12  # the first evaluation sets the best, the second stops
+
+
+def tiny_net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+
+
+def test_l1_l2_penalties_follow_keras() -> None:
+    net = tiny_net()
+    weights = penalized_params(net)
+    assert [w.shape for w in weights] == [(4, 3), (2, 4)]  # kernels only: no biases, no BN
+    reg = config(regularization={"l1": 1e-3, "l2": 1e-2}).regularization
+    value = penalty(weights, reg)
+    squares = sum(float((w.detach() ** 2).sum()) for w in weights)
+    absolutes = sum(float(w.detach().abs().sum()) for w in weights)
+    assert float(value.detach()) == pytest.approx(1e-2 * squares + 1e-3 * absolutes, rel=1e-6)
+    value.backward()
+    for w in weights:
+        expected = 2 * 1e-2 * w.detach() + 1e-3 * torch.sign(w.detach())
+        torch.testing.assert_close(w.grad, expected)
+    all_params = penalized_params(net, "all")
+    assert len(all_params) == len(list(net.parameters()))
+    assert penalty(weights, config().regularization) is None
+
+
+def test_l2_changes_the_training_loss_by_the_penalty(fit_synthetic) -> None:
+    """The first step's logged train loss with L2 minus without is l2 * sum W^2 at init."""
+    base = {"optimizer": {"type": "sgd", "lr": 1e-9}, "train": {"steps": 1, "batch_size": 16}}
+    plain, _ = fit_synthetic(config(**base).model_dump(mode="json"), run_id="plain")
+    with_l2, path = fit_synthetic(config(**base, regularization={"l2": 0.5}).model_dump(mode="json"),
+                                  run_id="l2")
+    rows = read_metrics_csv(path / "metrics.csv")[0]
+    plain_rows = read_metrics_csv(path.parent / "plain" / "metrics.csv")[0]
+    state = torch.load(path / "checkpoint.pt", weights_only=True)["model"]
+    squares = sum(float((state[k].double() ** 2).sum()) for k in ("1.weight", "3.weight"))
+    assert rows[0]["loss"] - plain_rows[0]["loss"] == pytest.approx(0.5 * squares, rel=1e-5)
+    assert with_l2["test_loss"] == pytest.approx(plain["test_loss"], rel=1e-5)  # data loss only
+
+
+def test_decoupled_weight_decay_vs_coupled() -> None:
+    """With a zero gradient, AdamW shrinks p by lr * wd * p; Adam's coupled decay moves p by ~lr."""
+    for type_, expected in (("adamw", 1.0 - 0.1 * 0.5), ("adam", 1.0 - 0.1)):
+        p = nn.Parameter(torch.ones(1))
+        opt = build_optimizer([p], config(optimizer={"type": type_, "lr": 0.1, "weight_decay": 0.5}).optimizer)
+        p.grad = torch.zeros(1)
+        opt.step()
+        assert float(p) == pytest.approx(expected, rel=1e-6)
+
+
+def test_clipping_by_value_then_norm() -> None:
+    a, b = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(1))
+    a.grad, b.grad = torch.tensor([3.0, -0.5]), torch.tensor([-4.0])
+    clip_gradients([a, b], 1.0, None)
+    assert a.grad.tolist() == [1.0, -0.5] and b.grad.tolist() == [-1.0]
+    a.grad, b.grad = torch.tensor([3.0, 0.0]), torch.tensor([4.0])
+    norm = clip_gradients([a, b], None, 1.0)
+    assert float(norm) == pytest.approx(5.0)
+    assert float(torch.cat([a.grad, b.grad]).norm()) == pytest.approx(1.0, rel=1e-5)
