@@ -1,0 +1,147 @@
+"""Batched augmentation: shapes, dtype and labels kept, mixing weights, determinism, resume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from trainlab.config import AugmentConfig
+from trainlab.engines.torch.augment import (
+    BatchAugment,
+    PixelSpace,
+    cutmix,
+    cutout,
+    hflip,
+    mixup,
+    pad_crop,
+    shift,
+)
+
+NORMALIZER = {"kind": "channel", "mean": [125.0, 122.0, 113.0], "std": [62.0, 61.0, 66.0]}
+ONE_EACH: dict[str, dict[str, Any]] = {
+    "hflip": {"hflip": True},
+    "crop": {"crop_padding": 4},
+    "translate": {"translate": 0.1},
+    "rotate": {"rotate": 15.0},
+    "zoom": {"zoom": 0.2},
+    "resized_crop": {"random_resized_crop": (0.5, 1.0)},
+    "color_jitter": {"color_jitter": {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.1}},
+    "grayscale": {"grayscale": 0.5},
+    "cutout": {"cutout": 8},
+    "all_geometric": {"hflip": True, "crop_padding": 2, "rotate": 10.0, "zoom": 0.1, "translate": 0.1},
+}
+
+
+def batch(n: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 16, 16, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def augmenter(seed: int = 0, **fields: Any) -> BatchAugment:
+    return BatchAugment(AugmentConfig(**fields), 10, PixelSpace(NORMALIZER, 3), "cpu", seed=seed)
+
+
+@pytest.mark.parametrize("name", ONE_EACH)
+def test_keeps_shape_dtype_labels_and_is_seeded(name: str) -> None:
+    x, y = batch()
+    out, soft = augmenter(**ONE_EACH[name])(x.clone(), y)
+    assert out.shape == x.shape and out.dtype == x.dtype and soft is None
+    assert torch.isfinite(out).all() and not torch.equal(out, x)
+    again, _ = augmenter(**ONE_EACH[name])(x.clone(), y)
+    assert torch.equal(out, again)
+    other, _ = augmenter(seed=1, **ONE_EACH[name])(x.clone(), y)
+    assert not torch.equal(out, other)
+
+
+def test_hflip_flips_exactly_the_drawn_images() -> None:
+    x, _ = batch()
+    assert torch.equal(hflip(x, torch.Generator(), p=1.0), x.flip(3))
+    assert torch.equal(hflip(x, torch.Generator(), p=0.0), x)
+
+
+def test_shift_moves_pixels_and_fills_zeros() -> None:
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
+    out = shift(x, torch.tensor([1, 0]), torch.tensor([0, -2]), pad=2)
+    torch.testing.assert_close(out[0, 0, 1:], x[0, 0, :3])
+    assert float(out[0, 0, 0].abs().sum()) == 0
+    torch.testing.assert_close(out[1, 0, :, :2], x[1, 0, :, 2:])
+    assert float(out[1, 0, :, 2:].abs().sum()) == 0
+    # pad-and-crop only ever shifts by at most the padding, so every output is some shift
+    cropped = pad_crop(x, torch.Generator().manual_seed(0), 1)
+    assert cropped.shape == x.shape
+
+
+def test_cutout_blanks_at_most_a_square() -> None:
+    x = torch.ones(64, 1, 16, 16)
+    out = cutout(x, torch.Generator().manual_seed(0), 4)
+    zeros = (out == 0).flatten(1).sum(1)
+    assert int(zeros.max()) == 16 and int(zeros.min()) >= 4  # a corner keeps at least 2x2
+
+
+def test_grayscale_makes_channels_equal_in_pixel_space() -> None:
+    x, y = batch()
+    aug = augmenter(grayscale=1.0)
+    out, _ = aug(x, y)
+    u = aug.pixels.to_unit(out)
+    torch.testing.assert_close(u[:, 0], u[:, 1], atol=1e-5, rtol=0)
+
+
+def test_color_jitter_stays_in_the_pixel_range() -> None:
+    x, y = batch()
+    aug = augmenter(color_jitter={"brightness": 0.9, "contrast": 0.9, "saturation": 0.9, "hue": 0.5})
+    u = aug.pixels.to_unit(aug(x, y)[0])
+    assert float(u.min()) >= -1e-5 and float(u.max()) <= 1 + 1e-5
+
+
+def test_mixup_mixes_images_and_labels_with_one_weight() -> None:
+    x, y = batch()
+    targets = torch.nn.functional.one_hot(y, 10).float()
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    mixed, soft = mixup(x, targets, 0.7, perm)
+    torch.testing.assert_close(mixed, 0.7 * x + 0.3 * x[perm])
+    torch.testing.assert_close(soft, 0.7 * targets + 0.3 * targets[perm])
+    torch.testing.assert_close(soft.sum(1), torch.ones(len(y)))
+
+
+def test_cutmix_label_weight_is_the_pasted_area() -> None:
+    import numpy as np
+
+    x, y = batch()
+    targets = torch.nn.functional.one_hot(y, 10).float()
+    perm = torch.roll(torch.arange(len(y)), 1)
+    mixed, soft, kept = cutmix(x, targets, 0.6, perm, np.random.default_rng(0))
+    from_other = (mixed != x).any(1).flatten(1).float().mean(1)  # (B,) area pasted per image
+    assert float(from_other.max()) == pytest.approx(1 - kept, abs=1e-6)
+    torch.testing.assert_close(soft, kept * targets + (1 - kept) * targets[perm])
+
+
+@pytest.mark.parametrize("fields", [{"mixup": 0.4}, {"cutmix": 1.0}, {"mixup": 0.4, "cutmix": 1.0}])
+def test_batch_mixing_returns_soft_targets(fields: dict[str, float]) -> None:
+    x, y = batch(32)
+    out, soft = augmenter(**fields)(x, y)
+    assert out.shape == x.shape and soft is not None and soft.shape == (32, 10)
+    torch.testing.assert_close(soft.sum(1), torch.ones(32))
+    # every image keeps its own label with the larger weight or shares it with its partner
+    assert bool((soft.gather(1, y[:, None]) > 0).all())
+
+
+def test_state_dict_continues_the_same_stream() -> None:
+    x, y = batch()
+    fields = {"hflip": True, "crop_padding": 2, "mixup": 0.5}
+    a = augmenter(**fields)
+    a(x, y)
+    state = a.state_dict()
+    expected = a(x, y)
+    b = augmenter(seed=9, **fields)
+    b.load_state_dict(state)
+    got = b(x, y)
+    assert torch.equal(expected[0], got[0]) and torch.equal(expected[1], got[1])
+
+
+def test_pixel_space_round_trip() -> None:
+    x, _ = batch()
+    for normalizer in (NORMALIZER, {"kind": "scale", "scale": 1.0}, {"kind": "none"}):
+        space = PixelSpace(normalizer, 3)
+        torch.testing.assert_close(space.from_unit(space.to_unit(x)), x, atol=1e-4, rtol=1e-5)
