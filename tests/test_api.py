@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 import trainlab.api as tl
+from tests.helpers import write_config
 from trainlab.errors import ConfigError, RunDirError
 from trainlab.runs import METRICS_COLUMNS
-
-from .helpers import write_config
 
 pytestmark = pytest.mark.usefixtures("real_data")
 

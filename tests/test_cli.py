@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import write_config
 from trainlab.cli import main
-
-from .helpers import write_config
 
 EXAMPLES = sorted(Path(__file__).resolve().parents[1].glob("configs/examples/*.yaml"))
 

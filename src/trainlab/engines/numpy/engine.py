@@ -94,7 +94,8 @@ def make_loss(config: RunConfig) -> Callable[[np.ndarray, np.ndarray], tuple[flo
 
 
 def _flat(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    return np.ascontiguousarray(x.reshape(x.shape[0], -1), dtype=dtype)  # (N, D)
+    features = int(np.prod(x.shape[1:]))  # explicit: reshape(-1) fails on an empty split
+    return np.ascontiguousarray(x.reshape(x.shape[0], features), dtype=dtype)  # (N, D)
 
 
 class NumpyEngine:

@@ -1,0 +1,116 @@
+"""The NumPy engine end to end on real data: learning, init, NaN, exact resume, gradcheck."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import trainlab.api as tl
+from tests.helpers import write_config
+from trainlab.cli import main
+from trainlab.errors import TrainingError
+from trainlab.runs import read_metrics_csv
+
+pytestmark = pytest.mark.usefixtures("real_data")
+
+
+def test_cifar_subset_learns_beyond_a_broken_backward(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path / "c.yaml", tmp_path / "runs",
+        data={"dataset": "cifar10", "limit": {"train": 10000}, "val_fraction": 0.0, "normalize": "pixel"},
+        model={"type": "mlp", "hidden": [50, 50], "batch_norm": True},
+        optimizer={"type": "momentum", "lr": 0.05},
+        train={"epochs": 8, "batch_size": 100},
+    )
+    run = tl.run(cfg, run_id="r", progress=False, echo=False)
+    assert run.summary["test_accuracy"] >= 0.35
+
+
+def test_zero_init_stays_at_chance_glorot_learns(tmp_path: Path) -> None:
+    common = {"data": {"dataset": "mnist", "val_fraction": 0.0, "normalize": "scale"},
+              "optimizer": {"type": "sgd", "lr": 0.1}, "train": {"epochs": 1, "batch_size": 100}}
+    zero = write_config(tmp_path / "z.yaml", tmp_path / "runs", **common,
+                        model={"type": "mlp", "hidden": [128], "init": {"scheme": "zero"}})
+    glorot = write_config(tmp_path / "g.yaml", tmp_path / "runs", **common,
+                          model={"type": "mlp", "hidden": [128], "init": {"scheme": "glorot_uniform"}})
+    zero_acc = tl.run(zero, run_id="z", progress=False, echo=False).summary["test_accuracy"]
+    glorot_acc = tl.run(glorot, run_id="g", progress=False, echo=False).summary["test_accuracy"]
+    assert zero_acc < 0.2
+    assert glorot_acc > 0.9
+
+
+def test_diverging_loss_stops_with_the_step_and_keeps_checkpoint(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs",
+                       optimizer={"type": "sgd", "lr": 1e30}, train={"epochs": 3, "batch_size": 50,
+                                                                   "eval_every": 1})
+    with pytest.raises(TrainingError, match=r"at step \d+"):
+        tl.run(cfg, run_id="r", progress=False, echo=False)
+    run = tl.open_run(tmp_path / "runs" / "t" / "r")
+    assert run.summary["status"] == "failed" and "loss became" in run.summary["error"]
+    assert (run.path / "checkpoint.npz").is_file()
+
+
+def test_monitors_are_logged(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs", model={"type": "mlp", "hidden": [32, 16]})
+    run = tl.run(cfg, run_id="r", progress=False, echo=False)
+    train_row = next(r for r in run.metrics if r["split"] == "train")
+    for key in ("weight_norm_0", "grad_norm_0", "act_norm_0", "delta_norm_0", "dead_relu_0",
+                "weight_norm_2", "logit_norm"):
+        assert key in train_row, key
+    assert 0.0 <= train_row["dead_relu_0"] <= 1.0 and train_row["weight_norm_0"] > 0
+
+
+def test_exact_resume_after_kill(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path / "c.yaml", tmp_path / "runs",
+        data={"dataset": "cifar10", "limit": {"train": 6000, "val": 1000, "test": 1000}, "normalize": "channel"},
+        model={"type": "mlp", "hidden": [64, 32], "batch_norm": True, "dropout": 0.1},
+        optimizer={"type": "adam", "lr": 1e-3},
+        train={"epochs": 12, "batch_size": 100, "eval_every": 20},
+    )
+    reference = tl.run(cfg, run_id="reference", progress=False, echo=False)
+    command = [sys.executable, "-m", "trainlab.cli", "run", str(cfg), "--run-id", "killed", "--no-progress"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed_dir = tmp_path / "runs" / "t" / "killed"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        rows, _ = read_metrics_csv(killed_dir / "metrics.csv")
+        if len({r["step"] for r in rows}) >= 3 and (killed_dir / "checkpoint.npz").exists():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rows, _ = read_metrics_csv(killed_dir / "metrics.csv")
+    total_steps = reference.summary["steps"]
+    assert 0 < max(r["step"] for r in rows) < total_steps, "the run must be killed mid-training"
+    assert main(["run", "--resume", str(killed_dir), "--no-progress"]) == 0
+    resumed = tl.open_run(killed_dir)
+    assert resumed.metrics == reference.metrics
+    assert resumed.summary["test_accuracy"] == reference.summary["test_accuracy"]
+    with np.load(killed_dir / "checkpoint.npz") as a, np.load(reference.path / "checkpoint.npz") as b:
+        for key in a.files:
+            if key.startswith("model/"):
+                np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_gradcheck_cli_passes_for_seed_d_bn_nets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for hidden in ([50], [50, 50]):
+        cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs",
+                           data={"dataset": "cifar10", "normalize": "pixel"},
+                           model={"type": "mlp", "hidden": hidden, "batch_norm": True},
+                           regularization={"l2": 0.0035})
+        assert main(["gradcheck", str(cfg), "--entries", "30"]) == 0
+        out = capsys.readouterr().out
+        assert "gamma" in out and "passed" in out
+
+
+def test_gradcheck_fails_loudly_on_a_loose_threshold_breach(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs", data={"dataset": "mnist", "normalize": "scale"})
+    # eps = 0.1 makes the finite differences of a ReLU net coarse: the check must report it.
+    assert main(["gradcheck", str(cfg), "--eps", "0.1", "--threshold", "1e-9"]) == 1
