@@ -53,9 +53,20 @@ def base_config(**sections: Any) -> dict[str, Any]:
         "model": {"type": "mlp", "hidden": [16]},
         "train": {"epochs": 2, "batch_size": 16},
     }
-    for key, value in sections.items():
-        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) and key != "model" else value
+    cfg.update(sections)  # a section given replaces the default one whole
     return cfg
+
+
+@pytest.fixture(name="base_config")
+def base_config_fixture() -> Callable[..., dict[str, Any]]:
+    """:func:`base_config` for tests (test modules cannot import this conftest by name)."""
+    return base_config
+
+
+@pytest.fixture(name="synthetic_data")
+def synthetic_data_fixture() -> Callable[..., PreparedData]:
+    """:func:`synthetic_data` for tests."""
+    return synthetic_data
 
 
 FitFn = Callable[..., tuple[dict[str, Any], Path]]

@@ -1,0 +1,148 @@
+"""The torch engine end to end: a real MNIST run, NaN handling, safe checkpoints, exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import trainlab.api as tl
+from trainlab.config import RunConfig
+from trainlab.engines.torch import TorchEngine
+from trainlab.errors import ConfigError, TrainingError
+
+
+def test_mnist_mlp_one_epoch_learns(real_data: Path, tmp_path: Path) -> None:
+    cfg = RunConfig.from_dict({
+        "engine": "torch", "seed": 0,
+        "data": {"dataset": "mnist", "limit": 10000},
+        "model": {"type": "mlp", "hidden": [256]},
+        "optimizer": {"type": "adam", "lr": 1e-3},
+        "train": {"epochs": 1, "batch_size": 64},
+        "output": {"dir": str(tmp_path / "runs")},
+    })
+    run = tl.run(cfg, run_id="mnist", data_dir=real_data, progress=False, echo=False)
+    assert run.summary["status"] == "completed"
+    assert run.summary["test_accuracy"] >= 0.9
+    assert run.summary["params"] == 784 * 256 + 256 + 2570
+    with np.load(run.path / "predictions.npz") as saved:
+        assert saved["probabilities"].shape == (10000, 10)
+        np.testing.assert_allclose(saved["probabilities"].sum(1), 1.0, rtol=1e-5)
+        accuracy = (saved["probabilities"].argmax(1) == saved["labels"]).mean()
+        assert accuracy == pytest.approx(run.summary["test_accuracy"])
+    assert "Total params: 203,530" in (run.path / "model_summary.txt").read_text()
+    train_rows = [r for r in run.metrics if r["split"] == "train"]
+    assert {"weight_norm_0", "grad_norm_0", "dead_relu_0", "logit_norm"} <= set(train_rows[-1])
+    assert torch.load(run.path / "checkpoint.pt", weights_only=True)["model"]["1.weight"].shape == (256, 784)
+
+
+def test_small_resnet_trains_channels_last(fit_synthetic, base_config, synthetic_data) -> None:
+    cfg = base_config(model={"type": "fast_cifar", "width": 4}, train={"epochs": 1, "batch_size": 16},
+                      augment={"hflip": True, "crop_padding": 1, "cutout": 2})
+    summary, _ = fit_synthetic(cfg, data=synthetic_data(shape=(3, 8, 8)))
+    assert summary["steps"] == 6 and summary["test_accuracy"] is not None
+
+
+def test_check_config_refuses_unbuilt_depth(base_config) -> None:
+    cfg = RunConfig.from_dict(base_config(model={"type": "resnet", "depth": 50}))
+    with pytest.raises(ConfigError, match="depth"):
+        TorchEngine().check_config(cfg)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(fit_synthetic, base_config) -> None:
+    cfg = base_config(optimizer={"type": "sgd", "lr": 1e30}, loss={"type": "squared"},
+                      train={"steps": 30, "batch_size": 16, "eval_every": 1})
+    with pytest.raises(TrainingError, match=r"at step (\d+)") as caught:
+        fit_synthetic(cfg)
+    found = re.search(r"at step (\d+).*kept in (\S+)\. ", str(caught.value))
+    assert found is not None
+    bad_step, run_path = int(found.group(1)), Path(found.group(2))
+    saved = torch.load(run_path / "checkpoint.pt", weights_only=True)
+    assert json.loads(saved["meta"])["step"] < bad_step
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+class _Evil:
+    """A pickle that would run a shell command when loaded without weights_only."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_tampered_checkpoint_is_refused(fit_synthetic, base_config, tmp_path: Path) -> None:
+    _, run_path = fit_synthetic(base_config(train={"epochs": 1, "batch_size": 16}))
+    marker = tmp_path / "pwned"
+    payload = torch.load(run_path / "checkpoint.pt", weights_only=True)
+    payload["extra"] = _Evil(marker)
+    torch.save(payload, run_path / "checkpoint.pt")
+    with pytest.raises(TrainingError, match="refused to load"):
+        fit_synthetic(base_config(train={"epochs": 1, "batch_size": 16}), resume=True)
+    assert not marker.exists()
+
+
+# -- exact resume after kill -9 ---------------------------------------------------------------
+RESUME_CONFIG = {
+    "engine": "torch", "seed": 3,
+    "data": {"dataset": "mnist", "limit": {"train": 2000, "val": 300, "test": 300}},
+    "model": {"type": "cnn", "conv": [{"filters": 6, "dropout": 0.1}, {"filters": 12}],
+              "fc": [32], "fc_dropout": 0.3},
+    "optimizer": {"type": "adam", "lr": 0.002},
+    "augment": {"hflip": True, "crop_padding": 2, "mixup": 0.2},
+    "train": {"epochs": 8, "batch_size": 32, "eval_every": 25,
+              "early_stopping": {"monitor": "val_loss", "patience": 100}},
+}
+
+
+def _cli(*args: str, cwd: Path) -> list[str]:
+    return [sys.executable, "-m", "trainlab.cli", "run", *args, "--no-progress"]
+
+
+def _env(real_data: Path) -> dict[str, str]:
+    return {**os.environ, "TRAINLAB_DATA": str(real_data), "TRAINLAB_NUM_THREADS": "1"}
+
+
+def test_exact_resume_after_sigkill(real_data: Path, tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**RESUME_CONFIG, "output": {"dir": str(tmp_path / "runs")}}))
+    env, runs = _env(real_data), tmp_path / "runs" / "run"
+    subprocess.run(_cli(str(config), "--run-id", "whole", cwd=tmp_path), env=env, check=True,
+                   capture_output=True, cwd=tmp_path)
+
+    killed = subprocess.Popen(_cli(str(config), "--run-id", "killed", cwd=tmp_path), env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = runs / "killed" / "metrics.csv"
+    deadline = time.monotonic() + 120
+    try:
+        # Kill once the second checkpoint is on disk: mid-epoch (62 steps per epoch) and mid-run.
+        while time.monotonic() < deadline and killed.poll() is None:
+            if (runs / "killed" / "checkpoint.pt").exists() and metrics.exists() and ",50,train," in metrics.read_text():
+                break
+            time.sleep(0.01)
+        assert killed.poll() is None, "the run ended before it could be killed"
+        killed.send_signal(signal.SIGKILL)
+    finally:
+        killed.wait()
+    assert not (runs / "killed" / "summary.json").exists()
+
+    subprocess.run(_cli("--resume", str(runs / "killed"), cwd=tmp_path), env=env, check=True,
+                   capture_output=True, cwd=tmp_path)
+    assert (runs / "killed" / "metrics.csv").read_text() == (runs / "whole" / "metrics.csv").read_text()
+    whole = torch.load(runs / "whole" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(runs / "killed" / "checkpoint.pt", weights_only=True)
+    for key, value in whole["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    with np.load(runs / "whole" / "predictions.npz") as a, np.load(runs / "killed" / "predictions.npz") as b:
+        np.testing.assert_array_equal(a["probabilities"], b["probabilities"])
