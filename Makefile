@@ -31,6 +31,8 @@ demo: setup
 	$(BIN)/trainlab data list
 	for name in cifar10 mnist cats-vs-dogs; do $(BIN)/trainlab data info $$name || exit 1; done
 	$(BIN)/trainlab validate configs/examples/*.yaml
+	$(BIN)/trainlab gradcheck configs/examples/mnist-mlp-numpy.yaml --set model.hidden=[64,64] --set model.batch_norm=true
+	$(BIN)/trainlab run configs/examples/mnist-mlp-numpy.yaml --set train.epochs=2 --run-id demo --overwrite
 
 lint: setup
 	$(BIN)/ruff check .
