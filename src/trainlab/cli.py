@@ -200,28 +200,29 @@ def data_info(
 
 
 def _print_info(info: dict[str, Any]) -> None:
-    """A dataset_info dict as a short header and one table of class counts."""
-    scalars = {k: v for k, v in info.items() if not isinstance(v, dict | list)}
+    """A dataset_info dict as a short header and a table of counts per class and split."""
     console.print(f"[bold]{info.get('name', '')}[/bold]")
-    for key, value in scalars.items():
-        if key != "name":
-            console.print(f"  {key}: {value}")
     for key, value in info.items():
+        if key in ("name", "per_class"):
+            continue
         if isinstance(value, list):
-            console.print(f"  {key}: {', '.join(f'{v:.4f}' if isinstance(v, float) else str(v) for v in value)}")
-    nested = {k: v for k, v in info.items() if isinstance(v, dict)}
-    for key, value in nested.items():
-        if value and all(isinstance(v, dict) for v in value.values()):
-            table = Table(title=key)
-            columns = sorted({c for row in value.values() for c in row})
-            table.add_column("")
-            for column in columns:
-                table.add_column(str(column), justify="right")
-            for row_name, row in value.items():
-                table.add_row(str(row_name), *(str(row.get(c, "")) for c in columns))
-            console.print(table)
-        else:
-            console.print(f"  {key}: {json.dumps(value, default=str)}")
+            value = ", ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in value)
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        console.print(f"  {key}: {value}", soft_wrap=True)
+    per_class = info.get("per_class")
+    if isinstance(per_class, dict) and per_class:
+        splits = list(per_class)
+        classes = list(dict.fromkeys(c for counts in per_class.values() if counts for c in counts))
+        table = Table(title="examples per class")
+        table.add_column("class")
+        for split in splits:
+            table.add_column(split, justify="right")
+        for name in classes:
+            cells = [str((per_class[s] or {}).get(name, "-")) if per_class[s] else "unlabelled"
+                     for s in splits]
+            table.add_row(name, *cells)
+        console.print(table)
 
 
 @data_app.command("fetch")
