@@ -68,7 +68,21 @@ def test_warmup_linear() -> None:
     assert lr(0, "warmup_linear", warmup_steps=100) == 0.0
     assert lr(50, "warmup_linear", warmup_steps=100) == pytest.approx(0.05)
     assert lr(100, "warmup_linear", warmup_steps=100) == pytest.approx(0.1)
-    assert lr(900, "warmup_linear", warmup_steps=100) == pytest.approx(0.1)
+    # then linearly down to min_lr (default 0) at the last step
+    total = 1000
+    assert lr(550, "warmup_linear", warmup_steps=100, total_steps=total) == pytest.approx(0.05)
+    assert lr(total, "warmup_linear", warmup_steps=100, total_steps=total) == pytest.approx(0.0)
+    assert lr(550, "warmup_linear", warmup_steps=100, total_steps=total, min_lr=0.02) == pytest.approx(0.06)
+
+
+def test_constant_and_cosine_warmup() -> None:
+    assert lr(0, "constant", warmup_steps=10) == 0.0
+    assert lr(5, "constant", warmup_steps=10) == pytest.approx(0.05)
+    assert lr(10, "constant", warmup_steps=10) == pytest.approx(0.1)
+    assert lr(5, "cosine", warmup_steps=10, total_steps=110) == pytest.approx(0.05)
+    assert lr(10, "cosine", warmup_steps=10, total_steps=110) == pytest.approx(0.1)
+    assert lr(60, "cosine", warmup_steps=10, total_steps=110) == pytest.approx(0.05)
+    assert lr(110, "cosine", warmup_steps=10, total_steps=110) == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize(

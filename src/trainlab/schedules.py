@@ -7,7 +7,7 @@ Schedules count in *units*: ``u = step`` when ``per="step"``, ``u = step // step
 are in units too.
 
 Types and formulas:
-- ``constant``: ``base_lr``.
+- ``constant``: ``base_lr``, after an optional linear warm-up from 0 over ``warmup_steps``.
 - ``step``: ``base_lr * gamma ** (u // step_size)``.
 - ``exponential``: ``base_lr * gamma ** u`` (gamma 0.95 per epoch = 5 % decay per epoch).
 - ``cyclical``: Smith's (2017) triangular policy between ``min_lr`` (default ``base_lr``)
@@ -17,9 +17,11 @@ Types and formulas:
 - ``one_cycle``: linear warm-up from ``max_lr / 25`` to ``max_lr`` (default ``base_lr``)
   over ``pct_start * T`` (default 0.3), then cosine annealing to ``min_lr`` (default
   ``max_lr / 1e4``) at ``T``.
-- ``cosine``: ``min_lr + (base_lr - min_lr) * (1 + cos(pi * min(u, T) / T)) / 2``
+- ``cosine``: after an optional linear warm-up over ``w = warmup_steps``,
+  ``min_lr + (base_lr - min_lr) * (1 + cos(pi * f)) / 2`` with ``f = min(1, (u - w) / (T - w))``
   (``min_lr`` default 0).
-- ``warmup_linear``: ``base_lr * u / warmup_steps`` for ``u < warmup_steps``, then ``base_lr``.
+- ``warmup_linear``: ``base_lr * u / w`` for ``u < w = warmup_steps``, then linearly down
+  to ``min_lr`` (default 0) at ``T``.
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ def lr_at(
     else:
         raise ValueError(f"unknown per {per!r}; choose 'step' or 'epoch'")
 
+    warm = float(warmup_steps or 0)
+    if type in ("constant", "cosine") and u < warm:
+        return float(base_lr) * u / warm
     if type == "constant":
         return float(base_lr)
     if type == "step":
@@ -108,11 +113,15 @@ def lr_at(
         low = 0.0 if min_lr is None else float(min_lr)
         if total <= 0:
             raise ValueError("lr schedule 'cosine' needs a positive 'total_steps'")
-        frac = min(u, total) / total
+        frac = min(1.0, (u - warm) / max(total - warm, 1e-12))
         return low + (base_lr - low) * (1 + math.cos(math.pi * frac)) / 2
-    # warmup_linear
+    # warmup_linear: up from 0 to base_lr over warmup_steps, then straight down to min_lr at T
     w = _need("warmup_steps", warmup_steps, type)
-    return float(base_lr) * u / w if u < w else float(base_lr)
+    if u < w:
+        return float(base_lr) * u / w
+    low = 0.0 if min_lr is None else float(min_lr)
+    frac = min(1.0, (u - w) / max(total - w, 1e-12))
+    return float(base_lr) + (low - float(base_lr)) * frac
 
 
 __all__ = ["SCHEDULES", "lr_at"]
