@@ -11,6 +11,7 @@ from trainlab.config import AugmentConfig
 from trainlab.engines.torch.augment import (
     BatchAugment,
     PixelSpace,
+    crop_flip,
     cutmix,
     cutout,
     hflip,
@@ -71,6 +72,17 @@ def test_shift_moves_pixels_and_fills_zeros() -> None:
     # pad-and-crop only ever shifts by at most the padding, so every output is some shift
     cropped = pad_crop(x, torch.Generator().manual_seed(0), 1)
     assert cropped.shape == x.shape
+
+
+def test_fused_crop_flip_equals_flip_then_shift() -> None:
+    x, _ = batch(32)
+    out = crop_flip(x, torch.Generator().manual_seed(5), 3, 0.5)
+    g = torch.Generator().manual_seed(5)
+    offsets = torch.randint(-3, 4, (2, 32), generator=g)
+    flip = torch.rand(32, generator=g) < 0.5
+    expected = shift(torch.where(flip[:, None, None, None], x.flip(3), x), offsets[0], offsets[1], 3)
+    assert torch.equal(out, expected)
+    assert torch.equal(crop_flip(x, torch.Generator(), 0, 1.0), x.flip(3))
 
 
 def test_cutout_blanks_at_most_a_square() -> None:

@@ -1,0 +1,136 @@
+"""Batched tensor augmentation vs a per-image PIL pipeline through a torch DataLoader.
+
+Usage: python bench/bench_augment.py [--data-dir DIR] [--images N] [--batch B] [--threads T]
+
+Both sides do CIFAR-10's standard crop + flip (pad 4, random 32x32 crop, horizontal flip
+with p = 0.5) and deliver normalised float batches (B, 3, 32, 32):
+
+- PIL: a ``Dataset`` whose ``__getitem__`` takes one uint8 image, pads, crops and flips it
+  with PIL, and turns it into a normalised tensor; a ``DataLoader`` collates batches
+  (``num_workers`` 0 and 2, the faster counts).
+- batched: the engine's path; the split sits in memory as one float tensor, a batch is
+  gathered by index and augmented with :class:`trainlab.engines.torch.BatchAugment`.
+
+Prints images/s of each (best of a few passes: the machine may be shared) and the ratio, then the batched cost of every other augmentation.
+Uses CIFAR-10 from ``--data-dir`` / ``$TRAINLAB_DATA`` when found, else random images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset
+
+from trainlab.config import AugmentConfig
+from trainlab.engines.torch.augment import BatchAugment, PixelSpace
+
+MEAN = np.array([125.3, 123.0, 113.9], dtype=np.float32)
+STD = np.array([63.0, 62.1, 66.7], dtype=np.float32)
+
+
+def load_images(data_dir: str | None, n: int) -> np.ndarray:
+    """``n`` CIFAR-10 training images (N, 32, 32, 3) uint8, or random ones without the data."""
+    if data_dir:
+        try:
+            from trainlab.data import load_dataset
+
+            return np.asarray(load_dataset("cifar10", data_dir).x_train[:n])
+        except Exception as exc:  # a benchmark falls back rather than stops
+            print(f"(CIFAR-10 not loaded: {exc}; using random images)")
+    return np.random.default_rng(0).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+class PilCropFlip(Dataset):
+    """Per-image pad + random crop + flip with PIL, then a normalised (3, 32, 32) tensor."""
+
+    def __init__(self, images: np.ndarray, pad: int = 4) -> None:
+        self.images, self.pad = images, pad
+        self.rng = np.random.default_rng(0)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        img = ImageOps.expand(Image.fromarray(self.images[i]), border=self.pad, fill=0)
+        dx, dy = self.rng.integers(0, 2 * self.pad + 1, 2)
+        img = img.crop((int(dx), int(dy), int(dx) + 32, int(dy) + 32))
+        if self.rng.random() < 0.5:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        arr = (np.asarray(img, dtype=np.float32) - MEAN) / STD  # (32, 32, 3)
+        return torch.from_numpy(arr.transpose(2, 0, 1).copy())  # (3, 32, 32)
+
+
+def bench_pil(images: np.ndarray, batch: int, workers: int, repeats: int = 2) -> float:
+    """Images per second through the DataLoader (best pass of ``repeats``)."""
+    loader = DataLoader(PilCropFlip(images), batch_size=batch, shuffle=True, num_workers=workers)
+    best = 0.0
+    for _ in range(repeats):
+        start, seen = time.perf_counter(), 0
+        for xb in loader:
+            seen += len(xb)
+        best = max(best, seen / (time.perf_counter() - start))
+    return best
+
+
+def bench_batched(x: torch.Tensor, batch: int, cfg: AugmentConfig, repeats: int = 1) -> float:
+    """Images per second of gather-by-index + :class:`BatchAugment` over the whole split."""
+    aug = BatchAugment(cfg, 10, PixelSpace({"kind": "channel", "mean": MEAN.tolist(), "std": STD.tolist()}, 3))
+    y = torch.zeros(len(x), dtype=torch.int64)
+    aug(x[:batch], y[:batch])  # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        perm = torch.randperm(len(x))
+        start = time.perf_counter()
+        for s in range(0, len(x) - batch + 1, batch):
+            index = perm[s : s + batch]
+            aug(x.index_select(0, index), y.index_select(0, index))
+        best = max(best, (len(x) // batch) * batch / (time.perf_counter() - start))
+    return best
+
+
+OTHERS: dict[str, dict[str, Any]] = {
+    "hflip": {"hflip": True},
+    "pad+crop": {"crop_padding": 4},
+    "translate+rotate+zoom": {"translate": 0.1, "rotate": 10.0, "zoom": 0.1},
+    "random_resized_crop": {"random_resized_crop": (0.8, 1.0)},
+    "color_jitter": {"color_jitter": {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.05}},
+    "grayscale": {"grayscale": 0.2},
+    "cutout": {"cutout": 8},
+    "mixup": {"mixup": 0.2},
+    "cutmix": {"cutmix": 1.0},
+}
+
+
+def main() -> None:
+    """Parse arguments, run both sides, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("TRAINLAB_DATA"))
+    parser.add_argument("--images", type=int, default=10000)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    images = load_images(args.data_dir, args.images)
+    x = torch.from_numpy(((images.astype(np.float32) - MEAN) / STD).transpose(0, 3, 1, 2).copy())
+    print(f"{len(images)} images, batch {args.batch}, torch threads {args.threads}, "
+          f"{os.cpu_count()} cores; crop + flip (pad 4)")
+    pil = {w: bench_pil(images, args.batch, w) for w in (0, 2)}
+    for workers, rate in pil.items():
+        print(f"  PIL per image, DataLoader num_workers={workers}: {rate:>10,.0f} images/s")
+    batched = bench_batched(x, args.batch, AugmentConfig(hflip=True, crop_padding=4), repeats=3)
+    reference = max(pil.values())
+    print(f"  batched tensors (trainlab):             {batched:>10,.0f} images/s")
+    print(f"  ratio batched / best PIL: {batched / reference:.1f}x")
+    print("batched cost of each augmentation alone (gather included):")
+    for name, fields in OTHERS.items():
+        print(f"  {name:<24}{bench_batched(x, args.batch, AugmentConfig(**fields)):>10,.0f} images/s")
+
+
+if __name__ == "__main__":
+    main()
