@@ -48,9 +48,9 @@ def layer_monitors(
 
     def record(owner: int) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def hook(_module: nn.Module, _inputs: object, out: torch.Tensor) -> None:
-            # A unit is alive if it fired for some example (and, for convs, some position).
-            dims = [0, *range(2, out.dim())]
-            alive = (out > 0).any(dim=dims[0]) if out.dim() == 2 else (out > 0).flatten(2).any(2).any(0)
+            # A unit (a conv channel) is alive if it fired for some example (and position).
+            positive = out > 0  # (B, M) or (B, C, H, W)
+            alive = positive.any(0) if out.dim() == 2 else positive.flatten(2).any(2).any(0)  # (M,) or (C,)
             fired.setdefault(owner, alive.detach())
         return hook
 
