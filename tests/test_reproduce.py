@@ -1,0 +1,138 @@
+"""The table logic of scripts/reproduce.py, on fake run results (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "reproduce.py"
+
+
+@pytest.fixture(scope="module")
+def rep() -> ModuleType:
+    """scripts/reproduce.py imported as a module."""
+    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def results(rep: ModuleType, *values: float | None) -> list:
+    """Fake finished results with these percentages (None: a diverged run)."""
+    return [
+        rep.Result(seed=i, status="completed" if v is not None else "failed", value=v, seconds=10.0)
+        for i, v in enumerate(values)
+    ]
+
+
+def test_met_when_mean_close_and_published_in_range(rep: ModuleType) -> None:
+    row = rep.Row(id="X", table="D", description="d", config="c.yaml", published=52.74)
+    assert rep.verdict(row, results(rep, 52.0, 52.5, 53.1)) == "met"
+
+
+def test_missed_names_the_gap(rep: ModuleType) -> None:
+    row = rep.Row(id="X", table="D", description="d", config="c.yaml", published=50.0)
+    text = rep.verdict(row, results(rep, 47.0, 48.0, 48.5))
+    assert text.startswith("missed")
+    assert "mean 2.17 points below" in text
+    assert "published above the best seed by 1.50" in text
+
+
+def test_close_mean_but_published_outside_range_is_missed(rep: ModuleType) -> None:
+    row = rep.Row(id="X", table="D", description="d", config="c.yaml", published=50.0)
+    assert rep.verdict(row, results(rep, 49.4, 49.5, 49.6)).startswith("missed (published above")
+
+
+def test_every_seed_better_counts_as_met(rep: ModuleType) -> None:
+    row = rep.Row(id="X", table="D", description="d", config="c.yaml", published=40.0)
+    assert rep.verdict(row, results(rep, 41.0, 42.0)).startswith("met (better")
+
+
+def test_diverged_runs_miss_a_numeric_row(rep: ModuleType) -> None:
+    row = rep.Row(id="X", table="E", description="d", config="c.yaml", published=40.0)
+    assert rep.verdict(row, results(rep, 40.0, None)) == "missed (1 runs diverged)"
+
+
+def test_qualitative_rows(rep: ModuleType) -> None:
+    chance = rep.Row(id="Z", table="B", description="d", config="c.yaml", expect={"max": 20})
+    assert rep.verdict(chance, results(rep, 11.35, 9.8)) == "met (every seed ≤ 20)"
+    assert rep.verdict(chance, results(rep, 11.35, 90.0)) == "missed (1 of 2 seeds)"
+    learns = rep.Row(id="G", table="B", description="d", config="c.yaml", expect={"min": 90})
+    assert rep.verdict(learns, results(rep, 95.0)) == "met (every seed ≥ 90)"
+    assert rep.verdict(learns, []) == "not run"
+
+
+def test_describe(rep: ModuleType) -> None:
+    assert rep.describe([50.0, 52.0]) == ("51.00 ± 1.41", "[50.00, 52.00]")
+    assert rep.describe([44.7]) == ("44.70 ± 0.00", "[44.70, 44.70]")
+    assert rep.describe([]) == ("—", "—")
+
+
+def test_read_result(rep: ModuleType, tmp_path: Path) -> None:
+    assert rep.read_result(tmp_path, 0, "test_accuracy") is None  # not started
+    summary = {"status": "running", "test_accuracy": None, "train_seconds": 1.0}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    assert rep.read_result(tmp_path, 0, "test_accuracy") is None  # killed mid-run
+    summary.update(status="completed", test_accuracy=0.4471, train_seconds=12.5)
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    result = rep.read_result(tmp_path, 3, "test_accuracy")
+    assert (result.seed, result.status, result.seconds) == (3, "completed", 12.5)
+    assert result.value == pytest.approx(44.71)
+    (tmp_path / "reproduce.json").write_text(json.dumps({"wall_seconds": 20.0}))
+    assert rep.read_result(tmp_path, 3, "test_accuracy").seconds == 20.0
+    summary.update(status="failed", error="the loss became inf")
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    assert rep.read_result(tmp_path, 3, "test_accuracy").value is None
+
+
+def test_render_marks_rows_with_fewer_seeds(rep: ModuleType) -> None:
+    rows = [
+        rep.Row(id="D1", table="D, row 1", description="2x50", config="configs/seed-d/2x50.yaml",
+                published=52.74, reading="He init | l2 0.01"),
+        rep.Row(id="B1", table="B, row 3", description="zero init", config="b.yaml",
+                expect={"max": 20}, published_text="chance", seeds=2, overrides=["train.epochs=1"],
+                notes="a few epochs suffice"),
+    ]
+    found = {"D1": results(rep, 52.5, 53.0, 52.9, 52.1, 53.3), "B1": results(rep, 11.35)}
+    text = rep.render(rows, found, {"D1": "numpy/float32", "B1": "numpy/float32"}, "HEADER")
+    lines = text.splitlines()
+    d1 = next(line for line in lines if line.startswith("| D1 "))
+    b1 = next(line for line in lines if line.startswith("| B1 "))
+    assert "| 52.74 | 52.76 ± 0.47 | [52.10, 53.30] | 5/5 | met |" in d1
+    assert "He init \\| l2 0.01" in d1  # a | in a cell is escaped
+    assert "1/2 (fewer than asked)" in b1 and "| chance |" in b1
+    assert "--set train.epochs=1 --set seed=0" in text
+    assert "a few epochs suffice" in text and "HEADER" in text
+
+
+def test_load_manifest_merges_defaults_and_refuses_duplicates(rep: ModuleType, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "defaults: {seeds: 3}\n"
+        "rows:\n"
+        "  - {id: A1, table: A, description: d, config: c.yaml, published: 44.7}\n"
+        "  - {id: B1, table: B, description: d, config: c.yaml, seeds: 1, expect: {max: 20}}\n"
+    )
+    a1, b1 = rep.load_manifest(manifest)
+    assert (a1.seeds, a1.metric, b1.seeds, b1.expect) == (3, "test_accuracy", 1, {"max": 20})
+    manifest.write_text(
+        "rows:\n"
+        "  - {id: A1, table: A, description: d, config: c.yaml}\n"
+        "  - {id: A1, table: A, description: d, config: c.yaml}\n"
+    )
+    with pytest.raises(ValueError, match="duplicate row ids"):
+        rep.load_manifest(manifest)
+
+
+def test_config_hash_ignores_seed_and_output(rep: ModuleType) -> None:
+    a = {"seed": 0, "output": {"dir": "runs"}, "name": "x", "model": {"hidden": [50]}}
+    b = {"seed": 4, "output": {"dir": "elsewhere"}, "name": "x", "model": {"hidden": [50]}}
+    c = {**a, "model": {"hidden": [51]}}
+    assert rep.config_hash(a) == rep.config_hash(b) != rep.config_hash(c)
