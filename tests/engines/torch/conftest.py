@@ -16,6 +16,8 @@ from trainlab.config import RunConfig
 from trainlab.data import PreparedData
 from trainlab.engines.base import FitContext
 from trainlab.engines.torch import TorchEngine
+from trainlab.engines.torch.engine import _Training
+from trainlab.engines.torch.runtime import TrainOptions
 from trainlab.runs import create_run_dir
 
 
@@ -74,17 +76,23 @@ FitFn = Callable[..., tuple[dict[str, Any], Path]]
 
 @pytest.fixture
 def fit_synthetic(tmp_path: Path) -> FitFn:
-    """``fit(config_dict, data=None, resume=False, run_id="r") -> (summary, run_path)``."""
+    """``fit(config_dict, data=None, resume=False, run_id="r", options=None) -> (summary, run_path)``.
+
+    ``options`` (a :class:`TrainOptions`) stands in for config fields that do not exist yet.
+    """
 
     def fit(cfg: dict[str, Any], data: PreparedData | None = None, resume: bool = False,
-            run_id: str = "r") -> tuple[dict[str, Any], Path]:
+            run_id: str = "r", options: TrainOptions | None = None) -> tuple[dict[str, Any], Path]:
         config = RunConfig.from_dict(cfg)
         engine = TorchEngine()
         engine.check_config(config)
         run_dir = create_run_dir(tmp_path / "runs", config.name, run_id, resume=resume, overwrite=not resume)
         context = FitContext(run_dir=run_dir, callbacks=CallbackList(build_callbacks(config, run_dir)),
                              state=TrainState(), resume=resume, progress=False, log=lambda _m: None)
-        summary = engine.fit(config, data or synthetic_data(), context)
+        if options is None:
+            summary = engine.fit(config, data or synthetic_data(), context)
+        else:
+            summary = _Training(config, data or synthetic_data(), context, options).run()
         return summary, run_dir.path
 
     return fit

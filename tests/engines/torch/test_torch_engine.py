@@ -19,6 +19,7 @@ import yaml
 import trainlab.api as tl
 from trainlab.config import RunConfig
 from trainlab.engines.torch import TorchEngine
+from trainlab.engines.torch.runtime import TrainOptions
 from trainlab.errors import ConfigError, TrainingError
 
 
@@ -51,6 +52,23 @@ def test_small_resnet_trains_channels_last(fit_synthetic, base_config, synthetic
                       augment={"hflip": True, "crop_padding": 1, "cutout": 2})
     summary, _ = fit_synthetic(cfg, data=synthetic_data(shape=(3, 8, 8)))
     assert summary["steps"] == 6 and summary["test_accuracy"] is not None
+
+
+def test_bf16_autocast_and_tta_on_cpu(fit_synthetic, base_config, synthetic_data) -> None:
+    cfg = base_config(model={"type": "cnn", "conv": [{"filters": 4}]}, train={"epochs": 2, "batch_size": 16})
+    data = synthetic_data(shape=(3, 8, 8))
+    summary, run_path = fit_synthetic(cfg, data=data, options=TrainOptions(precision="bf16", tta=True))
+    assert summary["precision"] == "bf16" and summary["tta"] is True
+    assert summary["test_accuracy"] is not None and np.isfinite(summary["test_loss"])
+    with np.load(run_path / "predictions.npz") as saved:
+        assert saved["probabilities"].shape == (24, 3)
+
+
+def test_fp16_off_a_gpu_is_refused(fit_synthetic, base_config) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        fit_synthetic(base_config(), options=TrainOptions(precision="fp16"))
 
 
 def test_check_config_refuses_unbuilt_depth(base_config) -> None:

@@ -14,13 +14,11 @@ reproduces an uninterrupted one bit for bit on CPU.
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from trainlab.engines.base import FitContext
 from trainlab.engines.numpy.monitors import MonitorWarnings
@@ -34,6 +32,15 @@ from trainlab.engines.torch.optim import (
     penalized_params,
     penalty,
     set_lr,
+)
+from trainlab.engines.torch.runtime import (
+    TrainOptions,
+    autocast,
+    cpu_threads,
+    data_loss,
+    pick_device,
+    stream_seed,
+    train_options,
 )
 from trainlab.errors import ConfigError, TrainingError
 from trainlab.io import atomic_save_npz, atomic_write_text
@@ -50,52 +57,6 @@ LOG_EVERY = 20  # steps between reads of the device-side running loss (progress 
 MONITOR_BATCH = 256
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when there is a GPU, else MPS, else the CPU."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def cpu_threads() -> int:
-    """Threads for CPU training: ``$TRAINLAB_NUM_THREADS``, else ``$OMP_NUM_THREADS``, else
-    every core this process may run on.
-
-    On a machine shared with other jobs, fewer threads than cores can be far faster
-    (measured here: a small MLP step took 130 ms with 2 threads on 2 busy cores, 1.8 ms
-    with 1), hence the override.
-    """
-    for name in ("TRAINLAB_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(name, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def stream_seed(seed: int, stream: int) -> int:
-    """Independent 63-bit seeds per random stream (0 init, 1 data order, 2 augment, 3 dropout)."""
-    return int(np.random.SeedSequence([seed, stream]).generate_state(2, np.uint64)[0] >> np.uint64(1))
-
-
-def data_loss(config: RunConfig, logits: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None) -> torch.Tensor:
-    """The config's loss of logits (B, K) against labels y (B,) or soft targets (B, K)."""
-    loss = config.loss
-    if loss.type == "squared":
-        # 0.5 * sum_c (z - onehot)^2 per example, as the NumPy engine's squared loss.
-        target = soft if soft is not None else F.one_hot(y, logits.shape[1]).to(logits.dtype)
-        per_example = 0.5 * ((logits - target) ** 2).sum(1)  # (B,)
-        return per_example.mean() if loss.reduction == "mean" else per_example.sum()
-    return F.cross_entropy(logits, soft if soft is not None else y,
-                           label_smoothing=loss.label_smoothing, reduction=loss.reduction)
-
-
 class TorchEngine:
     """Trains every model type with PyTorch, on the CPU or a GPU."""
 
@@ -109,18 +70,22 @@ class TorchEngine:
         for index, block in enumerate(m.conv):
             if block.padding == "same" and block.kernel % 2 == 0:
                 raise ConfigError(f"model.conv[{index}].padding: 'same' needs an odd kernel (got {block.kernel})")
+        train_options(config)
 
     def fit(self, config: RunConfig, data: PreparedData, context: FitContext) -> dict[str, Any]:
         """Train (or resume) and return the summary figures; see :class:`Engine`."""
-        return _Training(config, data, context).run()
+        return _Training(config, data, context, train_options(config)).run()
 
 
 class _Training:
     """The state of one training run of the torch engine."""
 
-    def __init__(self, config: RunConfig, data: PreparedData, context: FitContext) -> None:
+    def __init__(self, config: RunConfig, data: PreparedData, context: FitContext,
+                 options: TrainOptions | None = None) -> None:
         self.config, self.context, self.state = config, context, context.state
-        self.device = pick_device()
+        self.options = options or TrainOptions()
+        self.device = pick_device(self.options.device)
+        autocast(self.device, self.options.precision)  # fails here, before any work, for fp16 on a CPU
         if self.device.type == "cpu":
             torch.set_num_threads(cpu_threads())
         n = len(data.y_train)
@@ -144,6 +109,9 @@ class _Training:
         self.channels_last = config.model.type in CONV_MODELS
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # The compiled module shares the parameters; state dicts come from the original.
+        self.forward = torch.compile(self.model) if self.options.compile else self.model
+        self.scaler = torch.amp.GradScaler("cuda") if self.options.precision == "fp16" else None
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.penalized = penalized_params(self.model, config.regularization.apply_to)
         self.optimizer = build_optimizer(self.params, config.optimizer)
@@ -199,15 +167,23 @@ class _Training:
         if self.augment.enabled:
             xb, soft = self.augment(xb, yb)
         set_lr(self.optimizer, lr)
-        logits = self.model(self._input(xb))  # (B, K)
+        with autocast(self.device, self.options.precision):
+            logits = self.forward(self._input(xb))  # (B, K)
         loss = data_loss(self.config, logits, yb, soft)
         extra = penalty(self.penalized, self.config.regularization)
         total = loss + extra if extra is not None else loss
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
         train = self.config.train
-        clip_gradients(self.params, train.grad_clip_value, train.grad_clip_norm)
-        self.optimizer.step()
+        if self.scaler is None:
+            total.backward()
+            clip_gradients(self.params, train.grad_clip_value, train.grad_clip_norm)
+            self.optimizer.step()
+        else:  # fp16: scale the loss, unscale before clipping; inf/NaN steps are skipped
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+            clip_gradients(self.params, train.grad_clip_value, train.grad_clip_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         with torch.no_grad():
             total = total.detach()
             hard = soft.argmax(1) if soft is not None else yb
@@ -231,17 +207,25 @@ class _Training:
 
     # -- evaluation -----------------------------------------------------------------------
     @torch.no_grad()
-    def logits_of(self, x: torch.Tensor) -> torch.Tensor:
-        """Eval-mode logits (N, K) of a whole split, in chunks."""
+    def logits_of(self, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
+        """Eval-mode logits (N, K) of a whole split, in chunks; ``tta`` averages in the mirror images."""
         self.model.eval()
+        chunks = []
         try:
-            return torch.cat([self.model(self._input(x[s : s + EVAL_CHUNK])) for s in range(0, len(x), EVAL_CHUNK)])
+            with autocast(self.device, self.options.precision):
+                for s in range(0, len(x), EVAL_CHUNK):
+                    xb = x[s : s + EVAL_CHUNK]
+                    logits = self.forward(self._input(xb)).float()  # (n, K)
+                    if tta:
+                        logits = (logits + self.forward(self._input(xb.flip(3))).float()) / 2
+                    chunks.append(logits)
+            return torch.cat(chunks)
         finally:
             self.model.train()
 
-    def evaluate_split(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    def evaluate_split(self, x: torch.Tensor, y: torch.Tensor, tta: bool = False) -> tuple[float, float]:
         """Mean data loss and accuracy in eval mode."""
-        logits = self.logits_of(x).float().cpu()  # (N, K)
+        logits = self.logits_of(x, tta).cpu()  # (N, K)
         loss = float(data_loss(self.config, logits, y, None))
         per_example = loss / len(y) if self.config.loss.reduction == "sum" else loss
         return per_example, float((logits.argmax(1) == y).float().mean())
@@ -287,6 +271,8 @@ class _Training:
         }
         if self.device.type == "cuda":
             payload["cuda_rng"] = torch.cuda.get_rng_state_all()
+        if self.scaler is not None:
+            payload["scaler"] = self.scaler.state_dict()
         save_checkpoint(self.checkpoint_path, payload)
 
     def load(self) -> None:
@@ -301,6 +287,8 @@ class _Training:
         torch.set_rng_state(payload["torch_rng"])
         if "cuda_rng" in payload and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
+        if "scaler" in payload and self.scaler is not None:
+            self.scaler.load_state_dict(payload["scaler"])
         self.context.callbacks.load_state_dict(meta["callbacks"])
         for i, weights in payload["best_weights"].items():
             self.context.callbacks.callbacks[int(i)].best_weights = weights  # type: ignore[attr-defined]
@@ -321,7 +309,8 @@ class _Training:
             atomic_write_text(self.context.run_dir.path / "model_summary.txt", summary + "\n")
             log(summary)
             log(f"model: {count_params(self.model):,} parameters, {self.total_steps} steps of batch "
-                f"{self.batch_size} ({self.steps_per_epoch} steps per epoch) on {self.device}")
+                f"{self.batch_size} ({self.steps_per_epoch} steps per epoch) on {self.device}, "
+                f"{self.options.precision}" + (f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""))
         callbacks.call("on_train_begin", state)
         bs, n = self.batch_size, len(self.y_train)
         progress = ProgressReporter(self.total_steps, enabled=self.context.progress)
@@ -344,7 +333,7 @@ class _Training:
                 if state.step % LOG_EVERY == 0 or state.step == self.total_steps:
                     self.check_finite()
                     seconds = seconds_before + time.perf_counter() - started
-                    progress.update(state.step, loss=float(total), lr=lr,
+                    progress.update(state.step, loss=float(total), acc=float(self.correct_sum) / max(1, self.seen), lr=lr,
                                     **{"img/s": state.step * bs / max(seconds, 1e-9)})
                 if state.step % self.eval_every == 0 or state.step == self.total_steps:
                     self.check_finite()
@@ -370,10 +359,13 @@ class _Training:
 
     def summary(self) -> dict[str, Any]:
         """Final figures on every split, and ``predictions.npz`` for the test split."""
+        tta = self.options.tta
         train_loss, train_acc = self.evaluate_split(self.x_train, self.y_train.cpu())
         result: dict[str, Any] = {
             "engine": "torch",
             "device": str(self.device),
+            "precision": self.options.precision,
+            "tta": tta,
             "epochs": self.state.step / self.steps_per_epoch,
             "steps": self.state.step,
             "params": count_params(self.model),
@@ -385,11 +377,11 @@ class _Training:
             "test_loss": None,
         }
         if len(self.y_val):
-            result["final_val_loss"], result["final_val_accuracy"] = self.evaluate_split(self.x_val, self.y_val)
+            result["final_val_loss"], result["final_val_accuracy"] = self.evaluate_split(self.x_val, self.y_val, tta)
         if self.x_test is not None and self.y_test is not None:
-            result["test_loss"], result["test_accuracy"] = self.evaluate_split(self.x_test, self.y_test)
+            result["test_loss"], result["test_accuracy"] = self.evaluate_split(self.x_test, self.y_test, tta)
         if self.config.output.save_predictions and self.x_test is not None:
-            probabilities = torch.softmax(self.logits_of(self.x_test).float(), 1).cpu().numpy()
+            probabilities = torch.softmax(self.logits_of(self.x_test, tta), 1).cpu().numpy()
             arrays = {"probabilities": probabilities.astype(np.float32)}
             if self.y_test is not None:
                 arrays["labels"] = self.y_test.numpy()
@@ -397,4 +389,4 @@ class _Training:
         return result
 
 
-__all__ = ["TorchEngine", "cpu_threads", "data_loss", "pick_device", "stream_seed"]
+__all__ = ["TorchEngine"]
