@@ -16,8 +16,10 @@ from trainlab.engines.torch.augment import (
     cutout,
     hflip,
     mixup,
+    pack_images,
     pad_crop,
     shift,
+    unpack_images,
 )
 
 NORMALIZER = {"kind": "channel", "mean": [125.0, 122.0, 113.0], "std": [62.0, 61.0, 66.0]}
@@ -157,3 +159,19 @@ def test_pixel_space_round_trip() -> None:
     for normalizer in (NORMALIZER, {"kind": "scale", "scale": 1.0}, {"kind": "none"}):
         space = PixelSpace(normalizer, 3)
         torch.testing.assert_close(space.from_unit(space.to_unit(x)), x, atol=1e-4, rtol=1e-5)
+
+
+def test_pack_images_keeps_pixels_as_uint8_and_floats_otherwise() -> None:
+    import numpy as np
+
+    raw = np.random.default_rng(0).integers(0, 256, (10, 3, 4, 4)).astype(np.float32)
+    mean = np.array(NORMALIZER["mean"], dtype=np.float32).reshape(1, 3, 1, 1)
+    std = np.array(NORMALIZER["std"], dtype=np.float32).reshape(1, 3, 1, 1)
+    normalised = (raw - mean) * (1 / std)
+    space = PixelSpace(NORMALIZER, 3)
+    packed = pack_images(normalised, space)
+    assert packed.dtype == torch.uint8 and torch.equal(packed, torch.from_numpy(raw).to(torch.uint8))
+    torch.testing.assert_close(unpack_images(packed, space), torch.from_numpy(normalised), atol=1e-5, rtol=0)
+    not_pixels = np.random.default_rng(1).normal(size=(4, 3, 4, 4)).astype(np.float32)
+    kept = pack_images(not_pixels, space)
+    assert kept.dtype == torch.float32 and torch.equal(unpack_images(kept, space), torch.from_numpy(not_pixels))

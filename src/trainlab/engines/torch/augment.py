@@ -64,6 +64,46 @@ class PixelSpace:
         """Pixels in [0, 1] -> normalised."""
         return (u * 255.0 - self.b) / self.a
 
+    def to_raw(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised -> pixel values in 0..255 (floats)."""
+        return x * self.a + self.b
+
+    def from_raw(self, raw: torch.Tensor) -> torch.Tensor:
+        """Pixel values in 0..255 -> normalised."""
+        return (raw - self.b) / self.a
+
+
+# Largest distance from a whole number that still counts as a pixel value after the
+# float32 round trip (normalise, then undo): the real error is about 1e-5.
+PACK_TOLERANCE = 1e-3
+PACK_CHUNK = 4096
+
+
+def pack_images(x: np.ndarray, pixels: PixelSpace, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A split as uint8 pixels (N, C, H, W) on ``device`` when its normalised floats are
+    whole pixel values (a quarter of the memory, and cheaper batch gathers), else as floats.
+
+    Use :func:`unpack_images` on each gathered batch.
+    """
+    floats = torch.from_numpy(np.ascontiguousarray(x))
+    if floats.dtype != torch.float32 or len(floats) == 0:
+        return floats.to(device)
+    packed = torch.empty(floats.shape, dtype=torch.uint8, device=device)
+    for start in range(0, len(floats), PACK_CHUNK):
+        raw = pixels.to_raw(floats[start : start + PACK_CHUNK].to(device))  # (n, C, H, W)
+        whole = raw.round()
+        if float((raw - whole).abs().max()) > PACK_TOLERANCE or float(whole.min()) < 0 or float(whole.max()) > 255:
+            return floats.to(device)  # not pixel values (e.g. another normaliser): keep floats
+        packed[start : start + PACK_CHUNK] = whole.to(torch.uint8)
+    return packed
+
+
+def unpack_images(xb: torch.Tensor, pixels: PixelSpace, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Normalised floats of a batch from :func:`pack_images` (floats pass through)."""
+    if xb.dtype != torch.uint8:
+        return xb.to(dtype)
+    return pixels.from_raw(xb.to(dtype))
+
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
     return torch.rand(n, generator=g, device=device) * (high - low) + low  # (n,)
@@ -332,6 +372,8 @@ __all__ = [
     "grayscale",
     "hflip",
     "mixup",
+    "pack_images",
     "pad_crop",
     "shift",
+    "unpack_images",
 ]

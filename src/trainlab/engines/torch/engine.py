@@ -22,7 +22,7 @@ import torch
 
 from trainlab.engines.base import FitContext
 from trainlab.engines.numpy.monitors import MonitorWarnings
-from trainlab.engines.torch.augment import BatchAugment, PixelSpace
+from trainlab.engines.torch.augment import BatchAugment, PixelSpace, pack_images, unpack_images
 from trainlab.engines.torch.checkpoint import load_checkpoint, save_checkpoint
 from trainlab.engines.torch.models import build_model, count_params, model_summary
 from trainlab.engines.torch.monitors import layer_monitors
@@ -91,12 +91,14 @@ class _Training:
         n = len(data.y_train)
         if n == 0:
             raise ConfigError("data: the training split is empty")
-        dtype = torch.float64 if config.model.dtype == "float64" else torch.float32
-        # Whole splits stay in memory as tensors; batches are gathered by index.
-        self.x_train = self._tensor(data.x_train, dtype)  # (N, C, H, W)
+        self.dtype = torch.float64 if config.model.dtype == "float64" else torch.float32
+        self.pixels = PixelSpace(data.normalizer, int(data.input_shape[0]), self.device)
+        # Whole splits stay in memory on the device as uint8 pixels; batches are gathered
+        # by index and normalised on the fly.
+        self.x_train = pack_images(data.x_train, self.pixels, self.device)  # (N, C, H, W)
         self.y_train = torch.as_tensor(np.asarray(data.y_train), dtype=torch.int64, device=self.device)
-        self.x_val, self.y_val = self._tensor(data.x_val, dtype), torch.as_tensor(np.asarray(data.y_val))
-        self.x_test = self._tensor(data.x_test, dtype) if data.x_test is not None else None
+        self.x_val, self.y_val = pack_images(data.x_val, self.pixels, self.device), torch.as_tensor(np.asarray(data.y_val))
+        self.x_test = pack_images(data.x_test, self.pixels, self.device) if data.x_test is not None else None
         self.y_test = torch.as_tensor(np.asarray(data.y_test)) if data.y_test is not None else None
         train = config.train
         self.batch_size = n if train.batch_size == "full" else min(int(train.batch_size), n)
@@ -116,9 +118,8 @@ class _Training:
         self.penalized = penalized_params(self.model, config.regularization.apply_to)
         self.optimizer = build_optimizer(self.params, config.optimizer)
         self.data_gen = torch.Generator().manual_seed(stream_seed(config.seed, 1))
-        self.augment = BatchAugment(config.augment, data.num_classes,
-                                    PixelSpace(data.normalizer, self.input_shape[0], self.device),
-                                    self.device, seed=stream_seed(config.seed, 2))
+        self.augment = BatchAugment(config.augment, data.num_classes, self.pixels, self.device,
+                                    seed=stream_seed(config.seed, 2))
         torch.manual_seed(stream_seed(config.seed, 3))  # dropout masks
         self.permutation = torch.arange(n)
         self.warnings = MonitorWarnings(context.log)
@@ -129,8 +130,9 @@ class _Training:
         self.train_seconds = 0.0
         self._reset_sums()
 
-    def _tensor(self, x: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(x)).to(self.device, dtype)
+    def _floats(self, xb: torch.Tensor) -> torch.Tensor:
+        """Normalised floats of a gathered batch."""
+        return unpack_images(xb, self.pixels, self.dtype)
 
     def _reset_sums(self) -> None:
         """Device-side running sums over the steps since the last evaluation."""
@@ -161,7 +163,7 @@ class _Training:
 
     def train_step(self, index: torch.Tensor, lr: float) -> torch.Tensor:
         """One update on the examples ``index``; returns the total loss (a device scalar)."""
-        xb = self.x_train.index_select(0, index)  # (B, C, H, W)
+        xb = self._floats(self.x_train.index_select(0, index))  # (B, C, H, W)
         yb = self.y_train.index_select(0, index)  # (B,)
         soft = None
         if self.augment.enabled:
@@ -214,7 +216,7 @@ class _Training:
         try:
             with autocast(self.device, self.options.precision):
                 for s in range(0, len(x), EVAL_CHUNK):
-                    xb = x[s : s + EVAL_CHUNK]
+                    xb = self._floats(x[s : s + EVAL_CHUNK])
                     logits = self.forward(self._input(xb)).float()  # (n, K)
                     if tta:
                         logits = (logits + self.forward(self._input(xb.flip(3))).float()) / 2
@@ -234,7 +236,7 @@ class _Training:
         """One row per split, the train row with the monitors."""
         train_loss = float(self.loss_sum) / max(1, self.interval_steps)
         train_acc = float(self.correct_sum) / max(1, self.seen)
-        x_mon = self._input(self.x_train[:MONITOR_BATCH])
+        x_mon = self._input(self._floats(self.x_train[:MONITOR_BATCH]))
         y_mon = self.y_train[:MONITOR_BATCH]
         monitors = layer_monitors(self.model, x_mon, lambda logits: data_loss(self.config, logits, y_mon, None))
         self.warnings.check(self.state.step, monitors)
