@@ -8,8 +8,9 @@ with p = 0.5) and deliver normalised float batches (B, 3, 32, 32):
 - PIL: a ``Dataset`` whose ``__getitem__`` takes one uint8 image, pads, crops and flips it
   with PIL, and turns it into a normalised tensor; a ``DataLoader`` collates batches
   (``num_workers`` 0 and 2, the faster counts).
-- batched: the engine's path; the split sits in memory as one float tensor, a batch is
-  gathered by index and augmented with :class:`trainlab.engines.torch.BatchAugment`.
+- batched: the engine's path; the split sits in memory as one uint8 tensor, a batch is
+  gathered by index, normalised, and augmented with
+  :class:`trainlab.engines.torch.BatchAugment`.
 
 Prints images/s of each (best of a few passes: the machine may be shared) and the ratio, then the batched cost of every other augmentation.
 Uses CIFAR-10 from ``--data-dir`` / ``$TRAINLAB_DATA`` when found, else random images.
@@ -28,7 +29,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
 from trainlab.config import AugmentConfig
-from trainlab.engines.torch.augment import BatchAugment, PixelSpace
+from trainlab.engines.torch.augment import BatchAugment, PixelSpace, unpack_images
 
 MEAN = np.array([125.3, 123.0, 113.9], dtype=np.float32)
 STD = np.array([63.0, 62.1, 66.7], dtype=np.float32)
@@ -79,17 +80,18 @@ def bench_pil(images: np.ndarray, batch: int, workers: int, repeats: int = 2) ->
 
 
 def bench_batched(x: torch.Tensor, batch: int, cfg: AugmentConfig, repeats: int = 1) -> float:
-    """Images per second of gather-by-index + :class:`BatchAugment` over the whole split."""
-    aug = BatchAugment(cfg, 10, PixelSpace({"kind": "channel", "mean": MEAN.tolist(), "std": STD.tolist()}, 3))
+    """Images per second of gather-by-index + normalise + :class:`BatchAugment` over uint8 images x."""
+    pixels = PixelSpace({"kind": "channel", "mean": MEAN.tolist(), "std": STD.tolist()}, 3)
+    aug = BatchAugment(cfg, 10, pixels)
     y = torch.zeros(len(x), dtype=torch.int64)
-    aug(x[:batch], y[:batch])  # warm-up
+    aug(unpack_images(x[:batch], pixels), y[:batch])  # warm-up
     best = 0.0
     for _ in range(repeats):
         perm = torch.randperm(len(x))
         start = time.perf_counter()
         for s in range(0, len(x) - batch + 1, batch):
             index = perm[s : s + batch]
-            aug(x.index_select(0, index), y.index_select(0, index))
+            aug(unpack_images(x.index_select(0, index), pixels), y.index_select(0, index))
         best = max(best, (len(x) // batch) * batch / (time.perf_counter() - start))
     return best
 
@@ -117,7 +119,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images = load_images(args.data_dir, args.images)
-    x = torch.from_numpy(((images.astype(np.float32) - MEAN) / STD).transpose(0, 3, 1, 2).copy())
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())  # (N, 3, 32, 32) uint8, as the engine holds it
     print(f"{len(images)} images, batch {args.batch}, torch threads {args.threads}, "
           f"{os.cpu_count()} cores; crop + flip (pad 4)")
     pil = {w: bench_pil(images, args.batch, w) for w in (0, 2)}

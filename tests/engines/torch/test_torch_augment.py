@@ -161,17 +161,26 @@ def test_pixel_space_round_trip() -> None:
         torch.testing.assert_close(space.from_unit(space.to_unit(x)), x, atol=1e-4, rtol=1e-5)
 
 
-def test_pack_images_keeps_pixels_as_uint8_and_floats_otherwise() -> None:
+@pytest.mark.parametrize("kind", ["channel", "pixel", "scale", "none"])
+def test_pack_images_round_trips_the_data_layer_exactly(kind: str) -> None:
     import numpy as np
 
-    raw = np.random.default_rng(0).integers(0, 256, (10, 3, 4, 4)).astype(np.float32)
-    mean = np.array(NORMALIZER["mean"], dtype=np.float32).reshape(1, 3, 1, 1)
-    std = np.array(NORMALIZER["std"], dtype=np.float32).reshape(1, 3, 1, 1)
-    normalised = (raw - mean) * (1 / std)
-    space = PixelSpace(NORMALIZER, 3)
+    from trainlab.data.normalize import apply_normalizer, fit_normalizer
+
+    images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)  # (N, H, W, C)
+    normalizer = fit_normalizer(images, kind, 100.0 if kind == "scale" else 1.0)
+    normalised = apply_normalizer(images, normalizer)  # (N, C, H, W) float32
+    space = PixelSpace(normalizer, 3)
     packed = pack_images(normalised, space)
-    assert packed.dtype == torch.uint8 and torch.equal(packed, torch.from_numpy(raw).to(torch.uint8))
-    torch.testing.assert_close(unpack_images(packed, space), torch.from_numpy(normalised), atol=1e-5, rtol=0)
+    assert packed.dtype == torch.uint8
+    assert torch.equal(packed, torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))
+    assert torch.equal(unpack_images(packed, space), torch.from_numpy(normalised))
+
+
+def test_pack_images_keeps_floats_that_are_not_pixels() -> None:
+    import numpy as np
+
     not_pixels = np.random.default_rng(1).normal(size=(4, 3, 4, 4)).astype(np.float32)
+    space = PixelSpace(NORMALIZER, 3)
     kept = pack_images(not_pixels, space)
     assert kept.dtype == torch.float32 and torch.equal(unpack_images(kept, space), torch.from_numpy(not_pixels))
