@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from trainlab.cli_study import study_app
 from trainlab.errors import TrainlabError
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ config_app = typer.Typer(help="Show a resolved config or the config JSON Schema.
 data_app = typer.Typer(help="List, inspect and download datasets.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+app.add_typer(study_app, name="study")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -1,0 +1,231 @@
+"""What a study's storage holds, as tables: results.csv, results.md, and the status counts.
+
+Everything is read from the storage (not from run directories), so every machine sharing a
+PostgreSQL study writes the same complete table. A planned trial re-run after its worker
+died appears once, as its latest attempt.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from trainlab.io import atomic_write_text
+
+from .space import Param
+from .stats import TEST_NAME, Spread, Verdict, spread, verdicts
+from .storage import StorageHandle
+
+RESULTS_CSV = "results.csv"
+RESULTS_MD = "results.md"
+STUDY_ATTR = "trainlab_study"
+METRIC_COLUMNS = ("test_accuracy", "test_loss", "best_val_accuracy", "final_val_loss", "train_seconds")
+_STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "FAIL": 2, "RUNNING": 3, "WAITING": 4}
+
+
+@dataclass
+class StageData:
+    """One stage as stored: its Optuna study's attributes and its trials (latest attempts)."""
+
+    name: str
+    study_name: str
+    index: int
+    attrs: dict[str, Any]
+    trials: list[FrozenTrial]
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def params(self) -> list[Param]:
+        return [Param.from_dict(d) for d in self.attrs.get("space", [])]
+
+    @property
+    def maximize(self) -> bool:
+        return self.attrs.get("direction", "maximize") == "maximize"
+
+    def count(self, state: TrialState) -> int:
+        return sum(t.state == state for t in self.trials)
+
+
+@dataclass
+class Setting:
+    """One point of a stage's space with its repeats."""
+
+    params: dict[str, Any]
+    values: list[float]
+    trials: list[FrozenTrial]
+    spread: Spread
+    verdict: Verdict | None = None
+
+
+def load_stages(handle: StorageHandle, name: str | None = None) -> dict[str, list[StageData]]:
+    """The trainlab studies in a storage (all, or the one named), each as its stages in order."""
+    out: dict[str, list[StageData]] = {}
+    for frozen in handle.storage.get_all_studies():
+        owner = frozen.user_attrs.get(STUDY_ATTR)
+        if owner is None or (name is not None and owner != name):
+            continue
+        trials = handle.storage.get_all_trials(frozen._study_id, deepcopy=False)
+        latest: dict[str, FrozenTrial] = {}
+        attempts: dict[str, int] = {}
+        for trial in sorted(trials, key=lambda t: t.number):
+            key = str(trial.user_attrs.get("key", f"#{trial.number}"))
+            latest[key] = trial
+            attempts[key] = attempts.get(key, 0) + 1
+        out.setdefault(owner, []).append(StageData(
+            name=frozen.user_attrs.get("stage_name", frozen.study_name), study_name=frozen.study_name,
+            index=int(frozen.user_attrs.get("stage_index", 0)), attrs=dict(frozen.user_attrs),
+            trials=list(latest.values()), attempts=attempts))
+    for stages in out.values():
+        stages.sort(key=lambda s: s.index)
+    return out
+
+
+def setting_key(trial: FrozenTrial) -> str:
+    """Trials with the same parameters (any seed) share this key."""
+    return json.dumps(trial.params, sort_keys=True, default=str)
+
+
+def rank_settings(stage: StageData, alpha: float = 0.05) -> list[Setting]:
+    """The stage's settings, best mean objective first, each with its spread and verdict."""
+    groups: dict[str, list[FrozenTrial]] = {}
+    for trial in stage.trials:
+        if trial.state == TrialState.COMPLETE and trial.value is not None:
+            groups.setdefault(setting_key(trial), []).append(trial)
+    settings = [Setting(dict(ts[0].params), [float(t.value) for t in ts], ts,  # type: ignore[arg-type]
+                        spread([float(t.value) for t in ts]))  # type: ignore[arg-type]
+                for ts in groups.values()]
+    sign = -1.0 if stage.maximize else 1.0
+    settings.sort(key=lambda s: sign * s.spread.mean)
+    for setting, verdict in zip(settings, verdicts([s.values for s in settings], stage.maximize, alpha),
+                                strict=True):
+        setting.verdict = verdict
+    return settings
+
+
+def _sorted_trials(stage: StageData) -> list[FrozenTrial]:
+    sign = -1.0 if stage.maximize else 1.0
+
+    def order(t: FrozenTrial) -> tuple[int, float, int]:
+        value = sign * t.value if t.value is not None and t.state == TrialState.COMPLETE else math.inf
+        return (_STATE_ORDER.get(t.state.name, 9), value, t.number)
+
+    return sorted(stage.trials, key=order)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _seconds(trial: FrozenTrial) -> float | None:
+    if trial.datetime_start and trial.datetime_complete:
+        return (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return None
+
+
+def trial_rows(stages: Sequence[StageData], metric: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and rows of results.csv: one row per planned trial, sorted by the objective."""
+    names = list(dict.fromkeys(p.name for s in stages for p in s.params))
+    metrics = [metric, *(m for m in METRIC_COLUMNS if m != metric)]
+    columns = ["stage", "trial", "number", "state", *names, "seed", "objective", *metrics,
+               "seconds", "attempts", "run_dir", "error"]
+    rows: list[dict[str, Any]] = []
+    for stage in stages:
+        for trial in _sorted_trials(stage):
+            result = trial.user_attrs.get("result", {})
+            summary = result.get("summary", {})
+            key = str(trial.user_attrs.get("key", f"#{trial.number}"))
+            row = {"stage": stage.name, "trial": key, "number": trial.number, "state": trial.state.name,
+                   **{n: trial.params.get(n) for n in names}, "seed": trial.user_attrs.get("seed"),
+                   "objective": trial.value if trial.state == TrialState.COMPLETE else None,
+                   **{m: summary.get(m) for m in metrics}, "seconds": _seconds(trial),
+                   "attempts": stage.attempts.get(key, 1), "run_dir": result.get("run_dir"),
+                   "error": trial.user_attrs.get("error")}
+            rows.append(row)
+    return columns, rows
+
+
+def results_csv(stages: Sequence[StageData], metric: str) -> str:
+    """results.csv as text."""
+    columns, rows = trial_rows(stages, metric)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(c).replace("|", "/") for c in row) + " |" for row in rows]
+    return lines
+
+
+def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha: float = 0.05) -> str:
+    """results.md as text: per stage, the settings (mean ± sd, 95 % CI, verdict) and the trials."""
+    direction = stages[0].attrs.get("direction", "maximize") if stages else "maximize"
+    lines = [f"# Study {name}", "",
+             f"Objective: `{metric}` ({direction}). Written {dt.datetime.now():%Y-%m-%d %H:%M}.", ""]
+    for stage in stages:
+        counts = {s.name: stage.count(s) for s in TrialState}
+        planned = stage.attrs.get("planned", len(stage.trials))
+        lines += [f"## Stage {stage.name}", "",
+                  f"Sampler {stage.attrs.get('sampler')}, repeats {stage.attrs.get('repeats', 1)}; "
+                  f"{planned} trials planned: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
+                  f"{counts['FAIL']} failed, {counts['RUNNING']} running, {counts['WAITING']} waiting.", ""]
+        lines += [f"- `{p.name}`: {p.describe()}" for p in stage.params] + [""]
+        settings = rank_settings(stage, alpha)
+        names = [p.name for p in stage.params]
+        if settings:
+            repeated = any(s.spread.n > 1 for s in settings)
+            header = ["rank", *names, "n", f"mean {metric}", "sd", "95 % CI"] + (["vs best"] if repeated else [])
+            rows = []
+            for rank, s in enumerate(settings, 1):
+                ci = f"{s.spread.ci_low:.4g} .. {s.spread.ci_high:.4g}" if s.spread.n > 1 else ""
+                sd = f"{s.spread.sd:.3g}" if s.spread.n > 1 else ""
+                row = [rank, *(s.params.get(n) for n in names), s.spread.n, f"{s.spread.mean:.4g}", sd, ci]
+                rows.append(row + ([s.verdict.text if s.verdict else ""] if repeated else []))
+            lines += ["### Settings, best first", "", *_table(header, rows), ""]
+            if repeated:
+                lines += [f"Verdicts: each setting against the best by {TEST_NAME} over its repeats "
+                          f"(seeds), p-values Holm-adjusted, alpha {alpha}; "
+                          "'not distinguishable' means the ranking is within seed noise.", ""]
+        _, rows_ = trial_rows([stage], metric)
+        shown = ["trial", "state", *names, "seed", "objective", "test_accuracy", "seconds"]
+        lines += ["### Trials", "", *_table(shown, [[r[c] for c in shown] for r in rows_]), ""]
+    return "\n".join(lines)
+
+
+def write_results(handle: StorageHandle, name: str, study_dir: Path, metric: str,
+                  alpha: float = 0.05) -> tuple[Path, Path]:
+    """Write results.csv and results.md into the study directory (atomically)."""
+    stages = load_stages(handle, name).get(name, [])
+    study_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = study_dir / RESULTS_CSV, study_dir / RESULTS_MD
+    atomic_write_text(csv_path, results_csv(stages, metric))
+    atomic_write_text(md_path, results_markdown(name, stages, metric, alpha))
+    return csv_path, md_path
+
+
+def stage_status(stage: StageData) -> dict[str, Any]:
+    """Counts and best so far of one stage."""
+    settings = rank_settings(stage)
+    best = settings[0] if settings else None
+    return {"stage": stage.name, "planned": stage.attrs.get("planned", len(stage.trials)),
+            "complete": stage.count(TrialState.COMPLETE), "running": stage.count(TrialState.RUNNING),
+            "waiting": stage.count(TrialState.WAITING), "pruned": stage.count(TrialState.PRUNED),
+            "failed": stage.count(TrialState.FAIL),
+            "best": best.spread.mean if best else None, "best_params": best.params if best else None}

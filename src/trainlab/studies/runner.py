@@ -1,0 +1,351 @@
+"""Running a study: plan each stage once, then let any number of workers take its trials.
+
+The plan of a stage (every grid point, every random draw, or one empty slot per TPE trial,
+times the repeats) is enqueued once, under the study's set-up lock, as WAITING trials. A
+worker claims a WAITING trial atomically (Optuna's own state change), runs it as a normal
+run directory ``<study dir>/<trial key>``, and tells the result. Nothing is ever sampled
+outside the plan, so each planned trial runs exactly once however many workers share the
+study; a trial whose worker died is failed and queued again under the same key (and the
+same run directory, resumed from its checkpoint when it has one).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from trainlab.callbacks import Callback
+from trainlab.config import RunConfig, config_diff
+from trainlab.errors import ConfigError, TrainlabError
+
+from .pruning import PRUNED_PREFIX, PruningCallback, extra_callbacks, make_pruner
+from .results import STUDY_ATTR, StageData, load_stages, rank_settings, write_results
+from .space import Param, Scalar, grid_points, narrow, overrides_for, random_points
+from .spec import Stage, Study, load_study, trial_config
+from .storage import (
+    Heartbeat,
+    StorageHandle,
+    open_storage,
+    reclaim_dead,
+    requeue,
+    resolve_url,
+    setup_lock,
+    worker_identity,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+#: execute(config, run_dir, callbacks, data_dir) -> the run's summary
+Executor = Callable[[RunConfig, Path, list[Callback], str | None], dict[str, Any]]
+
+
+@dataclass
+class Options:
+    """How to run: storage, heartbeat, data folder, output."""
+
+    storage: str | None = None
+    heartbeat: int = 10
+    data_dir: str | None = None
+    echo: bool = True
+    poll: float = 0.5
+    results_every: float = 2.0
+    tag: str = ""
+
+
+def execute_run(config: RunConfig, run_dir: Path, callbacks: list[Callback],
+                data_dir: str | None) -> dict[str, Any]:
+    """Run (or finish) one trial's run directory with :func:`trainlab.api.run`.
+
+    A directory left by a dead worker is reused: its summary if it finished with the same
+    config, its checkpoint if it has one, else it is started again.
+    """
+    from trainlab import api
+
+    config_file = run_dir / "config.yaml"
+    resume: Path | None = None
+    if config_file.exists():
+        try:
+            previous = api.open_run(run_dir)
+            saved = {k: v for k, v in previous.config.items() if k != api.PROVENANCE_KEY}
+            same = not config_diff(RunConfig.from_dict(saved, str(config_file)), config)
+        except TrainlabError:
+            same = False
+        if same and previous.summary.get("status") in ("completed", "stopped_early"):
+            return previous.summary
+        if same and any(run_dir.glob("checkpoint.*")):
+            resume = run_dir
+    with extra_callbacks(callbacks) as kwargs:
+        if resume is not None:
+            run = api.run(resume=resume, data_dir=data_dir, progress=False, echo=False, **kwargs)
+        else:
+            run = api.run(config, run_id=run_dir.name, overwrite=True, data_dir=data_dir,
+                          progress=False, echo=False, **kwargs)
+    return run.summary
+
+
+@dataclass
+class Worker:
+    """Takes trials of a study until every stage is done."""
+
+    study: Study
+    handle: StorageHandle
+    options: Options = field(default_factory=Options)
+    execute: Executor = execute_run
+    _last_results: float = 0.0
+
+    # -- stages -------------------------------------------------------------------------
+    def run(self) -> None:
+        """Work through every stage in order; a later stage starts when the previous is done."""
+        for stage in self.study.stages:
+            ostudy, params = self.prepare(stage)
+            self.work(stage, ostudy, params)
+        self.write_results()
+
+    def prepare(self, stage: Stage) -> tuple[optuna.Study, list[Param]]:
+        """Create the stage's Optuna study and enqueue its plan, once across all workers."""
+        with setup_lock(self.handle, self.study.name):
+            ostudy = optuna.create_study(
+                storage=self.handle.storage, study_name=self.study.stage_name(stage),
+                direction=self.study.direction, sampler=self._sampler(stage),
+                pruner=make_pruner(stage.pruner), load_if_exists=True)
+            if "space" in ostudy.user_attrs:
+                return ostudy, [Param.from_dict(d) for d in ostudy.user_attrs["space"]]
+            params = self._stage_params(stage)
+            points = self._points(stage, params)
+            for repeat in range(stage.repeats if stage.sampler != "tpe" else 1):
+                for slot, point in enumerate(points):
+                    ostudy.enqueue_trial(point or {}, user_attrs=self._attrs(stage, slot, repeat))
+            attrs = {STUDY_ATTR: self.study.name, "stage_name": stage.name, "stage_index": stage.index,
+                     "stages": [s.name for s in self.study.stages], "metric": self.study.metric,
+                     "direction": self.study.direction, "sampler": stage.sampler,
+                     "repeats": stage.repeats, "planned": len(points) * stage.repeats,
+                     "source": self.study.source}
+            for key, value in attrs.items():
+                ostudy.set_user_attr(key, value)
+            ostudy.set_user_attr("space", [p.to_dict() for p in params])  # last: marks it planned
+            return ostudy, params
+
+    def _sampler(self, stage: Stage) -> optuna.samplers.BaseSampler:
+        seed = self.study.seed + stage.index
+        if stage.sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(1, (stage.n_trials or 10) // 3)))
+        return optuna.samplers.RandomSampler(seed=seed)  # never consulted: the plan fixes every value
+
+    def _points(self, stage: Stage, params: list[Param]) -> list[dict[str, Scalar] | None]:
+        if stage.sampler == "grid":
+            return list(grid_points(params))
+        if stage.sampler == "random":
+            return list(random_points(params, stage.n_trials or 1, self.study.seed + 1000 * stage.index))
+        return [None] * (stage.n_trials or 1)  # TPE samples when the trial starts
+
+    def _attrs(self, stage: Stage, slot: int, repeat: int) -> dict[str, Any]:
+        prefix = f"{stage.name}-" if len(self.study.stages) > 1 else ""
+        key = f"{prefix}t{slot:04d}" + (f"-r{repeat}" if stage.repeats > 1 else "")
+        return {"key": key, "slot": slot, "repeat": repeat, "seed": self.study.base.seed + repeat}
+
+    def _stage_params(self, stage: Stage) -> list[Param]:
+        """A stage's space: its own, or the previous one narrowed / fixed at its best."""
+        if not (stage.narrow or stage.best):
+            return stage.params
+        stored = load_stages(self.handle, self.study.name).get(self.study.name, [])
+        previous = next(s for s in stored if s.index == stage.index - 1)
+        settings = rank_settings(previous, self.study.alpha)
+        if not settings:
+            raise TrainlabError(f"stage {stage.name}: the previous stage {previous.name} has no "
+                                "completed trial to narrow around")
+        top = stage.narrow.top if stage.narrow else 1
+        best = [s.params for s in settings[:top]]
+        inherited = narrow(previous.params, best, stage.narrow.margin if stage.narrow else 0.0)
+        if stage.best:
+            inherited = [_fixed(p, best[0][p.name]) for p in inherited if p.name in best[0]]
+        own = {p.name for p in stage.params}
+        return [p for p in inherited if p.name not in own] + stage.params
+
+    # -- trials -------------------------------------------------------------------------
+    def work(self, stage: Stage, ostudy: optuna.Study, params: list[Param]) -> None:
+        """Claim and run trials of one stage until none is waiting or running."""
+        while True:
+            reclaim_dead(self.handle, ostudy)
+            trial_id = self._claim(ostudy)
+            if trial_id is None:
+                if not ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+                    return
+                time.sleep(self.options.poll)  # others are running the last trials
+                continue
+            self.run_trial(stage, ostudy, params, trial_id)
+
+    @staticmethod
+    def _claim(ostudy: optuna.Study) -> int | None:
+        storage = ostudy._storage
+        for trial in ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            try:
+                if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                    return trial._trial_id
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+        return None
+
+    def run_trial(self, stage: Stage, ostudy: optuna.Study, params: list[Param], trial_id: int) -> None:
+        """Run one claimed trial and tell Optuna how it ended."""
+        storage = ostudy._storage
+        storage.set_trial_user_attr(trial_id, "worker", worker_identity())
+        trial = optuna.Trial(ostudy, trial_id)
+        attrs = storage.get_trial(trial_id).user_attrs
+        key = str(attrs.get("key", f"t{trial.number:04d}"))
+        values = {p.name: p.suggest(trial) for p in params}
+        if stage.sampler == "tpe" and stage.repeats > 1 and attrs.get("repeat", 0) == 0:
+            self._enqueue_repeats(stage, ostudy, attrs, values)
+        run_dir = self.study.dir / key
+        started = time.perf_counter()
+        callback = None
+        try:
+            overrides = {**overrides_for(params, values), "seed": attrs.get("seed", self.study.base.seed),
+                         "output.dir": str(self.study.dir.parent), "name": self.study.dir.name}
+            config = trial_config(self.study, stage, overrides, f"{self.study.source}: trial {key}")
+            monitor = stage.pruner.monitor if stage.pruner else ""
+            callbacks: list[Callback] = []
+            if stage.pruner:
+                callback = PruningCallback(trial, monitor, maximize="loss" not in monitor,
+                                           study_maximizes=self.study.direction == "maximize")
+                callbacks.append(callback)
+            with Heartbeat(self.handle, trial_id):
+                summary = self.execute(config, run_dir, callbacks, self.options.data_dir)
+        except KeyboardInterrupt:
+            requeue(ostudy, storage.get_trial(trial_id), "interrupted (Ctrl-C); it runs again on resume")
+            raise
+        except Exception as error:  # a failed trial must not stop the study
+            message = f"{type(error).__name__}: {error}" if not isinstance(error, TrainlabError) else str(error)
+            storage.set_trial_user_attr(trial_id, "error", message)
+            ostudy.tell(trial, state=TrialState.FAIL)
+            self._echo(f"{key} failed: {message}")
+            self._maybe_results()
+            return
+        seconds = time.perf_counter() - started
+        numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        storage.set_trial_user_attr(trial_id, "result", {
+            "summary": numbers, "status": summary.get("status"), "run_dir": str(run_dir), "seconds": seconds})
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        pruned = (callback is not None and callback.pruned) or str(summary.get("stop_reason", "")).startswith(PRUNED_PREFIX)
+        value = summary.get(self.study.metric)
+        if pruned:
+            ostudy.tell(trial, state=TrialState.PRUNED)
+            self._echo(f"{key} {shown}: pruned ({seconds:.1f} s)")
+        elif not isinstance(value, int | float) or not math.isfinite(value):
+            storage.set_trial_user_attr(trial_id, "error", f"{self.study.metric} is {value!r} in summary.json "
+                                        f"(status {summary.get('status')})")
+            ostudy.tell(trial, state=TrialState.FAIL)
+            self._echo(f"{key} {shown}: failed, {self.study.metric} = {value!r}")
+        else:
+            ostudy.tell(trial, float(value))
+            self._echo(f"{key} {shown}: {self.study.metric} {value:.4f} ({seconds:.1f} s)")
+        self._maybe_results()
+
+    def _enqueue_repeats(self, stage: Stage, ostudy: optuna.Study, attrs: dict[str, Any],
+                         values: dict[str, Scalar]) -> None:
+        """TPE samples a setting in its first repeat; the other repeats are queued with it."""
+        keys = {t.user_attrs.get("key") for t in ostudy.get_trials(deepcopy=False)}
+        slot = int(attrs.get("slot", 0))
+        for repeat in range(1, stage.repeats):
+            extra = self._attrs(stage, slot, repeat)
+            if extra["key"] not in keys:
+                ostudy.enqueue_trial(dict(values), user_attrs=extra)
+
+    # -- output -------------------------------------------------------------------------
+    def _echo(self, line: str) -> None:
+        if self.options.echo:
+            print(f"{self.options.tag}{line}", flush=True)
+
+    def _maybe_results(self) -> None:
+        now = time.monotonic()
+        if now - self._last_results >= self.options.results_every:
+            self.write_results()
+
+    def write_results(self) -> None:
+        """Rewrite results.csv and results.md from the storage."""
+        self._last_results = time.monotonic()
+        write_results(self.handle, self.study.name, self.study.dir, self.study.metric, self.study.alpha)
+
+
+def _fixed(param: Param, value: Scalar) -> Param:
+    """A parameter reduced to one value (a stage that runs the previous best)."""
+    if param.kind in ("uniform", "loguniform"):
+        return Param(param.name, "choice", values=(float(value),))  # type: ignore[arg-type]
+    if param.kind == "int":
+        return Param(param.name, "choice", values=(int(value),))  # type: ignore[arg-type]
+    return narrow([param], [{param.name: value}], 0.0)[0]
+
+
+# -- entry points ---------------------------------------------------------------------------
+
+
+def open_study_storage(study: Study, options: Options) -> StorageHandle:
+    """The storage a study runs on (``--storage``, ``$TRAINLAB_STORAGE`` or the journal file)."""
+    study.dir.mkdir(parents=True, exist_ok=True)
+    return open_storage(resolve_url(options.storage, study.dir), options.heartbeat, lock_dir=study.dir)
+
+
+def _worker_main(source: str, study_dir: str | None, options: Options, index: int) -> None:
+    options.tag = f"[w{index}] "
+    study = load_study(source, study_dir)
+    try:
+        Worker(study, open_study_storage(study, options), options).run()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def run_study(study: Study | str | Path, *, workers: int = 1, options: Options | None = None,
+              execute: Executor = execute_run) -> dict[str, list[StageData]]:
+    """Run a study to the end (or resume it) with ``workers`` local processes.
+
+    Args:
+        study: a loaded study, or the path of a study file.
+        workers: worker processes on this machine; 1 runs in this process. Default 1.
+        options: storage URL, heartbeat, data folder, output. Default Options().
+        execute: how one trial's run is done (tests replace it). Default :func:`execute_run`.
+
+    Returns:
+        The study's stages as stored, after writing results.csv and results.md.
+    """
+    options = options or Options()
+    study = load_study(study) if isinstance(study, str | Path) else study
+    if not _safe(study.dir.name):
+        raise ConfigError(f"{study.source}: study.dir {study.dir}: its last part names the runs; "
+                          "use letters, digits, '.', '_' and '-'")
+    handle = open_study_storage(study, options)
+    if workers <= 1:
+        Worker(study, handle, options, execute).run()
+    else:
+        if execute is not execute_run:
+            raise ValueError("a custom execute runs in-process only (workers=1)")
+        context = multiprocessing.get_context("spawn")
+        processes = [context.Process(target=_worker_main, args=(study.source, str(study.dir), options, i))
+                     for i in range(workers)]
+        for process in processes:
+            process.start()
+        try:
+            for process in processes:
+                process.join()
+        except KeyboardInterrupt:
+            for process in processes:
+                process.join(timeout=30)
+            raise
+        died = [f"w{i} (exit {p.exitcode})" for i, p in enumerate(processes) if p.exitcode]
+        if died and options.echo:
+            print(f"workers ended abnormally: {', '.join(died)}; finishing their trials here", flush=True)
+        Worker(study, handle, options, execute).run()  # anything left (a dead worker's trial), and results
+    return load_stages(handle, study.name).get(study.name, [])
+
+
+def _safe(name: str) -> bool:
+    import re
+
+    return re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", name) is not None

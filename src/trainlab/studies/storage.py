@@ -1,0 +1,236 @@
+"""Where a study's trials live, and how workers share them safely.
+
+- Default: a journal file in the study directory (``study.journal``, Optuna's
+  ``JournalFileBackend``): no server, any number of worker processes on this machine.
+- ``--storage postgresql://user@host/db`` (or ``$TRAINLAB_STORAGE``; any SQLAlchemy URL):
+  workers on any number of machines. Optuna's heartbeat marks the trials of a dead worker
+  stale; they are failed and queued again (``RetryHeartbeatStaleTrialCallback``).
+
+On both, a trial records the worker that runs it (host, pid, process start time), so a
+worker on the same machine notices at once that another one died (kill -9) and queues its
+trial again without waiting for the heartbeat's grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import socket
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from trainlab.errors import ConfigError
+
+JOURNAL_FILE = "study.journal"
+LOCK_FILE = "study.lock"
+STORAGE_ENV = "TRAINLAB_STORAGE"
+_RDB_PREFIXES = ("postgresql", "postgres", "sqlite", "mysql")
+
+
+@contextlib.contextmanager
+def quiet_experimental() -> Iterator[None]:
+    """Silence Optuna's ExperimentalWarning (heartbeat and retry callback are 'experimental')."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+@dataclass
+class StorageHandle:
+    """An opened storage, its URL (for messages) and what kind it is."""
+
+    storage: optuna.storages.BaseStorage
+    url: str
+    kind: str  # "journal" or "rdb"
+    lock_path: Path | None = None
+
+    @property
+    def heartbeat(self) -> bool:
+        """Whether Optuna's heartbeat runs on this storage."""
+        return self.kind == "rdb" and self.storage.get_heartbeat_interval() is not None  # type: ignore[attr-defined]
+
+
+def resolve_url(url: str | None, study_dir: Path) -> str:
+    """The storage URL: the one given, else ``$TRAINLAB_STORAGE``, else the journal file."""
+    url = url or os.environ.get(STORAGE_ENV) or ""
+    return url or str(study_dir / JOURNAL_FILE)
+
+
+def open_storage(url: str, heartbeat: int | None = 10, lock_dir: Path | None = None) -> StorageHandle:
+    """Open a storage URL (an SQLAlchemy URL) or a journal file path.
+
+    Args:
+        url: ``postgresql://...``, ``sqlite:///...``, or a path to a journal file.
+        heartbeat: seconds between heartbeats on a database (grace: 3 beats); None: off.
+        lock_dir: where the journal's set-up lock lives (default: beside the journal).
+
+    Raises:
+        ConfigError: the database cannot be reached, or the URL is not understood.
+    """
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    if "://" in url and scheme not in _RDB_PREFIXES:
+        raise ConfigError(f"--storage {url!r}: not a storage URL; use postgresql://user@host:port/db, "
+                          "sqlite:///path, or a journal file path")
+    if scheme in _RDB_PREFIXES and "://" in url:
+        if scheme == "postgres":
+            url = "postgresql" + url[len("postgres"):]
+        options: dict[str, Any] = {}
+        if heartbeat:
+            options = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat,
+                       "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback()}
+        try:
+            with quiet_experimental():
+                storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **options)
+        except Exception as error:  # SQLAlchemy's errors vary by driver
+            raise ConfigError(f"--storage {_redact(url)}: cannot open the database: {error}") from None
+        return StorageHandle(storage, _redact(url), "rdb")
+    path = Path(url.removeprefix("journal:"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    backend = optuna.storages.journal.JournalFileBackend(str(path))
+    lock = (lock_dir or path.parent) / LOCK_FILE
+    return StorageHandle(optuna.storages.JournalStorage(backend), str(path), "journal", lock)
+
+
+def _redact(url: str) -> str:
+    """The URL without its password."""
+    head, sep, tail = url.partition("://")
+    if "@" in tail and ":" in tail.split("@", 1)[0]:
+        user = tail.split("@", 1)[0].split(":", 1)[0]
+        tail = f"{user}:***@{tail.split('@', 1)[1]}"
+    return head + sep + tail
+
+
+@contextlib.contextmanager
+def setup_lock(handle: StorageHandle, name: str) -> Iterator[None]:
+    """Hold the study's set-up lock: one worker at a time plans a stage's trials.
+
+    PostgreSQL: an advisory lock (good across machines); a journal or SQLite file: a file lock.
+    """
+    if handle.kind == "rdb" and handle.url.startswith("postgresql"):
+        from sqlalchemy import text
+
+        key = int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
+        engine = handle.storage.engine  # type: ignore[attr-defined]
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        return
+    lock_path = handle.lock_path or Path(handle.url.split("///", 1)[-1] + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# -- workers ----------------------------------------------------------------------------
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks (tells a reused pid apart); None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def worker_identity() -> dict[str, Any]:
+    """Who runs a trial: host, pid and the process's start time."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_time(os.getpid())}
+
+
+def worker_alive(worker: dict[str, Any]) -> bool | None:
+    """Whether a worker of this machine still runs: True, False, or None (another machine)."""
+    if worker.get("host") != socket.gethostname():
+        return None
+    pid = int(worker.get("pid", -1))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True  # no /proc: trust kill(0)
+    if state in ("Z", "X"):  # killed, not yet reaped by its parent
+        return False
+    return worker.get("start") in (None, _start_time(pid))
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
+    """Fail a running trial and queue a copy with the same parameters; False if already done."""
+    try:
+        if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    with contextlib.suppress(Exception):
+        study._storage.set_trial_user_attr(trial._trial_id, "error", reason)
+    with quiet_experimental():
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
+    return True
+
+
+def reclaim_dead(handle: StorageHandle, study: optuna.Study) -> int:
+    """Requeue the trials of dead workers; the number requeued.
+
+    Heartbeat (databases) catches workers anywhere; the pid check catches those of this
+    machine at once, with any storage.
+    """
+    if handle.heartbeat:
+        with quiet_experimental():
+            optuna.storages.fail_stale_trials(study)
+    count = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        if isinstance(worker, dict) and worker_alive(worker) is False:
+            count += requeue(study, trial, f"worker {worker.get('host')}:{worker.get('pid')} died")
+    return count
+
+
+class Heartbeat:
+    """Records the heartbeat of a running trial from a thread (databases only)."""
+
+    def __init__(self, handle: StorageHandle, trial_id: int) -> None:
+        self._handle = handle
+        self._trial_id = trial_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        if self._handle.heartbeat:
+            interval = self._handle.storage.get_heartbeat_interval()  # type: ignore[attr-defined]
+            self._thread = threading.Thread(target=self._beat, args=(interval,), daemon=True)
+            self._thread.start()
+        return self
+
+    def _beat(self, interval: float) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a lost beat is harmless; the next one follows
+                self._handle.storage.record_heartbeat(self._trial_id)  # type: ignore[attr-defined]
+            if self._stop.wait(interval):
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
