@@ -310,9 +310,10 @@ def narrow(params: Sequence[Param], best: Sequence[Mapping[str, Scalar]], margin
     """The space shrunk around the best settings of a previous stage.
 
     Numeric ranges become the span of the best values, widened by ``margin`` times that
-    span on each side (in log space for loguniform; a tenth of the old range when the span
-    is zero) and clipped to the old range. Grid, choice and linked parameters keep only the
-    values that the best settings used, in their original order.
+    span on each side (in log space for loguniform; when all best values are equal, a range
+    a tenth as wide as the old one around them) and clipped to the old range. Grid, choice
+    and linked parameters keep only the values that the best settings used, in their
+    original order.
     """
     out: list[Param] = []
     for param in params:
@@ -332,13 +333,13 @@ def _narrow_range(param: Param, seen: list[float], margin: float) -> Param:
     to, back = (math.log, math.exp) if param.log else (float, float)
     low, high = to(param.low), to(param.high)
     lo, hi = to(min(seen)), to(max(seen))
-    span = hi - lo if hi > lo else (high - low) / 10
-    lo, hi = max(low, lo - margin * span), min(high, hi + margin * span)
+    pad = margin * (hi - lo) if hi > lo else (high - low) / 20  # one best value: a tenth of the range
+    lo, hi = max(low, lo - pad), min(high, hi + pad)
     if param.kind == "int":
         first = int(param.low) + math.floor((lo - param.low) / param.step) * param.step
         last = int(param.low) + math.ceil((hi - param.low) / param.step) * param.step
         return replace(param, low=max(int(param.low), first), high=min(int(param.high), last))
-    new_low, new_high = back(lo), back(hi)
+    new_low, new_high = max(param.low, back(lo)), min(param.high, back(hi))  # exp(log(x)) != x
     if new_high <= new_low:  # the old range was hit at its edge; keep a sliver
         new_high = min(param.high, new_low * (1 + 1e-6) if param.log else new_low + 1e-12)
     return replace(param, low=new_low, high=new_high)

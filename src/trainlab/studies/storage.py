@@ -84,11 +84,12 @@ def open_storage(url: str, heartbeat: int | None = 10, lock_dir: Path | None = N
         if scheme == "postgres":
             url = "postgresql" + url[len("postgres"):]
         options: dict[str, Any] = {}
-        if heartbeat:
-            options = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat,
-                       "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback()}
         try:
             with quiet_experimental():
+                if heartbeat:
+                    options = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat,
+                               "heartbeat_stale_trial_callback":
+                                   optuna.storages.RetryHeartbeatStaleTrialCallback()}
                 storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **options)
         except Exception as error:  # SQLAlchemy's errors vary by driver
             raise ConfigError(f"--storage {_redact(url)}: cannot open the database: {error}") from None
