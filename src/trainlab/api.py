@@ -134,6 +134,7 @@ def build_callbacks(config: RunConfig, run_dir: RunDir) -> list[Callback]:
                 mode=rp.mode,
                 factor=rp.factor,
                 patience=rp.patience,
+                min_delta=rp.min_delta,
                 cooldown=rp.cooldown,
                 min_lr=rp.min_lr,
             )

@@ -160,6 +160,16 @@ class RunConfig(StrictModel):
                 f"engine 'numpy' has only {', '.join(NUMPY_OPTIMIZERS)}: use engine: torch",
                 self.optimizer.type,
             )
+        torch_only = {"device": "auto", "precision": "fp32", "compile": False, "tta": False}
+        for name, default in torch_only.items():
+            value = getattr(self.train, name)
+            if value != default:
+                raise field_error(
+                    f"train.{name}",
+                    f"engine 'numpy' has no {name} option (it runs on the CPU, in model.dtype): "
+                    "remove it or use engine: torch",
+                    value,
+                )
         active = self.augment.active()
         if active:
             raise field_error(

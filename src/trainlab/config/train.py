@@ -109,6 +109,18 @@ class TrainConfig(StrictModel):
     checkpoint_every: PositiveInt | None = Field(
         None, description="Save a checkpoint every this many evaluations; null = at the end only."
     )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="torch: where to train; auto picks cuda, then mps, then cpu."
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="torch: fp32, bf16 autocast (CPUs with bf16 instructions, GPUs), or fp16 with a "
+        "grad scaler (CUDA only). The numpy engine uses model.dtype instead.",
+    )
+    compile: bool = Field(False, description="torch: compile the model with torch.compile.")
+    tta: bool = Field(
+        False, description="torch: test-time augmentation (average with the horizontal flip) at evaluation."
+    )
 
     @model_validator(mode="after")
     def _one_length(self) -> TrainConfig:

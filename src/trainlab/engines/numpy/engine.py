@@ -29,10 +29,11 @@ from trainlab.engines.numpy.losses import (
     squared_loss,
 )
 from trainlab.engines.numpy.model import Sequential, build_mlp
-from trainlab.engines.numpy.monitors import MonitorWarnings, layer_monitors
+from trainlab.engines.numpy.monitors import layer_monitors
 from trainlab.engines.numpy.optim import Optimizer, make_optimizer
 from trainlab.errors import ConfigError, TrainingError
 from trainlab.io import atomic_save_npz
+from trainlab.monitoring import MonitorWarnings
 from trainlab.progress import ProgressReporter
 from trainlab.schedules import lr_at
 

@@ -19,11 +19,6 @@ import numpy as np
 from trainlab.engines.numpy.layers import BatchNorm, Dropout, Linear, ReLU
 from trainlab.engines.numpy.model import Sequential
 
-# Thresholds of the warnings (per-example norms of the first layer's gradient).
-VANISHING_GRAD = 1e-7
-EXPLODING_GRAD = 1e4
-MOSTLY_DEAD = 0.9
-
 
 def _per_example_norm(array: np.ndarray) -> float:
     return float(np.linalg.norm(array) / math.sqrt(max(1, array.shape[0])))
@@ -94,40 +89,4 @@ def layer_monitors(
     return values
 
 
-class MonitorWarnings:
-    """Turns monitor values into one clearly worded warning per kind of problem."""
-
-    def __init__(self, log: Callable[[str], None]) -> None:
-        self.log = log
-        self.given: set[str] = set()
-
-    def _warn(self, kind: str, message: str) -> None:
-        if kind not in self.given:
-            self.given.add(kind)
-            self.log(f"warning: {message}")
-
-    def check(self, step: int, values: dict[str, float]) -> None:
-        """Warn (once per kind) about vanishing or exploding gradients and dead ReLUs."""
-        grad = values.get("grad_norm_0")
-        if grad is not None and grad < VANISHING_GRAD:
-            self._warn(
-                "vanishing",
-                f"gradients vanish at step {step}: the first layer's gradient norm is {grad:.2e}; "
-                "try batch_norm, a larger init scale, or another activation",
-            )
-        if grad is not None and (grad > EXPLODING_GRAD or not math.isfinite(grad)):
-            self._warn(
-                "exploding",
-                f"gradients explode at step {step}: the first layer's gradient norm is {grad:.2e}; "
-                "try a lower learning rate or train.grad_clip_norm",
-            )
-        for key, value in values.items():
-            if key.startswith("dead_relu_") and value > MOSTLY_DEAD:
-                self._warn(
-                    "dead",
-                    f"{value:.0%} of the ReLUs of layer {key.rsplit('_', 1)[-1]} are dead at step "
-                    f"{step}: try a lower learning rate, leaky_relu, or he_normal init",
-                )
-
-
-__all__ = ["MonitorWarnings", "layer_monitors"]
+__all__ = ["layer_monitors"]

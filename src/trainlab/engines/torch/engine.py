@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from trainlab.engines.base import FitContext
-from trainlab.engines.numpy.monitors import MonitorWarnings
 from trainlab.engines.torch.augment import BatchAugment, PixelSpace, pack_images, unpack_images
 from trainlab.engines.torch.checkpoint import load_checkpoint, save_checkpoint
 from trainlab.engines.torch.models import build_model, count_params, model_summary
@@ -44,6 +43,7 @@ from trainlab.engines.torch.runtime import (
 )
 from trainlab.errors import ConfigError, TrainingError
 from trainlab.io import atomic_save_npz, atomic_write_text
+from trainlab.monitoring import MonitorWarnings
 from trainlab.progress import ProgressReporter
 from trainlab.schedules import lr_at
 
