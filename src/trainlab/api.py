@@ -112,33 +112,11 @@ def build_callbacks(config: RunConfig, run_dir: RunDir) -> list[Callback]:
     """
     train = config.train
     callbacks: list[Callback] = [MetricsLogger(run_dir)]
+    # The config sections carry exactly the callbacks' arguments, under the same names.
     if train.early_stopping is not None:
-        es = train.early_stopping
-        callbacks.append(
-            EarlyStopping(
-                monitor=es.monitor,
-                mode=es.mode,
-                patience=es.patience,
-                min_delta=es.min_delta,
-                restore_best=es.restore_best,
-                window=es.window,
-                threshold=es.threshold,
-                start_after=es.start_after,
-            )
-        )
+        callbacks.append(EarlyStopping(**train.early_stopping.model_dump()))
     if train.reduce_on_plateau is not None:
-        rp = train.reduce_on_plateau
-        callbacks.append(
-            ReduceLROnPlateau(
-                monitor=rp.monitor,
-                mode=rp.mode,
-                factor=rp.factor,
-                patience=rp.patience,
-                min_delta=rp.min_delta,
-                cooldown=rp.cooldown,
-                min_lr=rp.min_lr,
-            )
-        )
+        callbacks.append(ReduceLROnPlateau(**train.reduce_on_plateau.model_dump()))
     if config.output.save_checkpoint:
         callbacks.append(CheckpointTrigger(every=train.checkpoint_every or 1))
     return callbacks

@@ -27,6 +27,21 @@ Types and formulas:
 from __future__ import annotations
 
 import math
+from typing import Protocol
+
+
+class ScheduleLike(Protocol):
+    """What :func:`scheduled_lr` reads: the fields of the config's ``schedule`` section."""
+
+    type: str
+    per: str | None
+    step_size: float | None
+    gamma: float | None
+    min_lr: float | None
+    max_lr: float | None
+    cycles: float | None
+    warmup_steps: float | None
+    pct_start: float | None
 
 SCHEDULES = (
     "constant",
@@ -124,4 +139,25 @@ def lr_at(
     return float(base_lr) + (low - float(base_lr)) * frac
 
 
-__all__ = ["SCHEDULES", "lr_at"]
+def scheduled_lr(
+    schedule: ScheduleLike, base_lr: float, step: int, *, total_steps: int, steps_per_epoch: int
+) -> float:
+    """:func:`lr_at` with the fields of a config's ``schedule`` section (both engines use it)."""
+    return lr_at(
+        step,
+        base_lr=base_lr,
+        type=schedule.type,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        per=schedule.per or "step",
+        step_size=schedule.step_size,
+        gamma=schedule.gamma,
+        min_lr=schedule.min_lr,
+        max_lr=schedule.max_lr,
+        cycles=schedule.cycles,
+        warmup_steps=schedule.warmup_steps,
+        pct_start=schedule.pct_start,
+    )
+
+
+__all__ = ["SCHEDULES", "ScheduleLike", "lr_at", "scheduled_lr"]

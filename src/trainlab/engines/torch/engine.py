@@ -45,7 +45,7 @@ from trainlab.errors import ConfigError, TrainingError
 from trainlab.io import atomic_save_npz, atomic_write_text
 from trainlab.monitoring import MonitorWarnings
 from trainlab.progress import ProgressReporter
-from trainlab.schedules import lr_at
+from trainlab.schedules import scheduled_lr
 
 if TYPE_CHECKING:
     from trainlab.config import RunConfig
@@ -149,12 +149,9 @@ class _Training:
     # -- one step -------------------------------------------------------------------------
     def learning_rate(self, step: int) -> float:
         """The scheduled learning rate at ``step`` times the plateau scale."""
-        s = self.config.schedule
-        scheduled = lr_at(
-            step, base_lr=float(self.config.optimizer.lr or 0.01), type=s.type,
-            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, per=s.per or "step",
-            step_size=s.step_size, gamma=s.gamma, min_lr=s.min_lr, max_lr=s.max_lr, cycles=s.cycles,
-            warmup_steps=s.warmup_steps, pct_start=s.pct_start,
+        scheduled = scheduled_lr(
+            self.config.schedule, float(self.config.optimizer.lr), step,
+            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
         )
         return scheduled * self.state.lr_scale
 
