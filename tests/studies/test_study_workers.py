@@ -1,0 +1,159 @@
+"""Many workers on one study, a worker killed with SIGKILL mid-trial and restarted.
+
+Real ``trainlab study`` processes on tiny MNIST runs, against PostgreSQL (3 separate
+workers, as on 3 machines) and against the default journal file (``--workers 3``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from optuna.trial import TrialState
+
+from tests.studies.conftest import write_study
+from trainlab.studies import Options, load_study, open_storage, open_study_storage
+from trainlab.studies.results import RESULTS_CSV
+from trainlab.studies.runner import Worker
+from trainlab.studies.storage import Heartbeat, reclaim_dead
+
+pytestmark = pytest.mark.usefixtures("real_data")
+
+GRID = {"optimizer.lr": [0.02, 0.05, 0.1, 0.2], "model.activation": ["relu", "tanh", "sigmoid"]}  # 12 trials
+SLOWER = {"limit": {"train": 1500, "val": 200, "test": 200}}  # about 0.3 s a trial
+
+
+def _study_file(tmp_path: Path) -> Path:
+    data = {"dataset": "mnist", "normalize": "scale", **SLOWER}
+    return write_study(tmp_path / "grid.yaml", {"space": GRID}, tmp_path / "runs", name="grid", data=data,
+                       train={"epochs": 3, "batch_size": 50})
+
+
+def _start(path: Path, *extra: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "trainlab.cli", "study", str(path), "-q", *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _trials(handle: Any) -> list[Any]:
+    """Every trial of the study "grid", all attempts included."""
+    out: list[Any] = []
+    for frozen in handle.storage.get_all_studies():
+        if frozen.user_attrs.get("trainlab_study") == "grid":
+            out += handle.storage.get_all_trials(frozen._study_id)
+    return out
+
+
+def _child_of(parent: int) -> Callable[[int], bool]:
+    def check(pid: int) -> bool:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        return int(stat.rsplit(")", 1)[1].split()[1]) == parent
+
+    return check
+
+
+def _kill_one_mid_trial(handle: Any, eligible: Callable[[int], bool], deadline: float = 60.0) -> int:
+    """Wait until two trials finished, then SIGKILL a worker (``eligible``) running a trial."""
+    start = time.monotonic()
+    while time.monotonic() - start < deadline:
+        try:
+            trials = _trials(handle)
+        except Exception:  # the study may not exist yet
+            trials = []
+        done = sum(t.state == TrialState.COMPLETE for t in trials)
+        running = [t.user_attrs.get("worker", {}).get("pid") for t in trials if t.state == TrialState.RUNNING]
+        victims = [pid for pid in running if pid and eligible(pid)]
+        if done >= 2 and victims:
+            os.kill(victims[0], signal.SIGKILL)
+            return int(victims[0])
+        time.sleep(0.05)
+    raise AssertionError("no worker was running a trial")
+
+
+def _check_complete(handle: Any, study_dir: Path, killed: int) -> None:
+    trials = _trials(handle)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    keys = Counter(t.user_attrs["key"] for t in complete)
+    assert sorted(keys) == [f"t{i:04d}" for i in range(12)] and set(keys.values()) == {1}, keys
+    points = Counter((t.params["optimizer.lr"], t.params["model.activation"]) for t in complete)
+    assert len(points) == 12 and set(points.values()) == {1}  # no grid point twice
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    requeued = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(requeued) == 1 and requeued[0].user_attrs["worker"]["pid"] == killed
+    (retry,) = [t for t in complete if t.user_attrs["key"] == requeued[0].user_attrs["key"]]
+    assert retry.system_attrs["failed_trial"] == requeued[0].number  # re-queued, then run once
+    rows = list(csv.DictReader((study_dir / RESULTS_CSV).open()))
+    assert len(rows) == 12 and {r["state"] for r in rows} == {"COMPLETE"}
+    assert all(r["test_accuracy"] and r["objective"] for r in rows)
+    for row in rows:  # every trial is a normal, finished run directory
+        assert (study_dir / row["trial"] / "summary.json").is_file()
+
+
+def test_three_workers_on_postgresql_one_killed_and_restarted(tmp_path: Path, postgres_url: str) -> None:
+    path = _study_file(tmp_path)
+    args = ("--storage", postgres_url, "--heartbeat", "1")
+    workers = [_start(path, *args) for _ in range(3)]
+    handle = open_storage(postgres_url, heartbeat=None)
+    pids = {w.pid for w in workers}
+    killed = _kill_one_mid_trial(handle, pids.__contains__)
+    victim = next(w for w in workers if w.pid == killed)
+    victim.wait(timeout=10)
+    workers.append(_start(path, *args))  # restarted
+    for worker in workers:
+        out, _ = worker.communicate(timeout=120)
+        assert worker.returncode in (0, -signal.SIGKILL), out.decode()
+    _check_complete(handle, tmp_path / "runs" / "grid", killed)
+
+
+def test_workers_3_on_the_journal_file_one_killed_and_restarted(tmp_path: Path) -> None:
+    path = _study_file(tmp_path)
+    parent = _start(path, "--workers", "3")
+    study = load_study(path)
+    journal = study.dir / "study.journal"
+    for _ in range(200):
+        if journal.exists():
+            break
+        time.sleep(0.05)
+    handle = open_study_storage(study, Options())
+    killed = _kill_one_mid_trial(handle, _child_of(parent.pid))
+    restarted = _start(path)
+    for process in (parent, restarted):
+        out, _ = process.communicate(timeout=120)
+        assert process.returncode == 0, out.decode()
+    _check_complete(handle, study.dir, killed)
+    again = _start(path)  # a finished study: the same command changes nothing
+    out, _ = again.communicate(timeout=60)
+    assert again.returncode == 0 and len(_trials(handle)) == 13, out.decode()
+
+
+def test_heartbeat_requeues_the_trial_of_a_silent_worker(tmp_path: Path, postgres_url: str) -> None:
+    """A worker on another machine stops beating: after the grace period its trial runs again."""
+    path = write_study(tmp_path / "hb.yaml", {"space": {"optimizer.lr": [0.1, 0.2]}}, tmp_path / "runs", name="hb")
+    study = load_study(path)
+    handle = open_storage(postgres_url, heartbeat=1)
+    worker = Worker(study, handle, Options(echo=False))
+    ostudy, _ = worker.prepare(study.stages[0])
+    trial_id = worker._claim(ostudy)
+    assert trial_id is not None
+    ostudy._storage.set_trial_user_attr(trial_id, "worker", {"host": "elsewhere", "pid": 1})
+    with Heartbeat(handle, trial_id):
+        time.sleep(1.5)
+        reclaim_dead(handle, ostudy)  # beating: not stale
+        assert ostudy._storage.get_trial(trial_id).state == TrialState.RUNNING
+    time.sleep(3.5)  # silent for longer than the grace period (3 beats)
+    reclaim_dead(handle, ostudy)
+    assert ostudy._storage.get_trial(trial_id).state == TrialState.FAIL
+    waiting = ostudy.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 2 and {t.user_attrs["key"] for t in waiting} == {"t0000", "t0001"}
