@@ -89,7 +89,10 @@ class OptimizerConfig(StrictModel):
         "adam/adamw/rmsprop, 2e-3 for adamax/nadam, 1.0 for adadelta).",
     )
     momentum: Probability | None = Field(
-        None, description="momentum/nesterov: momentum coefficient (default 0.9)."
+        None,
+        description="momentum/nesterov: momentum coefficient mu (default 0.9). Both engines update "
+        "v = mu*v - lr*g; p += v (nesterov: p += mu*v - lr*g with the new v), as Keras and CS231n; "
+        "PyTorch's own SGD (buf = mu*buf + g; p -= lr*buf) is the same only at a constant lr.",
     )
     betas: tuple[Probability, Probability] | None = Field(
         None, description="adam/adamw/adamax/nadam: [beta1, beta2] (default [0.9, 0.999])."

@@ -12,6 +12,12 @@ Three ways to shrink weights, side by side (they are not the same thing):
 - ``optimizer.weight_decay`` for adamw: *decoupled* decay (Loshchilov & Hutter),
   ``p -= lr * wd * p`` before the Adam step, never seen by the moment estimates.
 
+Momentum and Nesterov follow the config's documented form, the NumPy engine's and Keras':
+``v = mu * v - lr * g; p += v`` (Nesterov: ``p += mu * v - lr * g`` with the new ``v``).
+PyTorch's SGD keeps ``buf = mu * buf + g; p -= lr * buf`` instead: the two agree at a
+constant learning rate but not under a schedule (the velocity here keeps the lr each
+gradient was taken with), so :class:`MomentumSGD` implements the config's form.
+
 The learning rate is written into every parameter group before each step, from
 :func:`trainlab.schedules.lr_at` times the plateau scale, so the optimizers below are
 built with a placeholder lr.
@@ -20,13 +26,59 @@ built with a placeholder lr.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 if TYPE_CHECKING:
     from trainlab.config import OptimizerConfig, RegularizationConfig
+
+class MomentumSGD(torch.optim.SGD):
+    """SGD with momentum in the config's form: ``v = mu * v - lr * g; p += v``.
+
+    Nesterov (``nesterov=True``): ``v = mu * v - lr * g; p += mu * v - lr * g``, which
+    equals the NumPy engine's ``p += -mu * v_prev + (1 + mu) * v``. Coupled
+    ``weight_decay`` adds ``wd * p`` to the gradient first, as PyTorch's SGD does. The
+    velocity is kept per parameter under the state key ``"velocity"`` and updated with
+    ``foreach`` kernels (one call per step for all parameters).
+    """
+
+    def __init__(self, params: Iterable[nn.Parameter], lr: float, momentum: float,
+                 nesterov: bool = False, weight_decay: float = 0.0) -> None:
+        super().__init__(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                         foreach=True)
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        """One update of every parameter that has a gradient."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            lr, mu, wd = float(group["lr"]), float(group["momentum"]), float(group["weight_decay"])
+            grads = [p.grad for p in params]
+            if wd:
+                grads = torch._foreach_add(grads, params, alpha=wd)
+            velocity = []
+            for p in params:
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                velocity.append(state["velocity"])
+            torch._foreach_mul_(velocity, mu)
+            torch._foreach_add_(velocity, grads, alpha=-lr)  # v = mu v - lr g
+            if group["nesterov"]:
+                torch._foreach_add_(params, velocity, alpha=mu)
+                torch._foreach_add_(params, grads, alpha=-lr)  # p += mu v - lr g
+            else:
+                torch._foreach_add_(params, velocity)  # p += v
+        return loss
+
 
 OPTIMIZERS = (
     "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adamax", "nadam", "adagrad", "adadelta",
@@ -44,8 +96,8 @@ def build_optimizer(params: Iterable[nn.Parameter], o: OptimizerConfig) -> torch
     if o.type == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=wd, foreach=True)
     if o.type in ("momentum", "nesterov"):
-        return torch.optim.SGD(params, lr=lr, momentum=float(o.momentum or 0.0),
-                               nesterov=o.type == "nesterov", weight_decay=wd, foreach=True)
+        return MomentumSGD(params, lr=lr, momentum=float(o.momentum or 0.0), nesterov=o.type == "nesterov",
+                           weight_decay=wd)
     if o.type == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=float(o.alpha or 0.99), eps=float(o.eps or 1e-8),
                                    weight_decay=wd, foreach=True)
@@ -107,17 +159,26 @@ def clip_gradients(
 ) -> torch.Tensor | None:
     """Clip every gradient element to ``[-clip_value, clip_value]``, then the global norm.
 
-    Returns the global norm before norm clipping (a device tensor, not read here) or None.
+    Norm clipping scales by ``min(1, clip_norm / (norm + 1e-12))``, as the NumPy engine:
+    the clipped norm is ``clip_norm`` to 12 digits, where PyTorch's ``clip_grad_norm_``
+    (``+ 1e-6``) leaves it about ``1e-6 / norm`` short. Returns the global norm before norm
+    clipping (a device tensor, not read here) or None.
     """
     if clip_value is not None:
         nn.utils.clip_grad_value_(params, clip_value, foreach=True)
-    if clip_norm is not None:
-        return nn.utils.clip_grad_norm_(params, clip_norm, foreach=True)
-    return None
+    if clip_norm is None:
+        return None
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return None
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))  # no host sync
+    torch._foreach_mul_(grads, torch.clamp(clip_norm / (total + 1e-12), max=1.0))
+    return total
 
 
 __all__ = [
     "OPTIMIZERS",
+    "MomentumSGD",
     "build_optimizer",
     "clip_gradients",
     "penalized_params",

@@ -1,0 +1,360 @@
+"""Engine parity: one MLP config, trained a few steps on both engines in float64, compared.
+
+The same config must mean the same thing on the NumPy engine (hand-written backward
+passes, hand-written update rules) and on the torch engine (autograd, ``torch.optim``).
+:func:`run_parity` builds the config's linear classifier or MLP on both, copies the NumPy
+initial weights into the torch model, and runs each engine's own training step (its
+loss, penalties, clipping, optimizer and schedule code, not a re-implementation) on the
+same batches. Per step it records both losses, learning rates and the largest relative
+gradient difference; at the end the largest relative difference of every parameter.
+
+A relative difference of two arrays is ``max|a - b| / max(max|a|, max|b|)`` (0 when both
+are 0): a scale-free figure that stays meaningful for parameters close to zero.
+
+Known differences between the engines, settled here:
+
+- The NumPy engine's Linear in front of batch norm (``bn_position: before``) has no bias
+  (batch norm's beta replaces it); the torch engine keeps it (Keras' parameter counts).
+  In training mode that bias cannot change any output (batch norm subtracts the batch
+  mean), so it starts at 0 here and is reported separately, not compared.
+- Batch norm's running variance: the NumPy engine averages the biased batch variance,
+  PyTorch the unbiased one (``n / (n - 1)`` larger). Parity runs in training mode, where
+  neither is used; the running variance is compared after undoing that factor.
+- L2: the config means ``l2 * sum(W**2)`` (Keras). Each engine's own penalty is used, so
+  an engine that means something else (the NumPy engine's ``0.5 * l2 * sum(W**2)``)
+  fails parity, and the result's notes say which side differs.
+- Momentum and Nesterov: both engines update ``v = mu * v - lr * g; p += v`` (the config's
+  documented form); PyTorch's own SGD agrees with it only at a constant learning rate.
+- Dropout and augmentation are turned off (their random draws differ by design).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainlab.config import RunConfig, with_overrides
+from trainlab.errors import ConfigError
+
+DEFAULT_THRESHOLD = 1e-6
+NUMPY_MOMENTUM = 0.9  # the NumPy BatchNorm's running-average momentum (PyTorch's 0.1)
+
+
+def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """``max|a - b| / max(max|a|, max|b|)``; 0.0 when both arrays are all zeros."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)))
+    diff = float(np.abs(a - b).max(initial=0.0))
+    return diff / scale if scale > 0 else diff
+
+
+def parity_config(config: RunConfig, steps: int) -> RunConfig:
+    """The NumPy-engine copy of ``config`` that parity trains: float64, ``steps`` steps,
+    dropout, augmentation and the torch-only run options off.
+
+    Raises:
+        ConfigError: the model, activation or optimizer exists on one engine only.
+    """
+    m = config.model
+    if m.type not in ("linear", "mlp"):
+        raise ConfigError(f"model.type: parity compares linear and mlp models (both engines have them), "
+                          f"not {m.type!r}")
+    overrides: dict[str, Any] = {
+        "engine": "numpy",
+        "model.dtype": "float64",
+        "model.dropout": 0.0,
+        "train.device": "auto",
+        "train.precision": "fp32",
+        "train.compile": False,
+        "train.tta": False,
+        "train.early_stopping": None,
+        "train.reduce_on_plateau": None,
+    }
+    for name in config.augment.active():
+        overrides[f"augment.{name}"] = type(config.augment).model_fields[name].default
+    if config.schedule.cycles is None:
+        overrides["train.steps"] = int(steps)
+    return with_overrides(config, overrides, source="parity")
+
+
+def _random_batches(config: RunConfig, n: int, input_shape: tuple[int, int, int] | None,
+                    num_classes: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """Standard-normal inputs (N, C, H, W) and uniform labels, shaped like the config's dataset."""
+    from trainlab.data.registry import SPECS
+
+    spec = SPECS.get(config.data.dataset)
+    if input_shape is None:
+        if spec is None or not any(spec.image_shape):
+            input_shape = (3, 8, 8)
+        else:
+            h, w, c = spec.image_shape
+            if config.data.resize is not None:
+                h, w = (config.data.resize, config.data.resize) if isinstance(config.data.resize, int) \
+                    else config.data.resize
+            input_shape = (c, h, w)
+    if num_classes is None:
+        num_classes = len(spec.class_names) if spec is not None and spec.class_names else 10
+    rng = np.random.default_rng([seed, 7])
+    x = rng.standard_normal((n, *input_shape))  # (N, C, H, W) float64
+    y = rng.integers(0, num_classes, size=n).astype(np.int64)
+    return x, y, num_classes, f"random normal, {n} x {'x'.join(map(str, input_shape))}"
+
+
+def _real_batches(config: RunConfig, n: int, data_dir: str | Path | None) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """The first ``n`` training examples of the config's dataset, normalised as it says, in float64."""
+    from trainlab.data import prepare_data
+
+    d = config.data
+    data = prepare_data(d.dataset, data_dir=data_dir or d.data_dir, val_fraction=0.0, limit={"train": n},
+                        normalize=d.normalize, scale=d.scale, resize=d.resize, seed=config.seed,
+                        dtype=np.float64)
+    if len(data.y_train) < n:
+        raise ConfigError(f"parity needs {n} training examples; {d.dataset} has {len(data.y_train)}")
+    return data.x_train[:n], data.y_train[:n], data.num_classes, f"{d.dataset}, first {n} training images"
+
+
+def _prepared(x: np.ndarray, y: np.ndarray, num_classes: int) -> Any:
+    from trainlab.data import PreparedData
+
+    shape = tuple(int(s) for s in x.shape[1:])
+    empty = np.zeros((0, *shape), dtype=x.dtype)
+    return PreparedData(x, y, empty, np.zeros(0, dtype=np.int64), None, None, None,
+                        [str(k) for k in range(num_classes)], shape, num_classes,  # type: ignore[arg-type]
+                        {"kind": "none"}, "parity", Path("."))
+
+
+def _trainings(np_cfg: RunConfig, torch_cfg: RunConfig, data: Any) -> tuple[Any, Any]:
+    """Each engine's own training object (its step, penalties, clipping, optimizer, schedule)."""
+    from trainlab.callbacks import CallbackList, TrainState
+    from trainlab.engines.base import FitContext
+    from trainlab.engines.numpy.engine import _Training as NumpyTraining
+    from trainlab.engines.torch.engine import _Training as TorchTraining
+    from trainlab.engines.torch.runtime import TrainOptions
+    from trainlab.runs import RunDir
+
+    # Nothing is written: the run directory only names where a checkpoint would go.
+    run_dir = RunDir(Path(tempfile.gettempdir()) / "trainlab-parity")
+
+    def context() -> FitContext:
+        return FitContext(run_dir=run_dir, callbacks=CallbackList([]), state=TrainState(), progress=False,
+                          log=lambda _message: None)
+
+    numpy_training = NumpyTraining(np_cfg, data, context())
+    torch_training = TorchTraining(torch_cfg, data, context(), TrainOptions(device="cpu"))
+    return numpy_training, torch_training
+
+
+def _pair_layers(np_model: Any, torch_model: Any) -> list[tuple[int, Any, Any]]:
+    """(NumPy layer index, NumPy layer, torch module) for every Linear and BatchNorm, in order."""
+    from torch import nn
+
+    from trainlab.engines.numpy.layers import BatchNorm, Linear
+
+    np_layers = [(i, layer) for i, layer in enumerate(np_model.layers) if isinstance(layer, Linear | BatchNorm)]
+    torch_layers = [m for m in torch_model.modules() if isinstance(m, nn.Linear | nn.BatchNorm1d)]
+    kinds = [type(layer).__name__ for _, layer in np_layers]
+    torch_kinds = ["Linear" if isinstance(m, nn.Linear) else "BatchNorm" for m in torch_layers]
+    if kinds != torch_kinds:
+        raise ConfigError(f"the engines built different models: numpy {kinds}, torch {torch_kinds}")
+    return [(i, layer, module) for (i, layer), module in zip(np_layers, torch_layers, strict=True)]
+
+
+def _copy_weights(pairs: list[tuple[int, Any, Any]], torch_names: dict[int, str]) -> list[dict[str, Any]]:
+    """Copy NumPy parameters and buffers into the torch modules; returns the name map.
+
+    Each entry: ``numpy`` key, ``torch`` name, and ``transpose`` (Linear weights are
+    (D, M) in NumPy, (M, D) in torch). Torch-only biases are zeroed and listed with
+    ``numpy`` None.
+    """
+    import torch
+
+    entries: list[dict[str, Any]] = []
+    with torch.no_grad():
+        for index, layer, module in pairs:
+            prefix = torch_names[id(module)]
+            if "W" in layer.params:
+                module.weight.copy_(torch.from_numpy(layer.params["W"].T))
+                entries.append({"numpy": f"{index}.W", "torch": f"{prefix}.weight", "transpose": True})
+                if "b" in layer.params:
+                    module.bias.copy_(torch.from_numpy(layer.params["b"]))
+                    entries.append({"numpy": f"{index}.b", "torch": f"{prefix}.bias", "transpose": False})
+                elif module.bias is not None:
+                    module.bias.zero_()
+                    entries.append({"numpy": None, "torch": f"{prefix}.bias", "transpose": False})
+            else:
+                for np_name, t_name in (("gamma", "weight"), ("beta", "bias")):
+                    getattr(module, t_name).copy_(torch.from_numpy(layer.params[np_name]))
+                    entries.append({"numpy": f"{index}.{np_name}", "torch": f"{prefix}.{t_name}",
+                                    "transpose": False})
+                module.running_mean.copy_(torch.from_numpy(layer.buffers["running_mean"]))
+                module.running_var.copy_(torch.from_numpy(layer.buffers["running_var"]))
+    return entries
+
+
+def _penalty_note(config: RunConfig) -> list[str]:
+    """Which engine's L2 differs from the config's meaning, read from the NumPy engine's own code."""
+    from trainlab.engines.numpy.losses import l2_penalty
+
+    if not config.regularization.l2:
+        return []
+    probe = l2_penalty({"0.W": np.ones(1)}, 1.0)[0]  # the config means 1.0 (l2 * sum W^2)
+    if math.isclose(probe, 1.0):
+        return []
+    return [f"L2: the numpy engine's penalty is {probe:g} * l2 * sum(W^2) (gradient {2 * probe:g} * l2 * W); "
+            "the config and the torch engine mean l2 * sum(W^2): the numpy side differs"]
+
+
+def run_parity(
+    config: RunConfig,
+    *,
+    steps: int = 5,
+    batch_size: int = 16,
+    data: str = "random",
+    data_dir: str | Path | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+    num_classes: int | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> dict[str, Any]:
+    """Train ``config``'s MLP for ``steps`` steps on both engines from the same weights.
+
+    Args:
+        config: a run config with a linear or mlp model (either engine).
+        steps: optimizer steps. Default 5.
+        batch_size: examples per step; step ``i`` uses examples ``i*B .. (i+1)*B - 1``. Default 16.
+        data: ``"random"`` (standard-normal inputs shaped like the dataset) or ``"real"``
+            (the dataset's first training images, normalised as configured). Default "random".
+        data_dir: where ``data="real"`` reads the dataset. Default None.
+        input_shape: (C, H, W) of random inputs; default the dataset's shape.
+        num_classes: classes of random labels; default the dataset's.
+        threshold: largest relative difference that passes. Default 1e-6.
+
+    Returns:
+        A dict: ``rows`` (one per step: lr and loss of each engine, their differences, the
+        largest relative gradient difference), ``params`` (one per parameter: names, shape,
+        relative and absolute difference), ``buffers``, ``torch_only``, ``notes``, the
+        maxima ``max_loss_rel_diff``, ``max_grad_rel_diff``, ``max_param_rel_diff``,
+        ``max_rel_diff``, and ``passed`` (``max_rel_diff <= threshold``).
+
+    Raises:
+        ConfigError: a model, activation or optimizer that one engine does not have.
+    """
+    import torch
+
+    if steps < 1 or batch_size < 2:
+        raise ConfigError("parity needs steps >= 1 and batch_size >= 2 (batch norm needs two examples)")
+    np_cfg = parity_config(config, steps)
+    torch_cfg = with_overrides(np_cfg, {"engine": "torch"}, source="parity")
+    n = steps * batch_size
+    if data == "random":
+        x, y, classes, described = _random_batches(np_cfg, n, input_shape, num_classes, np_cfg.seed)
+    elif data == "real":
+        x, y, classes, described = _real_batches(np_cfg, n, data_dir)
+    else:
+        raise ConfigError(f"parity data {data!r}: choose random or real")
+    threads = torch.get_num_threads()
+    try:
+        numpy_training, torch_training = _trainings(np_cfg, torch_cfg, _prepared(x, y, classes))
+        np_model, t_model = numpy_training.model, torch_training.model
+        torch_names = {id(module): name for name, module in t_model.named_modules()}
+        entries = _copy_weights(_pair_layers(np_model, t_model), torch_names)
+        t_params = dict(t_model.named_parameters())
+        rows = []
+        for step in range(steps):
+            index = np.arange(step * batch_size, (step + 1) * batch_size)
+            lr_numpy = numpy_training.learning_rate(step)
+            lr_torch = torch_training.learning_rate(step)
+            loss_numpy, _ = numpy_training.train_step(numpy_training.x_train[index], numpy_training.y_train[index],
+                                                      lr_numpy)
+            loss_torch = float(torch_training.train_step(torch.from_numpy(index), lr_torch))
+            grads = np_model.gradients()
+            grad_diff = max(
+                rel_diff(_as_numpy(grads[e["numpy"]], e["transpose"]), t_params[e["torch"]].grad.numpy())
+                for e in entries if e["numpy"] is not None
+            )
+            numpy_training.state.step = torch_training.state.step = step + 1
+            rows.append({
+                "step": step + 1, "lr_numpy": lr_numpy, "lr_torch": lr_torch,
+                "loss_numpy": loss_numpy, "loss_torch": loss_torch,
+                "loss_abs_diff": abs(loss_numpy - loss_torch),
+                "loss_rel_diff": abs(loss_numpy - loss_torch) / max(abs(loss_numpy), abs(loss_torch), 1e-300),
+                "grad_rel_diff": grad_diff,
+            })
+    finally:
+        torch.set_num_threads(threads)  # the torch engine sets its own thread count
+    params, torch_only = [], []
+    np_params = np_model.parameters()
+    for e in entries:
+        t_value = t_params[e["torch"]].detach().numpy()
+        if e["numpy"] is None:
+            torch_only.append({"torch": e["torch"], "shape": list(t_value.shape),
+                               "max_abs": float(np.abs(t_value).max(initial=0.0)),
+                               "note": "bias in front of batch norm: no effect in training mode"})
+            continue
+        value = _as_numpy(np_params[e["numpy"]], e["transpose"])
+        params.append({"numpy": e["numpy"], "torch": e["torch"], "shape": list(value.shape),
+                       "rel_diff": rel_diff(value, t_value), "abs_diff": float(np.abs(value - t_value).max())})
+    buffers = _buffer_rows(np_model, t_model, steps, batch_size)
+    max_loss = max(r["loss_rel_diff"] for r in rows)
+    max_grad = max(r["grad_rel_diff"] for r in rows)
+    max_param = max((p["rel_diff"] for p in params), default=0.0)
+    max_buffer = max((b["rel_diff"] for b in buffers), default=0.0)
+    worst = max(max_loss, max_grad, max_param, max_buffer)
+    m = np_cfg.model
+    layout = "-".join(str(v) for v in [int(np.prod(x.shape[1:])), *(m.hidden if m.type == "mlp" else []), classes])
+    return {
+        "config": config.name,
+        "model": f"{m.type} {layout}, {m.activation}"
+                 + (f", batch norm {m.bn_position} the activation" if m.batch_norm else ""),
+        "optimizer": np_cfg.optimizer.type,
+        "schedule": np_cfg.schedule.type,
+        "regularization": {"l1": np_cfg.regularization.l1, "l2": np_cfg.regularization.l2,
+                           "apply_to": np_cfg.regularization.apply_to},
+        "clipping": {"value": np_cfg.train.grad_clip_value, "norm": np_cfg.train.grad_clip_norm},
+        "data": described,
+        "steps": steps,
+        "batch_size": batch_size,
+        "dtype": "float64",
+        "rows": rows,
+        "params": params,
+        "buffers": buffers,
+        "torch_only": torch_only,
+        "notes": _penalty_note(np_cfg),
+        "max_loss_rel_diff": max_loss,
+        "max_grad_rel_diff": max_grad,
+        "max_param_rel_diff": max_param,
+        "max_buffer_rel_diff": max_buffer,
+        "max_rel_diff": worst,
+        "threshold": threshold,
+        "passed": bool(worst <= threshold),
+    }
+
+
+def _as_numpy(value: np.ndarray, transpose: bool) -> np.ndarray:
+    return value.T if transpose else value
+
+
+def _buffer_rows(np_model: Any, t_model: Any, steps: int, batch_size: int) -> list[dict[str, Any]]:
+    """Running mean compared as is; running variance after undoing PyTorch's n/(n-1)."""
+    from torch import nn
+
+    from trainlab.engines.numpy.layers import BatchNorm
+
+    np_norms = [(i, layer) for i, layer in enumerate(np_model.layers) if isinstance(layer, BatchNorm)]
+    t_norms = [(name, m) for name, m in t_model.named_modules() if isinstance(m, nn.BatchNorm1d)]
+    decay = NUMPY_MOMENTUM**steps  # weight left on the initial running variance (1)
+    rows = []
+    for (i, layer), (name, module) in zip(np_norms, t_norms, strict=True):
+        mean_t = module.running_mean.numpy()
+        var_t = decay + (module.running_var.numpy() - decay) * (batch_size - 1) / batch_size
+        rows.append({"numpy": f"{i}.running_mean", "torch": f"{name}.running_mean",
+                     "rel_diff": rel_diff(layer.buffers["running_mean"], mean_t)})
+        rows.append({"numpy": f"{i}.running_var", "torch": f"{name}.running_var x (n-1)/n",
+                     "rel_diff": rel_diff(layer.buffers["running_var"], var_t)})
+    return rows
+
+
+__all__ = ["DEFAULT_THRESHOLD", "parity_config", "rel_diff", "run_parity"]
