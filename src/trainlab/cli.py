@@ -142,6 +142,66 @@ def gradcheck_command(
         raise typer.Exit(1)
 
 
+@app.command("parity")
+def parity_command(
+    config: Annotated[Path, typer.Argument(help="Run config with a linear or mlp model (either engine).")],
+    set_: SetOption = None,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 16,
+    data: Annotated[str, typer.Option(help="random (normal inputs shaped like the dataset) or real.")] = "random",
+    threshold: Annotated[float, typer.Option(help="Largest relative difference that passes.")] = 1e-6,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train CONFIG's MLP on both engines from the same weights (float64) and compare.
+
+    Prints per step the loss of each engine and their difference, then the largest relative
+    difference of every parameter. Exits with status 1 when any is above --threshold.
+    """
+    from trainlab.config import load_config
+    from trainlab.parity import run_parity
+
+    result = run_parity(load_config(config, list(set_ or [])), steps=steps, batch_size=batch_size, data=data,
+                        data_dir=data_dir, threshold=threshold)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        _print_parity(result)
+    if not result["passed"]:
+        raise typer.Exit(1)
+
+
+def _print_parity(result: dict[str, Any]) -> None:
+    """The per-step and per-parameter tables of a parity result."""
+    threshold = result["threshold"]
+    console.print(f"{result['model']}; {result['optimizer']}, schedule {result['schedule']}, "
+                  f"{result['data']}, float64", soft_wrap=True)
+    steps = Table(title="per step: numpy engine vs torch engine")
+    for column in ("step", "lr", "loss numpy", "loss torch", "abs diff", "rel diff", "grad rel diff"):
+        steps.add_column(column, justify="right")
+    for row in result["rows"]:
+        steps.add_row(str(row["step"]), f"{row['lr_numpy']:.4g}", f"{row['loss_numpy']:.12f}",
+                      f"{row['loss_torch']:.12f}", f"{row['loss_abs_diff']:.1e}", f"{row['loss_rel_diff']:.1e}",
+                      f"{row['grad_rel_diff']:.1e}")
+    console.print(steps)
+    params = Table(title=f"parameters after {result['steps']} steps")
+    for column in ("numpy", "torch", "shape", "rel diff", "abs diff"):
+        params.add_column(column, justify="left" if column in ("numpy", "torch") else "right")
+    for row in result["params"]:
+        params.add_row(row["numpy"], row["torch"], "x".join(map(str, row["shape"])), f"{row['rel_diff']:.1e}",
+                       f"{row['abs_diff']:.1e}", style="red" if row["rel_diff"] > threshold else None)
+    for row in result["buffers"]:
+        params.add_row(row["numpy"], row["torch"], "", f"{row['rel_diff']:.1e}", "",
+                       style="red" if row["rel_diff"] > threshold else None)
+    console.print(params)
+    for row in result["torch_only"]:
+        console.print(f"torch only: {row['torch']} ({row['note']}; max |value| {row['max_abs']:.1e})")
+    for note in result["notes"]:
+        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+    verdict = "[green]passed[/green]" if result["passed"] else "[red]failed[/red]"
+    console.print(f"{verdict}: largest relative difference {result['max_rel_diff']:.2e} (threshold {threshold:g})")
+
+
 @config_app.command("show")
 def config_show(
     file: Annotated[Path, typer.Argument(help="Config file.")],

@@ -16,7 +16,9 @@ Known differences between the engines, settled here:
 - The NumPy engine's Linear in front of batch norm (``bn_position: before``) has no bias
   (batch norm's beta replaces it); the torch engine keeps it (Keras' parameter counts).
   In training mode that bias cannot change any output (batch norm subtracts the batch
-  mean), so it starts at 0 here and is reported separately, not compared.
+  mean) and its gradient is rounding noise, which an adaptive optimizer (Adam, Adagrad)
+  would turn into steps of about ``lr * noise / eps``; so parity holds it at 0 (frozen)
+  and reports it separately.
 - Batch norm's running variance: the NumPy engine averages the biased batch variance,
   PyTorch the unbiased one (``n / (n - 1)`` larger). Parity runs in training mode, where
   neither is used; the running variance is compared after undoing that factor.
@@ -167,8 +169,8 @@ def _copy_weights(pairs: list[tuple[int, Any, Any]], torch_names: dict[int, str]
     """Copy NumPy parameters and buffers into the torch modules; returns the name map.
 
     Each entry: ``numpy`` key, ``torch`` name, and ``transpose`` (Linear weights are
-    (D, M) in NumPy, (M, D) in torch). Torch-only biases are zeroed and listed with
-    ``numpy`` None.
+    (D, M) in NumPy, (M, D) in torch). Torch-only biases are zeroed, frozen and listed
+    with ``numpy`` None.
     """
     import torch
 
@@ -183,7 +185,10 @@ def _copy_weights(pairs: list[tuple[int, Any, Any]], torch_names: dict[int, str]
                     module.bias.copy_(torch.from_numpy(layer.params["b"]))
                     entries.append({"numpy": f"{index}.b", "torch": f"{prefix}.bias", "transpose": False})
                 elif module.bias is not None:
+                    # No NumPy counterpart: held at 0 (no gradient, so no optimizer moves
+                    # it on rounding noise), which makes the two models the same function.
                     module.bias.zero_()
+                    module.bias.requires_grad_(False)
                     entries.append({"numpy": None, "torch": f"{prefix}.bias", "transpose": False})
             else:
                 for np_name, t_name in (("gamma", "weight"), ("beta", "bias")):
@@ -292,7 +297,7 @@ def run_parity(
         if e["numpy"] is None:
             torch_only.append({"torch": e["torch"], "shape": list(t_value.shape),
                                "max_abs": float(np.abs(t_value).max(initial=0.0)),
-                               "note": "bias in front of batch norm: no effect in training mode"})
+                               "note": "bias in front of batch norm, held at 0: no effect in training mode"})
             continue
         value = _as_numpy(np_params[e["numpy"]], e["transpose"])
         params.append({"numpy": e["numpy"], "torch": e["torch"], "shape": list(value.shape),
