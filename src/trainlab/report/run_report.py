@@ -1,0 +1,410 @@
+"""The report of one run: figures under ``figures/`` and a self-contained ``report.html``.
+
+Each section is drawn on its own; anything that is missing (no summary of a killed run,
+no predictions of a failed one, no dataset on this machine) or that fails to draw becomes
+a note in the report, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from matplotlib.figure import Figure
+
+from trainlab import diagnostics as dg
+from trainlab.errors import TrainlabError
+from trainlab.report import figures as figs
+from trainlab.report import grids
+from trainlab.report.artifacts import RunArtifacts, load_artifacts
+from trainlab.report.html import (
+    Block,
+    Section,
+    figure,
+    note,
+    pre,
+    table,
+    text,
+    write_report,
+)
+from trainlab.report.images import RunData, augmentation_preview, load_run_data, sample_per_class
+
+REPORT_FILE = "report.html"
+FIGURES_DIR = "figures"
+TOP_LOSSES = 18
+SAMPLES_PER_CLASS = 10
+MAX_CLASSES_SHOWN = 20
+MAX_UNITS_SHOWN = 30
+LOG_TAIL = 40
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """A number for a table: ints with separators, floats with ``digits`` significant digits."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:,.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return str(value)
+
+
+class RunReport:
+    """Builds the sections of one run's report (see :func:`build_run_report`)."""
+
+    def __init__(self, artifacts: RunArtifacts) -> None:
+        self.art = artifacts
+        self.figure_dir = artifacts.path / FIGURES_DIR
+        self.saved: list[figs.SavedFigure] = []
+        self.data: RunData | None = None
+        self.data_note = ""
+        try:
+            self.data = load_run_data(artifacts.config)
+        except (TrainlabError, OSError, ValueError) as exc:
+            self.data_note = f"the dataset could not be loaded on this machine, so images are left out: {exc}"
+
+    # -- helpers --------------------------------------------------------------------------
+    def draw(self, name: str, caption: str, make: Callable[[], Figure | None]) -> Block | None:
+        """Draw and save a figure; a failure becomes a warning note (None: nothing to draw)."""
+        try:
+            fig = make()
+            if fig is None:
+                return None
+            saved = figs.save_figure(fig, self.figure_dir, name, caption)
+        except Exception as exc:  # one broken figure must not cost the whole report
+            return note(f"the figure {name!r} could not be drawn: {type(exc).__name__}: {exc}", "warning")
+        self.saved.append(saved)
+        return figure(saved)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The dataset's class names, or class indices when they are unknown."""
+        k = self.art.num_classes
+        if self.data is not None and (k is None or len(self.data.class_names) == k):
+            return self.data.class_names
+        return [str(i) for i in range(k or 0)]
+
+    # -- sections -------------------------------------------------------------------------
+    def banner(self) -> Block:
+        """How the run ended, as the report's status line."""
+        level = {"completed": "info", "stopped_early": "info", "failed": "error"}.get(self.art.status, "warning")
+        message = self.art.status_message()
+        if self.art.has_nan():
+            message += " A logged loss is NaN or infinite."
+        return note(message, level)
+
+    def overview(self) -> Section:
+        """Key numbers of the run."""
+        s, art = self.art.summary, self.art
+        section = Section("overview", "Overview")
+        rows = [["status", art.status]]
+        for key, label in (("test_accuracy", "test accuracy"), ("test_loss", "test loss"),
+                           ("best_val_accuracy", "best validation accuracy"),
+                           ("final_val_accuracy", "final validation accuracy"),
+                           ("final_train_accuracy", "final train accuracy"), ("final_train_loss", "final train loss"),
+                           ("epochs", "epochs"), ("steps", "steps"), ("params", "parameters"),
+                           ("train_seconds", "training time (s)"), ("images_per_second", "throughput (images/s)")):
+            if s.get(key) is not None:
+                rows.append([label, fmt(s[key])])
+        if art.early_stop_step is not None:
+            rows.append(["best step (early stopping)", fmt(art.early_stop_step)])
+        section.add(table(["", "value"], rows))
+        for key in ("summary",):
+            if key in art.notes:
+                section.add(note(art.notes[key], "warning"))
+        return section
+
+    def curves(self) -> Section:
+        """Learning curves and learning rate."""
+        section = Section("curves", "Learning curves")
+        metrics = self.art.metrics
+        if not metrics:
+            return section.add(note("no metrics.csv rows yet: the run stopped before its first evaluation", "warning"))
+        steps, epochs = self.art.summary.get("steps"), self.art.summary.get("epochs")
+        per_epoch = round(steps / epochs) if steps and epochs else None
+        caption = "Loss and accuracy per evaluation (train: mean over the steps since the last evaluation)."
+        if self.art.early_stop_step is not None:
+            caption += f" The dash-dot line marks the best evaluation (step {self.art.early_stop_step})."
+        block = self.draw("learning_curves", caption,
+                          lambda: figs.learning_curves(metrics, self.art.early_stop_step, per_epoch))
+        section.add(block)
+        best = [r for r in metrics if r.get("split") == "val" and isinstance(r.get("accuracy"), float)]
+        if best:
+            top = max(best, key=lambda r: r["accuracy"])
+            section.add(text(f"Best validation accuracy {fmt(top['accuracy'])} at step {fmt(top.get('step'))} "
+                             f"(epoch {fmt(top.get('epoch'))})."))
+        return section
+
+    def predictions(self) -> list[Section]:
+        """Confusion matrices, per-class scores, top losses and calibration."""
+        cm_section = Section("confusion", "Confusion matrix and per-class scores")
+        top_section = Section("top-losses", "Top losses")
+        cal_section = Section("calibration", "Calibration")
+        sections = [cm_section, top_section, cal_section]
+        preds = self.art.predictions
+        if preds is None or preds.labels is None:
+            reason = self.art.notes.get("predictions") or "the test split is unlabelled"
+            for section in sections:
+                section.add(note(f"not available: {reason}", "warning"))
+            return sections
+        probs, labels = preds.probabilities, preds.labels
+        names = self.class_names
+        k = probs.shape[1]
+        initial = self.art.initial_predictions
+        if initial is not None and initial.probabilities.shape == probs.shape:
+            cm0 = dg.confusion_matrix(labels, initial.probabilities.argmax(1), k)
+            cm_section.add(self.draw("confusion_before", "Test split, initial model (before training).",
+                                     lambda: figs.confusion_matrices(cm0, names, "before training")))
+        else:
+            cm_section.add(note("no confusion matrix before training: the run has no "
+                                "predictions_initial.npz (the engines do not write it yet)"))
+        cm = dg.confusion_matrix(labels, probs.argmax(1), k)
+        cm_section.add(self.draw("confusion_after", "Test split, trained model (rows: true class).",
+                                 lambda: figs.confusion_matrices(cm, names, "after training")))
+        scores = dg.per_class_scores(cm, names)
+        cm_section.add(text(f"Accuracy {fmt(float(np.trace(cm) / max(1, cm.sum())))}, "
+                            f"macro F1 {fmt(dg.macro_f1(scores))} on {len(labels):,} test images."))
+        cm_section.add(table(["class", "precision", "recall", "F1", "support"],
+                             [[c.name, fmt(c.precision, 3), fmt(c.recall, 3), fmt(c.f1, 3), fmt(c.support)]
+                              for c in scores]))
+        cm_section.add(self.draw("class_scores", "Precision, recall and F1 per class.",
+                                 lambda: figs.class_scores(scores)))
+        pairs = dg.most_confused(cm, names, top=8)
+        if pairs:
+            cm_section.add(text("Most confused pairs (true → predicted):"),
+                           table(["true", "predicted", "count", "share of the true class"],
+                                 [[t, p, fmt(c), f"{c / max(1, cm[names.index(t)].sum()):.1%}"]
+                                  for t, p, c in pairs]))
+        self._top_losses(top_section, probs, labels, names)
+        cal = dg.calibration(probs, labels)
+        cal_section.add(self.draw("reliability", "Reliability diagram of the top-class probability (15 bins).",
+                                  lambda: figs.reliability_diagram(cal)))
+        cal_section.add(text(f"Expected calibration error {cal.ece:.4f}: on average, confidence and accuracy "
+                             f"differ by {cal.ece:.1%} (weighted by the share of images in each bin)."))
+        return sections
+
+    def _top_losses(self, section: Section, probs: np.ndarray, labels: np.ndarray, names: list[str]) -> None:
+        items = dg.top_losses(probs, labels, TOP_LOSSES)
+        if not items:
+            section.add(text("No misclassified test images."))
+            return
+        section.add(table(["test index", "true", "predicted", "confidence", "p(true)", "loss"],
+                          [[i.index, names[i.label], names[i.predicted], f"{i.confidence:.1%}",
+                            f"{i.true_probability:.2%}", fmt(i.loss, 3)] for i in items[:10]]))
+        data = self.data
+        if data is None:
+            section.add(note(self.data_note, "warning"))
+            return
+        test_labels = data.test_labels()
+        if test_labels is None or len(test_labels) != len(labels) or not np.array_equal(test_labels, labels):
+            section.add(note("the test images of this machine's dataset do not match the run's predictions "
+                             "(another dataset version or limit), so they are not shown", "warning"))
+            return
+        images = [data.test_image(i.index) for i in items]
+        section.add(self.draw("top_losses", "The most confident mistakes: true class, prediction with its "
+                              "probability, and the probability of the true class.",
+                              lambda: grids.top_losses_grid(images, items, names)))
+
+    def weights(self) -> Section:
+        """Weight templates of the first dense (or conv) layer."""
+        section = Section("weights", "Weight templates")
+        weights = self.art.weights
+        if not weights:
+            return section.add(note(self.art.notes.get("weights", "no weights"), "warning"))
+        found = first_layer_templates(weights, self.art.engine, self.data.image_shape if self.data else None)
+        if found is None:
+            return section.add(text("The first layer has no weights that can be drawn as images."))
+        templates, what = found
+        k = self.art.num_classes
+        if len(templates) == k:
+            titles = self.class_names
+            what += ": one template per class"
+        else:
+            templates = templates[:MAX_UNITS_SHOWN]
+            titles = [f"unit {i}" for i in range(len(templates))]
+            what += f" (the first {len(templates)} units)"
+        section.add(self.draw("weight_templates", what + ", each scaled to its own range.",
+                              lambda: grids.weight_templates_grid(templates, titles, what)))
+        return section
+
+    def monitors(self) -> Section:
+        """Per-layer norms, warnings and the gradient check."""
+        section = Section("monitors", "Training monitors")
+        block = self.draw("layer_norms", "Per-layer norms on a monitoring batch at each evaluation.",
+                          lambda: figs.layer_norms(self.art.metrics))
+        section.add(block or text("The run logged no per-layer monitors."))
+        warnings = self.art.warnings
+        if warnings:
+            section.add(text("Warnings raised during training:"), *(note(w, "warning") for w in warnings))
+        else:
+            section.add(text("No warnings were raised during training."))
+        check = self.art.gradcheck
+        if check and check.get("rows"):
+            section.add(text(f"Gradient check (eps {check.get('eps')}): largest relative error "
+                             f"{fmt(check.get('max_rel_error'))}."),
+                        table(["parameter", "shape", "entries", "max rel error", "max abs error"],
+                              [[r["name"], "x".join(map(str, r["shape"])), fmt(r["entries"]),
+                                f"{r['max_rel_error']:.2e}", f"{r['max_abs_error']:.2e}"] for r in check["rows"]]))
+        elif self.art.engine == "numpy":
+            section.add(text("No gradient check was saved with this run (trainlab gradcheck CONFIG runs one)."))
+        return section
+
+    def data_section(self) -> Section:
+        """Class counts, samples per class and the augmentation preview."""
+        section = Section("data", "Data")
+        data = self.data
+        if data is None:
+            return section.add(note(self.data_note, "warning"))
+        names = data.class_names
+        counts = data.counts()
+        section.add(table(["class", *[s for s, c in counts.items() if c is not None]],
+                          [[name, *[fmt(int(c[i])) for c in counts.values() if c is not None]]
+                           for i, name in enumerate(names)]))
+        section.add(self.draw("class_counts", "Examples per class in each split of this run.",
+                              lambda: figs.class_counts(counts, names)))
+        shown = min(len(names), MAX_CLASSES_SHOWN)
+        x, y = data.train_samples(SAMPLES_PER_CLASS, seed=int(self.art.config.get("seed", 0)))
+        keep = y < shown
+        labels = [f"{n} ({int(counts['train'][i]):,})" for i, n in enumerate(names[:shown])]
+        section.add(self.draw("samples", "Training images of each class, as stored (before normalisation); "
+                              "in brackets: training examples of the class.",
+                              lambda: grids.sample_grid(x[keep], y[keep], labels, "training samples per class")))
+        augment = self.art.config.get("augment") or {}
+        if any(v not in (None, False, 0, 0.0) for v in augment.values()):
+            section.add(self._augmentation(data, augment))
+        return section
+
+    def _augmentation(self, data: RunData, augment: dict[str, Any]) -> Block | None:
+        from trainlab.data.normalize import fit_normalizer
+
+        try:
+            cfg = self.art.config.get("data") or {}
+            pool = data.train_idx[: 5000]  # the statistics of a subset are close enough for a preview
+            normalizer = fit_normalizer(np.asarray(data.raw.x_train[np.sort(pool)]), str(cfg.get("normalize", "channel")),
+                                        float(cfg.get("scale", 1.0)))
+            x, y = sample_per_class(data.raw.x_train, data.raw.y_train, data.train_idx, len(data.class_names), 1,
+                                    seed=int(self.art.config.get("seed", 0)))
+            previews = augmentation_preview(x[:10], y[:10], augment, normalizer, len(data.class_names))
+        except Exception as exc:
+            return note(f"no augmentation preview: {type(exc).__name__}: {exc}", "warning")
+        return self.draw("augmentation", "The same training images through each configured augmentation "
+                         "(one random draw each), then all together.",
+                         lambda: grids.augmentation_grid(previews))
+
+    def model(self) -> Section:
+        """Model summary and parameter table."""
+        section = Section("model", "Model")
+        if self.art.model_summary:
+            section.add(pre(self.art.model_summary))
+        if self.art.weights:
+            rows = dg.parameter_table(self.art.weights)
+            trainable = sum(r.count for r in rows if r.trainable)
+            section.add(text(f"{trainable:,} trainable parameters in {sum(r.trainable for r in rows)} arrays "
+                             "(from the checkpoint)."),
+                        table(["array", "shape", "count", "kind"],
+                              [[r.name, " x ".join(map(str, r.shape)), fmt(r.count),
+                                "parameter" if r.trainable else "buffer"] for r in rows]))
+        elif not self.art.model_summary:
+            section.add(note(self.art.notes.get("weights", "no model information"), "warning"))
+        return section
+
+    def config_section(self) -> Section:
+        """The resolved config."""
+        config = {k: v for k, v in self.art.config.items() if k != "provenance"}
+        return Section("config", "Resolved config").add(pre(yaml.safe_dump(config, sort_keys=False)))
+
+    def environment(self) -> Section:
+        """Versions, device, precision, threads, time and data provenance."""
+        section = Section("environment", "Environment")
+        provenance = self.art.config.get("provenance") or {}
+        s = self.art.summary
+        rows = [[f"{name} version", str(v)] for name, v in (provenance.get("versions") or {}).items()]
+        rows.append(["engine", self.art.engine])
+        for key in ("device", "precision", "tta"):
+            if key in s:
+                rows.append([key, fmt(s[key])])
+        threads = re.search(r"(\d+) threads", self.art.log_text)
+        if threads:
+            rows.append(["CPU threads", threads.group(1)])
+        rows.append(["started", str(provenance.get("created", "–"))])
+        for key, label in (("train_seconds", "training time (s)"), ("images_per_second", "throughput (images/s)")):
+            if s.get(key) is not None:
+                rows.append([label, fmt(s[key])])
+        for key, value in (provenance.get("data") or {}).items():
+            rows.append([f"data {key}", fmt(value) if not isinstance(value, dict) else
+                         ", ".join(f"{k} {v}" for k, v in value.items())])
+        return section.add(table(["", "value"], rows))
+
+    def log(self) -> Section:
+        """The end of run.log."""
+        section = Section("log", "Log")
+        lines = self.art.log_text.splitlines()
+        if not lines:
+            return section.add(text("No run.log."))
+        if len(lines) > LOG_TAIL:
+            section.add(text(f"The last {LOG_TAIL} of {len(lines)} lines of run.log:"))
+        return section.add(pre("\n".join(lines[-LOG_TAIL:])))
+
+    def sections(self) -> list[Section]:
+        """Every section, in reading order."""
+        return [self.overview(), self.curves(), *self.predictions(), self.weights(), self.monitors(),
+                self.data_section(), self.model(), self.config_section(), self.environment(), self.log()]
+
+
+def first_layer_templates(
+    weights: dict[str, np.ndarray], engine: str, image_shape: tuple[int, int, int] | None
+) -> tuple[np.ndarray, str] | None:
+    """Templates (M, H, W, C) of the first weight layer, and a description; None if not drawable.
+
+    Dense layers whose inputs are the image pixels give one image-sized template per unit;
+    a first conv layer on 1 or 3 channels gives its filters.
+    """
+    for name, array in weights.items():
+        if not (name.endswith(".W") or name.endswith(".weight")) or array.ndim < 2:
+            continue
+        if array.ndim == 4 and array.shape[1] in (1, 3):  # conv filters (O, C, kh, kw)
+            return dg.weight_templates(array.reshape(len(array), -1).T, tuple(array.shape[1:])), \
+                f"filters of the first conv layer ({name})"
+        if array.ndim != 2:
+            return None
+        dense = array if engine == "numpy" else array.T  # (D, M)
+        shape = image_shape or _guess_shape(dense.shape[0])
+        if shape is None or math.prod(shape) != dense.shape[0]:
+            return None
+        return dg.weight_templates(dense, shape), f"rows of the first dense layer's weights ({name})"
+    return None
+
+
+def _guess_shape(inputs: int) -> tuple[int, int, int] | None:
+    for channels in (3, 1):
+        side = math.isqrt(inputs // channels)
+        if channels * side * side == inputs:
+            return (channels, side, side)
+    return None
+
+
+def build_run_report(run_path: str | Path) -> Path:
+    """Draw a run's figures into ``RUN/figures`` and write ``RUN/report.html``; returns its path.
+
+    Raises:
+        RunDirError: ``run_path`` is not a run directory.
+    """
+    artifacts = load_artifacts(run_path)
+    report = RunReport(artifacts)
+    sections = report.sections()
+    created = (artifacts.config.get("provenance") or {}).get("created", "")
+    subtitle = f"{artifacts.engine} engine · {artifacts.config.get('data', {}).get('dataset', '')} · {created}"
+    return write_report(artifacts.path / REPORT_FILE, f"Run report: {artifacts.name}", sections,
+                        subtitle=subtitle, banner=report.banner())
+
+
+__all__ = ["FIGURES_DIR", "REPORT_FILE", "RunReport", "build_run_report", "first_layer_templates", "fmt"]
