@@ -202,6 +202,58 @@ def _print_parity(result: dict[str, Any]) -> None:
     console.print(f"{verdict}: largest relative difference {result['max_rel_diff']:.2e} (threshold {threshold:g})")
 
 
+TtaOption = Annotated[
+    bool | None,
+    typer.Option("--tta/--no-tta", help="Average with the mirror images (default: the run's train.tta)."),
+]
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],
+    tta: TtaOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Accuracy and loss of a trained run on its test split (reproduces the run's test_accuracy)."""
+    from trainlab.predict import evaluate_run
+
+    result = evaluate_run(run_dir, tta=tta, data_dir=data_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    console.print(f"{result['run']} ({result['engine']} engine), {result['examples']} test images"
+                  f"{', with TTA' if result['tta'] else ''}", soft_wrap=True)
+    console.print(f"test accuracy {result['test_accuracy']:.4f}, test loss {result['test_loss']:.4f}")
+    if result["matches_summary"] is False:
+        console.print(f"[yellow]the run recorded test accuracy {result['summary_test_accuracy']:.4f}[/yellow]")
+    if result["data_fingerprint_matches"] is False:
+        console.print("[yellow]the dataset differs from the one the run was trained on[/yellow]")
+
+
+@app.command("predict")
+def predict_command(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],
+    images: Annotated[Path, typer.Option("--images", help="Folder of image files to predict.")],
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write (id,label,...).")],
+    probabilities: Annotated[
+        bool, typer.Option("--probabilities", help="Add one prob_<class> column per class.")
+    ] = False,
+    label_names: Annotated[
+        bool, typer.Option("--label-names", help="Write class names instead of class indices as labels.")
+    ] = False,
+    tta: TtaOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Predict a folder of images and write a Kaggle-style CSV: id (file name), label."""
+    from trainlab.predict import predict_folder
+
+    result = predict_folder(run_dir, images, out, probabilities=probabilities, label_names=label_names, tta=tta,
+                            data_dir=data_dir)
+    counts = ", ".join(f"{name} {count}" for name, count in result["counts"].items())
+    console.print(f"wrote {result['rows']} rows to {result['out']} ({counts})", soft_wrap=True)
+
+
 @config_app.command("show")
 def config_show(
     file: Annotated[Path, typer.Argument(help="Config file.")],
@@ -297,6 +349,43 @@ def data_fetch(
 
     path = fetch_dataset(name, data_dir, progress=True)
     console.print(f"{name} is ready in {path}")
+
+
+@data_app.command("show")
+def data_show(
+    name: Annotated[str, typer.Argument(help="A dataset name (see `data list`) or a path.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Image file to write (.png, .svg or .pdf).")
+    ] = None,
+    per_class: Annotated[int, typer.Option(help="Images per class.")] = 10,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Draw sample images of every class with the class counts (default file: NAME-samples.png)."""
+    from trainlab.report import dataset_figure
+
+    target = out or Path(f"{Path(name).name.split('.')[0] or 'dataset'}-samples.png")
+    console.print(f"wrote {dataset_figure(name, target, data_dir, per_class=per_class)}")
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    open_figures: Annotated[
+        bool, typer.Option("--open-figures", help="Open the report and its figures folder when done.")
+    ] = False,
+) -> None:
+    """Draw a run's figures (RUN_DIR/figures, PNG and SVG) and write RUN_DIR/report.html."""
+    import webbrowser
+
+    from trainlab.report import build_run_report
+
+    report = build_run_report(run_dir)
+    figures = sorted((report.parent / "figures").glob("*.png"))
+    console.print(f"{len(figures)} figures in {report.parent / 'figures'} (PNG and SVG)")
+    console.print(f"report: {report}")
+    if open_figures:
+        webbrowser.open(report.resolve().as_uri())
+        webbrowser.open((report.parent / "figures").resolve().as_uri())
 
 
 def main(argv: list[str] | None = None) -> int:
