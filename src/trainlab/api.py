@@ -340,3 +340,17 @@ __all__ = [
     "show_config",
     "validate_files",
 ]
+
+
+def write_report(run_path: str | Path) -> Path:
+    """Draw a run's figures (``RUN/figures``, PNG and SVG) and write ``RUN/report.html``.
+
+    Works on finished, failed and interrupted runs alike: what is missing (a summary,
+    predictions, the dataset) is said in the report. Returns the report's path.
+
+    Raises:
+        RunDirError: ``run_path`` is not a run directory.
+    """
+    from trainlab.report import build_run_report  # matplotlib is imported only for reports
+
+    return build_run_report(run_path)
