@@ -134,6 +134,27 @@ def test_pytorch_sgd_momentum_differs_under_a_schedule_but_the_engine_does_not()
         assert rel_diff(train(torch.optim.SGD, nesterov).numpy(), p.numpy()) > 1e-3
 
 
+def test_a_checkpoint_of_pytorch_sgd_resumes_with_the_same_velocity() -> None:
+    """Runs checkpointed before the torch engine had its own momentum keep their momentum."""
+    torch.manual_seed(0)
+    grads = [torch.randn(3, dtype=torch.float64) for _ in range(4)]
+
+    def run(first: type[torch.optim.Optimizer]) -> torch.Tensor:
+        p = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+        opt = first([p], lr=0.1, momentum=0.9)
+        for g in grads[:2]:
+            p.grad = g.clone()
+            opt.step()
+        resumed = MomentumSGD([p], lr=0.1, momentum=0.9)
+        resumed.load_state_dict(opt.state_dict())
+        for g in grads[2:]:
+            p.grad = g.clone()
+            resumed.step()
+        return p.detach()
+
+    assert rel_diff(run(torch.optim.SGD).numpy(), run(MomentumSGD).numpy()) < 1e-15
+
+
 # -- penalties and clipping -------------------------------------------------------------------
 @pytest.mark.parametrize("apply_to", ["weights", "all"])
 def test_l1_matches(apply_to: str) -> None:

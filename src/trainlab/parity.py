@@ -86,18 +86,14 @@ def parity_config(config: RunConfig, steps: int) -> RunConfig:
 def _random_batches(config: RunConfig, n: int, input_shape: tuple[int, int, int] | None,
                     num_classes: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, int, str]:
     """Standard-normal inputs (N, C, H, W) and uniform labels, shaped like the config's dataset."""
+    from trainlab.data.imagefolder import target_size
     from trainlab.data.registry import SPECS
 
     spec = SPECS.get(config.data.dataset)
     if input_shape is None:
-        if spec is None or not any(spec.image_shape):
-            input_shape = (3, 8, 8)
-        else:
-            h, w, c = spec.image_shape
-            if config.data.resize is not None:
-                h, w = (config.data.resize, config.data.resize) if isinstance(config.data.resize, int) \
-                    else config.data.resize
-            input_shape = (c, h, w)
+        h, w, c = spec.image_shape if spec is not None and all(spec.image_shape) else (8, 8, 3)
+        h, w = target_size(config.data.resize) or (h, w)
+        input_shape = (c, h, w)
     if num_classes is None:
         num_classes = len(spec.class_names) if spec is not None and spec.class_names else 10
     rng = np.random.default_rng([seed, 7])

@@ -41,7 +41,9 @@ class MomentumSGD(torch.optim.SGD):
     equals the NumPy engine's ``p += -mu * v_prev + (1 + mu) * v``. Coupled
     ``weight_decay`` adds ``wd * p`` to the gradient first, as PyTorch's SGD does. The
     velocity is kept per parameter under the state key ``"velocity"`` and updated with
-    ``foreach`` kernels (one call per step for all parameters).
+    ``foreach`` kernels (one call per step for all parameters). A checkpoint written with
+    ``torch.optim.SGD`` (state ``momentum_buffer``) resumes with ``v = -lr * buf``, exact at
+    a constant lr.
     """
 
     def __init__(self, params: Iterable[nn.Parameter], lr: float, momentum: float,
@@ -68,7 +70,10 @@ class MomentumSGD(torch.optim.SGD):
             for p in params:
                 state = self.state[p]
                 if "velocity" not in state:
-                    state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    if "momentum_buffer" in state:  # a checkpoint of torch.optim.SGD: v = -lr * buf
+                        state["velocity"] = state.pop("momentum_buffer").mul_(-lr)
+                    else:
+                        state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 velocity.append(state["velocity"])
             torch._foreach_mul_(velocity, mu)
             torch._foreach_add_(velocity, grads, alpha=-lr)  # v = mu v - lr g
