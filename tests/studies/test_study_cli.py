@@ -1,0 +1,55 @@
+"""``trainlab study`` end to end on tiny real MNIST runs: run, status, pruning, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.studies.conftest import write_study
+from trainlab.cli import main
+
+pytestmark = pytest.mark.usefixtures("real_data")
+
+
+def test_study_run_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_study(tmp_path / "s.yaml", {"space": {"model.hidden": [[8], [16]]}, "repeats": 2},
+                       tmp_path / "runs", name="cli")
+    assert main(["study", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "t0001-r1 model.hidden=[16]: best_val_accuracy" in out and "results.md" in out
+    study_dir = tmp_path / "runs" / "cli"
+    for key in ("t0000-r0", "t0000-r1", "t0001-r0", "t0001-r1"):
+        summary = json.loads((study_dir / key / "summary.json").read_text())
+        assert summary["status"] == "completed"
+    assert main(["study", "status", str(study_dir), "--no-watch"]) == 0
+    out = capsys.readouterr().out
+    assert "study cli" in out and "best setting of main: model.hidden=" in out
+    assert main(["study", "status", str(path), "--no-watch"]) == 0  # a study file works too
+
+
+def test_real_pruning_stops_a_clearly_worse_trial(tmp_path: Path) -> None:
+    from optuna.trial import TrialState
+
+    from trainlab.studies import Options, run_study
+
+    path = write_study(tmp_path / "p.yaml", {"pruner": {"type": "median", "n_startup_trials": 3},
+                                             "space": {"optimizer.lr": [0.1, 0.2, 0.3, 1.0e-6]}},
+                       tmp_path / "runs", name="prune", train={"epochs": 3, "batch_size": 50})
+    (stage,) = run_study(path, options=Options(echo=False))
+    states = {t.params["optimizer.lr"]: t.state for t in stage.trials}
+    assert states == {0.1: TrialState.COMPLETE, 0.2: TrialState.COMPLETE, 0.3: TrialState.COMPLETE,
+                      1e-6: TrialState.PRUNED}
+    pruned = tmp_path / "runs" / "prune" / "t0003"
+    summary = json.loads((pruned / "summary.json").read_text())
+    assert summary["status"] == "stopped_early" and summary["stop_reason"].startswith("pruned")
+    assert summary["epochs"] < 3
+
+
+def test_bad_study_file_exits_2_with_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_study(tmp_path / "bad.yaml", {"space": {"optimiser.lr": [0.1]}}, tmp_path / "runs")
+    assert main(["study", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "optimiser.lr" in err and "did you mean 'optimizer'" in err
+    assert main(["study", "status", str(tmp_path / "nowhere"), "--no-watch"]) == 2
