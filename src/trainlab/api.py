@@ -104,8 +104,10 @@ def _resolve_config(
     return resolved, resume_dir.path
 
 
-def build_callbacks(config: RunConfig, run_dir: RunDir) -> list[Callback]:
-    """The callbacks a config asks for, in the order they must run.
+def build_callbacks(
+    config: RunConfig, run_dir: RunDir, extra: Sequence[Callback] = ()
+) -> list[Callback]:
+    """The callbacks a config asks for, then ``extra``, in the order they must run.
 
     The logger runs first (so a row is on disk before anything decides to stop) and the
     checkpoint trigger last (so it sees a stop request made by the others).
@@ -117,6 +119,7 @@ def build_callbacks(config: RunConfig, run_dir: RunDir) -> list[Callback]:
         callbacks.append(EarlyStopping(**train.early_stopping.model_dump()))
     if train.reduce_on_plateau is not None:
         callbacks.append(ReduceLROnPlateau(**train.reduce_on_plateau.model_dump()))
+    callbacks.extend(extra)
     if config.output.save_checkpoint:
         callbacks.append(CheckpointTrigger(every=train.checkpoint_every or 1))
     return callbacks
@@ -132,6 +135,7 @@ def run(
     data_dir: str | Path | None = None,
     progress: bool = True,
     echo: bool = True,
+    callbacks: Sequence[Callback] = (),
 ) -> Run:
     """Train one run and return it, opened.
 
@@ -144,6 +148,8 @@ def run(
         data_dir: where datasets are read from (overrides ``data.data_dir``). Default None.
         progress: show a progress bar or periodic progress lines. Default True.
         echo: print log lines to the console as well as to ``run.log``. Default True.
+        callbacks: more callbacks to drive (e.g. a study's pruning), after the config's own
+            and before the checkpoint trigger. Default none.
 
     Raises:
         ConfigError: the config is invalid, or differs from the one of the run being resumed.
@@ -202,8 +208,9 @@ def run(
     log(f"run {run_dir.path}: engine {config_obj.engine}, dataset {data_cfg.dataset} "
         f"({len(data.y_train)} train / {len(data.y_val)} val)")
 
-    callbacks = CallbackList(build_callbacks(config_obj, run_dir))
-    context = FitContext(run_dir=run_dir, callbacks=callbacks, state=TrainState(),
+    context = FitContext(run_dir=run_dir,
+                         callbacks=CallbackList(build_callbacks(config_obj, run_dir, callbacks)),
+                         state=TrainState(),
                          resume=resume is not None, progress=progress, log=log)
     started = time.perf_counter()
     summary: dict[str, Any] = {"status": "running"}

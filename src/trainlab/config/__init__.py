@@ -7,6 +7,7 @@ field path, the bad value and what is allowed.
 
 from __future__ import annotations
 
+from ._messages import unknown_key_message, validation_error_to_config_error
 from .augment import AugmentConfig, ColorJitterConfig
 from .data import KNOWN_DATASETS, DataConfig, LimitConfig
 from .loading import config_diff, config_schema, config_to_yaml, load_config, load_config_dict
@@ -43,5 +44,7 @@ __all__ = [
     "load_config",
     "load_config_dict",
     "parse_overrides",
+    "unknown_key_message",
+    "validation_error_to_config_error",
     "with_overrides",
 ]

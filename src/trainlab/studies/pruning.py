@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
 
-from trainlab.callbacks import Callback, CheckpointTrigger, TrainState
+from trainlab.callbacks import Callback, TrainState
 from trainlab.callbacks.base import monitored_value
 
 from .spec import PrunerSpec
@@ -73,31 +71,3 @@ class PruningCallback(Callback):
         self.evaluations = int(state.get("evaluations", 0))
 
 
-@contextlib.contextmanager
-def extra_callbacks(callbacks: Sequence[Callback]) -> Iterator[dict[str, Any]]:
-    """Make the next ``api.run`` call also drive ``callbacks``; yields extra kwargs for it.
-
-    Uses ``api.run(callbacks=...)`` when the API has it; otherwise wraps
-    ``api.build_callbacks`` for the duration (one trial at a time per process), placing the
-    extra callbacks before the checkpoint trigger so that it sees their stop requests.
-    """
-    from trainlab import api
-
-    if not callbacks:
-        yield {}
-        return
-    if "callbacks" in inspect.signature(api.run).parameters:
-        yield {"callbacks": list(callbacks)}
-        return
-    original = api.build_callbacks
-
-    def build(config: Any, run_dir: Any) -> list[Callback]:
-        built = original(config, run_dir)
-        at = next((i for i, cb in enumerate(built) if isinstance(cb, CheckpointTrigger)), len(built))
-        return [*built[:at], *callbacks, *built[at:]]
-
-    api.build_callbacks = build  # type: ignore[assignment]
-    try:
-        yield {}
-    finally:
-        api.build_callbacks = original  # type: ignore[assignment]

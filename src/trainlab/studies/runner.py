@@ -27,7 +27,7 @@ from trainlab.callbacks import Callback
 from trainlab.config import RunConfig, config_diff
 from trainlab.errors import ConfigError, TrainlabError
 
-from .pruning import PRUNED_PREFIX, PruningCallback, extra_callbacks, make_pruner
+from .pruning import PRUNED_PREFIX, PruningCallback, make_pruner
 from .results import STUDY_ATTR, StageData, load_stages, rank_settings, write_results
 from .space import Param, Scalar, grid_points, narrow, overrides_for, random_points
 from .spec import Stage, Study, load_study, trial_config
@@ -83,12 +83,12 @@ def execute_run(config: RunConfig, run_dir: Path, callbacks: list[Callback],
             return previous.summary
         if same and any(run_dir.glob("checkpoint.*")):
             resume = run_dir
-    with extra_callbacks(callbacks) as kwargs:
-        if resume is not None:
-            run = api.run(resume=resume, data_dir=data_dir, progress=False, echo=False, **kwargs)
-        else:
-            run = api.run(config, run_id=run_dir.name, overwrite=True, data_dir=data_dir,
-                          progress=False, echo=False, **kwargs)
+    if resume is not None:
+        run = api.run(resume=resume, data_dir=data_dir, progress=False, echo=False,
+                      callbacks=callbacks)
+    else:
+        run = api.run(config, run_id=run_dir.name, overwrite=True, data_dir=data_dir,
+                      progress=False, echo=False, callbacks=callbacks)
     return run.summary
 
 

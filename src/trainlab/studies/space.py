@@ -22,8 +22,7 @@ import numpy as np
 import optuna
 from pydantic import BaseModel
 
-from trainlab.config import RunConfig
-from trainlab.config._messages import unknown_key_message
+from trainlab.config import RunConfig, unknown_key_message
 from trainlab.errors import ConfigError
 
 Kind = Literal["grid", "choice", "uniform", "loguniform", "int", "linked"]

@@ -28,8 +28,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from trainlab.config import RunConfig, load_config_dict, with_overrides
-from trainlab.config._messages import validation_error_to_config_error
+from trainlab.config import (
+    RunConfig,
+    load_config_dict,
+    validation_error_to_config_error,
+    with_overrides,
+)
 from trainlab.errors import ConfigError
 
 from .space import Param, grid_points, overrides_for, parse_space
