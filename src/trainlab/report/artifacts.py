@@ -102,8 +102,8 @@ class RunArtifacts:
     def status_message(self) -> str:
         """One sentence on how the run ended, with its stop reason or error."""
         text = STATUS_TEXT.get(self.status, f"Status: {self.status}.")
-        detail = self.summary.get("error") or self.summary.get("stop_reason")
-        return f"{text} {detail}" if detail else text
+        detail = str(self.summary.get("error") or self.summary.get("stop_reason") or "")
+        return f"{text} {detail[:1].upper()}{detail[1:]}" if detail else text
 
     def has_nan(self) -> bool:
         """Whether a logged loss is NaN or infinite."""

@@ -301,6 +301,8 @@ def class_counts(counts: Mapping[str, np.ndarray | None], class_names: Sequence[
                edgecolor="white", linewidth=0.3)
     ax.set_xticks(x, [str(n) for n in class_names], **_rotate(class_names))
     ax.set_ylabel("examples")
+    top = max((int(v.max()) for v in present.values()), default=1)
+    ax.set_ylim(0, top * 1.25)  # room for the legend above the bars
     ax.set_title("examples per class")
     ax.legend(ncols=max(1, len(present)))
     return fig

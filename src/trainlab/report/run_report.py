@@ -140,8 +140,9 @@ class RunReport:
         best = [r for r in metrics if r.get("split") == "val" and isinstance(r.get("accuracy"), float)]
         if best:
             top = max(best, key=lambda r: r["accuracy"])
-            section.add(text(f"Best validation accuracy {fmt(top['accuracy'])} at step {fmt(top.get('step'))} "
-                             f"(epoch {fmt(top.get('epoch'))})."))
+            step = int(top.get("step", 0))
+            epoch = f" (epoch {step / per_epoch:.3g})" if per_epoch else ""
+            section.add(text(f"Best validation accuracy {fmt(top['accuracy'])} at step {step:,}{epoch}."))
         return section
 
     def predictions(self) -> list[Section]:
