@@ -46,8 +46,13 @@ def run_command(
     file: Annotated[Path, typer.Argument(help="Study file (YAML): a run config plus a study: section.")],
     storage: StorageOption = None,
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes on this machine.")] = 1,
-    study_dir: Annotated[Path | None, typer.Option("--dir", help="Study directory (default: study.dir, "
+    study_dir: Annotated[Path | None, typer.Option("--dir", "--out", help="Study directory (default: study.dir, "
                                                    "else <output.dir>/<name>).")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", "-s", help="Override a field of the base run config: --set train.epochs=3 (YAML-typed "
+        "value; repeatable). Give a reduced study its own --name.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Study name (default: study.name, else the "
+                                             "run name); names the default study directory.")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Dataset folder.")] = None,
     heartbeat: Annotated[int, typer.Option(help="Seconds between heartbeats on a database; a worker "
                                            "silent for 3 beats is dead and its trial runs again.")] = 10,
@@ -57,11 +62,13 @@ def run_command(
     from trainlab.studies import Options, load_study, run_study, stage_status
     from trainlab.studies.results import RESULTS_MD
 
-    study = load_study(file, study_dir)
+    study = load_study(file, study_dir, set_, name)
     options = Options(storage=storage, heartbeat=heartbeat, data_dir=str(data_dir) if data_dir else None,
                       echo=not quiet)
     console.print(f"study {study.name}: {len(study.stages)} stage(s), objective {study.metric} "
                   f"({study.direction}), directory {study.dir}")
+    if study.overrides:
+        console.print(f"base config overridden: {', '.join(study.overrides)}")
     stages = run_study(study, workers=workers, options=options)
     _print_status(study.name, [stage_status(s) for s in stages], len(study.stages))
     console.print(f"results: {study.dir / RESULTS_MD}")

@@ -53,3 +53,38 @@ def test_bad_study_file_exits_2_with_the_field(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert "bad.yaml" in err and "optimiser.lr" in err and "did you mean 'optimizer'" in err
     assert main(["study", "status", str(tmp_path / "nowhere"), "--no-watch"]) == 2
+
+
+def test_set_overrides_the_base_and_name_gives_a_directory_of_its_own(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_study(tmp_path / "s.yaml", {"space": {"model.hidden": [[8], [16]]}}, tmp_path / "runs",
+                       name="full", train={"epochs": 3, "batch_size": 50})
+    args = ["study", str(path), "--set", "train.epochs=1", "--set", "data.limit.train=300",
+            "--name", "full-reduced-e1", "--workers", "2"]
+    assert main(args) == 0  # the worker processes get the overrides too
+    study_dir = tmp_path / "runs" / "full-reduced-e1"
+    assert not (tmp_path / "runs" / "full").exists()
+    for key in ("t0000", "t0001"):
+        summary = json.loads((study_dir / key / "summary.json").read_text())
+        assert summary["epochs"] == 1
+        config = (study_dir / key / "config.yaml").read_text()
+        assert "train: 300" in config
+    assert "train.epochs=1" in (study_dir / "results.md").read_text()
+    capsys.readouterr()
+    # the same directory without the overrides is refused, not silently mixed
+    assert main(["study", str(path), "--name", "full-reduced-e1"]) == 2
+    err = capsys.readouterr().err
+    assert "--set train.epochs=1" in err and "--name" in err
+    # a bad key names itself
+    assert main(["study", str(path), "--set", "train.epoch=1", "--name", "x"]) == 2
+    assert "train.epoch" in capsys.readouterr().err
+
+
+def test_load_study_applies_set_before_stage_overrides(tmp_path: Path) -> None:
+    from trainlab.studies import load_study
+
+    path = write_study(tmp_path / "s.yaml", {"space": {"optimizer.lr": [0.1]}}, tmp_path / "runs", name="n")
+    study = load_study(path, overrides=["train.epochs=5", "optimizer.lr=0.5"], name="n-small")
+    assert study.base.train.epochs == 5 and study.base.optimizer.lr == 0.5
+    assert study.name == "n-small" and study.dir == tmp_path / "runs" / "n-small"
+    assert study.overrides == ("train.epochs=5", "optimizer.lr=0.5")

@@ -179,6 +179,9 @@ def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha:
     direction = stages[0].attrs.get("direction", "maximize") if stages else "maximize"
     lines = [f"# Study {name}", "",
              f"Objective: `{metric}` ({direction}). Written {dt.datetime.now():%Y-%m-%d %H:%M}.", ""]
+    overrides = stages[0].attrs.get("overrides", []) if stages else []
+    if overrides:  # a reduced-size study says so in its results
+        lines += ["Base config overridden: " + ", ".join(f"`{o}`" for o in overrides) + ".", ""]
     for stage in stages:
         counts = {s.name: stage.count(s) for s in TrialState}
         planned = stage.attrs.get("planned", len(stage.trials))

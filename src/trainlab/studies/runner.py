@@ -118,6 +118,7 @@ class Worker:
                 direction=self.study.direction, sampler=self._sampler(stage),
                 pruner=make_pruner(stage.pruner), load_if_exists=True)
             if "space" in ostudy.user_attrs:
+                self._check_overrides(ostudy)
                 return ostudy, [Param.from_dict(d) for d in ostudy.user_attrs["space"]]
             params = self._stage_params(stage)
             points = self._points(stage, params)
@@ -128,11 +129,24 @@ class Worker:
                      "stages": [s.name for s in self.study.stages], "metric": self.study.metric,
                      "direction": self.study.direction, "sampler": stage.sampler,
                      "repeats": stage.repeats, "planned": len(points) * stage.repeats,
-                     "source": self.study.source}
+                     "source": self.study.source, "overrides": list(self.study.overrides)}
             for key, value in attrs.items():
                 ostudy.set_user_attr(key, value)
             ostudy.set_user_attr("space", [p.to_dict() for p in params])  # last: marks it planned
             return ostudy, params
+
+    def _check_overrides(self, ostudy: optuna.Study) -> None:
+        """A planned stage resumes only with the ``--set`` overrides it was planned with.
+
+        Otherwise its finished trials (of another size) would be kept as if they were this run's.
+        """
+        planned = list(ostudy.user_attrs.get("overrides", []))
+        if planned != list(self.study.overrides):
+            shown = " ".join(f"--set {o}" for o in planned) or "no --set"
+            given = " ".join(f"--set {o}" for o in self.study.overrides) or "no --set"
+            raise ConfigError(f"study {ostudy.study_name} in {self.study.dir} was run with {shown}, "
+                              f"this command has {given}; resume with the same overrides, or give "
+                              "--name (or --dir) for a study of its own")
 
     def _sampler(self, stage: Stage) -> optuna.samplers.BaseSampler:
         seed = self.study.seed + stage.index
@@ -293,9 +307,10 @@ def open_study_storage(study: Study, options: Options) -> StorageHandle:
     return open_storage(resolve_url(options.storage, study.dir), options.heartbeat, lock_dir=study.dir)
 
 
-def _worker_main(source: str, study_dir: str | None, options: Options, index: int) -> None:
+def _worker_main(source: str, study_dir: str | None, options: Options, index: int,
+                 overrides: tuple[str, ...] = (), name: str | None = None) -> None:
     options.tag = f"[w{index}] "
-    study = load_study(source, study_dir)
+    study = load_study(source, study_dir, overrides, name)
     try:
         Worker(study, open_study_storage(study, options), options).run()
     except KeyboardInterrupt:
@@ -327,7 +342,8 @@ def run_study(study: Study | str | Path, *, workers: int = 1, options: Options |
         if execute is not execute_run:
             raise ValueError("a custom execute runs in-process only (workers=1)")
         context = multiprocessing.get_context("spawn")
-        processes = [context.Process(target=_worker_main, args=(study.source, str(study.dir), options, i))
+        processes = [context.Process(target=_worker_main, args=(study.source, str(study.dir), options, i,
+                                                                     study.overrides, study.name))
                      for i in range(workers)]
         for process in processes:
             process.start()

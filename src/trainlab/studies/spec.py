@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -143,6 +145,8 @@ class Study:
     stages: list[Stage]
     seed: int = 0
     alpha: float = 0.05
+    #: ``--set key=value`` overrides of the base run config (a reduced-size study records them)
+    overrides: tuple[str, ...] = ()
 
     def stage_name(self, stage: Stage) -> str:
         """The Optuna study name of a stage (the study name alone for one stage)."""
@@ -159,8 +163,18 @@ def _pruner(raw: Any) -> PrunerSpec | None:
     return None if spec is None or spec.type == "none" else spec
 
 
-def load_study(path: str | Path, dir_override: str | Path | None = None) -> Study:
+def load_study(path: str | Path, dir_override: str | Path | None = None,
+               overrides: Sequence[str] | None = None, name: str | None = None) -> Study:
     """Read and validate a study file.
+
+    Args:
+        path: the study file.
+        dir_override: the study directory (``--dir``). Default None: study.dir, else
+            ``<output.dir>/<name>``.
+        overrides: ``key.path=value`` strings applied to the base run config before the stages'
+            overrides and the searched fields (``--set train.epochs=3``). Default None.
+        name: the study name (``--name``), which also names the default directory, so that a
+            reduced-size study does not share the full study's directory. Default None.
 
     Raises:
         ConfigError: naming the file and the field (``study.space['optimizer.lr']``...).
@@ -175,18 +189,23 @@ def load_study(path: str | Path, dir_override: str | Path | None = None) -> Stud
     except ValidationError as error:
         raise validation_error_to_config_error(error, source, _File) from None
     base = RunConfig.from_dict(data, source=source)
+    overrides = tuple(overrides or ())
+    if overrides:
+        base = with_overrides(base, list(overrides), source=f"{source}: --set")
+    if name is not None and not re.match(_SAFE, name):
+        raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
     objective = ObjectiveSpec(metric=section.objective) if isinstance(section.objective, str) else section.objective
     if objective.metric not in SUMMARY_METRICS:
         close = difflib.get_close_matches(objective.metric, SUMMARY_METRICS, n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(f"{source}: study.objective: {objective.metric!r} is not a summary.json metric; "
                           f"{hint}(known: {', '.join(SUMMARY_METRICS)})")
-    name = section.name or base.name
+    name = name or section.name or base.name
     study_dir = Path(dir_override or section.dir or Path(base.output.dir) / name)
     stages = _stages(section, source, base)
     study = Study(name=name, dir=study_dir, source=source, base=base, metric=objective.metric,
                   direction=objective.direction or default_direction(objective.metric),
-                  stages=stages, seed=section.seed, alpha=section.alpha)
+                  stages=stages, seed=section.seed, alpha=section.alpha, overrides=overrides)
     for stage in stages:
         _check_values(study, stage)
     return study
