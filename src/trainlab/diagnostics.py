@@ -171,6 +171,38 @@ def weight_templates(weights: np.ndarray, image_shape: tuple[int, int, int]) -> 
     return (templates - low) / span
 
 
+def first_layer_templates(
+    weights: dict[str, np.ndarray], engine: str, image_shape: tuple[int, int, int] | None
+) -> tuple[np.ndarray, str] | None:
+    """Templates (M, H, W, C) of the first weight layer, and a description; None if not drawable.
+
+    Dense layers whose inputs are the image pixels give one image-sized template per unit;
+    a first conv layer on 1 or 3 channels gives its filters.
+    """
+    for name, array in weights.items():
+        if not (name.endswith(".W") or name.endswith(".weight")) or array.ndim < 2:
+            continue
+        if array.ndim == 4 and array.shape[1] in (1, 3):  # conv filters (O, C, kh, kw)
+            return weight_templates(array.reshape(len(array), -1).T, tuple(array.shape[1:])), \
+                f"filters of the first conv layer ({name})"
+        if array.ndim != 2:
+            return None
+        dense = array if engine == "numpy" else array.T  # (D, M)
+        shape = image_shape or _guess_shape(dense.shape[0])
+        if shape is None or math.prod(shape) != dense.shape[0]:
+            return None
+        return weight_templates(dense, shape), f"rows of the first dense layer's weights ({name})"
+    return None
+
+
+def _guess_shape(inputs: int) -> tuple[int, int, int] | None:
+    for channels in (3, 1):
+        side = math.isqrt(inputs // channels)
+        if channels * side * side == inputs:
+            return (channels, side, side)
+    return None
+
+
 @dataclass(frozen=True)
 class ParamRow:
     """One array of a model: name, shape, number of scalars, learned or a buffer."""
@@ -236,6 +268,7 @@ __all__ = [
     "class_counts",
     "confusion_matrix",
     "early_stopping_step",
+    "first_layer_templates",
     "log_warnings",
     "macro_f1",
     "most_confused",

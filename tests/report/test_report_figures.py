@@ -11,9 +11,8 @@ import pytest
 from trainlab import diagnostics as dg
 from trainlab.report import figures as figs
 from trainlab.report import grids
-from trainlab.report.html import Section, figure, note, render_report, table, text
+from trainlab.report.html import Section, figure, fmt, note, render_report, table, text
 from trainlab.report.images import sample_per_class
-from trainlab.report.run_report import first_layer_templates, fmt
 
 NAMES = ["cat", "dog", "bird"]
 
@@ -136,14 +135,14 @@ def test_augmentation_preview_rows() -> None:
 def test_first_layer_templates_of_both_engines() -> None:
     rng = np.random.default_rng(0)
     numpy_w = {"0.W": rng.normal(size=(3 * 4 * 4, 5)), "0.b": np.zeros(5)}
-    templates, what = first_layer_templates(numpy_w, "numpy", (3, 4, 4))
+    templates, what = dg.first_layer_templates(numpy_w, "numpy", (3, 4, 4))
     assert templates.shape == (5, 4, 4, 3) and "0.W" in what
     torch_w = {"1.weight": rng.normal(size=(5, 48)), "1.bias": np.zeros(5)}
-    assert first_layer_templates(torch_w, "torch", None)[0].shape == (5, 4, 4, 3)  # shape guessed
+    assert dg.first_layer_templates(torch_w, "torch", None)[0].shape == (5, 4, 4, 3)  # shape guessed
     conv = {"0.weight": rng.normal(size=(8, 3, 3, 3))}
-    templates, what = first_layer_templates(conv, "torch", (3, 32, 32))
+    templates, what = dg.first_layer_templates(conv, "torch", (3, 32, 32))
     assert templates.shape == (8, 3, 3, 3) and "conv" in what
-    assert first_layer_templates({"0.weight": rng.normal(size=(8, 16, 3, 3))}, "torch", None) is None
+    assert dg.first_layer_templates({"0.weight": rng.normal(size=(8, 16, 3, 3))}, "torch", None) is None
 
 
 def test_html_escapes_and_embeds(tmp_path: Path) -> None:

@@ -163,3 +163,12 @@ def test_data_show_command(real_data: Path, tmp_path: Path) -> None:
     assert main(["data", "show", "mnist", "--out", str(out), "--per-class", "4"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["data", "show", "mnist", "--out", str(tmp_path / "x.gif")]) == 2
+
+
+def test_diverged_predictions_are_a_note(report_runs: ReportRuns, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(report_runs.failed, run, ignore=shutil.ignore_patterns("figures", "report.html"))
+    probabilities = np.full((5, 10), np.nan, dtype=np.float32)
+    np.savez(run / "predictions.npz", probabilities=probabilities, labels=np.arange(5))
+    text = api.write_report(run).read_text(encoding="utf-8")
+    assert "NaN or infinite probabilities" in text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,21 @@ class Block:
         """Path of the SVG next to the report (``figures/<name>.svg``)."""
         assert self.figure is not None
         return f"{self.figure.svg.parent.name}/{self.figure.svg.name}"
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """A number for a table: ints with separators, floats with ``digits`` significant digits."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:,.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return str(value)
 
 
 def text(value: str) -> Block:
@@ -149,6 +165,7 @@ __all__ = [
     "Section",
     "bullet_list",
     "figure",
+    "fmt",
     "note",
     "pre",
     "render_report",

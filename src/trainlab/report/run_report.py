@@ -7,7 +7,6 @@ a note in the report, never an exception.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from trainlab.report.html import (
     Block,
     Section,
     figure,
+    fmt,
     note,
     pre,
     table,
@@ -41,21 +41,6 @@ SAMPLES_PER_CLASS = 10
 MAX_CLASSES_SHOWN = 20
 MAX_UNITS_SHOWN = 30
 LOG_TAIL = 40
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    """A number for a table: ints with separators, floats with ``digits`` significant digits."""
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:,.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
-    return str(value)
 
 
 class RunReport:
@@ -158,6 +143,11 @@ class RunReport:
                 section.add(note(f"not available: {reason}", "warning"))
             return sections
         probs, labels = preds.probabilities, preds.labels
+        if not np.isfinite(probs).all():
+            for section in sections:
+                section.add(note("not available: predictions.npz holds NaN or infinite probabilities "
+                                 "(the model diverged)", "error"))
+            return sections
         names = self.class_names
         k = probs.shape[1]
         initial = self.art.initial_predictions
@@ -221,7 +211,7 @@ class RunReport:
         weights = self.art.weights
         if not weights:
             return section.add(note(self.art.notes.get("weights", "no weights"), "warning"))
-        found = first_layer_templates(weights, self.art.engine, self.data.image_shape if self.data else None)
+        found = dg.first_layer_templates(weights, self.art.engine, self.data.image_shape if self.data else None)
         if found is None:
             return section.add(text("The first layer has no weights that can be drawn as images."))
         templates, what = found
@@ -357,40 +347,22 @@ class RunReport:
 
     def sections(self) -> list[Section]:
         """Every section, in reading order."""
-        return [self.overview(), self.curves(), *self.predictions(), self.weights(), self.monitors(),
-                self.data_section(), self.model(), self.config_section(), self.environment(), self.log()]
-
-
-def first_layer_templates(
-    weights: dict[str, np.ndarray], engine: str, image_shape: tuple[int, int, int] | None
-) -> tuple[np.ndarray, str] | None:
-    """Templates (M, H, W, C) of the first weight layer, and a description; None if not drawable.
-
-    Dense layers whose inputs are the image pixels give one image-sized template per unit;
-    a first conv layer on 1 or 3 channels gives its filters.
-    """
-    for name, array in weights.items():
-        if not (name.endswith(".W") or name.endswith(".weight")) or array.ndim < 2:
-            continue
-        if array.ndim == 4 and array.shape[1] in (1, 3):  # conv filters (O, C, kh, kw)
-            return dg.weight_templates(array.reshape(len(array), -1).T, tuple(array.shape[1:])), \
-                f"filters of the first conv layer ({name})"
-        if array.ndim != 2:
-            return None
-        dense = array if engine == "numpy" else array.T  # (D, M)
-        shape = image_shape or _guess_shape(dense.shape[0])
-        if shape is None or math.prod(shape) != dense.shape[0]:
-            return None
-        return dg.weight_templates(dense, shape), f"rows of the first dense layer's weights ({name})"
-    return None
-
-
-def _guess_shape(inputs: int) -> tuple[int, int, int] | None:
-    for channels in (3, 1):
-        side = math.isqrt(inputs // channels)
-        if channels * side * side == inputs:
-            return (channels, side, side)
-    return None
+        parts: list[Section] = []
+        builders: list[tuple[str, str, Callable[[], Section | list[Section]]]] = [
+            ("overview", "Overview", self.overview), ("curves", "Learning curves", self.curves),
+            ("predictions", "Test predictions", self.predictions), ("weights", "Weight templates", self.weights),
+            ("monitors", "Training monitors", self.monitors), ("data", "Data", self.data_section),
+            ("model", "Model", self.model), ("config", "Resolved config", self.config_section),
+            ("environment", "Environment", self.environment), ("log", "Log", self.log),
+        ]
+        for anchor, title, build in builders:
+            try:
+                built = build()
+            except Exception as exc:  # a section that cannot be built is reported, not raised
+                built = Section(anchor, title).add(
+                    note(f"this section could not be built: {type(exc).__name__}: {exc}", "error"))
+            parts.extend(built if isinstance(built, list) else [built])
+        return parts
 
 
 def build_run_report(run_path: str | Path) -> Path:
@@ -408,4 +380,4 @@ def build_run_report(run_path: str | Path) -> Path:
                         subtitle=subtitle, banner=report.banner())
 
 
-__all__ = ["FIGURES_DIR", "REPORT_FILE", "RunReport", "build_run_report", "first_layer_templates", "fmt"]
+__all__ = ["FIGURES_DIR", "REPORT_FILE", "RunReport", "build_run_report"]
