@@ -195,7 +195,7 @@ def class_scores(scores: Sequence[Any]) -> Figure:
     ax.set_xticks(x, [s.name for s in scores], **_rotate([s.name for s in scores]))
     ax.set_ylim(0, 1.05)
     ax.set_title("per-class precision, recall and F1 (test split)")
-    ax.legend(ncols=3, loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: bars reach 1.0
     return fig
 
 
