@@ -88,3 +88,14 @@ def test_load_study_applies_set_before_stage_overrides(tmp_path: Path) -> None:
     assert study.base.train.epochs == 5 and study.base.optimizer.lr == 0.5
     assert study.name == "n-small" and study.dir == tmp_path / "runs" / "n-small"
     assert study.overrides == ("train.epochs=5", "optimizer.lr=0.5")
+
+
+def test_set_study_keys_change_the_study_section(tmp_path: Path) -> None:
+    from trainlab.studies import load_study
+
+    path = write_study(tmp_path / "s.yaml", {"space": {"optimizer.lr": {"loguniform": [0.01, 0.1]}},
+                                             "stages": [{"name": "coarse", "sampler": "random", "n_trials": 60},
+                                                        {"name": "fine", "narrow": {"top": 3}, "n_trials": 20}]},
+                       tmp_path / "runs", name="n")
+    study = load_study(path, overrides=["study.stages[0].n_trials=6", "train.epochs=1"], name="n-small")
+    assert [s.n_trials for s in study.stages] == [6, 20] and study.base.train.epochs == 1

@@ -36,6 +36,7 @@ from trainlab.config import (
     validation_error_to_config_error,
     with_overrides,
 )
+from trainlab.config.overrides import deep_merge, parse_overrides
 from trainlab.errors import ConfigError
 
 from .space import Param, grid_points, overrides_for, parse_space
@@ -172,7 +173,8 @@ def load_study(path: str | Path, dir_override: str | Path | None = None,
         dir_override: the study directory (``--dir``). Default None: study.dir, else
             ``<output.dir>/<name>``.
         overrides: ``key.path=value`` strings applied to the base run config before the stages'
-            overrides and the searched fields (``--set train.epochs=3``). Default None.
+            overrides and the searched fields (``--set train.epochs=3``); a ``study.`` key changes
+            the study section (``--set study.stages[0].n_trials=12``). Default None.
         name: the study name (``--name``), which also names the default directory, so that a
             reduced-size study does not share the full study's directory. Default None.
 
@@ -184,14 +186,18 @@ def load_study(path: str | Path, dir_override: str | Path | None = None,
     raw = data.pop("study", None)
     if raw is None:
         raise ConfigError(f"{source}: a study file needs a study: section (objective, space, sampler...)")
+    overrides = tuple(overrides or ())
+    study_sets = [o for o in overrides if o.split("=", 1)[0].strip().startswith("study.")]
+    if study_sets:  # --set study.stages[0].n_trials=12: a smaller search of the same study
+        raw = deep_merge(raw, parse_overrides(study_sets)["study"])
     try:
         section = _File.model_validate({"study": raw}).study
     except ValidationError as error:
         raise validation_error_to_config_error(error, source, _File) from None
     base = RunConfig.from_dict(data, source=source)
-    overrides = tuple(overrides or ())
-    if overrides:
-        base = with_overrides(base, list(overrides), source=f"{source}: --set")
+    run_sets = [o for o in overrides if o not in study_sets]
+    if run_sets:
+        base = with_overrides(base, run_sets, source=f"{source}: --set")
     if name is not None and not re.match(_SAFE, name):
         raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
     objective = ObjectiveSpec(metric=section.objective) if isinstance(section.objective, str) else section.objective
