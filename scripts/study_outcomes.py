@@ -1,0 +1,272 @@
+"""Write docs/studies.md: the seed studies run as trainlab studies, against their published conclusions.
+
+Reads the manifest (configs/study-outcomes.yaml: per study its file, directory, the command
+that ran it, what was reduced, the published conclusion and checkable claims) and each study
+directory's storage through ``trainlab.studies`` (the same ranking and verdicts as its
+results.md), and writes, per study: the published conclusion, the measured ranking, and per
+claim whether it holds beyond seed noise::
+
+    .venv/bin/python scripts/study_outcomes.py                 # docs/studies.md
+    .venv/bin/python scripts/study_outcomes.py --out /tmp/s.md
+
+A study that is still running is reported as far as it got; one not started says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from trainlab.studies import load_stages, open_storage, rank_settings, resolve_url, welch_p  # noqa: E402
+from trainlab.studies.results import Setting, StageData  # noqa: E402
+from trainlab.studies.storage import JOURNAL_FILE  # noqa: E402
+
+CLAIM_KINDS = ("best", "better", "tie", "near_chance", "above_chance", "best_in")
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    """The manifest, with each claim's kind checked."""
+    manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for study in manifest["studies"]:
+        for claim in study.get("claims") or []:
+            kinds = [k for k in CLAIM_KINDS if k in claim]
+            if len(kinds) != 1:
+                raise SystemExit(f"{path}: {study['file']}: claim {claim!r}: give one of {', '.join(CLAIM_KINDS)}")
+    return manifest
+
+
+def read_study(study_dir: Path) -> list[StageData] | None:
+    """The stages stored in a study directory's journal (None: the study never started)."""
+    if not (study_dir / JOURNAL_FILE).exists():
+        return None
+    handle = open_storage(resolve_url(None, study_dir), heartbeat=None, lock_dir=study_dir)
+    found = load_stages(handle)
+    return next(iter(found.values()), None)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(float(a), float(b), rel_tol=1e-9)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, str) and isinstance(b, list | tuple):  # grids of lists are stored as text
+        return _same(yaml.safe_load(a), b)
+    return a == b
+
+
+def matching(settings: Sequence[Setting], spec: dict[str, Any]) -> list[Setting]:
+    """The settings whose params include every key/value of ``spec``."""
+    return [s for s in settings if all(k in s.params and _same(s.params[k], v) for k, v in spec.items())]
+
+
+def show_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def judge(claim: dict[str, Any], settings: list[Setting], maximize: bool, alpha: float, chance: float,
+          tol: float) -> str:
+    """One claim's outcome, in words: holds / holds within noise / contradicted, and why."""
+    if not settings:
+        return "not measured (no completed trial)"
+    repeats = min(s.spread.n for s in settings)
+    no_test = repeats < 2
+    if "best" in claim:
+        targets = matching(settings, claim["best"])
+        if not targets:
+            return "not measured (setting missing)"
+        top = settings[0]
+        if top not in targets:
+            verdict = targets[0].verdict
+            gap = f"ranked {settings.index(targets[0]) + 1} of {len(settings)}, best is {show_params(top.params)}"
+            if no_test:
+                return f"not reproduced ({gap}; one run per setting, no noise test)"
+            if verdict is not None and verdict.verdict == "worse":
+                return f"contradicted beyond seed noise ({gap}; {verdict.text})"
+            return f"not reproduced, but within seed noise ({gap}; {verdict.text if verdict else 'n/a'})"
+        others = [s for s in settings if s is not top]
+        if no_test:
+            return "holds in the ranking (one run per setting: no noise test)"
+        ties = [s for s in others if s.verdict is None or s.verdict.verdict != "worse"]
+        if not ties:
+            return "holds beyond seed noise (every other setting: worse than best)"
+        shown = "; ".join(show_params(s.params) for s in ties)
+        return f"ranks first, but not beyond seed noise (not distinguishable: {shown})"
+    if "better" in claim or "tie" in claim:
+        spec_a, spec_b = claim.get("better") or claim.get("tie")
+        group_a, group_b = matching(settings, spec_a), matching(settings, spec_b)
+        if not group_a or not group_b:
+            return "not measured (setting missing)"
+        outcomes = []
+        for a in group_a:
+            for b in group_b:
+                p = welch_p(a.values, b.values)
+                diff = a.spread.mean - b.spread.mean
+                if not maximize:
+                    diff = -diff
+                outcomes.append((diff, p))
+        diff = min(d for d, _ in outcomes) if "better" in claim else max(abs(d) for d, _ in outcomes)
+        ps = [p for _, p in outcomes if p is not None]
+        p_text = f"Welch's t-test p = {max(ps):.2g}" if ps else "no noise test (fewer than 2 runs)"
+        delta = f"difference {100 * diff:+.2f} points"
+        if "tie" in claim:
+            if not ps:
+                return f"no noise test ({delta})"
+            if max(ps) >= alpha:
+                return f"holds: not distinguishable at seed noise ({delta}, {p_text})"
+            return f"contradicted: the difference is beyond seed noise ({delta}, {p_text})"
+        if diff > 0:
+            if not ps:
+                return f"holds in direction ({delta}; one run per setting: no noise test)"
+            if max(ps) < alpha:
+                return f"holds beyond seed noise ({delta}, {p_text})"
+            return f"holds in direction, not beyond seed noise ({delta}, {p_text})"
+        if ps and max(ps) < alpha:
+            return f"contradicted beyond seed noise ({delta}, {p_text})"
+        return f"reversed, but within seed noise ({delta}, {p_text})"
+    if "near_chance" in claim or "above_chance" in claim:
+        near = "near_chance" in claim
+        targets = matching(settings, claim["near_chance" if near else "above_chance"])
+        if not targets:
+            return "not measured (setting missing)"
+        means = ", ".join(f"{_pct(s.spread.mean)} % (n={s.spread.n})" for s in targets)
+        if near:
+            ok = all(abs(s.spread.mean - chance) <= tol for s in targets)
+        else:
+            ok = all(s.spread.ci_low > chance + tol if s.spread.n > 1 else s.spread.mean > chance + tol
+                     for s in targets)
+        what = f"chance {_pct(chance)} %, tolerance {_pct(tol)} points"
+        return f"{'holds' if ok else 'does not hold'} (mean {means}; {what})"
+    spec = claim["best_in"]
+    value = settings[0].params.get(spec["param"])
+    if value is None:
+        return "not measured (parameter missing)"
+    inside = spec["low"] <= float(value) <= spec["high"]
+    return (f"{'holds' if inside else 'does not hold'}: best {spec['param']} = {float(value):.4g} "
+            f"(range {spec['low']:g}..{spec['high']:g})")
+
+
+def stage_lines(stage: StageData, settings: list[Setting], metric: str) -> list[str]:
+    counts = {state.name.lower(): stage.count(state) for state in TrialState}
+    planned = stage.attrs.get("planned", len(stage.trials))
+    lines = [f"Stage `{stage.name}`: {counts['complete']} of {planned} planned trials complete"
+             + (f", {counts['running']} running" if counts["running"] else "")
+             + (f", {counts['fail']} failed" if counts["fail"] else "")
+             + (f", {counts['pruned']} pruned" if counts["pruned"] else "")
+             + f"; repeats {stage.attrs.get('repeats', 1)}.", ""]
+    if not settings:
+        return [*lines, "(no completed trial yet)", ""]
+    lines += [f"| rank | setting | n | mean {metric} % | sd | 95 % CI | vs best |", "|---|---|---|---|---|---|---|"]
+    for rank, s in enumerate(settings, 1):
+        sd = f"{100 * s.spread.sd:.2f}" if s.spread.n > 1 else "-"
+        ci = f"{_pct(s.spread.ci_low)} .. {_pct(s.spread.ci_high)}" if s.spread.n > 1 else "-"
+        verdict = s.verdict.text if s.verdict is not None else "-"
+        lines.append(f"| {rank} | {show_params(s.params)} | {s.spread.n} | {_pct(s.spread.mean)} | {sd} | {ci} "
+                     f"| {verdict} |")
+    return [*lines, ""]
+
+
+def study_section(entry: dict[str, Any], alpha: float, chance: float, tol: float) -> list[str]:
+    name = Path(entry["dir"]).name
+    lines = [f"## {entry['file']}", "",
+             f"- Published: {entry['published']}",
+             f"- Size: {entry['size']}" + (f" ({entry['reduced']})" if entry.get("reduced") else ""),
+             f"- Study directory: `{entry['dir']}`",
+             f"- Command: `{entry['command']}`", ""]
+    stages = read_study(ROOT / entry["dir"])
+    if stages is None:
+        return [*lines, f"Not run: no `{JOURNAL_FILE}` in `{entry['dir']}`.", ""]
+    metric = stages[0].attrs.get("metric", "objective")
+    overrides = stages[0].attrs.get("overrides") or []
+    if overrides:
+        lines += ["Overrides recorded in the study: " + ", ".join(f"`{o}`" for o in overrides) + ".", ""]
+    ranked = {stage.name: rank_settings(stage, alpha) for stage in stages}
+    lines += [f"### Measured ranking ({name})", ""]
+    for stage in stages:
+        lines += stage_lines(stage, ranked[stage.name], metric)
+    missing = [s for s in stage_names(stages) if s not in ranked]
+    if missing:
+        lines += [f"Stages not started: {', '.join(missing)}.", ""]
+    claims = entry.get("claims") or []
+    if claims:
+        lines += ["### Published conclusions against the measurement", "",
+                  "| conclusion | stage | outcome |", "|---|---|---|"]
+        for claim in claims:
+            stage_name = claim.get("stage", stages[0].name)
+            stage = next((s for s in stages if s.name == stage_name), None)
+            settings = ranked.get(stage_name, [])
+            outcome = judge(claim, settings, stage.maximize if stage else True, alpha, chance, tol)
+            if stage is not None and settings and not _finished(stage):
+                outcome += " (partial: the stage is unfinished)"
+            lines.append(f"| {claim['text']} | {stage_name} | {outcome} |")
+        lines.append("")
+    return lines
+
+
+def _finished(stage: StageData) -> bool:
+    planned = int(stage.attrs.get("planned", len(stage.trials)))
+    done = sum(stage.count(state) for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    return done >= planned
+
+
+def stage_names(stages: list[StageData]) -> list[str]:
+    return list(stages[0].attrs.get("stages", [s.name for s in stages]))
+
+
+def render(manifest: dict[str, Any], manifest_path: Path) -> str:
+    alpha = float(manifest.get("alpha", 0.05))
+    chance = float(manifest.get("chance", 0.1))
+    tol = float(manifest.get("chance_tol", 0.03))
+    lines = ["# The seed studies as trainlab studies", "",
+             f"Written by `scripts/study_outcomes.py` from `{manifest_path.relative_to(ROOT)}` and each study "
+             f"directory's storage, {dt.datetime.now():%Y-%m-%d %H:%M}. Do not edit by hand.", "",
+             "Accuracies are test accuracy in %. 'vs best' is the study's own verdict (Welch's t-test of "
+             "each setting against the best, Holm-adjusted, over seeds); a claim between two settings "
+             f"uses Welch's t-test between them; alpha {alpha}. With one run per setting there is no noise "
+             "test and only the direction is reported. Reduced-size studies (few epochs, a data subset) "
+             "test whether the published ranking shows up early in training, not the published numbers.",
+             ""]
+    for entry in manifest["studies"]:
+        lines += study_section(entry, alpha, chance, tol)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", type=Path, default=ROOT / "configs" / "study-outcomes.yaml")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "studies.md")
+    args = parser.parse_args(argv)
+    # identical repeats (a zero-init net always at chance) make scipy warn; the p-value is still right
+    warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
+    text = render(load_manifest(args.manifest), args.manifest.resolve())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
