@@ -2,7 +2,7 @@
 
 Each manifest row names a config, the published figure and how many seeds to run. Every
 (row, seed) trains once into ``runs/<config name>/<row id>-s<seed>-<config hash>``; the hash
-covers the resolved config (seed and output left out), so editing a config's reading makes
+covers the resolved config (as written, seed and output left out), so editing a config's reading makes
 its old runs stale instead of silently reused. Finished runs are skipped, so the script can be
 stopped and started again, row by row::
 
@@ -103,18 +103,25 @@ def resolved_config(row: Row, seed: int = 0) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
-def config_hash(config: dict[str, Any]) -> str:
-    """Eight hex digits identifying a resolved config, seed and output section left out."""
-    kept = {k: v for k, v in config.items() if k not in ("seed", "output", "name")}
-    text = json.dumps(kept, sort_keys=True)
+def config_hash(raw: dict[str, Any], overrides: Sequence[str] = ()) -> str:
+    """Eight hex digits identifying a config as written (bases merged) plus its overrides.
+
+    Seed, name and output are left out. The unvalidated mapping is hashed, not the resolved
+    config, so a new field with a default in trainlab's schema does not make old runs stale.
+    """
+    kept = {k: v for k, v in raw.items() if k not in ("seed", "output", "name")}
+    text = json.dumps([kept, sorted(o for o in overrides if not o.startswith("seed="))],
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def run_dir(row: Row, seed: int) -> Path:
     """Where the run of ``row`` with ``seed`` lives."""
+    from trainlab.config import load_config_dict
+
     config = resolved_config(row, seed)
-    name = f"{row.id}-s{seed}-{config_hash(config)}"
-    return ROOT / config["output"]["dir"] / config["name"] / name
+    digest = config_hash(load_config_dict(ROOT / row.config), row.overrides)
+    return ROOT / config["output"]["dir"] / config["name"] / f"{row.id}-s{seed}-{digest}"
 
 
 def read_result(path: Path, seed: int, metric: str) -> Result | None:
@@ -161,9 +168,16 @@ def train_row(row: Row, seeds: int) -> None:
 
 def collect(row: Row, seeds: int) -> list[Result]:
     """The finished results of seeds 0..seeds-1 of ``row`` (missing runs left out)."""
+    from trainlab.errors import ConfigError
+
     results = []
     for seed in range(seeds):
-        result = read_result(run_dir(row, seed), seed, row.metric)
+        try:
+            path = run_dir(row, seed)
+        except ConfigError as error:  # a broken row must not stop the table of the others
+            print(f"{row.id}: {error}", file=sys.stderr)
+            return []
+        result = read_result(path, seed, row.metric)
         if result is not None:
             results.append(result)
     return results
@@ -213,8 +227,14 @@ def describe(values: Sequence[float]) -> tuple[str, str]:
     return f"{statistics.fmean(values):.2f} ± {sd:.2f}", f"[{min(values):.2f}, {max(values):.2f}]"
 
 
-def engine_of(config: dict[str, Any]) -> str:
-    """``engine/precision`` of a resolved config, e.g. ``numpy/float32``."""
+def engine_of(row: Row) -> str:
+    """``engine/precision`` of a row's resolved config, e.g. ``numpy/float32``."""
+    from trainlab.errors import ConfigError
+
+    try:
+        config = resolved_config(row)
+    except ConfigError:
+        return "invalid config"
     precision = config.get("train", {}).get("precision") or config.get("model", {}).get("dtype")
     return f"{config.get('engine', '?')}/{precision or '?'}"
 
@@ -280,7 +300,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--rows", nargs="+", metavar="ID", help="only these rows (default: all)")
+    parser.add_argument("--rows", nargs="+", metavar="ID", help="only these rows, in this order (default: all)")
     parser.add_argument("--seeds", type=int, help="seeds per row (default: each row's own)")
     parser.add_argument("--only-table", action="store_true", help="rebuild the table from finished runs")
     return parser.parse_args(argv)
@@ -296,11 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unknown row ids {unknown}; known: {sorted(known)}", file=sys.stderr)
         return 2
     if not args.only_table:
-        for row in rows:
-            if args.rows is None or row.id in args.rows:
-                train_row(row, args.seeds or row.seeds)
+        by_id = {row.id: row for row in rows}
+        for row_id in args.rows or list(by_id):  # in the order given on the command line
+            train_row(by_id[row_id], args.seeds or by_id[row_id].seeds)
     results = {row.id: collect(row, row.seeds) for row in rows}
-    engines = {row.id: engine_of(resolved_config(row)) for row in rows}
+    engines = {row.id: engine_of(row) for row in rows}
     command = "scripts/reproduce.py --only-table"
     header = (
         f"Generated by `.venv/bin/python {command}` from the finished runs under `runs/` "

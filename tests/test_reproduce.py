@@ -136,3 +136,5 @@ def test_config_hash_ignores_seed_and_output(rep: ModuleType) -> None:
     b = {"seed": 4, "output": {"dir": "elsewhere"}, "name": "x", "model": {"hidden": [50]}}
     c = {**a, "model": {"hidden": [51]}}
     assert rep.config_hash(a) == rep.config_hash(b) != rep.config_hash(c)
+    assert rep.config_hash(a, ["seed=3"]) == rep.config_hash(a)
+    assert rep.config_hash(a, ["train.epochs=20"]) != rep.config_hash(a)
