@@ -195,7 +195,9 @@ def study_section(entry: dict[str, Any], alpha: float, chance: float, tol: float
              f"- Published: {entry['published']}",
              f"- Size: {entry['size']}" + (f" ({entry['reduced']})" if entry.get("reduced") else ""),
              f"- Study directory: `{entry['dir']}`",
-             f"- Command: `{entry['command']}`", ""]
+             f"- Command: `{entry['command']}`"]
+    lines += [f"- Note: {entry['note']}"] if entry.get("note") else []
+    lines.append("")
     stages = read_study(ROOT / entry["dir"])
     if stages is None:
         return [*lines, f"Not run: no `{JOURNAL_FILE}` in `{entry['dir']}`.", ""]
