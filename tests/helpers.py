@@ -18,7 +18,8 @@ def write_config(path: Path, output_dir: Path, **sections: Any) -> Path:
         "model": {"type": "mlp", "hidden": [32]},
         "optimizer": {"type": "sgd", "lr": 0.1},
         "train": {"epochs": 2, "batch_size": 50},
-        "output": {"dir": str(output_dir)},
+        # Reports take seconds each; the report tests and one API test turn them on.
+        "output": {"dir": str(output_dir), "report": False},
     }
     config.update(sections)
     path.write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -35,6 +35,14 @@ def test_run_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert reopened.summary == summary and reopened.metrics == run.metrics
 
 
+def test_run_writes_its_report_when_asked(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs", train={"epochs": 1, "batch_size": 100})
+    run = tl.run(cfg, overrides=["output.report=true"], run_id="r", progress=False, echo=False)
+    assert (run.path / "report.html").is_file() and (run.path / "figures").is_dir()
+    assert (run.path / "predictions_initial.npz").is_file()
+    assert "report:" in (run.path / "run.log").read_text()
+
+
 def test_overrides_and_python_config(tmp_path: Path) -> None:
     cfg = tl.load_config(write_config(tmp_path / "c.yaml", tmp_path / "runs"), ["train.epochs=1", "seed=3"])
     assert cfg.train.epochs == 1 and cfg.seed == 3

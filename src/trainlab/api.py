@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,8 +232,18 @@ def run(
         summary.setdefault("train_seconds", time.perf_counter() - started)
         summary["best_val_accuracy"] = _best(run_dir.metrics, "val", "accuracy")
         run_dir.write_summary(summary)
+        if config_obj.output.report:
+            _report_quietly(run_dir.path, log)
     log(_describe(summary))
     return open_run(run_dir.path)
+
+
+def _report_quietly(run_path: Path, log: Callable[[str], None]) -> None:
+    """Write the run's report; a report problem is logged, never raised over a training error."""
+    try:
+        log(f"report: {write_report(run_path)}")
+    except Exception as exc:  # the run's own outcome matters more than its report
+        log(f"warning: report not written: {exc}")
 
 
 def _best(rows: list[dict[str, Any]], split: str, column: str) -> float | None:
@@ -346,6 +356,7 @@ __all__ = [
     "run",
     "show_config",
     "validate_files",
+    "write_report",
 ]
 
 

@@ -104,6 +104,9 @@ def gradcheck_command(
     ] = False,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
+    save: Annotated[
+        Path | None, typer.Option("--save", help="Also write gradcheck.json into this run directory (its report shows it).")
+    ] = None,
 ) -> None:
     """Compare analytic gradients with centred finite differences (float64), per parameter.
 
@@ -116,6 +119,11 @@ def gradcheck_command(
                        eps=eps, eps_values=sweep, data_dir=data_dir)
     result["threshold"] = threshold
     result["passed"] = result["max_rel_error"] <= threshold
+    if save is not None:
+        from trainlab.io import atomic_write_json
+        from trainlab.runs import open_run_dir
+
+        atomic_write_json(open_run_dir(save).path / "gradcheck.json", result)
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:

@@ -33,7 +33,12 @@ class OutputConfig(StrictModel):
     )
     save_checkpoint: bool = Field(True, description="Write checkpoints (needed to resume).")
     save_predictions: bool = Field(
-        True, description="Write test-set probabilities and labels (predictions.npz)."
+        True,
+        description="Write test-set probabilities and labels before and after training "
+        "(predictions_initial.npz, predictions.npz).",
+    )
+    report: bool = Field(
+        True, description="Write figures/ and report.html when the run ends (a few seconds)."
     )
 
 

@@ -264,8 +264,14 @@ def _stages(section: StudySection, source: str, base: RunConfig) -> list[Stage]:
 
 
 def trial_config(study: Study, stage: Stage, overrides: dict[str, Any], source: str) -> RunConfig:
-    """The run config of one setting: base, stage overrides, then the setting's fields."""
-    return with_overrides(study.base, {**stage.overrides, **overrides}, source=source)
+    """The run config of one setting: base, stage overrides, then the setting's fields.
+
+    Trials write no per-run report (seconds each; the study's results cover them) unless a
+    stage's overrides set ``output.report: true``.
+    """
+    return with_overrides(
+        study.base, {"output.report": False, **stage.overrides, **overrides}, source=source
+    )
 
 
 def _check_values(study: Study, stage: Stage) -> None:

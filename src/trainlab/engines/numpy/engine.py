@@ -302,6 +302,7 @@ class _Training:
         else:
             log(f"model: {self.model.num_params():,} parameters, {self.total_steps} steps of "
                 f"batch {self.batch_size} ({self.steps_per_epoch} steps per epoch)")
+            self.save_predictions("predictions_initial.npz")  # the confusion matrix before training
         callbacks.call("on_train_begin", state)
         bs = self.batch_size
         x_batch = np.empty((bs, self.x_train.shape[1]), dtype=self.x_train.dtype)  # (B, D)
@@ -374,12 +375,17 @@ class _Training:
             result["final_val_loss"], result["final_val_accuracy"] = self.evaluate_split(self.x_val, self.y_val)
         if self.x_test is not None and self.y_test is not None:
             result["test_loss"], result["test_accuracy"] = self.evaluate_split(self.x_test, self.y_test)
-        if self.config.output.save_predictions and self.x_test is not None:
-            arrays = {"probabilities": self.predict_proba(self.x_test)}
-            if self.y_test is not None:
-                arrays["labels"] = self.y_test
-            atomic_save_npz(self.context.run_dir.path / "predictions.npz", arrays)
+        self.save_predictions("predictions.npz")
         return result
+
+    def save_predictions(self, filename: str) -> None:
+        """Test-split probabilities (and labels) into the run directory, when asked for."""
+        if not self.config.output.save_predictions or self.x_test is None:
+            return
+        arrays = {"probabilities": self.predict_proba(self.x_test)}
+        if self.y_test is not None:
+            arrays["labels"] = self.y_test
+        atomic_save_npz(self.context.run_dir.path / filename, arrays)
 
 
 __all__ = ["NumpyEngine", "build_model", "build_optimizer", "make_loss"]

@@ -310,6 +310,7 @@ class _Training:
             log(f"model: {count_params(self.model):,} parameters, {self.total_steps} steps of batch "
                 f"{self.batch_size} ({self.steps_per_epoch} steps per epoch) on {self.device}, "
                 f"{self.options.precision}" + (f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""))
+            self.save_predictions("predictions_initial.npz", self.options.tta)  # confusion before training
         callbacks.call("on_train_begin", state)
         bs, n = self.batch_size, len(self.y_train)
         progress = ProgressReporter(self.total_steps, enabled=self.context.progress)
@@ -379,13 +380,18 @@ class _Training:
             result["final_val_loss"], result["final_val_accuracy"] = self.evaluate_split(self.x_val, self.y_val, tta)
         if self.x_test is not None and self.y_test is not None:
             result["test_loss"], result["test_accuracy"] = self.evaluate_split(self.x_test, self.y_test, tta)
-        if self.config.output.save_predictions and self.x_test is not None:
-            probabilities = torch.softmax(self.logits_of(self.x_test, tta), 1).cpu().numpy()
-            arrays = {"probabilities": probabilities.astype(np.float32)}
-            if self.y_test is not None:
-                arrays["labels"] = self.y_test.numpy()
-            atomic_save_npz(self.context.run_dir.path / "predictions.npz", arrays)
+        self.save_predictions("predictions.npz", tta)
         return result
+
+    def save_predictions(self, filename: str, tta: bool) -> None:
+        """Test-split probabilities (and labels) into the run directory, when asked for."""
+        if not self.config.output.save_predictions or self.x_test is None:
+            return
+        probabilities = torch.softmax(self.logits_of(self.x_test, tta), 1).cpu().numpy()
+        arrays = {"probabilities": probabilities.astype(np.float32)}
+        if self.y_test is not None:
+            arrays["labels"] = self.y_test.numpy()
+        atomic_save_npz(self.context.run_dir.path / filename, arrays)
 
 
 __all__ = ["TorchEngine"]
