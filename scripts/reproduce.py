@@ -235,7 +235,9 @@ def engine_of(row: Row) -> str:
         config = resolved_config(row)
     except ConfigError:
         return "invalid config"
-    precision = config.get("train", {}).get("precision") or config.get("model", {}).get("dtype")
+    dtype = config.get("model", {}).get("dtype")
+    # train.precision (fp32, bf16 autocast, ...) is the torch engine's; numpy runs in model.dtype
+    precision = dtype if config.get("engine") == "numpy" else config.get("train", {}).get("precision") or dtype
     return f"{config.get('engine', '?')}/{precision or '?'}"
 
 
