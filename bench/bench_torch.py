@@ -51,7 +51,7 @@ from trainlab.config import RunConfig
 from trainlab.data import PreparedData
 from trainlab.data.normalize import apply_normalizer, fit_normalizer
 from trainlab.engines.base import FitContext
-from trainlab.engines.torch.engine import LOG_EVERY, _Training
+from trainlab.engines.torch.engine import _Training
 from trainlab.engines.torch.models import build_model, count_params
 from trainlab.engines.torch.optim import penalized_params
 from trainlab.engines.torch.runtime import TrainOptions, stream_seed
@@ -124,19 +124,18 @@ class TrainlabSide:
         self.training = _Training(config, data, context, TrainOptions(device="cpu", precision=config.train.precision))
 
     def steps(self, count: int) -> None:
+        """The loop's own per-step hooks (shuffle, step, progress read), without evaluations."""
         t, state = self.training, self.training.state
-        bs, n = t.batch_size, len(t.y_train)
         for _ in range(count):
             position = state.step % t.steps_per_epoch
             if position == 0 and t.config.train.shuffle:
-                t.permutation = torch.randperm(n, generator=t.data_gen)
-            index = t.permutation[position * bs : (position + 1) * bs].to(t.device)
+                t.shuffle()
             lr = t.learning_rate(state.step)
-            t.train_step(index, lr)
+            t.step(position, lr)
             state.step += 1
             state.lr = lr
-            if state.step % LOG_EVERY == 0:
-                t.check_finite()
+            if state.step % t.progress_every == 0:
+                t.progress_figures()
         t.check_finite()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainlab.engines.base import FitContext
+from trainlab.engines.loop import TrainingLoop
 from trainlab.engines.numpy.layers import Dropout
 from trainlab.engines.numpy.losses import (
     accuracy,
@@ -34,8 +34,6 @@ from trainlab.engines.numpy.optim import Optimizer, make_optimizer
 from trainlab.errors import ConfigError, TrainingError
 from trainlab.io import atomic_save_npz
 from trainlab.monitoring import MonitorWarnings
-from trainlab.progress import ProgressReporter
-from trainlab.schedules import scheduled_lr
 
 if TYPE_CHECKING:
     from trainlab.config import RunConfig
@@ -122,7 +120,7 @@ class NumpyEngine:
         return _Training(config, data, context).run()
 
 
-class _Training:
+class _Training(TrainingLoop):
     """The state of one training run of the NumPy engine."""
 
     def __init__(self, config: RunConfig, data: PreparedData, context: FitContext) -> None:
@@ -153,15 +151,12 @@ class _Training:
         self.state.snapshot_weights = self.model.state_arrays
         self.state.restore_weights = self.model.load_state_arrays
         self.train_seconds = 0.0
+        self.x_batch = np.empty((self.batch_size, self.x_train.shape[1]), dtype=dtype)  # (B, D)
+        self.last_loss = self.last_accuracy = 0.0
+        self.interval_loss = self.interval_accuracy = 0.0
+        self.interval_steps = 0
 
     # -- one step -------------------------------------------------------------------------
-    def learning_rate(self, step: int) -> float:
-        scheduled = scheduled_lr(
-            self.config.schedule, float(self.config.optimizer.lr), step,
-            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
-        )
-        return scheduled * self.state.lr_scale
-
     def penalties(self, add_to_grads: bool) -> float:
         """L1/L2 penalty value; with ``add_to_grads`` their gradients are added in place."""
         reg = self.config.regularization
@@ -219,7 +214,14 @@ class _Training:
         chunks = [softmax(self.model.forward(x[s : s + EVAL_CHUNK], False)) for s in range(0, len(x), EVAL_CHUNK)]
         return np.concatenate(chunks).astype(np.float32)
 
-    def evaluation_rows(self, train_loss: float, train_acc: float) -> list[dict[str, Any]]:
+    def progress_figures(self) -> dict[str, float]:
+        return {"loss": self.last_loss, "acc": self.last_accuracy}
+
+    def evaluation_rows(self) -> list[dict[str, Any]]:
+        steps = max(1, self.interval_steps)
+        train_loss, train_acc = self.interval_loss / steps, self.interval_accuracy / steps
+        self.interval_loss = self.interval_accuracy = 0.0
+        self.interval_steps = 0
         monitor_x = self.x_train[: min(len(self.y_train), 512)]
         monitor_y = self.y_train[: len(monitor_x)]
         monitors = layer_monitors(self.model, monitor_x, lambda logits: self.loss_fn(logits, monitor_y)[1])
@@ -293,71 +295,31 @@ class _Training:
         self.train_seconds = float(meta["train_seconds"])
         self.context.run_dir.truncate_metrics(self.state.step)
 
-    # -- the loop -------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        state, callbacks, log = self.state, self.context.callbacks, self.context.log
+    # -- the loop's hooks -----------------------------------------------------------------
+    def start(self) -> None:
         if self.context.resume:
             self.load_checkpoint()
-            log(f"resumed at step {state.step} of {self.total_steps}")
+            self.context.log(f"resumed at step {self.state.step} of {self.total_steps}")
         else:
-            log(f"model: {self.model.num_params():,} parameters, {self.total_steps} steps of "
-                f"batch {self.batch_size} ({self.steps_per_epoch} steps per epoch)")
+            self.context.log(
+                f"model: {self.model.num_params():,} parameters, {self.total_steps} steps of "
+                f"batch {self.batch_size} ({self.steps_per_epoch} steps per epoch)"
+            )
             self.save_predictions("predictions_initial.npz")  # the confusion matrix before training
-        callbacks.call("on_train_begin", state)
+
+    def shuffle(self) -> None:
+        self.permutation = self.data_rng.permutation(len(self.y_train))
+
+    def step(self, position: int, lr: float) -> None:
         bs = self.batch_size
-        x_batch = np.empty((bs, self.x_train.shape[1]), dtype=self.x_train.dtype)  # (B, D)
-        interval_loss = interval_acc = 0.0
-        interval_steps = 0
-        progress = ProgressReporter(self.total_steps, enabled=self.context.progress)
-        progress.start(state.step)
-        started = time.perf_counter()
-        seconds_before = self.train_seconds
-        try:
-            while state.step < self.total_steps and not state.stop_training:
-                position = state.step % self.steps_per_epoch
-                if position == 0 and self.config.train.shuffle:
-                    self.permutation = self.data_rng.permutation(len(self.y_train))
-                index = self.permutation[position * bs : (position + 1) * bs]
-                np.take(self.x_train, index, axis=0, out=x_batch)
-                lr = self.learning_rate(state.step)
-                loss, acc = self.train_step(x_batch, self.y_train[index], lr)
-                state.step += 1
-                state.lr = lr
-                interval_loss, interval_acc = interval_loss + loss, interval_acc + acc
-                interval_steps += 1
-                epoch_done = state.step % self.steps_per_epoch == 0
-                if epoch_done:
-                    state.epoch += 1
-                if state.step % 10 == 0 or state.step == self.total_steps:
-                    progress.update(state.step, loss=loss, acc=acc, lr=lr,
-                                    **{"img/s": self._images_per_second(started, seconds_before)})
-                if state.step % self.eval_every == 0 or state.step == self.total_steps:
-                    self.train_seconds = seconds_before + time.perf_counter() - started
-                    rows = self.evaluation_rows(interval_loss / interval_steps, interval_acc / interval_steps)
-                    interval_loss = interval_acc = 0.0
-                    interval_steps = 0
-                    callbacks.call("on_evaluate", state, rows)
-                    if state.checkpoint_requested:
-                        self.save_checkpoint()
-                        state.checkpoint_requested = False
-                if epoch_done:
-                    callbacks.call("on_epoch_end", state)
-        finally:
-            progress.close()
-            self.train_seconds = seconds_before + time.perf_counter() - started
-        callbacks.call("on_train_end", state)
-        if state.stop_reason:
-            log(state.stop_reason)
-        if state.checkpoint_requested:
-            self.save_checkpoint()
-            state.checkpoint_requested = False
-        return self.summary(started, seconds_before)
+        index = self.permutation[position * bs : (position + 1) * bs]
+        np.take(self.x_train, index, axis=0, out=self.x_batch)
+        self.last_loss, self.last_accuracy = self.train_step(self.x_batch, self.y_train[index], lr)
+        self.interval_loss += self.last_loss
+        self.interval_accuracy += self.last_accuracy
+        self.interval_steps += 1
 
-    def _images_per_second(self, started: float, seconds_before: float) -> float:
-        seconds = seconds_before + time.perf_counter() - started
-        return self.state.step * self.batch_size / seconds if seconds > 0 else 0.0
-
-    def summary(self, started: float, seconds_before: float) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         train_loss, train_acc = self.evaluate_split(self.x_train, self.y_train)
         result: dict[str, Any] = {
             "engine": "numpy",
@@ -365,7 +327,7 @@ class _Training:
             "steps": self.state.step,
             "params": self.model.num_params(),
             "train_seconds": self.train_seconds,
-            "images_per_second": self.state.step * self.batch_size / max(self.train_seconds, 1e-9),
+            "images_per_second": self.images_per_second(),
             "final_train_loss": train_loss,
             "final_train_accuracy": train_acc,
             "test_accuracy": None,

@@ -14,13 +14,13 @@ reproduces an uninterrupted one bit for bit on CPU.
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from trainlab.engines.base import FitContext
+from trainlab.engines.loop import TrainingLoop
 from trainlab.engines.torch.augment import BatchAugment, PixelSpace, pack_images, unpack_images
 from trainlab.engines.torch.checkpoint import load_checkpoint, save_checkpoint
 from trainlab.engines.torch.models import build_model, count_params, model_summary
@@ -44,8 +44,6 @@ from trainlab.engines.torch.runtime import (
 from trainlab.errors import ConfigError, TrainingError
 from trainlab.io import atomic_save_npz, atomic_write_text
 from trainlab.monitoring import MonitorWarnings
-from trainlab.progress import ProgressReporter
-from trainlab.schedules import scheduled_lr
 
 if TYPE_CHECKING:
     from trainlab.config import RunConfig
@@ -53,7 +51,6 @@ if TYPE_CHECKING:
 
 CONV_MODELS = ("cnn", "resnet", "fast_cifar")
 EVAL_CHUNK = 1024
-LOG_EVERY = 20  # steps between reads of the device-side running loss (progress line)
 MONITOR_BATCH = 256
 
 
@@ -77,8 +74,10 @@ class TorchEngine:
         return _Training(config, data, context, train_options(config)).run()
 
 
-class _Training:
+class _Training(TrainingLoop):
     """The state of one training run of the torch engine."""
+
+    progress_every = 20  # steps between reads of the device-side running loss (a host sync)
 
     def __init__(self, config: RunConfig, data: PreparedData, context: FitContext,
                  options: TrainOptions | None = None) -> None:
@@ -147,14 +146,6 @@ class _Training:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     # -- one step -------------------------------------------------------------------------
-    def learning_rate(self, step: int) -> float:
-        """The scheduled learning rate at ``step`` times the plateau scale."""
-        scheduled = scheduled_lr(
-            self.config.schedule, float(self.config.optimizer.lr), step,
-            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
-        )
-        return scheduled * self.state.lr_scale
-
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
@@ -230,9 +221,11 @@ class _Training:
         return per_example, float((logits.argmax(1) == y).float().mean())
 
     def evaluation_rows(self) -> list[dict[str, Any]]:
-        """One row per split, the train row with the monitors."""
+        """One row per split, the train row with the monitors; resets the running sums."""
+        self.check_finite()
         train_loss = float(self.loss_sum) / max(1, self.interval_steps)
         train_acc = float(self.correct_sum) / max(1, self.seen)
+        self._reset_sums()
         x_mon = self._input(self._floats(self.x_train[:MONITOR_BATCH]))
         y_mon = self.y_train[:MONITOR_BATCH]
         monitors = layer_monitors(self.model, x_mon, lambda logits: data_loss(self.config, logits, y_mon, None))
@@ -296,66 +289,37 @@ class _Training:
         self.train_seconds = float(meta["train_seconds"])
         self.context.run_dir.truncate_metrics(self.state.step)
 
-    # -- the loop -------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        """Train to the end (or an early stop) and return the summary."""
-        state, callbacks, log = self.state, self.context.callbacks, self.context.log
+    # -- the loop's hooks -----------------------------------------------------------------
+    def start(self) -> None:
+        log = self.context.log
         if self.context.resume:
             self.load()
-            log(f"resumed at step {state.step} of {self.total_steps}")
+            log(f"resumed at step {self.state.step} of {self.total_steps}")
         else:
             summary = model_summary(self.model, self.input_shape)  # type: ignore[arg-type]
             atomic_write_text(self.context.run_dir.path / "model_summary.txt", summary + "\n")
             log(summary)
+            threads = f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""
             log(f"model: {count_params(self.model):,} parameters, {self.total_steps} steps of batch "
                 f"{self.batch_size} ({self.steps_per_epoch} steps per epoch) on {self.device}, "
-                f"{self.options.precision}" + (f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""))
+                f"{self.options.precision}{threads}")
             self.save_predictions("predictions_initial.npz", self.options.tta)  # confusion before training
-        callbacks.call("on_train_begin", state)
-        bs, n = self.batch_size, len(self.y_train)
-        progress = ProgressReporter(self.total_steps, enabled=self.context.progress)
-        progress.start(state.step)
-        started, seconds_before = time.perf_counter(), self.train_seconds
         self.model.train()
-        try:
-            while state.step < self.total_steps and not state.stop_training:
-                position = state.step % self.steps_per_epoch
-                if position == 0 and self.config.train.shuffle:
-                    self.permutation = torch.randperm(n, generator=self.data_gen)
-                index = self.permutation[position * bs : (position + 1) * bs].to(self.device)
-                lr = self.learning_rate(state.step)
-                total = self.train_step(index, lr)
-                state.step += 1
-                state.lr = lr
-                epoch_done = state.step % self.steps_per_epoch == 0
-                if epoch_done:
-                    state.epoch += 1
-                if state.step % LOG_EVERY == 0 or state.step == self.total_steps:
-                    self.check_finite()
-                    seconds = seconds_before + time.perf_counter() - started
-                    progress.update(state.step, loss=float(total), acc=float(self.correct_sum) / max(1, self.seen), lr=lr,
-                                    **{"img/s": state.step * bs / max(seconds, 1e-9)})
-                if state.step % self.eval_every == 0 or state.step == self.total_steps:
-                    self.check_finite()
-                    self.train_seconds = seconds_before + time.perf_counter() - started
-                    rows = self.evaluation_rows()
-                    self._reset_sums()
-                    callbacks.call("on_evaluate", state, rows)
-                    if state.checkpoint_requested:
-                        self.save()
-                        state.checkpoint_requested = False
-                if epoch_done:
-                    callbacks.call("on_epoch_end", state)
-        finally:
-            progress.close()
-            self.train_seconds = seconds_before + time.perf_counter() - started
-        callbacks.call("on_train_end", state)
-        if state.stop_reason:
-            log(state.stop_reason)
-        if state.checkpoint_requested:
-            self.save()
-            state.checkpoint_requested = False
-        return self.summary()
+
+    def shuffle(self) -> None:
+        self.permutation = torch.randperm(len(self.y_train), generator=self.data_gen)
+
+    def step(self, position: int, lr: float) -> None:
+        bs = self.batch_size
+        index = self.permutation[position * bs : (position + 1) * bs].to(self.device)
+        self.last_total = self.train_step(index, lr)
+
+    def progress_figures(self) -> dict[str, float]:
+        self.check_finite()
+        return {"loss": float(self.last_total), "acc": float(self.correct_sum) / max(1, self.seen)}
+
+    def save_checkpoint(self) -> None:
+        self.save()
 
     def summary(self) -> dict[str, Any]:
         """Final figures on every split, and ``predictions.npz`` for the test split."""
@@ -370,7 +334,7 @@ class _Training:
             "steps": self.state.step,
             "params": count_params(self.model),
             "train_seconds": self.train_seconds,
-            "images_per_second": self.state.step * self.batch_size / max(self.train_seconds, 1e-9),
+            "images_per_second": self.images_per_second(),
             "final_train_loss": train_loss,
             "final_train_accuracy": train_acc,
             "test_accuracy": None,

@@ -1,0 +1,139 @@
+"""The training loop both engines share: batches in a seeded order, evaluations, callbacks,
+checkpoints and progress, called from one place.
+
+An engine subclasses :class:`TrainingLoop` and fills in what differs between NumPy and
+PyTorch: how an order is drawn, what one step does, how an evaluation is measured, what
+a checkpoint holds and what the summary reports. The order of events is fixed here:
+
+    start -> on_train_begin -> [shuffle at each epoch start] -> step -> (progress)
+          -> (evaluate -> on_evaluate -> checkpoint if requested) -> (on_epoch_end)
+          -> ... -> on_train_end -> final checkpoint if requested -> summary
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+from trainlab.progress import ProgressReporter
+from trainlab.schedules import scheduled_lr
+
+if TYPE_CHECKING:
+    from trainlab.config import RunConfig
+    from trainlab.engines.base import FitContext
+
+
+class TrainingLoop(ABC):
+    """Drives one run; subclasses set the attributes below in ``__init__``.
+
+    Attributes:
+        config: the run config.
+        context: the run directory, callbacks, state and log of this run.
+        batch_size: examples per step.
+        steps_per_epoch: full batches in one pass over the training split.
+        total_steps: the planned run length.
+        eval_every: steps between evaluations.
+        train_seconds: training time so far (carried over a resume by the checkpoint).
+        progress_every: steps between progress updates. Default 10.
+    """
+
+    config: RunConfig
+    context: FitContext
+    batch_size: int
+    steps_per_epoch: int
+    total_steps: int
+    eval_every: int
+    train_seconds: float = 0.0
+    progress_every: int = 10
+
+    # -- what an engine provides ----------------------------------------------------------
+    @abstractmethod
+    def start(self) -> None:
+        """Before the first step: load the checkpoint when resuming, else describe the model."""
+
+    @abstractmethod
+    def shuffle(self) -> None:
+        """Draw the data order of the epoch that starts now."""
+
+    @abstractmethod
+    def step(self, position: int, lr: float) -> None:
+        """One update on the batch at ``position`` (0-based) of the current epoch's order."""
+
+    @abstractmethod
+    def progress_figures(self) -> dict[str, float]:
+        """Loss and accuracy for the progress line (may raise on a NaN loss)."""
+
+    @abstractmethod
+    def evaluation_rows(self) -> list[dict[str, Any]]:
+        """One metrics row per split for this evaluation; resets the training interval."""
+
+    @abstractmethod
+    def save_checkpoint(self) -> None:
+        """Write everything an exact resume needs, atomically."""
+
+    @abstractmethod
+    def summary(self) -> dict[str, Any]:
+        """Final figures of the run (and its predictions file)."""
+
+    # -- shared ---------------------------------------------------------------------------
+    def learning_rate(self, step: int) -> float:
+        """The scheduled learning rate at ``step`` times reduce-on-plateau's scale."""
+        scheduled = scheduled_lr(
+            self.config.schedule, float(self.config.optimizer.lr), step,
+            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
+        )
+        return scheduled * self.context.state.lr_scale
+
+    def images_per_second(self) -> float:
+        """Training throughput over the whole run so far."""
+        return self.context.state.step * self.batch_size / max(self.train_seconds, 1e-9)
+
+    def _checkpoint_if_requested(self) -> None:
+        state = self.context.state
+        if state.checkpoint_requested:
+            self.save_checkpoint()
+            state.checkpoint_requested = False
+
+    def run(self) -> dict[str, Any]:
+        """Train to the end (or until a callback stops it) and return the summary."""
+        state, callbacks = self.context.state, self.context.callbacks
+        self.start()
+        callbacks.call("on_train_begin", state)
+        progress = ProgressReporter(self.total_steps, enabled=self.context.progress)
+        progress.start(state.step)
+        started, seconds_before = time.perf_counter(), self.train_seconds
+        try:
+            while state.step < self.total_steps and not state.stop_training:
+                position = state.step % self.steps_per_epoch
+                if position == 0 and self.config.train.shuffle:
+                    self.shuffle()
+                lr = self.learning_rate(state.step)
+                self.step(position, lr)
+                state.step += 1
+                state.lr = lr
+                last = state.step == self.total_steps
+                epoch_done = state.step % self.steps_per_epoch == 0
+                if epoch_done:
+                    state.epoch += 1
+                if state.step % self.progress_every == 0 or last:
+                    self.train_seconds = seconds_before + time.perf_counter() - started
+                    progress.update(state.step, **self.progress_figures(), lr=lr,
+                                    **{"img/s": self.images_per_second()})
+                if state.step % self.eval_every == 0 or last:
+                    self.train_seconds = seconds_before + time.perf_counter() - started
+                    callbacks.call("on_evaluate", state, self.evaluation_rows())
+                    self._checkpoint_if_requested()
+                if epoch_done:
+                    callbacks.call("on_epoch_end", state)
+        finally:
+            progress.close()
+            self.train_seconds = seconds_before + time.perf_counter() - started
+        callbacks.call("on_train_end", state)
+        if state.stop_reason:
+            self.context.log(state.stop_reason)
+        self._checkpoint_if_requested()
+        return self.summary()
+
+
+__all__ = ["TrainingLoop"]
