@@ -43,6 +43,9 @@ test: setup lint
 bench: setup
 	$(BIN)/python bench/bench_data.py
 	$(BIN)/python bench/bench_numpy.py
+	$(BIN)/python bench/bench_torch.py
+	$(BIN)/python bench/bench_augment.py
+	$(BIN)/python bench/bench_study.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
