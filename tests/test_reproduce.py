@@ -138,3 +138,21 @@ def test_config_hash_ignores_seed_and_output(rep: ModuleType) -> None:
     assert rep.config_hash(a) == rep.config_hash(b) != rep.config_hash(c)
     assert rep.config_hash(a, ["seed=3"]) == rep.config_hash(a)
     assert rep.config_hash(a, ["train.epochs=20"]) != rep.config_hash(a)
+
+
+def test_engine_and_run_dir_come_from_the_config(rep: ModuleType) -> None:
+    row = rep.Row(id="D1", table="D", description="d", config="configs/seed-d/2x50.yaml")
+    assert rep.engine_of(row) == "numpy/float32"
+    path = rep.run_dir(row, 3)
+    assert path.parent.name == "d-2x50" and path.name.startswith("D1-s3-")
+    shorter = rep.Row(id="D1", table="D", description="d", config=row.config, overrides=["regularization.l2=0.02"])
+    assert rep.run_dir(shorter, 3) != path  # an override is part of the run's identity
+    broken = rep.Row(id="X", table="D", description="d", config=row.config, overrides=["train.steps=x"])
+    assert rep.engine_of(broken) == "invalid config"
+    assert rep.collect(broken, 2) == []
+
+
+def test_every_manifest_row_has_a_valid_config(rep: ModuleType) -> None:
+    rows = rep.load_manifest(rep.DEFAULT_MANIFEST)
+    assert rows and all(rep.engine_of(row) != "invalid config" for row in rows)
+    assert all((row.published is None) != (not row.expect) for row in rows)
