@@ -377,23 +377,72 @@ def data_show(
 
 @app.command("report")
 def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    path: Annotated[Path, typer.Argument(help="A run directory or a study directory.")],
+    trials: Annotated[
+        list[str] | None,
+        typer.Option("--trials", help="Study: trials whose learning curves are overlaid (keys such as "
+                     "t0003-r1, comma-separated or repeated); default: the best few."),
+    ] = None,
+    format_: Annotated[
+        str | None,
+        typer.Option("--format", help="Study: also print the settings table as md or tex, ready to paste "
+                     "(and write STUDY_DIR/table.md|tex)."),
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="Study: its database URL when it is not the directory's journal.")
+    ] = None,
     open_figures: Annotated[
         bool, typer.Option("--open-figures", help="Open the report and its figures folder when done.")
     ] = False,
 ) -> None:
-    """Draw a run's figures (RUN_DIR/figures, PNG and SVG) and write RUN_DIR/report.html."""
+    """Write PATH/report.html and PATH/figures (PNG and SVG) of a run or of a study.
+
+    A study report ranks the settings (mean, sd, 95 % interval over repeats, verdict against
+    the best), draws the objective against each parameter, the best run's curves, overlaid
+    curves of chosen trials and fANOVA importances.
+    """
     import webbrowser
 
+    from trainlab.errors import ConfigError
     from trainlab.report import build_run_report
+    from trainlab.report.study_data import is_study_dir
 
-    report = build_run_report(run_dir)
+    study = is_study_dir(path) or storage is not None
+    if not study and (trials or format_):
+        raise ConfigError(f"{path}: --trials and --format are for a study directory; this is not one")
+    if format_ is not None and format_ not in ("md", "tex"):
+        raise ConfigError(f"--format {format_!r}: use md or tex")
+    if study:
+        from trainlab.io import atomic_write_text
+        from trainlab.report.study_report import build_study_report, study_table
+
+        keys = [k.strip() for item in trials or [] for k in item.split(",") if k.strip()]
+        report = build_study_report(path, keys, storage)
+        if format_:
+            exported = study_table(path, format_, storage)
+            atomic_write_text(report.parent / f"table.{format_}", exported)
+            sys.stdout.write(exported)
+            console.print(f"table: {report.parent / f'table.{format_}'}")
+    else:
+        report = build_run_report(path)
     figures = sorted((report.parent / "figures").glob("*.png"))
     console.print(f"{len(figures)} figures in {report.parent / 'figures'} (PNG and SVG)")
     console.print(f"report: {report}")
     if open_figures:
         webbrowser.open(report.resolve().as_uri())
         webbrowser.open((report.parent / "figures").resolve().as_uri())
+
+
+@app.command("compare")
+def compare_command(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (two or more).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the comparison report.")] = Path("compare"),
+) -> None:
+    """Overlay the learning curves of any runs and tabulate their numbers and config differences."""
+    from trainlab.report.compare import build_compare_report
+
+    report = build_compare_report(run_dirs, out)
+    console.print(f"report: {report}")
 
 
 def main(argv: list[str] | None = None) -> int:
