@@ -74,7 +74,7 @@ def test_early_stopping_point_is_marked(report_runs: ReportRuns) -> None:
 def test_linear_report_has_one_template_per_class(report_runs: ReportRuns) -> None:
     text = _report(report_runs.linear)
     assert "one template per class" in text
-    assert "no predictions_initial.npz" in text  # the engines do not write it yet: said, not hidden
+    assert "no predictions_initial.npz" in text  # removed by the fixture: said, not hidden
     assert "airplane" in text
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .loader import load_dataset
+from .loader import RawDataset, load_dataset
 from .normalize import apply_normalizer, fit_normalizer
 from .splits import random_subset, stratified_split, stratified_subset
 
@@ -52,6 +52,47 @@ def _limits(limit: int | dict[str, int | None] | None) -> dict[str, int | None]:
     return dict(limit)
 
 
+def split_indices(
+    raw: RawDataset,
+    *,
+    val_fraction: float = 0.1,
+    val_size: int | None = None,
+    limit: int | dict[str, int | None] | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Row indices of the train and validation splits (both drawn from ``raw``'s training
+    set) and of the test split (None without a test set), as :func:`prepare_data` takes them.
+
+    The split is stratified by ``seed``; ``limit`` then takes a stratified subset of each
+    split it caps (an unlabelled test set gets a seeded random subset).
+    """
+    caps = _limits(limit)
+    if val_size is None and float(val_fraction) == 0.0:
+        train_idx = np.arange(len(raw.y_train), dtype=np.int64)
+        val_idx = np.zeros(0, dtype=np.int64)
+    else:
+        train_idx, val_idx = stratified_split(
+            raw.y_train, val_fraction=None if val_size is not None else val_fraction,
+            val_size=val_size, seed=seed,
+        )  # fmt: skip
+    if caps.get("train") is not None:
+        train_idx = train_idx[stratified_subset(raw.y_train[train_idx], caps["train"], seed)]
+    if caps.get("val") is not None:
+        val_idx = val_idx[stratified_subset(raw.y_train[val_idx], caps["val"], seed)]
+    test_idx = None
+    if raw.x_test is not None:
+        n_test = len(raw.x_test)
+        test_idx = np.arange(n_test, dtype=np.int64)
+        if caps.get("test") is not None:
+            cap = caps["test"]
+            test_idx = (
+                stratified_subset(raw.y_test, cap, seed)
+                if raw.y_test is not None
+                else random_subset(n_test, cap, seed)
+            )
+    return train_idx, val_idx, test_idx
+
+
 def prepare_data(
     dataset: str,
     *,
@@ -85,34 +126,14 @@ def prepare_data(
         seed: seeds the split and the subsets. Default 0.
         dtype: the float dtype of the arrays. Default np.float32.
     """
-    caps = _limits(limit)
     raw = load_dataset(dataset, data_dir, resize=resize, skip_corrupt=skip_corrupt)
-    if val_size is None and float(val_fraction) == 0.0:
-        train_idx = np.arange(len(raw.y_train), dtype=np.int64)
-        val_idx = np.zeros(0, dtype=np.int64)
-    else:
-        train_idx, val_idx = stratified_split(
-            raw.y_train, val_fraction=None if val_size is not None else val_fraction,
-            val_size=val_size, seed=seed,
-        )  # fmt: skip
-    if caps.get("train") is not None:
-        train_idx = train_idx[stratified_subset(raw.y_train[train_idx], caps["train"], seed)]
-    if caps.get("val") is not None:
-        val_idx = val_idx[stratified_subset(raw.y_train[val_idx], caps["val"], seed)]
-
+    train_idx, val_idx, test_idx = split_indices(
+        raw, val_fraction=val_fraction, val_size=val_size, limit=limit, seed=seed
+    )
     x_test = y_test = None
     test_ids = raw.test_ids
-    if raw.x_test is not None:
-        n_test = len(raw.x_test)
-        test_idx = np.arange(n_test, dtype=np.int64)
-        if caps.get("test") is not None:
-            cap = caps["test"]
-            test_idx = (
-                stratified_subset(raw.y_test, cap, seed)
-                if raw.y_test is not None
-                else random_subset(n_test, cap, seed)
-            )
-        x_test = raw.x_test if len(test_idx) == n_test else raw.x_test[test_idx]
+    if raw.x_test is not None and test_idx is not None:
+        x_test = raw.x_test if len(test_idx) == len(raw.x_test) else raw.x_test[test_idx]
         if raw.y_test is not None:
             y_test = np.asarray(raw.y_test[test_idx], dtype=np.int64)
         if test_ids is not None:
@@ -140,4 +161,4 @@ def prepare_data(
     )
 
 
-__all__ = ["PreparedData", "prepare_data"]
+__all__ = ["PreparedData", "prepare_data", "split_indices"]

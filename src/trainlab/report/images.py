@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from trainlab.data import RawDataset, load_dataset, stratified_split, stratified_subset
-from trainlab.data.splits import random_subset
+from trainlab.data import RawDataset, load_dataset
+from trainlab.data.prepare import split_indices as prepare_split_indices
 
 
 @dataclass
@@ -84,28 +84,13 @@ def sample_per_class(
 
 def split_indices(raw: RawDataset, data_cfg: Mapping[str, Any], seed: int) -> RunData:
     """The splits of ``raw`` that ``prepare_data`` makes for a run's ``data`` section and seed."""
-    limit = data_cfg.get("limit")
-    caps: dict[str, Any] = {"train": limit} if isinstance(limit, int) else dict(limit or {})
-    val_size, val_fraction = data_cfg.get("val_size"), float(data_cfg.get("val_fraction", 0.1))
-    if val_size is None and val_fraction == 0.0:
-        train_idx = np.arange(len(raw.y_train), dtype=np.int64)
-        val_idx = np.zeros(0, dtype=np.int64)
-    else:
-        train_idx, val_idx = stratified_split(
-            raw.y_train, val_fraction=None if val_size is not None else val_fraction,
-            val_size=val_size, seed=seed,
-        )
-    if caps.get("train") is not None:
-        train_idx = train_idx[stratified_subset(raw.y_train[train_idx], caps["train"], seed)]
-    if caps.get("val") is not None:
-        val_idx = val_idx[stratified_subset(raw.y_train[val_idx], caps["val"], seed)]
-    test_idx = None
-    if raw.x_test is not None:
-        n_test = len(raw.x_test)
-        test_idx = np.arange(n_test, dtype=np.int64)
-        if caps.get("test") is not None:
-            test_idx = (stratified_subset(raw.y_test, caps["test"], seed) if raw.y_test is not None
-                        else random_subset(n_test, caps["test"], seed))
+    train_idx, val_idx, test_idx = prepare_split_indices(
+        raw,
+        val_fraction=float(data_cfg.get("val_fraction", 0.1)),
+        val_size=data_cfg.get("val_size"),
+        limit=data_cfg.get("limit"),
+        seed=seed,
+    )
     return RunData(raw, train_idx, val_idx, test_idx)
 
 

@@ -157,7 +157,7 @@ class RunReport:
                                      lambda: figs.confusion_matrices(cm0, names, "before training")))
         else:
             cm_section.add(note("no confusion matrix before training: the run has no "
-                                "predictions_initial.npz (the engines do not write it yet)"))
+                                "predictions_initial.npz (output.save_predictions was off, or it predates them)"))
         cm = dg.confusion_matrix(labels, probs.argmax(1), k)
         cm_section.add(self.draw("confusion_after", "Test split, trained model (rows: true class).",
                                  lambda: figs.confusion_matrices(cm, names, "after training")))
