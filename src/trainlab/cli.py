@@ -262,6 +262,34 @@ def predict_command(
     console.print(f"wrote {result['rows']} rows to {result['out']} ({counts})", soft_wrap=True)
 
 
+@app.command("lr-find")
+def lr_find_command(
+    config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
+    set_: SetOption = None,
+    min_lr: Annotated[float, typer.Option(help="First learning rate.")] = 1e-7,
+    max_lr: Annotated[float, typer.Option(help="Last learning rate.")] = 10.0,
+    steps: Annotated[int, typer.Option(help="Steps from --min-lr to --max-lr.")] = 200,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Write a copy of CONFIG with the suggested learning rate.")
+    ] = False,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Learning-rate range test: loss against an exponentially growing lr, and a suggestion."""
+    from trainlab.lr_find import apply_suggestion, lr_find
+
+    result = lr_find(config, overrides=set_, min_lr=min_lr, max_lr=max_lr, steps=steps,
+                     data_dir=data_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_dict(), indent=2) + "\n")
+    else:
+        console.print(f"suggested learning rate: [bold]{result.suggestion:.3g}[/bold] "
+                      f"(steepest descent; the loss is lowest at {result.min_loss_lr:.3g}); "
+                      f"{len(result.lrs)} steps, plot: {result.run_dir / 'lr_find.png'}")
+    if apply:
+        console.print(f"wrote {apply_suggestion(config, result.suggestion)}")
+
+
 @config_app.command("show")
 def config_show(
     file: Annotated[Path, typer.Argument(help="Config file.")],

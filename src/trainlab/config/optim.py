@@ -170,7 +170,10 @@ class ScheduleConfig(StrictModel):
         None, description="step: decay period; cyclical: half-cycle length."
     )
     gamma: float | None = Field(
-        None, gt=0.0, le=1.0, description="step/exponential: decay factor (step default 0.1)."
+        None,
+        gt=0.0,
+        description="step/exponential: factor per step_size/unit (step default 0.1); below 1 it "
+        "decays, above 1 it grows (the lr range test of `trainlab lr-find` uses that).",
     )
     min_lr: float | None = Field(
         None, ge=0.0, description="cyclical: lower bound; cosine/warmup_linear/one_cycle: final lr."

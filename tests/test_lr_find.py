@@ -1,0 +1,53 @@
+"""The learning-rate range test: the curve, the suggestion, --apply, and bad arguments."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import write_config
+from trainlab.cli import main
+from trainlab.config import load_config
+from trainlab.errors import ConfigError
+from trainlab.lr_find import lr_find, smooth, suggest
+
+
+def test_smooth_is_bias_corrected() -> None:
+    assert smooth([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])
+
+
+def test_suggest_finds_steepest_descent_before_the_minimum() -> None:
+    lrs = [10.0 ** (k / 10) for k in range(-60, 1)]  # 1e-6 .. 1
+    # a loss that is flat, falls fastest at 1e-2, bottoms out at 1e-1 and rises again
+    losses = [2.0 - math.tanh((math.log10(lr) + 2) * 2) + (max(0.0, math.log10(lr) + 1) * 20) for lr in lrs]
+    steepest, lowest = suggest(lrs, losses, skip_start=5)
+    assert steepest == pytest.approx(1e-2, rel=0.3)
+    assert 1e-2 < lowest <= 1e-1 * 1.01
+
+
+def test_lr_find_on_mnist_suggests_the_right_decade(real_data: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs", train={"epochs": 1, "batch_size": 64},
+                       data={"dataset": "mnist", "limit": 3000, "normalize": "scale"})
+    result = lr_find(cfg, steps=120)
+    # plain SGD on a small MNIST MLP trains well between a few hundredths and about one
+    assert 0.02 <= result.suggestion <= 2.0
+    assert (result.run_dir / "lr_find.png").is_file() and (result.run_dir / "lr_find.json").is_file()
+    assert result.lrs[0] == pytest.approx(1e-7) and result.lrs == sorted(result.lrs)
+
+
+def test_apply_writes_a_copy_with_the_suggestion(real_data: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs", train={"epochs": 1, "batch_size": 64},
+                       data={"dataset": "mnist", "limit": 2000, "normalize": "scale"})
+    assert main(["lr-find", str(cfg), "--steps", "60", "--min-lr", "1e-4", "--max-lr", "3", "--apply"]) == 0
+    assert "suggested learning rate" in capsys.readouterr().out
+    copy = load_config(tmp_path / "c.lr-found.yaml")
+    assert copy.optimizer.lr != 0.1 and 1e-4 <= copy.optimizer.lr <= 3
+
+
+def test_bad_range_is_refused(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs")
+    with pytest.raises(ConfigError, match="min_lr < max_lr"):
+        lr_find(cfg, min_lr=1.0, max_lr=0.1)
