@@ -194,7 +194,7 @@ def importance_bars(importances: Mapping[str, float], caption: str = "fANOVA") -
         ax.text(value, i, f" {value:.2f}", va="center", fontsize=8)
     ax.set_yticks(y, [k for k, _ in items])
     ax.set_xlim(0, max(1.0, max((v for _, v in items), default=0) * 1.15))
-    ax.set_xlabel("share of the objective's variance")
+    ax.set_xlabel("importance (normalised)")
     ax.set_title(f"parameter importance ({caption})")
     return fig
 

@@ -302,23 +302,36 @@ class StudyReport:
                                  f"least {MIN_IMPORTANCE_TRIALS} completed trials over 3 settings."))
                 continue
             try:
-                values = self._fanova(stage)
+                values, method = self._importances(stage)
             except Exception as exc:  # Optuna refuses some spaces; say why rather than fail
-                section.add(note(f"{where}fANOVA could not run: {type(exc).__name__}: {exc}", "warning"))
+                section.add(note(f"{where}parameter importance could not be computed: {type(exc).__name__}: {exc}",
+                                 "warning"))
                 continue
-            section.add(self.draw(f"importance_{stage.name}", f"{where}share of the variance of {self.study.metric} "
-                                  "explained by each parameter (Optuna's fANOVA over the completed trials).",
-                                  lambda values=values: sfigs.importance_bars(values)))
+            if method != "fANOVA":
+                section.add(note(f"{where}Optuna's fANOVA needs scikit-learn, which is not installed "
+                                 f"(pip install scikit-learn); shown instead: Optuna's {method}.", "warning"))
+            section.add(self.draw(f"importance_{stage.name}", f"{where}importance of each parameter for "
+                                  f"{self.study.metric} (Optuna's {method} over the completed trials; "
+                                  "normalised to sum to 1).",
+                                  lambda values=values, method=method: sfigs.importance_bars(values, method)))
         return section
 
-    def _fanova(self, stage: StageData) -> dict[str, float]:
+    def _importances(self, stage: StageData) -> tuple[dict[str, float], str]:
+        """fANOVA importances; PED-ANOVA (no scikit-learn needed) when scikit-learn is missing."""
         import optuna
-        from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+        from optuna.importance import (
+            FanovaImportanceEvaluator,
+            PedAnovaImportanceEvaluator,
+            get_param_importances,
+        )
 
         ostudy = optuna.load_study(study_name=stage.study_name, storage=self.study.handle.storage)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return get_param_importances(ostudy, evaluator=FanovaImportanceEvaluator(seed=0))
+            try:
+                return get_param_importances(ostudy, evaluator=FanovaImportanceEvaluator(seed=0)), "fANOVA"
+            except ImportError:
+                return get_param_importances(ostudy, evaluator=PedAnovaImportanceEvaluator()), "PED-ANOVA"
 
     def export(self) -> Section:
         """The settings table as Markdown and LaTeX (also: trainlab report STUDY_DIR --format md|tex)."""
