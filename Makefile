@@ -32,7 +32,10 @@ demo: setup
 	for name in cifar10 mnist cats-vs-dogs; do $(BIN)/trainlab data info $$name || exit 1; done
 	$(BIN)/trainlab validate configs/examples/*.yaml
 	$(BIN)/trainlab gradcheck configs/examples/mnist-mlp-numpy.yaml --set model.hidden=[64,64] --set model.batch_norm=true
-	$(BIN)/trainlab run configs/examples/mnist-mlp-numpy.yaml --set train.epochs=2 --run-id demo --overwrite
+	rm -rf runs/demo
+	$(BIN)/trainlab study configs/demo/study.yaml
+	$(BIN)/trainlab report runs/demo --format md
+	@echo "study report: $(CURDIR)/runs/demo/report.html"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -116,7 +116,7 @@ def categorical_effect(param: str, bars: Sequence[Bar], metric: str, note: str =
                     textcoords="offset points", xytext=(0, 3), ha="center", va="bottom", fontsize=7)
         seen.setdefault(bar.verdict, Patch(facecolor=color, hatch=hatch, edgecolor="white", label=text))
     labels = [b.label for b in bars]
-    slanted = len(labels) > 6 or max((len(s) for s in labels), default=0) > 12
+    slanted = len(labels) > 6 or max((len(s) for s in labels), default=0) * len(labels) > 24
     ax.set_xticks(x, labels, **({"rotation": 30, "ha": "right"} if slanted else {}))
     finite = [v for b in bars for v in (b.mean, b.low, b.high) if v is not None and np.isfinite(v)]
     if finite:
