@@ -301,37 +301,28 @@ class StudyReport:
                 section.add(text(f"{where}{complete} completed trials ({distinct} settings): fANOVA needs at "
                                  f"least {MIN_IMPORTANCE_TRIALS} completed trials over 3 settings."))
                 continue
+            method = "fANOVA"
             try:
-                values, method = self._importances(stage)
+                values = self._importances(stage)
             except Exception as exc:  # Optuna refuses some spaces; say why rather than fail
                 section.add(note(f"{where}parameter importance could not be computed: {type(exc).__name__}: {exc}",
                                  "warning"))
                 continue
-            if method != "fANOVA":
-                section.add(note(f"{where}Optuna's fANOVA needs scikit-learn, which is not installed "
-                                 f"(pip install scikit-learn); shown instead: Optuna's {method}.", "warning"))
             section.add(self.draw(f"importance_{stage.name}", f"{where}importance of each parameter for "
                                   f"{self.study.metric} (Optuna's {method} over the completed trials; "
                                   "normalised to sum to 1).",
                                   lambda values=values, method=method: sfigs.importance_bars(values, method)))
         return section
 
-    def _importances(self, stage: StageData) -> tuple[dict[str, float], str]:
-        """fANOVA importances; PED-ANOVA (no scikit-learn needed) when scikit-learn is missing."""
+    def _importances(self, stage: StageData) -> dict[str, float]:
+        """fANOVA importances of the stage's parameters (seeded, so reports repeat)."""
         import optuna
-        from optuna.importance import (
-            FanovaImportanceEvaluator,
-            PedAnovaImportanceEvaluator,
-            get_param_importances,
-        )
+        from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
         ostudy = optuna.load_study(study_name=stage.study_name, storage=self.study.handle.storage)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:
-                return get_param_importances(ostudy, evaluator=FanovaImportanceEvaluator(seed=0)), "fANOVA"
-            except ImportError:
-                return get_param_importances(ostudy, evaluator=PedAnovaImportanceEvaluator()), "PED-ANOVA"
+            return get_param_importances(ostudy, evaluator=FanovaImportanceEvaluator(seed=0))
 
     def export(self) -> Section:
         """The settings table as Markdown and LaTeX (also: trainlab report STUDY_DIR --format md|tex)."""
