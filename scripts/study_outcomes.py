@@ -179,14 +179,23 @@ def stage_lines(stage: StageData, settings: list[Setting], metric: str) -> list[
              + f"; repeats {stage.attrs.get('repeats', 1)}.", ""]
     if not settings:
         return [*lines, "(no completed trial yet)", ""]
-    lines += [f"| rank | setting | n | mean {metric} % | sd | 95 % CI | vs best |", "|---|---|---|---|---|---|---|"]
+    extra = metric != "test_accuracy"  # chosen on validation: show the test accuracy beside it
+    lines += [f"| rank | setting | n | mean {metric} % | sd | 95 % CI | vs best |"
+              + (" mean test_accuracy % |" if extra else ""),
+              "|---|---|---|---|---|---|---|" + ("---|" if extra else "")]
     for rank, s in enumerate(settings, 1):
         sd = f"{100 * s.spread.sd:.2f}" if s.spread.n > 1 else "-"
         ci = f"{_pct(s.spread.ci_low)} .. {_pct(s.spread.ci_high)}" if s.spread.n > 1 else "-"
         verdict = s.verdict.text if s.verdict is not None else "-"
         lines.append(f"| {rank} | {show_params(s.params)} | {s.spread.n} | {_pct(s.spread.mean)} | {sd} | {ci} "
-                     f"| {verdict} |")
+                     f"| {verdict} |" + (f" {_test_mean(s)} |" if extra else ""))
     return [*lines, ""]
+
+
+def _test_mean(setting: Setting) -> str:
+    values = [t.user_attrs.get("result", {}).get("summary", {}).get("test_accuracy") for t in setting.trials]
+    values = [float(v) for v in values if isinstance(v, int | float)]
+    return _pct(sum(values) / len(values)) if values else "-"
 
 
 def study_section(entry: dict[str, Any], alpha: float, chance: float, tol: float) -> list[str]:
