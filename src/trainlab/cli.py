@@ -204,8 +204,6 @@ def _print_parity(result: dict[str, Any]) -> None:
     console.print(params)
     for row in result["torch_only"]:
         console.print(f"torch only: {row['torch']} ({row['note']}; max |value| {row['max_abs']:.1e})")
-    for note in result["notes"]:
-        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
     verdict = "[green]passed[/green]" if result["passed"] else "[red]failed[/red]"
     console.print(f"{verdict}: largest relative difference {result['max_rel_diff']:.2e} (threshold {threshold:g})")
 

@@ -22,9 +22,8 @@ Known differences between the engines, settled here:
 - Batch norm's running variance: the NumPy engine averages the biased batch variance,
   PyTorch the unbiased one (``n / (n - 1)`` larger). Parity runs in training mode, where
   neither is used; the running variance is compared after undoing that factor.
-- L2: the config means ``l2 * sum(W**2)`` (Keras). Each engine's own penalty is used, so
-  an engine that means something else (the NumPy engine's ``0.5 * l2 * sum(W**2)``)
-  fails parity, and the result's notes say which side differs.
+- L2: the config means ``l2 * sum(W**2)`` (Keras) on both engines; each engine's own
+  penalty code is run, so parity checks that they mean the same.
 - Momentum and Nesterov: both engines update ``v = mu * v - lr * g; p += v`` (the config's
   documented form); PyTorch's own SGD agrees with it only at a constant learning rate.
 - Dropout and augmentation are turned off (their random draws differ by design).
@@ -32,7 +31,6 @@ Known differences between the engines, settled here:
 
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -196,19 +194,6 @@ def _copy_weights(pairs: list[tuple[int, Any, Any]], torch_names: dict[int, str]
     return entries
 
 
-def _penalty_note(config: RunConfig) -> list[str]:
-    """Which engine's L2 differs from the config's meaning, read from the NumPy engine's own code."""
-    from trainlab.engines.numpy.losses import l2_penalty
-
-    if not config.regularization.l2:
-        return []
-    probe = l2_penalty({"0.W": np.ones(1)}, 1.0)[0]  # the config means 1.0 (l2 * sum W^2)
-    if math.isclose(probe, 1.0):
-        return []
-    return [f"L2: the numpy engine's penalty is {probe:g} * l2 * sum(W^2) (gradient {2 * probe:g} * l2 * W); "
-            "the config and the torch engine mean l2 * sum(W^2): the numpy side differs"]
-
-
 def run_parity(
     config: RunConfig,
     *,
@@ -236,7 +221,7 @@ def run_parity(
     Returns:
         A dict: ``rows`` (one per step: lr and loss of each engine, their differences, the
         largest relative gradient difference), ``params`` (one per parameter: names, shape,
-        relative and absolute difference), ``buffers``, ``torch_only``, ``notes``, the
+        relative and absolute difference), ``buffers``, ``torch_only``, the
         maxima ``max_loss_rel_diff``, ``max_grad_rel_diff``, ``max_param_rel_diff``,
         ``max_rel_diff``, and ``passed`` (``max_rel_diff <= threshold``).
 
@@ -323,7 +308,6 @@ def run_parity(
         "params": params,
         "buffers": buffers,
         "torch_only": torch_only,
-        "notes": _penalty_note(np_cfg),
         "max_loss_rel_diff": max_loss,
         "max_grad_rel_diff": max_grad,
         "max_param_rel_diff": max_param,

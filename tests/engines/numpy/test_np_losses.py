@@ -99,10 +99,10 @@ def test_penalties_weights_only_and_all() -> None:
     params = {"0.W": np.array([[1.0, -2.0]]), "0.b": np.array([3.0]),
               "1.gamma": np.array([-1.0])}
     value, pen = l2_penalty(params, 0.5)
-    assert value == pytest.approx(0.5 * 0.5 * 5.0) and set(pen) == {"0.W"}
-    np.testing.assert_allclose(pen["0.W"], [[0.5, -1.0]])
+    assert value == pytest.approx(0.5 * 5.0) and set(pen) == {"0.W"}  # Keras: l2 * sum(W^2)
+    np.testing.assert_allclose(pen["0.W"], [[1.0, -2.0]])  # gradient 2 * l2 * W
     value, pen = l2_penalty(params, 0.5, apply_to="all")
-    assert value == pytest.approx(0.25 * 15.0) and set(pen) == set(params)
+    assert value == pytest.approx(0.5 * 15.0) and set(pen) == set(params)
     value, pen = l1_penalty(params, 0.1)
     assert value == pytest.approx(0.3)
     np.testing.assert_allclose(pen["0.W"], [[0.1, -0.1]])

@@ -110,15 +110,18 @@ def l2_penalty(
     apply_to: str = "weights",
     grads: dict[str, np.ndarray] | None = None,
 ) -> tuple[float, dict[str, np.ndarray]]:
-    """L2 penalty ``0.5 * strength * sum(p^2)`` and its gradient ``strength * p``.
+    """L2 penalty ``strength * sum(p^2)`` and its gradient ``2 * strength * p``.
+
+    This is Keras' ``l2`` regulariser and what the config's ``regularization.l2`` means
+    on both engines (PyTorch's ``weight_decay`` ``wd`` is ``l2 = wd / 2``).
 
     It covers Linear weights (keys ending in ``W``, like ``"0.W"``) unless
     ``apply_to="all"`` (then biases, gamma and beta too). When ``grads`` is given the
     penalty gradients are also added into it in place. Returns (penalty, {key: gradient}).
     """
     keys = _penalised(params, apply_to)
-    value = 0.5 * strength * sum(float(np.vdot(params[k], params[k])) for k in keys)
-    pen = {k: strength * params[k] for k in keys}
+    value = strength * sum(float(np.vdot(params[k], params[k])) for k in keys)
+    pen = {k: (2.0 * strength) * params[k] for k in keys}
     if grads is not None:
         for k in keys:
             grads[k] += pen[k]
