@@ -54,7 +54,8 @@ class DataConfig(StrictModel):
     normalize: Literal["none", "scale", "channel", "pixel"] = Field(
         "channel",
         description="none: raw 0..255; scale: pixels mapped to [0, scale]; channel: per-channel mean/std "
-        "of the training split; pixel: per-pixel mean/std of the training split.",
+        "of the training split; pixel: subtract the per-pixel mean of the training split (raw 0..255 "
+        "units, no division).",
     )
     scale: float = Field(
         1.0, gt=0.0, description="Upper end of the pixel range for normalize: scale (e.g. 100)."
