@@ -50,7 +50,8 @@ def run_command(
                                                    "else <output.dir>/<name>).")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", "-s", help="Override a field of the base run config: --set train.epochs=3 (YAML-typed "
-        "value; repeatable). Give a reduced study its own --name.")] = None,
+        "value; repeatable); a study. key changes the study section: --set study.stages[0].n_trials=6. "
+        "Give a reduced study its own --name.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Study name (default: study.name, else the "
                                              "run name); names the default study directory.")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Dataset folder.")] = None,
