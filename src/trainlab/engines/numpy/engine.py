@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,15 @@ def make_loss(config: RunConfig) -> Callable[[np.ndarray, np.ndarray], tuple[flo
     return lambda logits, y: softmax_cross_entropy(
         logits, y, reduction=loss.reduction, label_smoothing=loss.label_smoothing
     )
+
+
+def blas_threads() -> int:
+    """Threads NumPy's BLAS uses: its environment setting, else every core this process may use."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0))
 
 
 def _flat(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -303,7 +313,8 @@ class _Training(TrainingLoop):
         else:
             self.context.log(
                 f"model: {self.model.num_params():,} parameters, {self.total_steps} steps of "
-                f"batch {self.batch_size} ({self.steps_per_epoch} steps per epoch)"
+                f"batch {self.batch_size} ({self.steps_per_epoch} steps per epoch) on the CPU, "
+                f"{self.config.model.dtype}, BLAS: {blas_threads()} threads"
             )
             self.save_predictions("predictions_initial.npz")  # the confusion matrix before training
 
