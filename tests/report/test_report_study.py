@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.report.test_report_browser import ARGS, CHROMIUM, _open
+from tests.report.test_report_browser import _open
 from tests.studies.conftest import write_study
 from trainlab.cli import main
 from trainlab.report import study_figures as sfigs
@@ -148,18 +148,6 @@ def test_compare_two_runs(studies: Studies, tmp_path: Path, capsys: pytest.Captu
     assert "optimizer.lr" in html and "not finished" in html and "The run failed." in html
     assert (out / "figures" / "compare_curves.png").exists()
     assert main(["compare", str(a), str(tmp_path / "nowhere")]) == 4
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Chromium for the module (skipped where chromium or playwright is missing)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _check(browser: Any, report: Path, sections: list[str], shot: Path) -> Any:

@@ -43,6 +43,31 @@ MAX_UNITS_SHOWN = 30
 LOG_TAIL = 40
 
 
+def draw_figure(
+    directory: Path,
+    name: str,
+    caption: str,
+    make: Callable[[], Figure | None],
+    saved: list[figs.SavedFigure] | None = None,
+) -> Block | None:
+    """Draw a figure with ``make`` and save it (PNG and SVG) under ``directory``.
+
+    Returns the report block, a warning note when drawing failed (one broken figure must
+    not cost the whole report), or None when there is nothing to draw. The saved figure is
+    appended to ``saved`` when given.
+    """
+    try:
+        fig = make()
+        if fig is None:
+            return None
+        result = figs.save_figure(fig, directory, name, caption)
+    except Exception as exc:
+        return note(f"the figure {name!r} could not be drawn: {type(exc).__name__}: {exc}", "warning")
+    if saved is not None:
+        saved.append(result)
+    return figure(result)
+
+
 class RunReport:
     """Builds the sections of one run's report (see :func:`build_run_report`)."""
 
@@ -60,15 +85,7 @@ class RunReport:
     # -- helpers --------------------------------------------------------------------------
     def draw(self, name: str, caption: str, make: Callable[[], Figure | None]) -> Block | None:
         """Draw and save a figure; a failure becomes a warning note (None: nothing to draw)."""
-        try:
-            fig = make()
-            if fig is None:
-                return None
-            saved = figs.save_figure(fig, self.figure_dir, name, caption)
-        except Exception as exc:  # one broken figure must not cost the whole report
-            return note(f"the figure {name!r} could not be drawn: {type(exc).__name__}: {exc}", "warning")
-        self.saved.append(saved)
-        return figure(saved)
+        return draw_figure(self.figure_dir, name, caption, make, self.saved)
 
     @property
     def class_names(self) -> list[str]:

@@ -21,7 +21,8 @@ from optuna.trial import FrozenTrial, TrialState
 from trainlab.errors import ConfigError
 from trainlab.report import figures as figs
 from trainlab.report import study_figures as sfigs
-from trainlab.report.html import Block, Section, figure, fmt, note, pre, table, text, write_report
+from trainlab.report.html import Block, Section, fmt, note, pre, table, text, write_report
+from trainlab.report.run_report import draw_figure
 from trainlab.report.study_data import (
     StudyData,
     last_intermediate,
@@ -68,14 +69,7 @@ class StudyReport:
 
     def draw(self, name: str, caption: str, make: Callable[[], Figure | None]) -> Block | None:
         """Draw and save a figure; a failure becomes a warning note (None: nothing to draw)."""
-        try:
-            fig = make()
-            if fig is None:
-                return None
-            saved = figs.save_figure(fig, self.figure_dir, name, caption)
-        except Exception as exc:  # one broken figure must not cost the whole report
-            return note(f"the figure {name!r} could not be drawn: {type(exc).__name__}: {exc}", "warning")
-        return figure(saved)
+        return draw_figure(self.figure_dir, name, caption, make)
 
     def _stage_title(self, title: str, stage: StageData) -> str:
         return f"{title}, stage {stage.name}" if self.multi else title
