@@ -73,8 +73,17 @@ class TrainingLoop(ABC):
         """Write everything an exact resume needs, atomically."""
 
     @abstractmethod
-    def summary(self) -> dict[str, Any]:
-        """Final figures of the run (and its predictions file)."""
+    def final_metrics(self, split: str) -> tuple[float, float] | None:
+        """Loss and accuracy of ``split`` (train, val or test) at the end; None when it has
+        no labelled rows."""
+
+    @abstractmethod
+    def run_facts(self) -> dict[str, Any]:
+        """What the summary says about the engine and model (engine, params, device...)."""
+
+    @abstractmethod
+    def save_predictions(self, filename: str) -> None:
+        """Test-split probabilities (and labels) into the run directory, when asked for."""
 
     # -- shared ---------------------------------------------------------------------------
     def learning_rate(self, step: int) -> float:
@@ -88,6 +97,24 @@ class TrainingLoop(ABC):
     def images_per_second(self) -> float:
         """Training throughput over the whole run so far."""
         return self.context.state.step * self.batch_size / max(self.train_seconds, 1e-9)
+
+    def summary(self) -> dict[str, Any]:
+        """Final figures on every split, and ``predictions.npz`` for the test split."""
+        result: dict[str, Any] = {
+            **self.run_facts(),
+            "epochs": self.context.state.step / self.steps_per_epoch,
+            "steps": self.context.state.step,
+            "train_seconds": self.train_seconds,
+            "images_per_second": self.images_per_second(),
+            "test_accuracy": None,
+            "test_loss": None,
+        }
+        for split, prefix in (("train", "final_train"), ("val", "final_val"), ("test", "test")):
+            measured = self.final_metrics(split)
+            if measured is not None:
+                result[f"{prefix}_loss"], result[f"{prefix}_accuracy"] = measured
+        self.save_predictions("predictions.npz")
+        return result
 
     def _checkpoint_if_requested(self) -> None:
         state = self.context.state

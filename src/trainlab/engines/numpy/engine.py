@@ -330,26 +330,13 @@ class _Training(TrainingLoop):
         self.interval_accuracy += self.last_accuracy
         self.interval_steps += 1
 
-    def summary(self) -> dict[str, Any]:
-        train_loss, train_acc = self.evaluate_split(self.x_train, self.y_train)
-        result: dict[str, Any] = {
-            "engine": "numpy",
-            "epochs": self.state.step / self.steps_per_epoch,
-            "steps": self.state.step,
-            "params": self.model.num_params(),
-            "train_seconds": self.train_seconds,
-            "images_per_second": self.images_per_second(),
-            "final_train_loss": train_loss,
-            "final_train_accuracy": train_acc,
-            "test_accuracy": None,
-            "test_loss": None,
-        }
-        if len(self.y_val):
-            result["final_val_loss"], result["final_val_accuracy"] = self.evaluate_split(self.x_val, self.y_val)
-        if self.x_test is not None and self.y_test is not None:
-            result["test_loss"], result["test_accuracy"] = self.evaluate_split(self.x_test, self.y_test)
-        self.save_predictions("predictions.npz")
-        return result
+    def final_metrics(self, split: str) -> tuple[float, float] | None:
+        x, y = {"train": (self.x_train, self.y_train), "val": (self.x_val, self.y_val),
+                "test": (self.x_test, self.y_test)}[split]
+        return self.evaluate_split(x, y) if x is not None and y is not None and len(y) else None
+
+    def run_facts(self) -> dict[str, Any]:
+        return {"engine": "numpy", "params": self.model.num_params()}
 
     def save_predictions(self, filename: str) -> None:
         """Test-split probabilities (and labels) into the run directory, when asked for."""

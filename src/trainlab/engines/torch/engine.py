@@ -303,7 +303,7 @@ class _Training(TrainingLoop):
             log(f"model: {count_params(self.model):,} parameters, {self.total_steps} steps of batch "
                 f"{self.batch_size} ({self.steps_per_epoch} steps per epoch) on {self.device}, "
                 f"{self.options.precision}{threads}")
-            self.save_predictions("predictions_initial.npz", self.options.tta)  # confusion before training
+            self.save_predictions("predictions_initial.npz")  # confusion before training
         self.model.train()
 
     def shuffle(self) -> None:
@@ -321,37 +321,21 @@ class _Training(TrainingLoop):
     def save_checkpoint(self) -> None:
         self.save()
 
-    def summary(self) -> dict[str, Any]:
-        """Final figures on every split, and ``predictions.npz`` for the test split."""
-        tta = self.options.tta
-        train_loss, train_acc = self.evaluate_split(self.x_train, self.y_train.cpu())
-        result: dict[str, Any] = {
-            "engine": "torch",
-            "device": str(self.device),
-            "precision": self.options.precision,
-            "tta": tta,
-            "epochs": self.state.step / self.steps_per_epoch,
-            "steps": self.state.step,
-            "params": count_params(self.model),
-            "train_seconds": self.train_seconds,
-            "images_per_second": self.images_per_second(),
-            "final_train_loss": train_loss,
-            "final_train_accuracy": train_acc,
-            "test_accuracy": None,
-            "test_loss": None,
-        }
-        if len(self.y_val):
-            result["final_val_loss"], result["final_val_accuracy"] = self.evaluate_split(self.x_val, self.y_val, tta)
-        if self.x_test is not None and self.y_test is not None:
-            result["test_loss"], result["test_accuracy"] = self.evaluate_split(self.x_test, self.y_test, tta)
-        self.save_predictions("predictions.npz", tta)
-        return result
+    def final_metrics(self, split: str) -> tuple[float, float] | None:
+        if split == "train":  # training accuracy as trained: no test-time augmentation
+            return self.evaluate_split(self.x_train, self.y_train.cpu())
+        x, y = (self.x_val, self.y_val) if split == "val" else (self.x_test, self.y_test)
+        return self.evaluate_split(x, y, self.options.tta) if x is not None and y is not None and len(y) else None
 
-    def save_predictions(self, filename: str, tta: bool) -> None:
+    def run_facts(self) -> dict[str, Any]:
+        return {"engine": "torch", "device": str(self.device), "precision": self.options.precision,
+                "tta": self.options.tta, "params": count_params(self.model)}
+
+    def save_predictions(self, filename: str) -> None:
         """Test-split probabilities (and labels) into the run directory, when asked for."""
         if not self.config.output.save_predictions or self.x_test is None:
             return
-        probabilities = torch.softmax(self.logits_of(self.x_test, tta), 1).cpu().numpy()
+        probabilities = torch.softmax(self.logits_of(self.x_test, self.options.tta), 1).cpu().numpy()
         arrays = {"probabilities": probabilities.astype(np.float32)}
         if self.y_test is not None:
             arrays["labels"] = self.y_test.numpy()
