@@ -25,6 +25,17 @@ import numpy as np
 CHUNK = 131072
 
 
+def _scaled_descent(
+    p: np.ndarray, g: np.ndarray, c: np.ndarray, tmp: np.ndarray, eps: float, lr: float
+) -> None:
+    """``p -= lr * g / (sqrt(c) + eps)`` in place through ``tmp`` (RMSprop and Adagrad)."""
+    np.sqrt(c, out=tmp)
+    tmp += eps
+    np.divide(g, tmp, out=tmp)
+    tmp *= lr
+    p -= tmp
+
+
 class Optimizer:
     """Base: ``step(params, grads, lr)``, ``state_dict()``, ``load_state_dict(d)``.
 
@@ -183,11 +194,7 @@ class RMSprop(Optimizer):
         np.multiply(g, g, out=tmp)
         tmp *= 1 - self.alpha
         c += tmp
-        np.sqrt(c, out=tmp)
-        tmp += self.eps
-        np.divide(g, tmp, out=tmp)
-        tmp *= lr
-        p -= tmp
+        _scaled_descent(p, g, c, tmp, self.eps, lr)
 
 
 class Adagrad(Optimizer):
@@ -203,11 +210,7 @@ class Adagrad(Optimizer):
         (c,) = slots
         np.multiply(g, g, out=tmp)
         c += tmp
-        np.sqrt(c, out=tmp)
-        tmp += self.eps
-        np.divide(g, tmp, out=tmp)
-        tmp *= lr
-        p -= tmp
+        _scaled_descent(p, g, c, tmp, self.eps, lr)
 
 
 class Adam(Optimizer):
