@@ -65,7 +65,7 @@ def _child_of(parent: int) -> Callable[[int], bool]:
 
 
 def _kill_one_mid_trial(handle: Any, eligible: Callable[[int], bool], deadline: float = 60.0) -> int:
-    """Wait until two trials finished, then SIGKILL a worker (``eligible``) running a trial."""
+    """Wait until two trials finished, then SIGKILL a worker (``eligible``) in mid-trial."""
     start = time.monotonic()
     while time.monotonic() - start < deadline:
         try:
@@ -76,8 +76,16 @@ def _kill_one_mid_trial(handle: Any, eligible: Callable[[int], bool], deadline: 
         running = [t.user_attrs.get("worker", {}).get("pid") for t in trials if t.state == TrialState.RUNNING]
         victims = [pid for pid in running if pid and eligible(pid)]
         if done >= 2 and victims:
-            os.kill(victims[0], signal.SIGKILL)
-            return int(victims[0])
+            # Freeze the worker, then check its trial is still running: a trial can finish
+            # between the read above and the kill, and then there would be nothing to re-run.
+            victim = victims[0]
+            os.kill(victim, signal.SIGSTOP)
+            still = [t for t in _trials(handle) if t.state == TrialState.RUNNING
+                     and t.user_attrs.get("worker", {}).get("pid") == victim]
+            if still:
+                os.kill(victim, signal.SIGKILL)
+                return int(victim)
+            os.kill(victim, signal.SIGCONT)
         time.sleep(0.05)
     raise AssertionError("no worker was running a trial")
 
