@@ -81,6 +81,7 @@ class Result:
     status: str
     value: float | None  # the metric in percent; None when the run diverged
     seconds: float
+    epochs: float | None = None  # epochs trained (fewer than asked after early stopping)
 
 
 def load_manifest(path: Path) -> list[Row]:
@@ -139,7 +140,9 @@ def read_result(path: Path, seed: int, metric: str) -> Result | None:
     if wall_path.exists():
         seconds = float(json.loads(wall_path.read_text(encoding="utf-8"))["wall_seconds"])
     percent = 100.0 * float(value) if isinstance(value, int | float) and status != "failed" else None
-    return Result(seed=seed, status=status, value=percent, seconds=seconds)
+    epochs = summary.get("epochs")
+    return Result(seed=seed, status=status, value=percent, seconds=seconds,
+                  epochs=float(epochs) if isinstance(epochs, int | float) else None)
 
 
 def train_row(row: Row, seeds: int) -> None:
@@ -220,9 +223,14 @@ def verdict(row: Row, results: Sequence[Result]) -> str:
 
 
 def describe(values: Sequence[float]) -> tuple[str, str]:
-    """``("mean ± sd", "[min, max]")`` of percentages; sd over seeds (n - 1)."""
+    """``("mean ± sd", "[min, max]")`` of percentages; sd over seeds (n - 1).
+
+    A single seed has no spread: it is shown as ``"98.75 (1 seed, no sd)"``.
+    """
     if not values:
         return "—", "—"
+    if len(values) == 1:
+        return f"{values[0]:.2f} (1 seed, no sd)", f"[{values[0]:.2f}, {values[0]:.2f}]"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.fmean(values):.2f} ± {sd:.2f}", f"[{min(values):.2f}, {max(values):.2f}]"
 
@@ -274,10 +282,11 @@ def render(rows: Sequence[Row], results: dict[str, list[Result]], engines: dict[
         "",
         "Target per row: the mean over seeds at most 1 point below the published test accuracy "
         "(or better) and the published figure inside the seed range [min, max]. "
-        "s/run is the mean wall time of one run (data loading included) on the machine above.",
+        "s/run is the mean wall time of one run (data loading included) on the machine above; "
+        "epochs is the mean number of epochs trained (below the config's count when early stopping ended a run).",
         "",
-        "| row | source | setting | published | measured mean ± sd | [min, max] | seeds | target | s/run | engine | reading |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| row | source | setting | published | measured mean ± sd | [min, max] | seeds | target | s/run | epochs | engine | reading |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         got = results.get(row.id, [])
@@ -286,8 +295,10 @@ def render(rows: Sequence[Row], results: dict[str, list[Result]], engines: dict[
         seeds = f"{len(got)}/{row.seeds}" + (" (fewer than asked)" if len(got) < row.seeds else "")
         published = row.published_text or (f"{row.published:.2f}" if row.published is not None else "—")
         seconds = f"{statistics.fmean(r.seconds for r in got):.0f}" if got else "—"
+        trained = [r.epochs for r in got if r.epochs is not None]
+        epochs = f"{statistics.fmean(trained):.3g}" if trained else "—"
         cells = [row.id, row.table, row.description, published, mean_sd, span, seeds,
-                 verdict(row, got), seconds, engines.get(row.id, "?"), row.reading]
+                 verdict(row, got), seconds, epochs, engines.get(row.id, "?"), row.reading]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", "## Commands and notes", ""]
     for row in rows:

@@ -71,7 +71,7 @@ def test_qualitative_rows(rep: ModuleType) -> None:
 
 def test_describe(rep: ModuleType) -> None:
     assert rep.describe([50.0, 52.0]) == ("51.00 ± 1.41", "[50.00, 52.00]")
-    assert rep.describe([44.7]) == ("44.70 ± 0.00", "[44.70, 44.70]")
+    assert rep.describe([44.7]) == ("44.70 (1 seed, no sd)", "[44.70, 44.70]")
     assert rep.describe([]) == ("—", "—")
 
 
