@@ -21,6 +21,25 @@ def test_validate_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.count("ok") == len(EXAMPLES)
 
 
+SHIPPED = sorted(Path(__file__).resolve().parents[1].glob("configs/seed-*/*.yaml"))
+
+
+def test_validate_every_shipped_run_and_study_file(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every seed config validates; study files are checked as studies (search paths and all)."""
+    assert len(SHIPPED) > 30
+    assert main(["validate", *map(str, SHIPPED)]) == 0
+    assert capsys.readouterr().out.count("ok") == len(SHIPPED)
+
+
+def test_validate_study_file_names_bad_search_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "study.yaml"
+    bad.write_text("name: s\nengine: numpy\ndata: {dataset: mnist}\nmodel: {type: mlp, hidden: [10]}\n"
+                   "study: {objective: test_accuracy, space: {model.hiden: [[4], [8]]}}\n")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "study.space" in err and "model.hiden" in err and "hidden" in err
+
+
 def test_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nengine: numpy\ndata: {dataset: mnist}\nmodel: {type: mlp, hidden: [10]}\n"

@@ -266,11 +266,21 @@ def show_config(path: str | Path, overrides: Sequence[str] | None = None) -> str
 
 
 def validate_files(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]:
-    """Validate each file, engine rules included: ``(path, error message or None)``."""
+    """Validate each file, engine rules included: ``(path, error message or None)``.
+
+    A file with a ``study:`` section is checked as a study file (its base run config, the
+    search space's paths and values, every stage), so ``trainlab validate`` takes both kinds.
+    """
+    from trainlab.config import load_config_dict
+    from trainlab.studies.spec import load_study
+
     results: list[tuple[Path, str | None]] = []
     for path in paths:
         try:
-            load_config(path)
+            if "study" in load_config_dict(path):
+                load_study(path)
+            else:
+                load_config(path)
             results.append((Path(path), None))
         except ConfigError as exc:
             results.append((Path(path), str(exc)))
