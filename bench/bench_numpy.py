@@ -5,8 +5,12 @@ for the same number of steps on the same data (random, or CIFAR-10 when $TRAINLA
 holds ``cifar-10-batches-py``). The BLAS floor is the step's eight matrix multiplies alone
 (3 forward, 5 backward: dW for each layer, dx for the upper two), with preallocated out=
 arrays. Each measurement is repeated and the best round kept (the machine may be shared).
+Goals: the NumPy engine's throughput >= PyTorch eager's, and its step <= 1.15x the BLAS floor.
 
-    .venv/bin/python bench/bench_numpy.py --steps 200
+    .venv/bin/python bench/bench_numpy.py --steps 200 [--threads T] [--quick] [--json PATH]
+
+Threads: ``--threads``, else ``$TRAINLAB_NUM_THREADS``, else every core this process may use
+(for NumPy's BLAS through threadpoolctl, and for torch).
 """
 
 from __future__ import annotations
@@ -20,11 +24,21 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import (
+    add_protocol_args,
+    default_threads,
+    limit_blas_threads,
+    machine_line,
+    make_row,
+    spread,
+    write_json,
+)
 from torch import nn
 
 from trainlab.engines.numpy import Momentum, build_mlp, softmax_cross_entropy
 
 SIZES = (3072, 500, 500, 10)
+BENCHMARK = Path(__file__).stem
 
 
 def load_data(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
@@ -131,22 +145,27 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3, help="rounds; the best is kept")
     ap.add_argument("--lr", type=float, default=0.01)
-    args = ap.parse_args()
+    ap.add_argument("--threads", type=int, default=default_threads())
+    args = add_protocol_args(ap).parse_args()
+    if args.quick:
+        args.steps, args.repeats = 5, 2
 
-    threads = len(os.sched_getaffinity(0))
+    threads = args.threads
     torch.set_num_threads(threads)
+    blas_note = limit_blas_threads(threads)
+    print(machine_line())
     x, y, source = load_data(20 * args.batch, np.random.default_rng(0))
-    best = dict.fromkeys(("numpy", "fwdbwd", "torch", "blas"), float("inf"))
+    rounds: dict[str, list[float]] = {name: [] for name in ("numpy", "fwdbwd", "torch", "blas")}
     for _ in range(args.repeats):  # interleaved, so a noisy neighbour hits all alike
-        best["numpy"] = min(best["numpy"], bench_numpy(x, y, args.steps, args.batch, args.lr))
-        best["fwdbwd"] = min(best["fwdbwd"],
-                             bench_numpy(x, y, args.steps, args.batch, args.lr, update=False))
-        best["torch"] = min(best["torch"], bench_torch(x, y, args.steps, args.batch, args.lr))
-        best["blas"] = min(best["blas"], bench_blas_floor(args.steps, args.batch))
+        rounds["numpy"].append(bench_numpy(x, y, args.steps, args.batch, args.lr))
+        rounds["fwdbwd"].append(bench_numpy(x, y, args.steps, args.batch, args.lr, update=False))
+        rounds["torch"].append(bench_torch(x, y, args.steps, args.batch, args.lr))
+        rounds["blas"].append(bench_blas_floor(args.steps, args.batch))
+    best = {name: min(seconds) for name, seconds in rounds.items()}
 
     print(f"MLP {'-'.join(map(str, SIZES))} ReLU, batch {args.batch}, float32, SGD momentum; "
           f"{args.steps} steps, best of {args.repeats}; data: {source}; threads: {threads} "
-          f"(torch {torch.__version__}, numpy {np.__version__})")
+          f"(torch {torch.__version__}, numpy {np.__version__}; {blas_note})")
     print(f"{'engine':<22}{'ms/step':>10}{'images/s':>12}")
     for name, label in (("numpy", "trainlab numpy"), ("fwdbwd", "  (no optimizer step)"),
                         ("torch", "pytorch eager"), ("blas", "BLAS floor (8 GEMMs)")):
@@ -155,6 +174,31 @@ def main() -> None:
     print(f"numpy / pytorch throughput: {best['torch'] / best['numpy']:.2f}x (goal >= 1.0x)")
     print(f"numpy step / BLAS floor:    {best['numpy'] / best['blas']:.2f}x (goal <= 1.15x); "
           f"without the optimizer step {best['fwdbwd'] / best['blas']:.2f}x")
+    write_json(args.json, rows_of(rounds, args.steps, args.batch, args.repeats, threads, source))
+
+
+def rows_of(rounds: dict[str, list[float]], steps: int, batch: int, repeats: int, threads: int,
+            source: str) -> list[dict[str, object]]:
+    """The result rows: best rounds, with each side's min/median ms per step in the note."""
+    best = {name: min(seconds) for name, seconds in rounds.items()}
+    mlp = f"MLP {'-'.join(map(str, SIZES))}, batch {batch}, fp32, threads {threads}"
+
+    def ms(name: str) -> str:
+        return spread([1e3 * s / steps for s in rounds[name]], "ms/step")
+
+    about = f"best of {repeats} rounds of {steps} steps; data: {source}"
+    return [
+        make_row(BENCHMARK, f"NumPy engine training step, {mlp}", batch * steps / best["numpy"],
+                 batch * steps / best["torch"], peer_name="PyTorch eager", unit="img/s", min_ratio=1.0,
+                 note=f"{about}; numpy {ms('numpy')}; torch {ms('torch')}"),
+        make_row(BENCHMARK, f"NumPy engine step vs its 8 GEMMs alone, {mlp}", 1e3 * best["numpy"] / steps,
+                 1e3 * best["blas"] / steps, peer_name="BLAS floor (8 GEMMs)", unit="ms/step",
+                 higher_is_better=False, min_ratio=1 / 1.15,
+                 note=f"goal: step <= 1.15x the floor; {about}; floor {ms('blas')}"),
+        make_row(BENCHMARK, f"NumPy engine forward+backward (no optimizer step) vs its 8 GEMMs, {mlp}",
+                 1e3 * best["fwdbwd"] / steps, 1e3 * best["blas"] / steps, peer_name="BLAS floor (8 GEMMs)",
+                 unit="ms/step", higher_is_better=False, note=f"{about}; fwd+bwd {ms('fwdbwd')}"),
+    ]
 
 
 if __name__ == "__main__":
