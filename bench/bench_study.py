@@ -3,6 +3,7 @@ direct ``api.run`` calls of the same run in one process.
 
     TRAINLAB_DATA=../shared/datasets .venv/bin/python bench/bench_study.py [--trials 50]
         [--storage postgresql://...]   # default: a throwaway local PostgreSQL server when installed
+        [--quick] [--json PATH]        # --quick: 3 trials, no PostgreSQL unless --storage is given
 
 Prints seconds per trial: direct, study on the journal file, study on PostgreSQL, and the
 overhead of each (goal: under 0.5 s per trial with the file storage).
@@ -24,6 +25,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+from _common import add_protocol_args, machine_line, make_row, write_json
+
+BENCHMARK = Path(__file__).stem
+GOAL_OVERHEAD = 0.5  # seconds per trial, journal file
 
 RUN = {
     "name": "bench",
@@ -32,7 +37,8 @@ RUN = {
     "model": {"type": "mlp", "hidden": [4]},
     "optimizer": {"type": "sgd", "lr": 0.1},
     "train": {"steps": 1, "batch_size": 50},
-    "output": {"save_predictions": False, "save_checkpoint": False},
+    # report off: study trials write none either (runs write one by default since reports came in)
+    "output": {"save_predictions": False, "save_checkpoint": False, "report": False},
 }
 
 
@@ -103,20 +109,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--storage", help="a PostgreSQL URL (default: start a local server)")
-    args = parser.parse_args()
+    args = add_protocol_args(parser).parse_args()
+    if args.quick:
+        args.trials = 3
+    print(machine_line())
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         direct = time_direct(folder, args.trials)
         file_study = time_study(write_study(folder / "file", args.trials), None, args.trials)
         print(f"direct api.run:        {direct:.3f} s per trial ({args.trials} runs)")
         print(f"study, journal file:   {file_study:.3f} s per trial (overhead {file_study - direct:+.3f} s)")
-        with local_postgres() if args.storage is None else _given(args.storage) as url:
-            if url is None:
-                print("study, PostgreSQL:     skipped (PostgreSQL is not installed)")
-                return
-            pg = time_study(write_study(folder / "pg", args.trials), url, args.trials)
-            print(f"study, PostgreSQL:     {pg:.3f} s per trial (overhead {pg - direct:+.3f} s, "
-                  f"{pg - file_study:+.3f} s over the file)")
+        rows.append(_row("journal file", file_study, direct, args.trials, GOAL_OVERHEAD))
+        if args.quick and args.storage is None:
+            print("study, PostgreSQL:     skipped (--quick starts no server; give --storage to include it)")
+        else:
+            with local_postgres() if args.storage is None else _given(args.storage) as url:
+                if url is None:
+                    print("study, PostgreSQL:     skipped (PostgreSQL is not installed)")
+                else:
+                    pg = time_study(write_study(folder / "pg", args.trials), url, args.trials)
+                    print(f"study, PostgreSQL:     {pg:.3f} s per trial (overhead {pg - direct:+.3f} s, "
+                          f"{pg - file_study:+.3f} s over the file)")
+                    rows.append(_row("PostgreSQL", pg, direct, args.trials, None))
+    write_json(args.json, rows)
+
+
+def _row(storage: str, study: float, direct: float, trials: int, goal: float | None) -> dict[str, object]:
+    """A study's seconds per trial against direct ``api.run`` calls; the goal bounds the overhead."""
+    overhead = study - direct
+    return make_row(BENCHMARK, f"study overhead per trial, {storage} storage ({trials} trials of a 1-step run)",
+                    study, direct, peer_name="direct api.run calls", unit="s/trial", higher_is_better=False,
+                    goal=f"overhead < {goal} s/trial" if goal is not None else "",
+                    met=None if goal is None else overhead < goal,
+                    note=f"overhead {overhead:+.3f} s/trial; one pass of {trials} trials each")
 
 
 @contextmanager
