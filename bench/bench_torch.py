@@ -1,7 +1,8 @@
 """trainlab's torch training loop vs a plain hand-written PyTorch loop, on the same batches.
 
 Usage: python bench/bench_torch.py [--data-dir DIR] [--images N] [--steps S] [--threads T]
-                                   [--models e,c,mlp] [--precisions fp32,bf16]
+                                   [--models e,c,mlp] [--precisions fp32,bf16] [--batch B]
+                                   [--no-keras] [--quick] [--json PATH]
 
 Three CIFAR-10 nets, each with its seed study's optimizer and batch size:
 
@@ -24,18 +25,26 @@ same precision (fp32, or bf16 autocast), channels_last for the CNNs:
 - plain: ``torch.optim`` and a loop written by hand (forward, cross-entropy plus the
   same L2 sum, backward, step).
 
+- keras: if ``keras`` is installed (the ``bench`` extra, never a runtime dependency), the
+  same net built in Keras 3 from the same config (same layer sizes, so the same trainable
+  parameter count, checked and printed; same optimizer, L2 and batch size), trained by
+  ``keras.fit`` on its torch backend at the same precision (bf16 = the ``mixed_bfloat16``
+  policy) on the same normalised images as float32 NHWC arrays. A keras pass is one
+  ``fit`` epoch of exactly ``--steps`` batches (see ``bench/_keras_peer.py``). Without
+  keras, or with ``--no-keras``, the column is skipped with a note.
+
 Each side is timed in alternating passes of ``--steps`` steps after a warm-up; the median
-pass counts (on a shared machine a single pass, fast or slow, says little). Prints images/s of both and the ratio trainlab/plain
-(goal >= 0.97). If ``keras`` is installed (a bench extra, never a runtime dependency),
-``keras.fit`` with the torch backend would be the third column; it is skipped otherwise.
+pass counts (on a shared machine a single pass, fast or slow, says little). Prints images/s
+of each and the ratios trainlab/plain (goal >= 0.97) and trainlab/keras (goal >= 1.4).
 Uses CIFAR-10 from ``--data-dir`` / ``$TRAINLAB_DATA`` when found, else random images.
+Threads: ``--threads``, else ``$TRAINLAB_NUM_THREADS``, else every core this process may use.
+``--quick``: 256 images, batch 32, one pass of 2 steps after a 1-step warm-up.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
 import tempfile
 import time
@@ -45,6 +54,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import add_protocol_args, default_threads, machine_line, make_row, spread, write_json
+from _keras_peer import KerasSide, keras_available
 
 from trainlab.callbacks import CallbackList, TrainState
 from trainlab.config import RunConfig
@@ -56,6 +67,9 @@ from trainlab.engines.torch.models import build_model, count_params
 from trainlab.engines.torch.optim import penalized_params
 from trainlab.engines.torch.runtime import TrainOptions, stream_seed
 from trainlab.runs import RunDir
+
+BENCHMARK = Path(__file__).stem
+PLAIN_GOAL, KERAS_GOAL = 0.97, 1.4
 
 MODELS: dict[str, dict[str, Any]] = {
     "e": {
@@ -97,13 +111,14 @@ def load_images(data_dir: str | None, n: int) -> tuple[np.ndarray, np.ndarray, s
     return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n), "random images"
 
 
-def run_config(key: str, precision: str, steps: int) -> RunConfig:
+def run_config(key: str, precision: str, steps: int, batch: int | None = None) -> RunConfig:
+    """The run config of model ``key`` at ``precision``; ``batch`` overrides its seed study's batch."""
     spec = MODELS[key]
     return RunConfig.from_dict({
         "engine": "torch", "seed": 0, "data": {"dataset": "cifar10"},
         "model": spec["model"], "optimizer": spec["optimizer"],
         "regularization": spec.get("regularization", {}),
-        "train": {"steps": steps, "batch_size": spec["batch"], "precision": precision, "device": "cpu"},
+        "train": {"steps": steps, "batch_size": batch or spec["batch"], "precision": precision, "device": "cpu"},
     })
 
 
@@ -197,19 +212,54 @@ def timed(side: Any, steps: int) -> float:
     return time.perf_counter() - start
 
 
-def bench(key: str, precision: str, images: np.ndarray, data: PreparedData, steps: int,
-          passes: int) -> tuple[float, float, int]:
-    """Images/s of (trainlab, plain): the median pass of ``passes`` alternating passes of ``steps`` steps."""
-    config = run_config(key, precision, 10**6)
-    trainlab, plain = TrainlabSide(config, data), PlainSide(config, data, images)
-    trainlab.steps(3)
-    plain.steps(3)  # warm-up: allocator, kernels, optimizer state
-    seconds_t, seconds_p = [], []
+def bench(config: RunConfig, images: np.ndarray, data: PreparedData, steps: int, passes: int,
+          keras: bool, warmup: int = 3) -> dict[str, Any]:
+    """Seconds per pass of each side over ``passes`` alternating passes of ``steps`` steps.
+
+    Returns ``{"seconds": {side: [...]}, "params": {side: n}}`` for the sides trainlab,
+    plain and (when ``keras``) keras.
+
+    Raises:
+        RuntimeError: the keras net's trainable parameter count differs from the torch net's.
+    """
+    plain = PlainSide(config, data, images)
+    sides: dict[str, Any] = {"trainlab": TrainlabSide(config, data), "plain": plain}
+    params = {"plain": count_params(plain.model)}  # the engine builds the same model from the config
+    if keras:
+        sides["keras"] = KerasSide(config, data.x_train, data.y_train)
+        params["keras"] = sides["keras"].params
+        if params["keras"] != params["plain"]:
+            raise RuntimeError(f"the keras net has {params['keras']:,} trainable parameters, "
+                               f"the torch net {params['plain']:,}: not the same net")
+    for side in sides.values():
+        side.steps(warmup)  # allocator, kernels, optimizer state; keras builds its train function
+    seconds: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(passes):
-        seconds_t.append(timed(trainlab, steps))
-        seconds_p.append(timed(plain, steps))
-    images = steps * MODELS[key]["batch"]
-    return images / float(np.median(seconds_t)), images / float(np.median(seconds_p)), count_params(plain.model)
+        for name, side in sides.items():
+            seconds[name].append(timed(side, steps))
+    return {"seconds": seconds, "params": params}
+
+
+def rows_of(title: str, config: RunConfig, result: dict[str, Any], steps: int,
+            keras_note: str) -> list[dict[str, Any]]:
+    """Result rows of one model and precision: trainlab vs plain, trainlab vs keras.fit."""
+    batch, precision = int(config.train.batch_size), config.train.precision  # type: ignore[arg-type]
+    seconds = result["seconds"]
+    rate = {name: steps * batch / float(np.median(s)) for name, s in seconds.items()}
+    passes = f"median of {len(seconds['trainlab'])} alternating passes of {steps} steps"
+    workload = f"{title} ({result['params']['plain']:,} params), batch {batch}, {precision}"
+    spreads = {name: f"{name} {spread(s, 's/pass')}" for name, s in seconds.items()}
+    rows = [make_row(BENCHMARK, workload, rate["trainlab"], rate["plain"], peer_name="plain PyTorch loop",
+                     unit="img/s", min_ratio=PLAIN_GOAL,
+                     note=f"{passes}; {spreads['trainlab']}; {spreads['plain']}")]
+    policy = "mixed_bfloat16" if precision == "bf16" else "float32"
+    if not keras_note:
+        keras_note = (f"{passes}; {spreads['trainlab']}; {spreads['keras']}; "
+                      f"trainable params: keras {result['params']['keras']:,}, torch {result['params']['plain']:,}")
+    rows.append(make_row(BENCHMARK, workload, rate["trainlab"], rate.get("keras"),
+                         peer_name=f"keras.fit (torch backend, {policy})", unit="img/s", min_ratio=KERAS_GOAL,
+                         note=keras_note))
+    return rows
 
 
 def main() -> None:
@@ -219,30 +269,56 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=5120)
     parser.add_argument("--steps", type=int, default=10, help="steps per timed pass")
     parser.add_argument("--passes", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--models", default="e,c,mlp")
     parser.add_argument("--precisions", default="fp32,bf16")
-    args = parser.parse_args()
+    parser.add_argument("--batch", type=int, help="one batch size for every model (default: each seed study's)")
+    parser.add_argument("--no-keras", action="store_true", help="leave out the keras.fit column")
+    args = add_protocol_args(parser).parse_args()
+    warmup = 3
+    if args.quick:
+        args.images, args.steps, args.passes, warmup = 256, 2, 1, 1
+        args.batch = args.batch or 32
     os.environ["TRAINLAB_NUM_THREADS"] = str(args.threads)  # the engine sets its threads from it
     torch.set_num_threads(args.threads)
+    keras_note = ""
+    if args.no_keras:
+        keras_note = "skipped (--no-keras)"
+    elif not keras_available():
+        keras_note = "keras is not installed: skipped (pip install -e '.[bench]')"
+    print(machine_line())
+    models = args.models.split(",")
+    needed = args.steps * max(args.batch or MODELS[key]["batch"] for key in models)
+    if not keras_note and args.images < needed:  # a keras pass is a window of distinct images
+        print(f"(--images raised from {args.images} to {needed}: a keras pass needs steps x batch images)")
+        args.images = needed
     images, labels, source = load_images(args.data_dir, args.images)
     data = prepared(images, labels)
     print(f"{len(images)} {source}, {args.passes} alternating passes of {args.steps} steps (median), "
           f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} cores")
     header = f"{'model':<22}{'params':>10}{'batch':>7}{'precision':>10}{'trainlab img/s':>16}" \
-             f"{'plain img/s':>13}{'ratio':>8}"
+             f"{'plain img/s':>13}{'ratio':>8}{'keras img/s':>13}{'ratio':>8}"
     print(header)
     print("-" * len(header))
-    for key in args.models.split(","):
+    rows: list[dict[str, Any]] = []
+    for key in models:
         for precision in args.precisions.split(","):
-            ours, plain, params = bench(key, precision, images, data, args.steps, args.passes)
-            print(f"{MODELS[key]['title']:<22}{params:>10,}{MODELS[key]['batch']:>7}{precision:>10}"
-                  f"{ours:>16,.0f}{plain:>13,.0f}{ours / plain:>7.2f}x", flush=True)
-    if importlib.util.find_spec("keras") is None:
-        print("keras is not installed: the keras.fit comparison (goal trainlab >= 1.4x) was skipped "
-              "(pip install keras in a bench environment to run it)")
-    else:
-        print("keras is installed, but its keras.fit comparison is not written yet: skipped")
+            config = run_config(key, precision, 10**6, args.batch)
+            result = bench(config, images, data, args.steps, args.passes, not keras_note, warmup)
+            plain_row, keras_row = rows_of(MODELS[key]["title"], config, result, args.steps, keras_note)
+            rows += [plain_row, keras_row]
+            keras_cells = f"{keras_row['peer']:>13,.0f}{keras_row['ratio']:>7.2f}x" if keras_row["peer"] else \
+                f"{'-':>13}{'-':>8}"
+            print(f"{MODELS[key]['title']:<22}{result['params']['plain']:>10,}{config.train.batch_size:>7}"
+                  f"{precision:>10}{plain_row['trainlab']:>16,.0f}{plain_row['peer']:>13,.0f}"
+                  f"{plain_row['ratio']:>7.2f}x{keras_cells}", flush=True)
+            if "keras" in result["params"]:
+                print(f"  trainable parameters: torch {result['params']['plain']:,}, "
+                      f"keras {result['params']['keras']:,}")
+    print(f"goals: trainlab / plain >= {PLAIN_GOAL}x, trainlab / keras.fit >= {KERAS_GOAL}x")
+    if keras_note:
+        print(f"keras.fit comparison: {keras_note}")
+    write_json(args.json, rows)
 
 
 if __name__ == "__main__":
