@@ -14,7 +14,7 @@ export TRAINLAB_DATA := $(abspath ../shared/datasets)
 endif
 endif
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -43,12 +43,15 @@ lint: setup
 test: setup lint
 	$(BIN)/python -m pytest -q
 
+# Every benchmark back to back, one table, written to bench/results.md (run it on a quiet machine).
+# keras comes from the bench extra: the keras.fit column of bench_torch needs it.
 bench: setup
-	$(BIN)/python bench/bench_data.py
-	$(BIN)/python bench/bench_numpy.py
-	$(BIN)/python bench/bench_torch.py
-	$(BIN)/python bench/bench_augment.py
-	$(BIN)/python bench/bench_study.py
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt -e ".[bench]" 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python bench/run_all.py
+
+# Tiny sizes, seconds: checks that every benchmark runs; writes bench/results-quick.md (not tracked).
+bench-quick: setup
+	$(BIN)/python bench/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
