@@ -1,0 +1,156 @@
+"""Every benchmark runs in --quick mode and writes well-formed rows; run_all gathers them.
+
+These check that the benchmarks work, never a time: a quick run's figures mean nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+FIELDS = {"benchmark", "workload", "trainlab", "peer", "peer_name", "unit", "ratio",
+          "higher_is_better", "goal", "met", "note"}
+# Quick enough for the default run; a script added later (time to accuracy trains to a
+# target) runs with the slow tests until it is listed here.
+QUICK = ("bench_data", "bench_numpy", "bench_torch", "bench_augment", "bench_study")
+NEEDS_DATA = ("bench_data", "bench_study", "bench_time_to_accuracy")
+SCRIPTS = sorted(p.stem for p in BENCH.glob("bench_*.py"))
+
+
+def bench_env() -> dict[str, str]:
+    """One thread everywhere: the machine is shared."""
+    threads = dict.fromkeys(("TRAINLAB_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                             "MKL_NUM_THREADS"), "1")
+    return {**os.environ, **threads}
+
+
+def run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS`` in the project root; fail with the end of its output."""
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=bench_env(), capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def check_rows(rows: Any, benchmark: str) -> None:
+    """The protocol of bench/_common.py: fields, types, positive figures, a consistent ratio."""
+    assert isinstance(rows, list) and rows, "no rows"
+    for row in rows:
+        assert set(row) >= FIELDS, f"missing {FIELDS - set(row)}"
+        assert row["benchmark"] == benchmark
+        assert isinstance(row["workload"], str) and row["workload"]
+        assert isinstance(row["peer_name"], str) and row["peer_name"]
+        assert isinstance(row["unit"], str) and row["unit"]
+        assert isinstance(row["goal"], str) and isinstance(row["note"], str)
+        assert isinstance(row["higher_is_better"], bool)
+        assert row["met"] in (True, False, None)
+        trainlab, peer, ratio = row["trainlab"], row["peer"], row["ratio"]
+        assert isinstance(trainlab, float) and math.isfinite(trainlab) and trainlab > 0
+        if peer is None:
+            assert ratio is None
+            continue
+        assert isinstance(peer, float) and math.isfinite(peer) and peer > 0
+        expected = trainlab / peer if row["higher_is_better"] else peer / trainlab
+        assert ratio == pytest.approx(expected, rel=1e-3)
+        if row["met"] is not None:
+            assert row["goal"], "a met flag without a goal"
+        if row["goal"].startswith(">= ") and row["goal"].endswith("x"):
+            threshold = float(row["goal"][3:-1])
+            if abs(ratio - threshold) > 0.01 * threshold:  # the goal is shown rounded
+                assert row["met"] == (ratio >= threshold)
+
+
+@pytest.mark.parametrize(
+    "script", [pytest.param(s, marks=() if s in QUICK else pytest.mark.slow) for s in SCRIPTS]
+)
+def test_quick_run_writes_rows(script: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """``bench_X.py --quick --json PATH`` runs and writes rows that follow the protocol."""
+    if script in NEEDS_DATA:
+        request.getfixturevalue("real_data")
+    out = tmp_path / "rows.json"
+    run([str(BENCH / f"{script}.py"), "--quick", "--json", str(out)])
+    check_rows(json.loads(out.read_text(encoding="utf-8")), script)
+
+
+def test_every_script_is_known() -> None:
+    """The quick list names scripts that exist (a renamed script is not silently dropped)."""
+    assert set(QUICK) <= set(SCRIPTS)
+
+
+def test_bench_torch_without_keras(tmp_path: Path) -> None:
+    """Without keras the keras.fit column is skipped with a note, and the rest still runs."""
+    out = tmp_path / "rows.json"
+    code = ("import runpy, sys; sys.modules['keras'] = None; "  # find_spec then reports it missing
+            f"sys.argv = ['bench_torch.py', '--quick', '--models', 'mlp', '--precisions', 'fp32', "
+            f"'--json', {str(out)!r}]; sys.path.insert(0, {str(BENCH)!r}); "
+            f"runpy.run_path({str(BENCH / 'bench_torch.py')!r}, run_name='__main__')")
+    done = run(["-c", code])
+    assert "keras is not installed" in done.stdout
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    check_rows(rows, "bench_torch")
+    keras_rows = [r for r in rows if r["peer_name"].startswith("keras.fit")]
+    assert len(keras_rows) == 1 and keras_rows[0]["peer"] is None and keras_rows[0]["met"] is None
+    assert [r["peer"] > 0 for r in rows if r["peer_name"] == "plain PyTorch loop"] == [True]
+
+
+def test_run_all_quick_writes_markdown(tmp_path: Path, real_data: Path) -> None:
+    """``run_all.py --quick --only ...`` prints the table and writes the markdown file."""
+    out = tmp_path / "results.md"
+    done = run([str(BENCH / "run_all.py"), "--quick", "--only", "augment", "bench_study", "--output", str(out)])
+    text = out.read_text(encoding="utf-8")
+    assert "Generated by `python bench/run_all.py`" in text
+    assert f"--only augment bench_study --output {out}" in text  # the exact command
+    assert "- CPU: " in text and "torch " in text and "BLAS" in text
+    assert "| benchmark | workload | trainlab | vs | peer | ratio | goal | met | note |" in text
+    assert "| augment | crop (pad 4) + flip" in text and "| study | study overhead" in text
+    assert "| bench_augment | ok | 1 |" in text
+    assert "trainlab benchmarks" in done.stdout and "| numpy |" not in text
+
+
+@pytest.fixture
+def run_all(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """bench/run_all.py as a module (its sibling _common on the path)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    return importlib.import_module("run_all")
+
+
+def test_run_all_reports_a_failing_script(run_all: ModuleType, tmp_path: Path) -> None:
+    """A script that fails or hangs is a failed line with its output's end, not a crash."""
+    broken = tmp_path / "bench_broken.py"
+    broken.write_text("import sys\nprint('about to fail')\nsys.exit(3)\n", encoding="utf-8")
+    hangs = tmp_path / "bench_hangs.py"
+    hangs.write_text("import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n", encoding="utf-8")
+    results = [run_all.run_script(broken, quick=True, timeout=60, echo=False),
+               run_all.run_script(hangs, quick=True, timeout=1, echo=False)]
+    assert results[0]["error"] == "exit status 3" and "about to fail" in results[0]["tail"]
+    assert results[1]["error"].startswith("timed out") and "sleeping" in results[1]["tail"]
+    cells = run_all.table_rows(results)
+    assert [c["met"] for c in cells] == ["failed", "failed"]
+    info = {"cpu": "cpu", "cpu_flags": [], "cores": 2, "usable_cores": 2, "load_average": [0.5],
+            "os": "Linux", "python": "3", "torch": "2", "torch_build": "mkl", "torch_threads": 1,
+            "numpy": "2", "numpy_blas": "openblas", "keras": None}
+    text = run_all.markdown(cells, results, info, "python bench/run_all.py --quick", "today", True, 1.0)
+    assert "### bench_broken failed: exit status 3" in text and "about to fail" in text
+    assert "| broken | FAILED: exit status 3 |" in text
+
+
+def test_ratio_is_above_one_when_trainlab_is_better(run_all: ModuleType) -> None:
+    """Rates divide trainlab by the peer, times the peer by trainlab; a ratio goal sets met."""
+    common = importlib.import_module("_common")
+    fast = common.make_row("b", "w", 200.0, 100.0, peer_name="p", unit="img/s", min_ratio=1.4)
+    quick = common.make_row("b", "w", 1.0, 3.0, peer_name="p", unit="s", higher_is_better=False)
+    alone = common.make_row("b", "w", 1.0, None, peer_name="p", unit="s", min_ratio=1.0)
+    assert (fast["ratio"], fast["goal"], fast["met"]) == (2.0, ">= 1.4x", True)
+    assert (quick["ratio"], quick["goal"], quick["met"]) == (3.0, "", None)
+    assert (alone["ratio"], alone["met"]) == (None, None)
