@@ -7,7 +7,8 @@ Schedules count in *units*: ``u = step`` when ``per="step"``, ``u = step // step
 are in units too.
 
 Types and formulas:
-- ``constant``: ``base_lr``, after an optional linear warm-up from 0 over ``warmup_steps``.
+- ``constant``: ``base_lr``, after an optional linear warm-up from ``start_lr`` (default 0)
+  over ``warmup_steps`` (cosine and warmup_linear warm up the same way).
 - ``step``: ``base_lr * gamma ** (u // step_size)``.
 - ``exponential``: ``base_lr * gamma ** u`` (gamma 0.95 per epoch = 5 % decay per epoch).
 - ``cyclical``: Smith's (2017) triangular policy between ``min_lr`` (default ``base_lr``)
@@ -42,6 +43,7 @@ class ScheduleLike(Protocol):
     cycles: float | None
     warmup_steps: float | None
     pct_start: float | None
+    start_lr: float | None
 
 SCHEDULES = (
     "constant",
@@ -75,6 +77,7 @@ def lr_at(
     cycles: float | None = None,
     warmup_steps: float | None = None,
     pct_start: float | None = None,
+    start_lr: float | None = None,
 ) -> float:
     """Learning rate at optimizer step ``step`` (0-based); see the module docstring.
 
@@ -94,8 +97,9 @@ def lr_at(
         raise ValueError(f"unknown per {per!r}; choose 'step' or 'epoch'")
 
     warm = float(warmup_steps or 0)
+    start = float(start_lr or 0.0)
     if type in ("constant", "cosine") and u < warm:
-        return float(base_lr) * u / warm
+        return start + (float(base_lr) - start) * u / warm
     if type == "constant":
         return float(base_lr)
     if type == "step":
@@ -133,7 +137,7 @@ def lr_at(
     # warmup_linear: up from 0 to base_lr over warmup_steps, then straight down to min_lr at T
     w = _need("warmup_steps", warmup_steps, type)
     if u < w:
-        return float(base_lr) * u / w
+        return start + (float(base_lr) - start) * u / w
     low = 0.0 if min_lr is None else float(min_lr)
     frac = min(1.0, (u - w) / max(total - w, 1e-12))
     return float(base_lr) + (low - float(base_lr)) * frac
@@ -157,6 +161,7 @@ def scheduled_lr(
         cycles=schedule.cycles,
         warmup_steps=schedule.warmup_steps,
         pct_start=schedule.pct_start,
+        start_lr=getattr(schedule, "start_lr", None),
     )
 
 

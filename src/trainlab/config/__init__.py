@@ -11,11 +11,11 @@ from ._messages import unknown_key_message, validation_error_to_config_error
 from .augment import AugmentConfig, ColorJitterConfig
 from .data import KNOWN_DATASETS, DataConfig, LimitConfig
 from .loading import config_diff, config_schema, config_to_yaml, load_config, load_config_dict
-from .model import ConvBlockConfig, InitConfig, ModelConfig
+from .model import ConvBlockConfig, InitConfig, ModelConfig, WhitenConfig
 from .optim import LossConfig, OptimizerConfig, RegularizationConfig, ScheduleConfig
 from .overrides import deep_merge, parse_overrides, with_overrides
 from .run import NUMPY_MODELS, NUMPY_OPTIMIZERS, OutputConfig, RunConfig
-from .train import EarlyStoppingConfig, ReduceOnPlateauConfig, TrainConfig
+from .train import EarlyStoppingConfig, ReduceOnPlateauConfig, TrainConfig, WeightAverageConfig
 
 __all__ = [
     "KNOWN_DATASETS",
@@ -37,6 +37,8 @@ __all__ = [
     "RunConfig",
     "ScheduleConfig",
     "TrainConfig",
+    "WeightAverageConfig",
+    "WhitenConfig",
     "config_diff",
     "config_schema",
     "config_to_yaml",

@@ -227,13 +227,18 @@ def _field_index(root: type[BaseModel]) -> tuple[tuple[str, str], ...]:
     return tuple(_iter_fields(root, ""))
 
 
-def _iter_fields(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str]]:
+def _iter_fields(
+    model: type[BaseModel], prefix: str, seen: frozenset[type[BaseModel]] = frozenset()
+) -> Iterator[tuple[str, str]]:
+    # ``seen`` stops a model that contains itself (optimizer.other) from recursing forever.
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
         yield name, path
         for sub in _models_in(info.annotation):
+            if sub in seen or sub is model:
+                continue
             yield from _iter_fields(
-                sub, f"{path}[i]." if _is_list_of(info.annotation) else f"{path}."
+                sub, f"{path}[i]." if _is_list_of(info.annotation) else f"{path}.", seen | {model}
             )
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from ._base import StrictModel, field_error
+from ._base import StrictModel, field_error, name_or
 
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 
@@ -25,9 +25,18 @@ class ColorJitterConfig(StrictModel):
 class AugmentConfig(StrictModel):
     """Training-time augmentation, applied to whole batches; every field defaults to off."""
 
-    hflip: bool = Field(False, description="Random horizontal flip (p = 0.5).")
+    hflip: name_or(Literal["alternating"], bool) = Field(  # type: ignore[valid-type]
+        False,
+        description="true: random horizontal flip (p = 0.5); alternating (torch): each image is flipped at "
+        "random in epoch 0, then exactly when it was not in the epoch before (airbench's alternating flip).",
+    )
     crop_padding: int = Field(
         0, ge=0, description="Pad by this many pixels, then crop back at a random offset."
+    )
+    crop_padding_mode: Literal["zeros", "reflect"] = Field(
+        "zeros",
+        description="What crop_padding pads with: zeros (the mean colour once normalised) or reflect "
+        "(the mirrored border, as airbench).",
     )
     translate: float = Field(
         0.0, ge=0.0, lt=1.0, description="Random shift of up to this fraction of the size."
@@ -56,12 +65,17 @@ class AugmentConfig(StrictModel):
         crop = self.random_resized_crop
         if crop is not None and crop[0] > crop[1]:
             raise field_error("random_resized_crop", "min_scale must be <= max_scale", list(crop))
+        if self.crop_padding_mode != "zeros" and not self.crop_padding:
+            raise field_error("crop_padding_mode", "needs crop_padding > 0", self.crop_padding_mode)
         return self
 
     def active(self) -> list[str]:
-        """Names of the augmentations that are on (fields that differ from their default)."""
+        """Names of the augmentations that are on (fields that differ from their default).
+
+        ``crop_padding_mode`` only modifies ``crop_padding``, so it is not listed by itself.
+        """
         return [
             name
             for name, info in type(self).model_fields.items()
-            if getattr(self, name) != info.default
+            if name != "crop_padding_mode" and getattr(self, name) != info.default
         ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -15,6 +15,8 @@ from ._base import (
     name_or,
     scalar_or,
 )
+
+PositiveFloat = Annotated[float, Field(gt=0.0)]
 
 ModelType = Literal["linear", "mlp", "cnn", "resnet", "fast_cifar"]
 InitScheme = Literal[
@@ -49,6 +51,11 @@ class InitConfig(StrictModel):
         None, description="Every weight's value for scheme constant (required there)."
     )
     bias: float = Field(0.0, description="Initial value of every bias.")
+    dirac: bool = Field(
+        False,
+        description="After the scheme, set the first in_channels filters of every conv to the identity "
+        "(dirac) kernel, so each conv starts by passing its input through (airbench's init).",
+    )
 
     @model_validator(mode="after")
     def _fill_per_scheme(self) -> InitConfig:
@@ -84,6 +91,11 @@ class ConvBlockConfig(StrictModel):
         "max", description="Pooling after the convs; null for none."
     )
     pool_size: PositiveInt = Field(2, description="Pooling window and stride.")
+    pool_position: Literal["after_convs", "after_first_conv"] = Field(
+        "after_convs",
+        description="after_convs: conv, BN, act, ..., then pool; after_first_conv: the first conv, the "
+        "pool, then its BN and activation, then the other convs (airbench's conv-pool-bn-act).",
+    )
     dropout: Probability | None = Field(
         None, description="Dropout after the block; overrides model.dropout for this block."
     )
@@ -99,6 +111,36 @@ class ConvBlockConfig(StrictModel):
     def filter_list(self) -> list[int]:
         """Output channels of each conv of the block."""
         return list(self.filters) if isinstance(self.filters, list) else [self.filters]
+
+
+class WhitenConfig(StrictModel):
+    """A frozen first conv that whitens image patches, initialised from the training images.
+
+    Its filters are the eigenvectors ``v`` of the covariance of the ``kernel`` x ``kernel``
+    patches of the first ``images`` training images, each scaled by ``1/sqrt(eigenvalue +
+    eps)``, with both ``+v`` and ``-v`` (so ``2 * C * kernel**2`` output channels); no
+    padding, so the image shrinks by ``kernel - 1``. Computed when the run starts, before
+    any training, deterministically.
+    """
+
+    kernel: PositiveInt = Field(2, description="Patch size (square).")
+    eps: PositiveFloat = Field(
+        5e-4, description="Added to each eigenvalue before the inverse square root (damps noise directions)."
+    )
+    images: PositiveInt = Field(
+        5000, description="Number of training images (the first ones) whose patches are used."
+    )
+    bias: bool = Field(True, description="Give the whitening conv a learned bias (its weights never train).")
+    bias_epochs: PositiveInt | None = Field(
+        None, description="Train the bias for this many epochs only, then freeze it; null = throughout."
+    )
+    activation: bool = Field(True, description="Apply model.activation to the whitened output.")
+
+    @model_validator(mode="after")
+    def _check(self) -> WhitenConfig:
+        if self.bias_epochs is not None and not self.bias:
+            raise field_error("bias_epochs", "needs bias: true", self.bias_epochs)
+        return self
 
 
 class ModelConfig(StrictModel):
@@ -118,6 +160,17 @@ class ModelConfig(StrictModel):
     )
     bn_position: Literal["before", "after"] = Field(
         "before", description="Batch norm before or after the activation."
+    )
+    bn_momentum: float = Field(
+        0.1,
+        gt=0.0,
+        le=1.0,
+        description="torch: batch norm running-average momentum in PyTorch's convention "
+        "(running = (1 - m) * running + m * batch); airbench's 'momentum 0.6' is 0.4 here.",
+    )
+    bn_eps: PositiveFloat = Field(1e-5, description="torch: batch norm epsilon.")
+    bn_weight: bool = Field(
+        True, description="torch: learn batch norm's scale (gamma); false keeps it fixed at 1 (the shift still learns)."
     )
     dropout: Dropout = Field(  # type: ignore[valid-type]
         0.0,
@@ -145,6 +198,19 @@ class ModelConfig(StrictModel):
     dtype: Literal["float32", "float64"] = Field(
         "float32", description="Parameter dtype (float64 for gradient checks)."
     )
+    whiten: WhitenConfig | None = Field(
+        None, description="cnn: a frozen patch-whitening first conv initialised from the data; null = none."
+    )
+    conv_bias: bool = Field(
+        True, description="cnn: give the convs a bias (false drops it; batch norm makes it redundant)."
+    )
+    global_pool: Literal["none", "max", "avg"] = Field(
+        "none", description="cnn: pool each channel over the whole remaining image before the fc layers."
+    )
+    head_bias: bool = Field(True, description="linear/mlp/cnn: give the output layer a bias.")
+    head_scale: PositiveFloat = Field(
+        1.0, description="linear/mlp/cnn: multiply the logits by this constant (airbench: 1/9)."
+    )
 
     @model_validator(mode="after")
     def _check_architecture(self) -> ModelConfig:
@@ -156,6 +222,7 @@ class ModelConfig(StrictModel):
             "fc_activation": t == "cnn",
             "depth": t == "resnet",
             "width": t in ("resnet", "fast_cifar"),
+            "whiten": t == "cnn",
         }
         hints = {
             "hidden": "use type: mlp",
@@ -164,6 +231,7 @@ class ModelConfig(StrictModel):
             "fc_activation": "use type: cnn",
             "depth": "use type: resnet",
             "width": "use type: resnet",
+            "whiten": "use type: cnn",
         }
         if t == "cnn":
             hints["hidden"] = "a cnn's dense layers go in fc"
@@ -171,6 +239,14 @@ class ModelConfig(StrictModel):
             value = getattr(self, name)
             if not used and value not in (None, []):
                 raise field_error(name, f"not used by model type '{t}'; {hints[name]}", value)
+        cnn_only = {"conv_bias": True, "global_pool": "none"}
+        head_only = {"head_bias": True, "head_scale": 1.0}
+        for name, default in {**cnn_only, **head_only}.items():
+            value = getattr(self, name)
+            allowed = t == "cnn" if name in cnn_only else t in ("linear", "mlp", "cnn")
+            if value != default and not allowed:
+                hint = "use type: cnn" if name in cnn_only else "resnet/fast_cifar build their own head"
+                raise field_error(name, f"not used by model type '{t}'; {hint}", value)
         if t == "mlp" and not self.hidden:
             raise field_error(
                 "hidden", "type 'mlp' needs at least one hidden layer (or use type: linear)", []

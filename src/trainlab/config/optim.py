@@ -24,6 +24,7 @@ OptimizerType = Literal[
     "adadelta",
     "adamax",
     "nadam",
+    "muon",
 ]
 ScheduleType = Literal[
     "constant", "step", "exponential", "cyclical", "one_cycle", "cosine", "warmup_linear"
@@ -56,11 +57,12 @@ _LR = {
     "adadelta": 1.0,
     "adamax": 2e-3,
     "nadam": 2e-3,
+    "muon": 0.02,
 }
 # The value each type gets when the field is not given; a type missing from a field's table
 # does not use that field.
 _OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "momentum": {"momentum": 0.9, "nesterov": 0.9},
+    "momentum": {"momentum": 0.9, "nesterov": 0.9, "muon": 0.95},
     "betas": {t: (0.9, 0.999) for t in ("adam", "adamw", "adamax", "nadam")},
     "eps": {
         "rmsprop": 1e-8,
@@ -73,26 +75,38 @@ _OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "rho": {"adadelta": 0.9},
     "alpha": {"rmsprop": 0.99},
+    "nesterov_momentum": {"muon": True},
+    "ns_steps": {"muon": 5},
+    "normalize_weights": {"muon": False},
 }
 
 
 class OptimizerConfig(StrictModel):
-    """The update rule. Defaults follow PyTorch."""
+    """The update rule. Defaults follow PyTorch.
+
+    ``muon`` (Jordan et al. 2024) updates every conv kernel and hidden weight matrix with
+    momentum followed by a Newton-Schulz orthogonalisation of the update; the output
+    layer, biases and batch-norm parameters are trained by ``other``, another optimizer
+    section. The schedule scales both: each group's lr is its own base lr times
+    ``schedule(step) / optimizer.lr``.
+    """
 
     type: OptimizerType = Field(
         "sgd",
-        description="sgd (plain), momentum, nesterov, rmsprop, adam, adamw, adagrad, adadelta, adamax, nadam.",
+        description="sgd (plain), momentum, nesterov, rmsprop, adam, adamw, adagrad, adadelta, adamax, nadam, "
+        "muon (torch only: Muon for conv kernels and hidden weight matrices, optimizer.other for the rest).",
     )
     lr: PositiveFloat | None = Field(
         None,
         description="Learning rate (default per type: 0.01 for sgd/momentum/nesterov/adagrad, 1e-3 for "
-        "adam/adamw/rmsprop, 2e-3 for adamax/nadam, 1.0 for adadelta).",
+        "adam/adamw/rmsprop, 2e-3 for adamax/nadam, 1.0 for adadelta, 0.02 for muon).",
     )
     momentum: Probability | None = Field(
         None,
         description="momentum/nesterov: momentum coefficient mu (default 0.9). Both engines update "
         "v = mu*v - lr*g; p += v (nesterov: p += mu*v - lr*g with the new v), as Keras and CS231n; "
-        "PyTorch's own SGD (buf = mu*buf + g; p -= lr*buf) is the same only at a constant lr.",
+        "PyTorch's own SGD (buf = mu*buf + g; p -= lr*buf) is the same only at a constant lr. "
+        "muon: buf = mu*buf + g (default 0.95).",
     )
     betas: tuple[Probability, Probability] | None = Field(
         None, description="adam/adamw/adamax/nadam: [beta1, beta2] (default [0.9, 0.999])."
@@ -109,8 +123,30 @@ class OptimizerConfig(StrictModel):
     weight_decay: float | None = Field(
         None,
         ge=0.0,
-        description="Weight decay: decoupled for adamw (default 0.01), an L2 term added to the "
-        "gradient for the others (default 0).",
+        description="Weight decay: decoupled for adamw (default 0.01) and muon (p -= lr*wd*p, default 0), "
+        "an L2 term added to the gradient for the others (default 0).",
+    )
+    bias_lr_scale: PositiveFloat = Field(
+        1.0,
+        description="torch: multiply the lr of biases and batch-norm parameters (every 1-D parameter) by "
+        "this; their weight_decay is divided by it, so the shrinkage per step (lr * wd) stays that of the "
+        "weights (airbench's bias_scaler). With muon, set it in optimizer.other.",
+    )
+    nesterov_momentum: bool | None = Field(
+        None, description="muon: Nesterov momentum, g + mu*buf instead of buf (default true)."
+    )
+    ns_steps: PositiveInt | None = Field(
+        None, description="muon: Newton-Schulz iterations orthogonalising each update (default 5)."
+    )
+    normalize_weights: bool | None = Field(
+        None,
+        description="muon: before each update, rescale each kernel to norm sqrt(output channels) "
+        "(airbench94_muon; default false).",
+    )
+    other: OptimizerConfig | None = Field(
+        None,
+        description="muon: the optimizer of the output layer, biases and batch-norm parameters "
+        "(default {type: adamw}); its lr is its own, scaled by the same schedule.",
     )
 
     @model_validator(mode="after")
@@ -125,6 +161,17 @@ class OptimizerConfig(StrictModel):
                     )
             elif value is None:
                 setattr(self, name, table[self.type])
+        if self.type == "muon":
+            if self.other is None:
+                self.other = OptimizerConfig(type="adamw")
+            if self.other.type == "muon":
+                raise field_error("other.type", "muon cannot be its own other optimizer", "muon")
+            if self.bias_lr_scale != 1.0:
+                raise field_error(
+                    "bias_lr_scale", "muon updates no biases; set optimizer.other.bias_lr_scale", self.bias_lr_scale
+                )
+        elif self.other is not None:
+            raise field_error("other", f"only used by optimizer type 'muon', not '{self.type}'", "...")
         if self.lr is None:
             self.lr = _LR[self.type]
         if self.weight_decay is None:
@@ -136,13 +183,13 @@ class OptimizerConfig(StrictModel):
 # _OPTIONAL = may stay null; one_cycle's min_lr is derived from max_lr).
 _OPTIONAL = "optional"
 _SCHEDULE_FIELDS: dict[str, dict[str, Any]] = {
-    "constant": {"warmup_steps": 0},
+    "constant": {"warmup_steps": 0, "start_lr": _OPTIONAL},
     "step": {"step_size": None, "gamma": 0.1},
     "exponential": {"gamma": None},
     "cyclical": {"min_lr": None, "max_lr": None, "step_size": None, "cycles": _OPTIONAL},
     "one_cycle": {"max_lr": None, "pct_start": 0.3, "min_lr": _OPTIONAL},
-    "cosine": {"min_lr": 0.0, "warmup_steps": 0},
-    "warmup_linear": {"warmup_steps": None, "min_lr": 0.0},
+    "cosine": {"min_lr": 0.0, "warmup_steps": 0, "start_lr": _OPTIONAL},
+    "warmup_linear": {"warmup_steps": None, "min_lr": 0.0, "start_lr": _OPTIONAL},
 }
 _STEP_SCHEDULES = ("cyclical", "one_cycle", "warmup_linear")
 
@@ -155,6 +202,7 @@ class ScheduleConfig(StrictModel):
     between min_lr and max_lr, step_size per half cycle (Smith 2017). one_cycle: up from
     max_lr/25 to max_lr over pct_start of training, then down to min_lr. cosine: lr down to
     min_lr over training. warmup_linear: linear up to lr over warmup_steps, then down to min_lr.
+    The warmups of constant, cosine and warmup_linear start from start_lr (default 0).
     """
 
     type: ScheduleType = Field(
@@ -188,6 +236,11 @@ class ScheduleConfig(StrictModel):
     warmup_steps: int | None = Field(
         None, ge=0, description="constant/cosine/warmup_linear: linear warmup steps."
     )
+    start_lr: float | None = Field(
+        None,
+        ge=0.0,
+        description="constant/cosine/warmup_linear: lr at step 0, where the warmup starts (default 0).",
+    )
     pct_start: float | None = Field(
         None, gt=0.0, lt=1.0, description="one_cycle: fraction of training spent rising."
     )
@@ -203,6 +256,7 @@ class ScheduleConfig(StrictModel):
             "cycles",
             "warmup_steps",
             "pct_start",
+            "start_lr",
         ):
             value = getattr(self, name)
             if name not in fields:

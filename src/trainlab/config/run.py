@@ -165,7 +165,8 @@ class RunConfig(StrictModel):
                 f"engine 'numpy' has only {', '.join(NUMPY_OPTIMIZERS)}: use engine: torch",
                 self.optimizer.type,
             )
-        torch_only = {"device": "auto", "precision": "fp32", "compile": False, "tta": False}
+        torch_only = {"device": "auto", "precision": "fp32", "compile": False, "tta": False,
+                      "ema": None, "lookahead": None}
         for name, default in torch_only.items():
             value = getattr(self.train, name)
             if value != default:
@@ -175,6 +176,14 @@ class RunConfig(StrictModel):
                     "remove it or use engine: torch",
                     value,
                 )
+        for name, default in {"bn_momentum": 0.1, "bn_eps": 1e-5, "bn_weight": True, "head_bias": True,
+                              "head_scale": 1.0}.items():
+            value = getattr(model, name)
+            if value != default:
+                raise field_error(f"model.{name}", "engine 'numpy' has no such option: use engine: torch", value)
+        if self.optimizer.bias_lr_scale != 1.0:
+            raise field_error("optimizer.bias_lr_scale", "engine 'numpy' has no such option: use engine: torch",
+                              self.optimizer.bias_lr_scale)
         active = self.augment.active()
         if active:
             raise field_error(

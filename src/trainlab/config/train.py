@@ -74,6 +74,30 @@ class ReduceOnPlateauConfig(StrictModel):
         return self
 
 
+class WeightAverageConfig(StrictModel):
+    """A running average of the weights (``train.ema``, or ``train.lookahead``).
+
+    Every ``every`` steps from epoch ``start_epoch`` on, ``avg = d * avg + (1 - d) * w``
+    over every floating-point tensor of the model's state (weights and batch-norm
+    statistics), with ``d = decay * (step / total_steps) ** ramp_power`` (so with a
+    ramp the average follows the weights early and averages strongly at the end). The
+    first such step copies the weights. ``ema``: evaluations, the final metrics,
+    predictions and ``trainlab evaluate`` use the average; training continues from the
+    raw weights. ``lookahead``: after every update, and at the end of every epoch, the
+    weights are set to the average (airbench94's lookahead).
+    """
+
+    decay: float = Field(0.999, ge=0.0, lt=1.0, description="Decay d per update (0.95**5 for airbench94).")
+    every: PositiveInt = Field(1, description="Update the average every this many optimizer steps.")
+    ramp_power: float = Field(
+        0.0, ge=0.0, description="Use decay * (step / total_steps) ** ramp_power; 0 = a constant decay."
+    )
+    start_epoch: int = Field(0, ge=0, description="First epoch (0-based) whose steps update the average.")
+
+
+TtaMode = Literal["none", "flip", "translate", "flip_translate"]
+
+
 class TrainConfig(StrictModel):
     """Run length, batching, evaluation and callbacks."""
 
@@ -118,8 +142,19 @@ class TrainConfig(StrictModel):
         "grad scaler (CUDA only). The numpy engine uses model.dtype instead.",
     )
     compile: bool = Field(False, description="torch: compile the model with torch.compile.")
-    tta: bool = Field(
-        False, description="torch: test-time augmentation (average with the horizontal flip) at evaluation."
+    tta: name_or(TtaMode, bool) = Field(  # type: ignore[valid-type]
+        False,
+        description="torch: test-time augmentation of the final evaluation and predictions. false/none: off; "
+        "true/flip: average the logits of each image and its mirror image; translate: the image (1/2) and "
+        "its one-pixel shifts up-left and down-right (reflect padding, 1/4 each); flip_translate: those "
+        "three and their mirror images (airbench's six views, weights 1/4, 1/4 and 1/8 each). flip is "
+        "stored as true and none as false.",
+    )
+    ema: WeightAverageConfig | None = Field(
+        None, description="torch: evaluate with an exponential moving average of the weights; null = off."
+    )
+    lookahead: WeightAverageConfig | None = Field(
+        None, description="torch: pull the weights back to their running average (lookahead); null = off."
     )
 
     @model_validator(mode="after")
@@ -128,4 +163,10 @@ class TrainConfig(StrictModel):
             raise field_error(
                 "steps", f"give either epochs ({self.epochs}) or steps, not both", self.steps
             )
+        if self.ema is not None and self.lookahead is not None:
+            raise field_error("lookahead", "give either ema or lookahead, not both", "...")
+        if self.tta == "none":
+            self.tta = False
+        elif self.tta == "flip":
+            self.tta = True
         return self  # RunConfig fills the length (epochs 10, or from schedule.cycles)

@@ -26,12 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainlab.engines.torch.color import LUMA, color_jitter, grayscale
+
 if TYPE_CHECKING:
-    from trainlab.config import AugmentConfig, ColorJitterConfig
-
-# ITU-R 601 luma weights (as PIL's convert("L") and torchvision).
-LUMA = (0.299, 0.587, 0.114)
-
+    from trainlab.config import AugmentConfig
 
 class PixelSpace:
     """Maps normalised images to pixel values in [0, 1] and back, from a data normaliser.
@@ -148,29 +146,40 @@ def pad_crop(x: torch.Tensor, g: torch.Generator, padding: int) -> torch.Tensor:
     return shift(x, offsets[0], offsets[1], padding)
 
 
-def crop_flip(x: torch.Tensor, g: torch.Generator, padding: int, flip_p: float) -> torch.Tensor:
+def crop_flip(x: torch.Tensor, g: torch.Generator, padding: int, flip_p: float, *,
+              flip: torch.Tensor | None = None, reflect: bool = False) -> torch.Tensor:
     """Pad-and-crop and horizontal flip in one gather (the CIFAR standard, fused).
 
-    Image i is flipped with probability ``flip_p``, then shifted by a random offset in
-    ``[-padding, padding]`` per axis with zero fill: the same distribution as
+    Image i is flipped with probability ``flip_p`` (or where the boolean mask ``flip``
+    (B,) says, without drawing), then shifted by a random offset in ``[-padding,
+    padding]`` per axis, the uncovered border filled with zeros or, with ``reflect``, by
+    reflection (``F.pad(mode="reflect")``'s border, as airbench): the same distribution as
     :func:`hflip` followed by :func:`pad_crop`, in one pass over the batch instead of four
     (flip, select, pad, crop); measured 2-3x faster on CPU (bench/bench_augment.py).
     """
     b, c, h, w = x.shape
     dev = x.device
+    if reflect and padding >= min(h, w):
+        raise ValueError(f"reflect padding of {padding} needs images larger than {padding} pixels (got {h}x{w})")
     if padding:
         offsets = torch.randint(-padding, padding + 1, (2, b), generator=g, device=dev)  # (2, B)
     else:
         offsets = torch.zeros(2, b, dtype=torch.int64, device=dev)
-    flip = torch.rand(b, generator=g, device=dev) < flip_p  # (B,)
+    if flip is None:
+        flip = torch.rand(b, generator=g, device=dev) < flip_p  # (B,)
     i, j = torch.arange(h, device=dev), torch.arange(w, device=dev)
     rows = i[None] - offsets[0][:, None]  # (B, H) source row of each output row
     shifted = j[None] - offsets[1][:, None]  # (B, W) column in the flipped-or-not image
-    cols = torch.where(flip[:, None], w - 1 - shifted, shifted)  # (B, W) source column
-    index = (rows.clamp(0, h - 1) * w)[:, :, None] + cols.clamp(0, w - 1)[:, None, :]  # (B, H, W)
+    if reflect:  # -1 -> 1, h -> h - 2: mirror about the edge pixels
+        source_rows = torch.where(rows < 0, -rows, torch.where(rows >= h, 2 * (h - 1) - rows, rows))
+        source_cols = torch.where(shifted < 0, -shifted, torch.where(shifted >= w, 2 * (w - 1) - shifted, shifted))
+    else:
+        source_rows, source_cols = rows.clamp(0, h - 1), shifted.clamp(0, w - 1)
+    cols = torch.where(flip[:, None], w - 1 - source_cols, source_cols)  # (B, W) source column
+    index = (source_rows * w)[:, :, None] + cols[:, None, :]  # (B, H, W)
     out = x.reshape(b, c, h * w).gather(2, index.reshape(b, 1, h * w).expand(b, c, h * w))
     out = out.reshape(b, c, h, w)
-    if padding:
+    if padding and not reflect:
         # Zero fill outside the image: one in-place product with a (B, 1, H, W) mask built
         # as an outer product (boolean ops on (B, H, W) were 3x slower).
         row_ok = ((rows >= 0) & (rows < h)).to(x.dtype)  # (B, H)
@@ -218,56 +227,6 @@ def affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """Resample every image through its affine map (bilinear, zero fill)."""
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)  # (B, H, W, 2)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def _gray(u: torch.Tensor) -> torch.Tensor:
-    """Luma (B, 1, H, W) of pixels u (B, C, H, W); one batched matmul for RGB."""
-    b, c, h, w = u.shape
-    if c != 3:
-        return u.mean(1, keepdim=True)
-    weights = torch.tensor([LUMA], dtype=u.dtype, device=u.device)  # (1, 3)
-    return (weights @ u.reshape(b, 3, h * w)).reshape(b, 1, h, w)
-
-
-# RGB <-> YIQ: hue is a rotation of the (I, Q) plane.
-_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
-
-
-def color_jitter(u: torch.Tensor, g: torch.Generator, cj: ColorJitterConfig) -> torch.Tensor:
-    """Brightness, contrast, saturation and hue jitter of pixels ``u`` in [0, 1], clamped after.
-
-    Works in place on ``u`` where it can (callers pass a fresh tensor).
-    """
-    n, dev = u.shape[0], u.device
-
-    def factor(strength: float) -> torch.Tensor:
-        return _uniform(n, max(0.0, 1 - strength), 1 + strength, g, dev)[:, None, None, None]
-
-    if cj.brightness:
-        u = u.mul_(factor(cj.brightness)).clamp_(0, 1)
-    if cj.contrast:
-        mean = _gray(u).mean((1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
-        u = u.sub_(mean).mul_(factor(cj.contrast)).add_(mean).clamp_(0, 1)
-    if u.shape[1] == 3 and cj.saturation:
-        gray = _gray(u)  # (B, 1, H, W)
-        u = u.sub_(gray).mul_(factor(cj.saturation)).add_(gray).clamp_(0, 1)
-    if u.shape[1] == 3 and cj.hue:
-        turn = _uniform(n, -cj.hue, cj.hue, g, dev) * (2 * math.pi)  # (B,)
-        yiq = torch.tensor(_YIQ, dtype=u.dtype, device=dev)
-        rot = torch.zeros(n, 3, 3, dtype=u.dtype, device=dev)
-        rot[:, 0, 0] = 1
-        rot[:, 1, 1], rot[:, 1, 2] = torch.cos(turn), -torch.sin(turn)
-        rot[:, 2, 1], rot[:, 2, 2] = torch.sin(turn), torch.cos(turn)
-        m = torch.linalg.inv(yiq) @ rot @ yiq  # (B, 3, 3)
-        b, _, h, w = u.shape
-        u = torch.bmm(m, u.reshape(b, 3, h * w)).reshape(b, 3, h, w).clamp_(0, 1)
-    return u
-
-
-def grayscale(u: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
-    """Turn each image gray with probability ``p`` (channels kept)."""
-    pick = torch.rand(u.shape[0], generator=g, device=u.device) < p  # (B,)
-    return torch.where(pick[:, None, None, None], _gray(u).expand_as(u), u)
 
 
 def cutout(x: torch.Tensor, g: torch.Generator, size: int) -> torch.Tensor:
@@ -323,23 +282,43 @@ class BatchAugment:
     """
 
     def __init__(self, cfg: AugmentConfig, num_classes: int, pixels: PixelSpace,
-                 device: torch.device | str = "cpu", seed: int = 0) -> None:
+                 device: torch.device | str = "cpu", seed: int = 0, num_examples: int | None = None) -> None:
         self.cfg, self.num_classes, self.pixels = cfg, num_classes, pixels
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))
         self.rng = np.random.default_rng(seed)
+        # Alternating flip: whether each training example is flipped in even epochs, drawn once.
+        self.flip_base: torch.Tensor | None = None
+        if cfg.hflip == "alternating" and num_examples:
+            self.flip_base = torch.rand(num_examples, generator=self.generator, device=self.device) < 0.5
+
+    def flips(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Alternating flip's mask (B,) for training examples ``index`` in epoch ``epoch``
+        (0-based): the drawn flips in even epochs, their complement in odd ones."""
+        if self.flip_base is None:
+            raise ValueError("alternating flips need num_examples when the BatchAugment is built")
+        base = self.flip_base.index_select(0, index.to(self.device))
+        return ~base if epoch % 2 else base
 
     @property
     def enabled(self) -> bool:
         """Whether any augmentation is on."""
         return bool(self.cfg.active())
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Augment a batch x (B, C, H, W) with labels y (B,); returns (x, soft targets (B, K) or None)."""
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None,
+                 epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Augment a batch x (B, C, H, W) with labels y (B,); returns (x, soft targets (B, K) or None).
+
+        ``index`` (B,), the examples' positions in the training split, and ``epoch`` are
+        what alternating flips need; without them those flips are random (p = 0.5).
+        """
         c, g = self.cfg, self.generator
         if c.hflip or c.crop_padding:
-            x = crop_flip(x, g, c.crop_padding, 0.5 if c.hflip else 0.0)
+            alternate = c.hflip == "alternating" and index is not None and self.flip_base is not None
+            x = crop_flip(x, g, c.crop_padding, 0.5 if c.hflip else 0.0,
+                          flip=self.flips(index, epoch) if alternate else None,  # type: ignore[arg-type]
+                          reflect=c.crop_padding_mode == "reflect")
         if c.translate or c.rotate or c.zoom or c.random_resized_crop is not None:
             theta = affine_matrices(x.shape[0], g, x.device, rotate=c.rotate, translate=c.translate,
                                     zoom=c.zoom, resized_crop=c.random_resized_crop)
@@ -367,16 +346,24 @@ class BatchAugment:
         return x, targets
 
     def state_dict(self) -> dict[str, Any]:
-        """Both generators' states (a uint8 tensor and a JSON string), for checkpoints."""
-        return {"generator": self.generator.get_state(), "rng": json.dumps(self.rng.bit_generator.state)}
+        """Both generators' states (a uint8 tensor and a JSON string), and alternating
+        flip's drawn flips, for checkpoints."""
+        state: dict[str, Any] = {"generator": self.generator.get_state(),
+                                 "rng": json.dumps(self.rng.bit_generator.state)}
+        if self.flip_base is not None:
+            state["flip_base"] = self.flip_base.cpu()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = json.loads(state["rng"])
+        if "flip_base" in state:
+            self.flip_base = state["flip_base"].to(self.device)
 
 
 __all__ = [
+    "LUMA",
     "BatchAugment",
     "PixelSpace",
     "affine",

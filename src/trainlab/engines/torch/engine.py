@@ -7,12 +7,19 @@ Running sums of loss and correct predictions stay on the device and are read onl
 log intervals and evaluations, so the host does not wait on the device every step.
 
 A checkpoint holds the weights, optimizer state, every generator (initialisation, data
-order, augmentation, dropout), the epoch's permutation and the step, so a resumed run
-reproduces an uninterrupted one bit for bit on CPU.
+order, augmentation, dropout), the epoch's permutation, the step and the weight average
+(``train.ema`` / ``train.lookahead``), so a resumed run reproduces an uninterrupted one
+bit for bit on CPU.
+
+Before the first step, a ``model.whiten`` layer is set from the first training images
+(:mod:`.layers`). With ``train.ema``, evaluations and the final metrics and predictions
+use the averaged weights (:mod:`.averaging`); ``train.tta`` picks the views of the final
+evaluation (:mod:`.tta`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +29,12 @@ import torch
 from trainlab.engines.base import FitContext
 from trainlab.engines.loop import TrainingLoop
 from trainlab.engines.torch.augment import BatchAugment, PixelSpace, pack_images, unpack_images
+from trainlab.engines.torch.averaging import build_average
 from trainlab.engines.torch.checkpoint import load_checkpoint, save_checkpoint
-from trainlab.engines.torch.models import build_model, count_params, model_summary
+from trainlab.engines.torch.layers import init_whitening, whiten_layers
+from trainlab.engines.torch.models import build_model, count_params, model_summary, output_weight
 from trainlab.engines.torch.monitors import layer_monitors
+from trainlab.engines.torch.muon import optimizer_parts
 from trainlab.engines.torch.optim import (
     build_optimizer,
     clip_gradients,
@@ -41,6 +51,7 @@ from trainlab.engines.torch.runtime import (
     stream_seed,
     train_options,
 )
+from trainlab.engines.torch.tta import tta_logits, tta_mode
 from trainlab.errors import ConfigError, TrainingError
 from trainlab.io import atomic_save_npz, atomic_write_text
 from trainlab.monitoring import MonitorWarnings
@@ -107,6 +118,11 @@ class _Training(TrainingLoop):
         self.input_shape = tuple(int(d) for d in data.input_shape)
         self.model = build_model(config.model, self.input_shape, data.num_classes,  # type: ignore[arg-type]
                                  seed=stream_seed(config.seed, 0)).to(self.device)
+        whiten = config.model.whiten
+        if whiten is not None:  # from the data, before any training (a resume reloads the same values)
+            init_whitening(self.model, self._floats(self.x_train[: whiten.images]), whiten.eps)
+        self.whiten_bias_steps = (whiten.bias_epochs * self.steps_per_epoch
+                                  if whiten is not None and whiten.bias_epochs else None)
         self.channels_last = config.model.type in CONV_MODELS
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -115,18 +131,20 @@ class _Training(TrainingLoop):
         self.scaler = torch.amp.GradScaler("cuda") if self.options.precision == "fp16" else None
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.penalized = penalized_params(self.model, config.regularization.apply_to)
-        self.optimizer = build_optimizer(self.params, config.optimizer)
+        self.optimizer = build_optimizer(self.params, config.optimizer, output_weight(self.model))
+        self.average = build_average(self.model, train.ema, train.lookahead)
         self.data_gen = torch.Generator().manual_seed(stream_seed(config.seed, 1))
         self.augment = BatchAugment(config.augment, data.num_classes, self.pixels, self.device,
-                                    seed=stream_seed(config.seed, 2))
+                                    seed=stream_seed(config.seed, 2), num_examples=n)
         torch.manual_seed(stream_seed(config.seed, 3))  # dropout masks
         self.permutation = torch.arange(n)
         self.warnings = MonitorWarnings(context.log)
         self.checkpoint_path = context.run_dir.checkpoint_path(".pt")
         self.state.total_steps, self.state.steps_per_epoch = self.total_steps, self.steps_per_epoch
         self.state.snapshot_weights = self.snapshot_weights
-        self.state.restore_weights = self.model.load_state_dict
+        self.state.restore_weights = self.restore_weights
         self.train_seconds = 0.0
+        self.final_test_logits: torch.Tensor | None = None  # kept for predictions.npz
         self._reset_sums()
 
     def _floats(self, xb: torch.Tensor) -> torch.Tensor:
@@ -142,8 +160,20 @@ class _Training(TrainingLoop):
         self.first_bad = torch.zeros((), dtype=torch.int64, device=self.device)  # 0: none yet
 
     def snapshot_weights(self) -> dict[str, torch.Tensor]:
-        """A copy of the model's state dict (for early stopping's restore-best)."""
+        """A copy of the state dict evaluations use (for early stopping's restore-best)."""
+        if self.average is not None:
+            return self.average.evaluation_state()
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def restore_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        """Put :meth:`snapshot_weights`' copy back (into the average too, with ``train.ema``)."""
+        self.model.load_state_dict(weights)
+        if self.average is not None:
+            self.average.set_average(weights)
+
+    def evaluated_weights(self) -> contextlib.AbstractContextManager[None]:
+        """Within it, the model holds the weights evaluations use (the EMA with ``train.ema``)."""
+        return self.average.swapped_in() if self.average is not None else contextlib.nullcontext()
 
     # -- one step -------------------------------------------------------------------------
     def _input(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,7 +185,7 @@ class _Training(TrainingLoop):
         yb = self.y_train.index_select(0, index)  # (B,)
         soft = None
         if self.augment.enabled:
-            xb, soft = self.augment(xb, yb)
+            xb, soft = self.augment(xb, yb, index, self.state.epoch)
         set_lr(self.optimizer, lr)
         with autocast(self.device, self.options.precision):
             logits = self.forward(self._input(xb))  # (B, K)
@@ -166,13 +196,18 @@ class _Training(TrainingLoop):
         train = self.config.train
         if self.scaler is None:
             total.backward()
+            self._freeze_whiten_bias()
             clip_gradients(self.params, train.grad_clip_value, train.grad_clip_norm)
             self.optimizer.step()
         else:  # fp16: scale the loss, unscale before clipping; inf/NaN steps are skipped
             self.scaler.scale(total).backward()
-            self.scaler.unscale_(self.optimizer)
+            self._freeze_whiten_bias()
+            parts = optimizer_parts(self.optimizer)
+            for part in parts:
+                self.scaler.unscale_(part)
             clip_gradients(self.params, train.grad_clip_value, train.grad_clip_norm)
-            self.scaler.step(self.optimizer)
+            for part in parts:
+                self.scaler.step(part)
             self.scaler.update()
         with torch.no_grad():
             total = total.detach()
@@ -184,6 +219,13 @@ class _Training(TrainingLoop):
         self.seen += len(index)
         self.interval_steps += 1
         return total
+
+    def _freeze_whiten_bias(self) -> None:
+        """Drop the whitening bias' gradient once ``model.whiten.bias_epochs`` are done (no update)."""
+        if self.whiten_bias_steps is not None and self.state.step >= self.whiten_bias_steps:
+            for layer in whiten_layers(self.model):
+                if layer.bias is not None:
+                    layer.bias.grad = None
 
     def check_finite(self) -> None:
         """Raise if a step since the last check had a NaN/inf loss (reads one device scalar)."""
@@ -197,28 +239,35 @@ class _Training(TrainingLoop):
 
     # -- evaluation -----------------------------------------------------------------------
     @torch.no_grad()
-    def logits_of(self, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
-        """Eval-mode logits (N, K) of a whole split, in chunks; ``tta`` averages in the mirror images."""
+    def logits_of(self, x: torch.Tensor, tta: bool | str = False) -> torch.Tensor:
+        """Eval-mode logits (N, K) of a whole split, in chunks, with the current weights;
+        ``tta`` (a ``train.tta`` value) averages in the views of :mod:`.tta`."""
         self.model.eval()
+        mode = tta_mode(tta)
         chunks = []
         try:
             with autocast(self.device, self.options.precision):
                 for s in range(0, len(x), EVAL_CHUNK):
                     xb = self._floats(x[s : s + EVAL_CHUNK])
-                    logits = self.forward(self._input(xb)).float()  # (n, K)
-                    if tta:
-                        logits = (logits + self.forward(self._input(xb.flip(3))).float()) / 2
-                    chunks.append(logits)
+                    if mode == "none":
+                        chunks.append(self.forward(self._input(xb)).float())  # (n, K)
+                    else:
+                        chunks.append(tta_logits(lambda v: self.forward(self._input(v)), xb, mode))
             return torch.cat(chunks)
         finally:
             self.model.train()
 
-    def evaluate_split(self, x: torch.Tensor, y: torch.Tensor, tta: bool = False) -> tuple[float, float]:
-        """Mean data loss and accuracy in eval mode."""
-        logits = self.logits_of(x, tta).cpu()  # (N, K)
+    def split_metrics(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """Mean data loss and accuracy of logits (N, K) against labels y (N,)."""
+        logits = logits.cpu()
         loss = float(data_loss(self.config, logits, y, None))
         per_example = loss / len(y) if self.config.loss.reduction == "sum" else loss
         return per_example, float((logits.argmax(1) == y).float().mean())
+
+    def evaluate_split(self, x: torch.Tensor, y: torch.Tensor, tta: bool | str = False) -> tuple[float, float]:
+        """Mean data loss and accuracy in eval mode, with the weights evaluations use."""
+        with self.evaluated_weights():
+            return self.split_metrics(self.logits_of(x, tta), y)
 
     def evaluation_rows(self) -> list[dict[str, Any]]:
         """One row per split, the train row with the monitors; resets the running sums."""
@@ -261,6 +310,8 @@ class _Training(TrainingLoop):
             "torch_rng": torch.get_rng_state(),
             "best_weights": best,
         }
+        if self.average is not None:
+            payload["average"] = self.average.state_dict()
         if self.device.type == "cuda":
             payload["cuda_rng"] = torch.cuda.get_rng_state_all()
         if self.scaler is not None:
@@ -276,6 +327,8 @@ class _Training(TrainingLoop):
         self.permutation = payload["permutation"]
         self.data_gen.set_state(payload["data_gen"])
         self.augment.load_state_dict(payload["augment"])
+        if self.average is not None and "average" in payload:
+            self.average.load_state_dict(payload["average"])
         torch.set_rng_state(payload["torch_rng"])
         if "cuda_rng" in payload and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
@@ -313,6 +366,8 @@ class _Training(TrainingLoop):
         bs = self.batch_size
         index = self.permutation[position * bs : (position + 1) * bs].to(self.device)
         self.last_total = self.train_step(index, lr)
+        if self.average is not None:
+            self.average.after_step(self.state.step + 1, self.total_steps, self.steps_per_epoch)
 
     def progress_figures(self) -> dict[str, float]:
         self.check_finite()
@@ -325,7 +380,13 @@ class _Training(TrainingLoop):
         if split == "train":  # training accuracy as trained: no test-time augmentation
             return self.evaluate_split(self.x_train, self.y_train.cpu())
         x, y = (self.x_val, self.y_val) if split == "val" else (self.x_test, self.y_test)
-        return self.evaluate_split(x, y, self.options.tta) if x is not None and y is not None and len(y) else None
+        if x is None or y is None or not len(y):
+            return None
+        with self.evaluated_weights():
+            logits = self.logits_of(x, self.options.tta)
+        if split == "test":
+            self.final_test_logits = logits  # predictions.npz reuses them: the views cost a pass each
+        return self.split_metrics(logits, y)
 
     def run_facts(self) -> dict[str, Any]:
         return {"engine": "torch", "device": str(self.device), "precision": self.options.precision,
@@ -335,7 +396,11 @@ class _Training(TrainingLoop):
         """Test-split probabilities (and labels) into the run directory, when asked for."""
         if not self.config.output.save_predictions or self.x_test is None:
             return
-        probabilities = torch.softmax(self.logits_of(self.x_test, self.options.tta), 1).cpu().numpy()
+        logits = self.final_test_logits if filename == "predictions.npz" else None
+        if logits is None:
+            with self.evaluated_weights():
+                logits = self.logits_of(self.x_test, self.options.tta)
+        probabilities = torch.softmax(logits, 1).cpu().numpy()
         arrays = {"probabilities": probabilities.astype(np.float32)}
         if self.y_test is not None:
             arrays["labels"] = self.y_test.numpy()

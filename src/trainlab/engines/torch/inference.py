@@ -1,8 +1,9 @@
 """A trained torch model from a run directory's checkpoint, and its logits on new images.
 
 Evaluation here repeats what the training run did at its end (same chunking, autocast
-precision, channels_last layout and mirror-image TTA as :meth:`_Training.logits_of`),
-so ``trainlab evaluate`` reproduces the run's test accuracy.
+precision, channels_last layout, TTA views and, with ``train.ema``, the averaged weights
+as :meth:`_Training.logits_of`), so ``trainlab evaluate`` reproduces the run's test
+accuracy.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from trainlab.engines.torch.checkpoint import load_checkpoint
 from trainlab.engines.torch.engine import CONV_MODELS, EVAL_CHUNK
 from trainlab.engines.torch.models import build_model
 from trainlab.engines.torch.runtime import autocast, pick_device
+from trainlab.engines.torch.tta import tta_logits, tta_mode
 from trainlab.errors import ConfigError, RunDirError
 
 if TYPE_CHECKING:
@@ -50,7 +52,11 @@ class TrainedModel:
         self.precision = config.train.precision
         if self.precision == "fp16" and self.device.type != "cuda":
             self.precision = "fp32"  # fp16 autocast needs a GPU; fp32 computes the same model
-        state = load_checkpoint(checkpoint)["model"]
+        payload = load_checkpoint(checkpoint)
+        state = dict(payload["model"])
+        average = payload.get("average") or {}
+        if average.get("mode") == "ema" and "average" in average:
+            state.update(average["average"])  # evaluations used the EMA weights
         model = build_model(config.model, input_shape, num_classes, seed=0)
         try:
             model.load_state_dict(state, strict=True)
@@ -73,16 +79,19 @@ class TrainedModel:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     @torch.no_grad()
-    def logits(self, x: np.ndarray, tta: bool = False) -> torch.Tensor:
+    def logits(self, x: np.ndarray, tta: bool | str = False) -> torch.Tensor:
         """Logits (N, K) in float32 on the CPU of normalised images x (N, C, H, W);
-        ``tta`` averages them with those of the mirror images."""
+        ``tta`` (a ``train.tta`` value: true/flip, translate, flip_translate) averages them
+        over the views of :mod:`.tta`."""
+        mode = tta_mode(tta)
         chunks = []
         with autocast(self.device, self.precision):
             for start in range(0, len(x), EVAL_CHUNK):
                 xb = torch.from_numpy(np.ascontiguousarray(x[start : start + EVAL_CHUNK])).to(self.device, self.dtype)
-                out = self.model(self._input(xb)).float()  # (n, K)
-                if tta:
-                    out = (out + self.model(self._input(xb.flip(3))).float()) / 2
+                if mode == "none":
+                    out = self.model(self._input(xb)).float()  # (n, K)
+                else:
+                    out = tta_logits(lambda v: self.model(self._input(v)), xb, mode)
                 chunks.append(out.cpu())
         if not chunks:
             return torch.zeros((0, self.model_classes()), dtype=torch.float32)

@@ -13,11 +13,13 @@ building a model never moves the training run's random streams.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from trainlab.engines.torch.layers import Scale, Whiten, make_batch_norm
 from trainlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -62,13 +64,21 @@ def build_mlp(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: in
     hidden = list(m.hidden) if m.type == "mlp" else []
     for width, rate in zip(hidden, m.layer_dropouts(), strict=True):
         layers.append(nn.Linear(in_features, width))
-        norm = nn.BatchNorm1d(width) if m.batch_norm else None
+        norm = make_batch_norm(width, m, dims=1) if m.batch_norm else None
         _norm_act(layers, norm, make_activation(m.activation, m.leaky_slope), m.bn_position)
         if rate:
             layers.append(nn.Dropout(rate))
         in_features = width
-    layers.append(nn.Linear(in_features, num_classes))  # (B, K)
+    layers += _head(m, in_features, num_classes)  # (B, K)
     return nn.Sequential(*layers)
+
+
+def _head(m: ModelConfig, in_features: int, num_classes: int) -> list[nn.Module]:
+    """The output layer (``head_bias``), then the logit scale when ``head_scale`` is not 1."""
+    head: list[nn.Module] = [nn.Linear(in_features, num_classes, bias=m.head_bias)]
+    if m.head_scale != 1.0:
+        head.append(Scale(m.head_scale))
+    return head
 
 
 def _conv_padding(padding: str | int, kernel: int) -> int:
@@ -82,28 +92,41 @@ def _conv_padding(padding: str | int, kernel: int) -> int:
 
 
 def build_cnn(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
-    """Conv blocks (convs with BN and activation, pooling, dropout), flatten, fc layers, output.
+    """[Whitening], conv blocks (convs with BN and activation, pooling, dropout), [global pool],
+    flatten, fc layers, output.
+
+    A block with ``pool_position: after_first_conv`` runs conv, pool, BN, activation, then
+    its other convs (airbench's layout); otherwise conv, BN, activation per conv, then the pool.
 
     Raises:
         ConfigError: a block shrinks the image below one pixel.
     """
     channels, height, width = input_shape
     layers: list[nn.Module] = []
+    if m.whiten is not None:
+        k = m.whiten.kernel
+        layers.append(Whiten(channels, k, bias=m.whiten.bias))  # (B, 2 C k^2, H - k + 1, W - k + 1)
+        if m.whiten.activation:
+            layers.append(make_activation(m.activation, m.leaky_slope))
+        channels, height, width = 2 * channels * k * k, height - k + 1, width - k + 1
+        if height < 1 or width < 1:
+            raise ConfigError(f"model.whiten.kernel: {k} is larger than the {input_shape[1]}x{input_shape[2]} image")
     for index, (block, rate) in enumerate(zip(m.conv, m.layer_dropouts(), strict=True)):
         pad = _conv_padding(block.padding, block.kernel)
-        for filters in block.filter_list():
+        pool_first = block.pool is not None and block.pool_position == "after_first_conv"
+        for position, filters in enumerate(block.filter_list()):
             # Batch norm makes the conv bias redundant only when it follows the conv
-            # directly; keep the bias so parameter counts match Keras' (which keeps it).
-            layers.append(nn.Conv2d(channels, filters, block.kernel, block.stride, pad))
+            # directly; keep the bias by default so parameter counts match Keras'.
+            layers.append(nn.Conv2d(channels, filters, block.kernel, block.stride, pad, bias=m.conv_bias))
             height = (height + 2 * pad - block.kernel) // block.stride + 1
             width = (width + 2 * pad - block.kernel) // block.stride + 1
-            norm = nn.BatchNorm2d(filters) if m.batch_norm else None
+            if pool_first and position == 0:
+                height, width = _append_pool(layers, block.pool, block.pool_size, height, width)
+            norm = make_batch_norm(filters, m) if m.batch_norm else None
             _norm_act(layers, norm, make_activation(m.activation, m.leaky_slope), m.bn_position)
             channels = filters
-        if block.pool is not None:
-            pool_cls = nn.MaxPool2d if block.pool == "max" else nn.AvgPool2d
-            layers.append(pool_cls(block.pool_size))
-            height, width = height // block.pool_size, width // block.pool_size
+        if block.pool is not None and not pool_first:
+            height, width = _append_pool(layers, block.pool, block.pool_size, height, width)
         if height < 1 or width < 1:
             raise ConfigError(
                 f"model.conv[{index}]: the image is {height}x{width} after this block; "
@@ -111,35 +134,45 @@ def build_cnn(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: in
             )
         if rate:
             layers.append(nn.Dropout(rate))
+    if m.global_pool != "none":
+        layers.append(nn.AdaptiveMaxPool2d(1) if m.global_pool == "max" else nn.AdaptiveAvgPool2d(1))
+        height = width = 1
     layers.append(nn.Flatten())  # (B, C*H*W)
     in_features = channels * height * width
     fc_act = m.fc_activation or m.activation
     for fc_width, rate in zip(m.fc, m.fc_dropouts(), strict=True):
         layers.append(nn.Linear(in_features, fc_width))
-        norm = nn.BatchNorm1d(fc_width) if m.batch_norm else None
+        norm = make_batch_norm(fc_width, m, dims=1) if m.batch_norm else None
         _norm_act(layers, norm, make_activation(fc_act, m.leaky_slope), m.bn_position)
         if rate:
             layers.append(nn.Dropout(rate))
         in_features = fc_width
-    layers.append(nn.Linear(in_features, num_classes))  # (B, K)
+    layers += _head(m, in_features, num_classes)  # (B, K)
     return nn.Sequential(*layers)
+
+
+def _append_pool(layers: list[nn.Module], kind: str, size: int, height: int, width: int) -> tuple[int, int]:
+    """Append a max or average pool of window and stride ``size``; returns the new height and width."""
+    layers.append(nn.MaxPool2d(size) if kind == "max" else nn.AvgPool2d(size))
+    return height // size, width // size
 
 
 class BasicBlock(nn.Module):
     """The two-conv residual block of ResNet-18 (He et al. 2016), CIFAR variant."""
 
-    def __init__(self, in_channels: int, channels: int, stride: int, act: nn.Module) -> None:
+    def __init__(self, in_channels: int, channels: int, stride: int, act: nn.Module,
+                 norm: Callable[[int], nn.Module] = nn.BatchNorm2d) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn1 = norm(channels)
         self.act1 = act
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
+        self.bn2 = norm(channels)
         self.act2 = type(act)() if not isinstance(act, nn.LeakyReLU) else nn.LeakyReLU(act.negative_slope)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != channels:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels)
+                nn.Conv2d(in_channels, channels, 1, stride, bias=False), norm(channels)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -161,36 +194,24 @@ class Residual(nn.Module):
         return x + self.branch(x)
 
 
-class Scale(nn.Module):
-    """Multiplies by a constant (ResNet-9 scales its logits by 0.125)."""
-
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape preserved."""
-        return x * self.factor
-
-
-def _conv_bn(c_in: int, c_out: int, act: str, slope: float) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out), make_activation(act, slope)]
+def _conv_bn(c_in: int, c_out: int, m: ModelConfig) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), make_batch_norm(c_out, m),
+            make_activation(m.activation, m.leaky_slope)]
 
 
 def build_resnet9(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
     """The ResNet-9 of the DAWNBench CIFAR-10 entries (Page 2018): prep, three stages, pool, linear."""
-    w, act, slope = m.width or 64, m.activation, m.leaky_slope
+    w = m.width or 64
 
     def stage(c_in: int, c_out: int, residual: bool) -> list[nn.Module]:
-        layers = [*_conv_bn(c_in, c_out, act, slope), nn.MaxPool2d(2)]
+        layers = [*_conv_bn(c_in, c_out, m), nn.MaxPool2d(2)]
         if residual:
-            layers.append(Residual(nn.Sequential(*_conv_bn(c_out, c_out, act, slope),
-                                                 *_conv_bn(c_out, c_out, act, slope))))
+            layers.append(Residual(nn.Sequential(*_conv_bn(c_out, c_out, m), *_conv_bn(c_out, c_out, m))))
         return layers
 
     rate = m.dropout if isinstance(m.dropout, float) else 0.0
     return nn.Sequential(
-        *_conv_bn(input_shape[0], w, act, slope),  # (B, w, H, W)
+        *_conv_bn(input_shape[0], w, m),  # (B, w, H, W)
         *stage(w, 2 * w, True),  # (B, 2w, H/2, W/2)
         *stage(2 * w, 4 * w, False),  # (B, 4w, H/4, W/4)
         *stage(4 * w, 8 * w, True),  # (B, 8w, H/8, W/8)
@@ -215,7 +236,7 @@ def build_resnet(m: ModelConfig, input_shape: tuple[int, int, int], num_classes:
     w = m.width or 64
     layers: list[nn.Module] = [
         nn.Conv2d(input_shape[0], w, 3, 1, 1, bias=False),
-        nn.BatchNorm2d(w),
+        make_batch_norm(w, m),
         make_activation(m.activation, m.leaky_slope),
     ]
     in_channels = w
@@ -223,7 +244,8 @@ def build_resnet(m: ModelConfig, input_shape: tuple[int, int, int], num_classes:
         channels = w * 2**stage
         for b in range(blocks):
             stride = 2 if stage > 0 and b == 0 else 1
-            layers.append(BasicBlock(in_channels, channels, stride, make_activation(m.activation, m.leaky_slope)))
+            layers.append(BasicBlock(in_channels, channels, stride, make_activation(m.activation, m.leaky_slope),
+                                     lambda c: make_batch_norm(c, m)))
             in_channels = channels
     rate = m.dropout if isinstance(m.dropout, float) else 0.0
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]  # (B, 8w)
@@ -234,36 +256,45 @@ def build_resnet(m: ModelConfig, input_shape: tuple[int, int, int], num_classes:
 
 
 def init_weights(model: nn.Module, init: InitConfig) -> None:
-    """Apply ``init`` to every conv and dense weight; biases get ``init.bias``.
+    """Apply ``init`` to every conv and dense weight (biases get ``init.bias``), then, with
+    ``init.dirac``, the identity kernel to the first in_channels filters of every conv.
 
-    ``default`` keeps PyTorch's own initialisation (biases included).
+    ``default`` keeps PyTorch's own initialisation (biases included). Whitening convs are
+    left alone: their weights come from the data.
     """
-    if init.scheme == "default":
-        return
-    for module in model.modules():
-        if not isinstance(module, nn.Linear | nn.Conv2d):
-            continue
-        weight = module.weight
-        with torch.no_grad():
-            if init.scheme == "zero":
-                nn.init.zeros_(weight)
-            elif init.scheme == "constant":
-                nn.init.constant_(weight, float(init.value or 0.0))
-            elif init.scheme == "normal":
-                nn.init.normal_(weight, 0.0, float(init.sigma or 0.01))
-            elif init.scheme == "uniform":
-                scale = float(init.scale or 0.05)
-                nn.init.uniform_(weight, -scale, scale)
-            elif init.scheme == "glorot_normal":
-                nn.init.xavier_normal_(weight)
-            elif init.scheme == "glorot_uniform":
-                nn.init.xavier_uniform_(weight)
-            elif init.scheme == "he_normal":
-                nn.init.kaiming_normal_(weight, nonlinearity="relu")
-            elif init.scheme == "he_uniform":
-                nn.init.kaiming_uniform_(weight, nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.constant_(module.bias, init.bias)
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d) and not isinstance(m, Whiten)]
+    with torch.no_grad():
+        if init.scheme != "default":
+            for module in layers:
+                _init_layer(module, init)
+        if init.dirac:
+            for module in layers:
+                if isinstance(module, nn.Conv2d):
+                    nn.init.dirac_(module.weight[: module.in_channels])
+
+
+def _init_layer(module: nn.Linear | nn.Conv2d, init: InitConfig) -> None:
+    """One layer's weight by ``init.scheme``, and its bias to ``init.bias``."""
+    weight = module.weight
+    if init.scheme == "zero":
+        nn.init.zeros_(weight)
+    elif init.scheme == "constant":
+        nn.init.constant_(weight, float(init.value or 0.0))
+    elif init.scheme == "normal":
+        nn.init.normal_(weight, 0.0, float(init.sigma or 0.01))
+    elif init.scheme == "uniform":
+        scale = float(init.scale or 0.05)
+        nn.init.uniform_(weight, -scale, scale)
+    elif init.scheme == "glorot_normal":
+        nn.init.xavier_normal_(weight)
+    elif init.scheme == "glorot_uniform":
+        nn.init.xavier_uniform_(weight)
+    elif init.scheme == "he_normal":
+        nn.init.kaiming_normal_(weight, nonlinearity="relu")
+    elif init.scheme == "he_uniform":
+        nn.init.kaiming_uniform_(weight, nonlinearity="relu")
+    if module.bias is not None:
+        nn.init.constant_(module.bias, init.bias)
 
 
 def build_model(
@@ -289,6 +320,12 @@ def build_model(
         model = builders[m.type](m, input_shape, num_classes)
         init_weights(model, m.init)
     return model.to(torch.float64 if m.dtype == "float64" else torch.float32)
+
+
+def output_weight(model: nn.Module) -> nn.Parameter | None:
+    """The output layer's weight (the last dense layer's), or None without one."""
+    dense = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return dense[-1].weight if dense else None
 
 
 def count_params(model: nn.Module) -> int:
@@ -354,4 +391,5 @@ __all__ = [
     "init_weights",
     "make_activation",
     "model_summary",
+    "output_weight",
 ]

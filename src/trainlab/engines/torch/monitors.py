@@ -1,6 +1,6 @@
 """Training monitors of the torch engine, measured at evaluations, off the hot path.
 
-On one monitoring batch, in training mode and without an update, record per conv/dense
+On one monitoring batch, in training mode and without an update, record per trainable conv/dense
 layer ``k`` (in forward order): ``weight_norm_k``, ``grad_norm_k`` (the data-loss
 gradient), ``dead_relu_k`` (fraction of the units, or conv channels, after layer k whose
 ReLU never fired on the batch) and ``logit_norm`` (per-example norm of the logits). The
@@ -20,11 +20,12 @@ WeightLayer = nn.Linear | nn.Conv2d
 
 
 def _weight_layers_and_relus(model: nn.Module) -> tuple[list[nn.Module], dict[nn.Module, int]]:
-    """Conv/dense layers in registration (forward) order, and each ReLU's preceding layer index."""
+    """Trainable conv/dense layers in registration (forward) order, and each ReLU's preceding
+    layer index. Frozen layers (a whitening conv) are not monitored: they never change."""
     layers: list[nn.Module] = []
     relu_owner: dict[nn.Module, int] = {}
     for module in model.modules():
-        if isinstance(module, WeightLayer):
+        if isinstance(module, WeightLayer) and module.weight.requires_grad:
             layers.append(module)
         elif isinstance(module, nn.ReLU) and layers:
             relu_owner[module] = len(layers) - 1
@@ -63,7 +64,7 @@ def layer_monitors(
             model.train()
             logits = model(x)  # (B, K)
             weights = [layer.weight for layer in layers]
-            grads = torch.autograd.grad(loss_fn(logits), weights, allow_unused=True)
+            grads = torch.autograd.grad(loss_fn(logits), weights, allow_unused=True) if weights else ()
     finally:
         for handle in handles:
             handle.remove()

@@ -19,8 +19,15 @@ constant learning rate but not under a schedule (the velocity here keeps the lr 
 gradient was taken with), so :class:`MomentumSGD` implements the config's form.
 
 The learning rate is written into every parameter group before each step, from
-:func:`trainlab.schedules.lr_at` times the plateau scale, so the optimizers below are
-built with a placeholder lr.
+:func:`trainlab.schedules.lr_at` times the plateau scale, times the group's
+``lr_factor`` (1 unless ``optimizer.bias_lr_scale`` or muon's ``other`` optimizer set
+one), so the optimizers below are built with a placeholder lr.
+
+``optimizer.bias_lr_scale`` puts every 1-D parameter (biases, batch-norm scales and
+shifts) in a second group with ``lr * scale`` and ``weight_decay / scale``: a larger
+step, the same shrinkage ``lr * wd`` per step. ``muon`` (:mod:`.muon`) trains the conv
+kernels and hidden weight matrices; everything else (the output layer, biases, batch
+norm) goes to ``optimizer.other``, chained with it.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from trainlab.engines.torch.muon import Muon, OptimizerChain
+from trainlab.errors import ConfigError
 
 if TYPE_CHECKING:
     from trainlab.config import OptimizerConfig, RegularizationConfig
@@ -90,14 +100,71 @@ OPTIMIZERS = (
 )
 
 
-def build_optimizer(params: Iterable[nn.Parameter], o: OptimizerConfig) -> torch.optim.Optimizer:
+def _param_groups(params: list[nn.Parameter], lr: float, wd: float, bias_lr_scale: float) -> list[dict[str, Any]]:
+    """One group, or with ``bias_lr_scale`` != 1 the weights and the 1-D parameters apart."""
+    if bias_lr_scale == 1.0:
+        return [{"params": params}]
+    weights = [p for p in params if p.ndim >= 2]
+    vectors = [p for p in params if p.ndim < 2]
+    groups: list[dict[str, Any]] = []
+    if weights:
+        groups.append({"params": weights})
+    if vectors:
+        groups.append({"params": vectors, "lr": lr * bias_lr_scale, "weight_decay": wd / bias_lr_scale,
+                       "lr_factor": bias_lr_scale})
+    return groups
+
+
+def build_optimizer(params: Iterable[nn.Parameter], o: OptimizerConfig,
+                    output_weight: nn.Parameter | None = None) -> torch.optim.Optimizer | OptimizerChain:
     """The torch optimizer for the config's ``optimizer`` section (see the module docstring).
 
     ``foreach`` kernels are used where PyTorch has them: one fused call per step instead
     of one per parameter.
+
+    Args:
+        params: the parameters to train.
+        o: the ``optimizer`` section.
+        output_weight: the output layer's weight, which muon leaves to ``optimizer.other``
+            (Muon is for hidden layers). Default None.
+
+    Returns:
+        A torch optimizer, or for muon an :class:`OptimizerChain` (which steps, zeroes and
+        saves like one).
     """
-    lr, wd = float(o.lr or 0.01), float(o.weight_decay or 0.0)
     params = list(params)
+    if o.type == "muon":
+        return _build_muon(params, o, output_weight)
+    return _build_single(params, o)
+
+
+def _build_muon(params: list[nn.Parameter], o: OptimizerConfig, output_weight: nn.Parameter | None) -> OptimizerChain:
+    """Muon on the matrices and kernels (not the output layer), ``o.other`` on the rest."""
+    hidden = [p for p in params if p.ndim >= 2 and p is not output_weight]
+    rest = [p for p in params if not (p.ndim >= 2 and p is not output_weight)]
+    if not hidden:
+        raise ConfigError("optimizer.type: muon needs conv kernels or hidden weight matrices to train, "
+                          "and this model has none; use another optimizer")
+    lr = float(o.lr or 0.02)
+    parts: list[torch.optim.Optimizer] = [
+        Muon(hidden, lr=lr, momentum=float(o.momentum or 0.0), nesterov=bool(o.nesterov_momentum),
+             ns_steps=int(o.ns_steps or 5), weight_decay=float(o.weight_decay or 0.0),
+             normalize_weights=bool(o.normalize_weights))
+    ]
+    if rest and o.other is not None:
+        other = _build_single(rest, o.other)
+        ratio = float(o.other.lr or 0.01) / lr  # the other optimizer's lr follows the same schedule
+        for group in other.param_groups:
+            group["lr_factor"] = group.get("lr_factor", 1.0) * ratio
+        parts.append(other)
+    return OptimizerChain(parts)
+
+
+def _build_single(params: list[nn.Parameter], o: OptimizerConfig) -> torch.optim.Optimizer:
+    """Every optimizer type but muon (with ``bias_lr_scale``'s second group when asked)."""
+    lr, wd = float(o.lr or 0.01), float(o.weight_decay or 0.0)
+    groups: Any = _param_groups(params, lr, wd, float(o.bias_lr_scale))
+    params = groups
     if o.type == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=wd, foreach=True)
     if o.type in ("momentum", "nesterov"):
@@ -127,10 +194,10 @@ def build_optimizer(params: Iterable[nn.Parameter], o: OptimizerConfig) -> torch
     raise ValueError(f"unknown optimizer type {o.type!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Write ``lr`` into every parameter group."""
+def set_lr(optimizer: torch.optim.Optimizer | OptimizerChain, lr: float) -> None:
+    """Write ``lr`` times the group's ``lr_factor`` (default 1) into every parameter group."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_factor", 1.0)
 
 
 def penalized_params(model: nn.Module, apply_to: str = "weights") -> list[nn.Parameter]:

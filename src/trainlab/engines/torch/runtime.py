@@ -34,13 +34,14 @@ class TrainOptions:
         precision: ``fp32``; ``bf16`` autocast (CPU with bf16 instructions, or GPU);
             ``fp16`` autocast with a gradient scaler (GPU only).
         compile: run the model through ``torch.compile``.
-        tta: evaluate the final model on each image and its mirror image (averaged logits).
+        tta: test-time augmentation of the final evaluation: False, True (the mirror
+            image), or a mode of :mod:`.tta` (``translate``, ``flip_translate``).
     """
 
     device: str = "auto"
     precision: str = "fp32"
     compile: bool = False
-    tta: bool = False
+    tta: bool | str = False
 
 
 def train_options(config: RunConfig) -> TrainOptions:

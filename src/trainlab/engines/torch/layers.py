@@ -1,0 +1,129 @@
+"""Small layers the model builders share: a data-initialised whitening conv, batch norm as
+the config asks for it, and a constant scale.
+
+The whitening conv (``model.whiten``) is the first layer of airbench-style nets: a conv
+with no padding whose filters decorrelate the image's ``k x k`` patches. Its weights
+come from the training images when the run starts (:func:`init_whitening`) and never
+train; only its optional bias does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from trainlab.config import ModelConfig
+
+WHITEN_CHUNK = 500  # images per block of patches while summing the covariance
+
+
+class Scale(nn.Module):
+    """Multiplies by a constant (ResNet-9 scales its logits by 0.125, airbench by 1/9)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape preserved."""
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor:g}"
+
+
+class Whiten(nn.Conv2d):
+    """A ``kernel x kernel`` conv, no padding, ``2 * C * kernel**2`` outputs, frozen weights.
+
+    The weights are placeholders until :func:`init_whitening` sets them from data.
+    """
+
+    def __init__(self, channels: int, kernel: int, bias: bool = True) -> None:
+        super().__init__(channels, 2 * channels * kernel * kernel, kernel, padding=0, bias=bias)
+        self.weight.requires_grad_(False)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+
+def make_batch_norm(channels: int, m: ModelConfig, dims: int = 2) -> nn.Module:
+    """Batch norm over ``channels`` with the config's momentum, eps and (maybe frozen) scale.
+
+    Args:
+        channels: features (dense) or channels (conv).
+        m: the ``model`` section (``bn_momentum``, ``bn_eps``, ``bn_weight``).
+        dims: 1 for dense layers (B, D), 2 for convs (B, C, H, W). Default 2.
+    """
+    cls = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+    norm = cls(channels, eps=m.bn_eps, momentum=m.bn_momentum)
+    if not m.bn_weight:
+        norm.weight.requires_grad_(False)  # stays 1: only the shift learns
+    return norm
+
+
+def patch_covariance(images: torch.Tensor, kernel: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (D,) and covariance (D, D) of every ``kernel x kernel`` patch of ``images``
+    (N, C, H, W), D = C * kernel**2, in float64, summed over chunks to bound memory.
+
+    A patch is flattened in the conv weight's order (channel, row, column).
+    """
+    d = images.shape[1] * kernel * kernel
+    total = torch.zeros(d, dtype=torch.float64)
+    outer = torch.zeros(d, d, dtype=torch.float64)
+    count = 0
+    for start in range(0, len(images), WHITEN_CHUNK):
+        chunk = images[start : start + WHITEN_CHUNK].detach().to("cpu", torch.float64)
+        patches = F.unfold(chunk, kernel).transpose(1, 2).reshape(-1, d)  # (n * L, D)
+        total += patches.sum(0)
+        outer += patches.T @ patches
+        count += len(patches)
+    mean = total / count
+    return mean, outer / count - torch.outer(mean, mean)
+
+
+def whitening_filters(images: torch.Tensor, kernel: int, eps: float) -> torch.Tensor:
+    """Filters (2D, C, k, k) that whiten the patches of ``images`` (N, C, H, W).
+
+    For each eigenvector ``v`` of the patch covariance, strongest first, the filter
+    ``v / sqrt(lambda + eps)`` and its negative: the first D filters map a patch to
+    coordinates with (nearly) unit variance and no correlation.
+    """
+    channels = images.shape[1]
+    _, cov = patch_covariance(images, kernel)
+    eigenvalues, eigenvectors = torch.linalg.eigh(cov)  # ascending; columns are eigenvectors
+    order = torch.arange(len(eigenvalues) - 1, -1, -1)
+    scaled = eigenvectors[:, order].T / torch.sqrt(eigenvalues[order].clamp(min=0) + eps)[:, None]  # (D, D)
+    filters = scaled.reshape(-1, channels, kernel, kernel)
+    return torch.cat([filters, -filters]).to(torch.float32)  # (2D, C, k, k)
+
+
+@torch.no_grad()
+def init_whitening(model: nn.Module, images: torch.Tensor, eps: float) -> bool:
+    """Set every :class:`Whiten` layer of ``model`` from ``images`` (N, C, H, W, normalised);
+    returns whether there was one."""
+    found = False
+    for module in model.modules():
+        if isinstance(module, Whiten):
+            filters = whitening_filters(images, module.kernel_size[0], eps)
+            module.weight.copy_(filters.to(module.weight.dtype))
+            found = True
+    return found
+
+
+def whiten_layers(model: nn.Module) -> list[Whiten]:
+    """The model's whitening convs."""
+    return [m for m in model.modules() if isinstance(m, Whiten)]
+
+
+__all__ = [
+    "Scale",
+    "Whiten",
+    "init_whitening",
+    "make_batch_norm",
+    "patch_covariance",
+    "whiten_layers",
+    "whitening_filters",
+]
