@@ -1,0 +1,491 @@
+"""Time to accuracy: trainlab's fast recipes against plain-PyTorch airbench94 and airbench94_muon.
+
+Usage: python bench/bench_time_to_accuracy.py [--data-dir DIR] [--seeds N] [--threads T]
+                                              [--recipes cifar10-94,cifar10-94-muon,cifar10-90,mnist-99]
+                                              [--quick] [--json PATH] [--write-docs]
+
+For each seed, each recipe of ``configs/fast/`` is trained by ``trainlab.api.run`` and its
+peer, back to back (the order alternates with the seed, so a machine that slows down
+during the benchmark hurts both sides alike):
+
+- ``cifar10-94`` vs airbench94: the same net (whitening conv, three conv-pool-BN-GELU
+  groups, scaled head), schedule, lookahead, alternating flip, reflect-padded crops and
+  6-view TTA, written here as a plain PyTorch loop from the published description of
+  Keller Jordan's cifar10-airbench (not copied from it); target 94 %.
+- ``cifar10-94-muon`` vs airbench94_muon (Muon on the conv kernels, SGD on the rest,
+  batch 2000, 8 epochs); target 94 %.
+- ``cifar10-90`` vs airbench94: the shorter recipe against the time airbench94 takes to
+  its first evaluation at 90 % (the same peer run as for cifar10-94 when both are asked for).
+- ``mnist-99``: no peer; the goal is 99 % within 30 s.
+
+Both sides run in their best CPU mode (bf16 autocast, channels_last), with the same
+thread count. The time to accuracy is the wall clock from the start (before the data is
+loaded) to the end of the first evaluation that reaches the target: evaluations on the
+test split after every epoch (no TTA), then the final one with TTA. trainlab's final TTA
+evaluation is counted at the moment ``api.run`` returns (after its final train-split
+evaluation and checkpoint, so trainlab's time is an upper bound); reports and prediction
+files are turned off on the trainlab side, as the peer writes neither. Both read
+CIFAR-10 through trainlab's data cache (``prepare_data``), so data loading costs the
+same on both sides.
+
+Rows: per recipe, the median time to the target over the seeds that reached it (ratio
+peer / trainlab, > 1 when trainlab is faster); ``met`` needs the target reached on every
+seed and, against a peer, a ratio >= 0.9. ``--write-docs`` (full mode only) writes
+``docs/performance.md`` with every seed's times and accuracies, the commands and the
+machine. ``--quick``: a few hundred images, one short epoch per side, target 0 (the first
+evaluation): it checks that everything runs; its figures mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from _common import (
+    add_protocol_args,
+    default_threads,
+    fmt,
+    machine_info,
+    machine_line,
+    make_row,
+    write_json,
+)
+from torch import nn
+
+import trainlab.api as tl
+from trainlab.callbacks import Callback, TrainState
+from trainlab.data import prepare_data
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = "bench_time_to_accuracy"
+PEER_GOAL = 0.9  # trainlab's recipe within 10 % of the hand-written loop
+MNIST_LIMIT_S = 30.0
+RECIPES: dict[str, dict[str, Any]] = {
+    "cifar10-94": {"target": 0.94, "peer": "airbench94", "dataset": "CIFAR-10"},
+    "cifar10-94-muon": {"target": 0.94, "peer": "airbench94_muon", "dataset": "CIFAR-10"},
+    "cifar10-90": {"target": 0.90, "peer": "airbench94", "dataset": "CIFAR-10"},
+    "mnist-99": {"target": 0.99, "peer": None, "dataset": "MNIST"},
+}
+QUICK_TRAIN, QUICK_TEST, QUICK_BATCH = 512, 256, 128
+
+
+@dataclass
+class Trial:
+    """One training run: (seconds since start, test accuracy, what was evaluated) per evaluation."""
+
+    evaluations: list[tuple[float, float, str]] = field(default_factory=list)
+    total_s: float = 0.0
+
+    def time_to(self, target: float) -> float | None:
+        """Seconds to the first evaluation at ``target`` or better; None if none was."""
+        return next((t for t, acc, _ in self.evaluations if acc >= target), None)
+
+    @property
+    def final(self) -> float:
+        """The last evaluation's accuracy (the TTA one)."""
+        return self.evaluations[-1][1] if self.evaluations else float("nan")
+
+
+# -- trainlab ----------------------------------------------------------------------------------
+class _Clock(Callback):
+    """Records the time and test accuracy of every evaluation of a run."""
+
+    def __init__(self, start: float, trial: Trial) -> None:
+        self.start, self.trial = start, trial
+
+    def on_evaluate(self, state: TrainState, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            if row["split"] == "test":
+                self.trial.evaluations.append((time.perf_counter() - self.start, float(row["accuracy"]),
+                                               f"epoch {state.epoch}"))
+
+
+def quick_overrides(recipe: str) -> list[str]:
+    """A few hundred images, one short epoch: checks that the recipe runs."""
+    sizes = [f"data.limit={{train: {QUICK_TRAIN}, test: {QUICK_TEST}}}", f"train.batch_size={QUICK_BATCH}",
+             f"model.whiten.images={QUICK_TRAIN}"]
+    if recipe == "mnist-99":
+        return [*sizes, "train.epochs=1", "schedule.warmup_steps=1"]
+    steps = [f"train.steps={QUICK_TRAIN // QUICK_BATCH}", "model.whiten.bias_epochs=1"]
+    if recipe == "cifar10-94-muon":
+        return [*sizes, *steps]
+    return [*sizes, *steps, "schedule.warmup_steps=1", "train.lookahead.start_epoch=0", "train.lookahead.every=1"]
+
+
+def run_trainlab(recipe: str, seed: int, data_dir: str | None, quick: bool, workdir: Path) -> Trial:
+    """Train ``configs/fast/<recipe>.yaml`` with ``api.run``; the clock starts before data loading."""
+    overrides = [f"seed={seed}", f"output.dir={workdir}", "output.report=false", "output.save_predictions=false"]
+    if quick:
+        overrides += quick_overrides(recipe)
+    trial = Trial()
+    start = time.perf_counter()
+    run = tl.run(ROOT / "configs" / "fast" / f"{recipe}.yaml", overrides=overrides, run_id=f"seed{seed}",
+                 overwrite=True, data_dir=data_dir, progress=False, echo=False, callbacks=[_Clock(start, trial)])
+    trial.total_s = time.perf_counter() - start
+    tta = run.config["train"]["tta"]
+    trial.evaluations.append((trial.total_s, float(run.summary["test_accuracy"]),
+                              f"final, TTA {tta}" if tta else "final"))
+    return trial
+
+
+# -- the peer: airbench94 and airbench94_muon as plain PyTorch --------------------------------
+class Mul(nn.Module):
+    """x * scale."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+def conv3(c_in: int, c_out: int) -> nn.Conv2d:
+    """3x3 same conv without bias; its first c_in filters start as the identity."""
+    conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+    with torch.no_grad():
+        nn.init.dirac_(conv.weight[:c_in])
+    return conv
+
+
+def norm(channels: int) -> nn.BatchNorm2d:
+    """BN with a frozen unit scale, momentum 0.6 in airbench's convention (0.4 in torch's), eps 1e-12."""
+    bn = nn.BatchNorm2d(channels, eps=1e-12, momentum=0.4)
+    bn.weight.requires_grad_(False)
+    return bn
+
+
+def group(c_in: int, c_out: int) -> nn.Sequential:
+    """conv -> pool -> BN -> GELU -> conv -> BN -> GELU."""
+    return nn.Sequential(conv3(c_in, c_out), nn.MaxPool2d(2), norm(c_out), nn.GELU(),
+                         conv3(c_out, c_out), norm(c_out), nn.GELU())
+
+
+def airbench_net(muon: bool) -> nn.Sequential:
+    """Whitening conv (3 -> 24, 2x2), GELU, groups 64/256/256, max-pool to 1x1, bias-free head."""
+    head = nn.Linear(256, 10, bias=False)
+    if muon:  # airbench94_muon: unit-std head, logits divided by the width
+        with torch.no_grad():
+            head.weight.mul_(1 / head.weight.std())
+    net = nn.Sequential(nn.Conv2d(3, 24, 2, bias=True), nn.GELU(), group(24, 64), group(64, 256),
+                        group(256, 256), nn.MaxPool2d(3), nn.Flatten(), head, Mul(1 / 256 if muon else 1 / 9))
+    net[0].weight.requires_grad_(False)
+    with torch.no_grad():
+        net[0].bias.zero_()
+    return net
+
+
+@torch.no_grad()
+def init_whiten(conv: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> None:
+    """Eigenvectors of the (uncentred) 2x2-patch covariance over 1/sqrt(eigenvalue + eps), +v and -v."""
+    patches = F.unfold(images.double(), 2).transpose(1, 2).reshape(-1, 12)  # (P, 12)
+    values, vectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+    filters = (vectors.T / torch.sqrt(values + eps)[:, None]).reshape(12, 3, 2, 2).flip(0)
+    conv.weight.copy_(torch.cat([filters, -filters]).float())
+
+
+def newton_schulz(g: torch.Tensor, steps: int) -> torch.Tensor:
+    """Quintic Newton-Schulz orthogonalisation in bf16, as published with Muon."""
+    x = g.bfloat16()
+    x = x / (x.norm() + 1e-7)
+    tall = x.shape[0] > x.shape[1]
+    x = x.T if tall else x
+    for _ in range(steps):
+        a = x @ x.T
+        x = 3.4445 * x + (-4.7750 * a + 2.0315 * a @ a) @ x
+    return (x.T if tall else x).float()
+
+
+class PeerMuon(torch.optim.Optimizer):
+    """airbench94_muon's optimizer: Nesterov momentum, weight renormalised, orthogonalised step."""
+
+    def __init__(self, params: list[nn.Parameter], lr: float, momentum: float) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        for grp in self.param_groups:
+            for p in grp["params"]:
+                buf = self.state[p].setdefault("buf", torch.zeros_like(p.grad))
+                buf.mul_(grp["momentum"]).add_(p.grad)
+                update = p.grad.add(buf, alpha=grp["momentum"])
+                p.mul_(len(p) ** 0.5 / p.norm())
+                p.add_(newton_schulz(update.reshape(len(p), -1), 3).view_as(p), alpha=-grp["lr"])
+
+
+def peer_batch(x: torch.Tensor, flip: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
+    """Flip where ``flip`` says, reflect-pad by ``pad``, crop back at a random offset per image."""
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    padded = F.pad(x, (pad,) * 4, mode="reflect")  # (B, C, H + 2p, W + 2p)
+    b, _, h, w = x.shape
+    dy, dx = (torch.randint(0, 2 * pad + 1, (2, b), generator=g))
+    rows = (torch.arange(h)[None] + dy[:, None])[:, :, None]  # (B, H, 1)
+    cols = (torch.arange(w)[None] + dx[:, None])[:, None, :]  # (B, 1, W)
+    return padded[torch.arange(b)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+@torch.no_grad()
+def peer_eval(net: nn.Module, x: torch.Tensor, y: torch.Tensor, tta: bool) -> float:
+    """Accuracy in bf16; with ``tta`` airbench's 6 views (mirror, and +-1 pixel shifts of both)."""
+    net.eval()
+
+    def mirror(v: torch.Tensor) -> torch.Tensor:
+        return 0.5 * net(v.contiguous(memory_format=torch.channels_last)).float() + \
+            0.5 * net(v.flip(3).contiguous(memory_format=torch.channels_last)).float()
+
+    correct = 0
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for s in range(0, len(x), 2000):
+            xb = x[s : s + 2000]
+            if tta:
+                padded = F.pad(xb, (1, 1, 1, 1), mode="reflect")
+                shifted = (mirror(padded[:, :, :-2, :-2]) + mirror(padded[:, :, 2:, 2:])) / 2
+                logits = 0.5 * mirror(xb) + 0.5 * shifted
+            else:
+                logits = net(xb.contiguous(memory_format=torch.channels_last)).float()
+            correct += int((logits.argmax(1) == y[s : s + 2000]).sum())
+    net.train()
+    return correct / len(y)
+
+
+def peer_optimizers(net: nn.Sequential, muon: bool, batch: int) -> tuple[list[torch.optim.Optimizer],
+                                                                          Callable[[int, int, int], None]]:
+    """The optimizers and a ``set_lr(step, total, whiten_steps)`` following the published schedules."""
+    bn_biases = [p for m in net.modules() if isinstance(m, nn.BatchNorm2d) for p in [m.bias]]
+    whiten_bias, head = net[0].bias, net[7].weight
+    if muon:
+        wd = 2e-6 * batch
+        sgd = torch.optim.SGD([{"params": [whiten_bias], "lr": 0.053, "weight_decay": wd / 0.053},
+                               {"params": bn_biases, "lr": 0.053, "weight_decay": wd / 0.053},
+                               {"params": [head], "lr": 0.67, "weight_decay": wd / 0.67}],
+                              momentum=0.85, nesterov=True)
+        kernels = [p for p in net.parameters() if p.ndim == 4 and p.requires_grad]
+        opts: list[torch.optim.Optimizer] = [sgd, PeerMuon(kernels, lr=0.24, momentum=0.6)]
+    else:
+        scale = 1024 * (1 + 1 / (1 - 0.85))
+        lr, wd = 11.5 / scale, 0.0153 * batch / scale
+        others = [p for p in net.parameters() if p.requires_grad and all(p is not b for b in bn_biases)]
+        opts = [torch.optim.SGD([{"params": bn_biases, "lr": 64 * lr, "weight_decay": wd / (64 * lr)},
+                                 {"params": others, "lr": lr, "weight_decay": wd / lr}], momentum=0.85, nesterov=True)]
+    for opt in opts:
+        for grp in opt.param_groups:
+            grp["initial_lr"] = grp["lr"]
+
+    def set_lr(step: int, total: int, whiten_steps: int) -> None:
+        for opt in opts:
+            for i, grp in enumerate(opt.param_groups):
+                if muon and opt is opts[0] and i == 0:
+                    grp["lr"] = grp["initial_lr"] * max(0.0, 1 - step / whiten_steps)
+                elif muon:
+                    grp["lr"] = grp["initial_lr"] * (1 - step / total)
+                else:  # triangle: 0.2 -> 1 at 23 % of the steps -> 0.07
+                    peak = int(0.23 * total)
+                    frac = step / peak if step < peak else (step - peak) / (total - peak)
+                    grp["lr"] = grp["initial_lr"] * (0.2 + 0.8 * frac if step < peak else 1 - 0.93 * frac)
+
+    return opts, set_lr
+
+
+def run_peer(kind: str, seed: int, data_dir: str | None, quick: bool) -> Trial:
+    """Train airbench94 (``kind`` airbench94) or airbench94_muon as a plain PyTorch loop."""
+    muon = kind == "airbench94_muon"
+    trial = Trial()
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    limit = {"train": QUICK_TRAIN, "test": QUICK_TEST} if quick else None
+    data = prepare_data("cifar10", data_dir=data_dir, val_fraction=0.0, limit=limit, normalize="channel", seed=seed)
+    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train).long()
+    x_test, y_test = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test).long()
+    batch = QUICK_BATCH if quick else (2000 if muon else 1024)
+    per_epoch = len(y) // batch
+    total = per_epoch if quick else math.ceil(per_epoch * (8 if muon else 9.9))
+    whiten_steps = per_epoch * (1 if quick else 3)
+    net = airbench_net(muon)
+    init_whiten(net[0], x[:5000])
+    net = net.to(memory_format=torch.channels_last)
+    opts, set_lr = peer_optimizers(net, muon, batch)
+    flip_base = torch.rand(len(y), generator=g) < 0.5
+    average: dict[str, torch.Tensor] | None = None
+    lookahead_start = 0 if quick else 3
+    step = 0
+    for epoch in range(math.ceil(total / per_epoch)):
+        perm = torch.randperm(len(y), generator=g)
+        net[0].bias.requires_grad_(step < whiten_steps)
+        for i in range(per_epoch):
+            idx = perm[i * batch : (i + 1) * batch]
+            xb = peer_batch(x[idx], flip_base[idx] ^ bool(epoch % 2), 2, g)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = net(xb.contiguous(memory_format=torch.channels_last))
+            loss = F.cross_entropy(out.float(), y[idx], label_smoothing=0.2, reduction="sum")
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            set_lr(step, total, whiten_steps)
+            for opt in opts:
+                opt.step()
+            step += 1
+            if not muon and epoch >= lookahead_start and step % (1 if quick else 5) == 0:
+                average = lookahead(net, average, 0.95**5 * (step / total) ** 3)
+            if step >= total:
+                break
+        if average is not None:
+            lookahead(net, average, 1.0)
+        trial.evaluations.append((time.perf_counter() - start, peer_eval(net, x_test, y_test, False),
+                                  f"epoch {epoch + 1}"))
+    trial.evaluations.append((time.perf_counter() - start, peer_eval(net, x_test, y_test, True), "final, TTA"))
+    trial.total_s = time.perf_counter() - start
+    return trial
+
+
+@torch.no_grad()
+def lookahead(net: nn.Module, average: dict[str, torch.Tensor] | None, decay: float) -> dict[str, torch.Tensor]:
+    """airbench94's lookahead: the first call copies the weights, later ones average and copy back."""
+    state = {k: v for k, v in net.state_dict().items() if v.is_floating_point()}
+    if average is None:
+        return {k: v.clone() for k, v in state.items()}
+    for name, avg in average.items():
+        avg.lerp_(state[name], 1 - decay)
+        state[name].copy_(avg)
+    return average
+
+
+# -- rows, table, docs -------------------------------------------------------------------------
+def median_time(trials: list[Trial], target: float) -> tuple[float | None, int]:
+    """Median time to ``target`` over the trials that reached it, and how many did."""
+    times = [t for t in (trial.time_to(target) for trial in trials) if t is not None]
+    return (statistics.median(times) if times else None), len(times)
+
+
+def row_for(recipe: str, target: float, ours: list[Trial], peers: list[Trial] | None, quick: bool) -> dict[str, Any]:
+    """The protocol row of one recipe."""
+    info = RECIPES[recipe]
+    t_ours, n_ours = median_time(ours, target)
+    reached_all = n_ours == len(ours)
+    trainlab = t_ours if t_ours is not None else statistics.median(t.total_s for t in ours)
+    note = (f"{n_ours}/{len(ours)} seeds reached {target:.0%}; final accuracy "
+            f"{', '.join(f'{t.final:.4f}' for t in ours)}")
+    workload = f"{info['dataset']} to {target:.0%}: configs/fast/{recipe}.yaml ({len(ours)} seeds)"
+    if quick:
+        workload = f"{info['dataset']} quick check: configs/fast/{recipe}.yaml"
+    if peers is None:
+        met = reached_all and trainlab <= MNIST_LIMIT_S
+        return make_row(BENCH, workload, trainlab, None, peer_name="none (goal: a time limit)", unit="s",
+                        higher_is_better=False, goal=f"{target:.0%} on every seed in <= {MNIST_LIMIT_S:.0f} s",
+                        met=met, note=note)
+    t_peer, n_peer = median_time(peers, target)
+    note += (f"; {info['peer']}: {n_peer}/{len(peers)} reached it, final "
+             f"{', '.join(f'{t.final:.4f}' for t in peers)}")
+    row = make_row(BENCH, workload, trainlab, t_peer, peer_name=f"{info['peer']} (plain PyTorch, bf16, channels_last)",
+                   unit="s", higher_is_better=False, note=note)
+    row["goal"] = f"{target:.0%} on every seed, ratio >= {PEER_GOAL}x"
+    row["met"] = None if row["ratio"] is None else bool(reached_all and row["ratio"] >= PEER_GOAL)
+    return row
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """One line per recipe."""
+    header = f"{'workload':<58}{'trainlab s':>11}{'peer s':>9}{'ratio':>8}  met"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
+        print(f"{row['workload'][:57]:<58}{fmt(row['trainlab']):>11}{fmt(row['peer']):>9}{ratio:>8}  {row['met']}")
+    for row in rows:
+        print(f"  {row['workload']}: {row['note']}")
+
+
+def write_docs(path: Path, rows: list[dict[str, Any]], trials: dict[str, dict[str, list[Trial]]],
+               seeds: list[int], threads: int, command: str) -> None:
+    """docs/performance.md: the table, every seed's times and accuracies, the commands, the machine."""
+    info = machine_info()
+    lines = ["# Time to accuracy", "",
+             "Written by `bench/bench_time_to_accuracy.py --write-docs`; rerun it to check. Protocol: the "
+             "wall clock from the start (before the data is loaded) to the end of the first test evaluation at "
+             "the target (after every epoch without TTA, then the final one with TTA); trainlab's final TTA "
+             "evaluation counts when `api.run` returns. Both sides: bf16 autocast, channels_last, "
+             f"{threads} threads, back to back per seed.", "",
+             f"Command: `{command}`", "",
+             f"Date: {datetime.date.today().isoformat()}", "",
+             f"Machine: {machine_line(info)}", "",
+             "| workload | trainlab s | peer | peer s | ratio (peer / trainlab) | goal | met |",
+             "|---|---:|---|---:|---:|---|---|"]
+    for row in rows:
+        ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
+        lines.append(f"| {row['workload']} | {fmt(row['trainlab'])} | {row['peer_name']} | {fmt(row['peer'])} | "
+                     f"{ratio} | {row['goal']} | {row['met']} |")
+    lines += ["", "## Every seed", "", "| run | seed | evaluations (s: accuracy) | total s |", "|---|---:|---|---:|"]
+    for name, by_side in trials.items():
+        for side, side_trials in by_side.items():
+            for seed, trial in zip(seeds, side_trials, strict=True):
+                evals = "; ".join(f"{t:.1f}: {acc:.4f} ({what})" for t, acc, what in trial.evaluations)
+                lines.append(f"| {name} ({side}) | {seed} | {evals} | {trial.total_s:.1f} |")
+    lines += ["", "Recipes: `trainlab run configs/fast/<recipe>.yaml` (see each file's first comment).", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def main() -> None:
+    """Parse arguments, train every recipe and peer for every seed, print and write the rows."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("TRAINLAB_DATA"))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=default_threads())
+    parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--write-docs", action="store_true", help="write docs/performance.md (full mode only)")
+    args = add_protocol_args(parser).parse_args()
+    recipes = [r for r in args.recipes.split(",") if r]
+    unknown = set(recipes) - set(RECIPES)
+    if unknown:
+        raise SystemExit(f"unknown recipe(s) {', '.join(sorted(unknown))}; choose from {', '.join(RECIPES)}")
+    seeds = list(range(1 if args.quick else args.seeds))
+    os.environ["TRAINLAB_NUM_THREADS"] = str(args.threads)  # the engine sets its threads from it
+    torch.set_num_threads(args.threads)
+    print(machine_line())
+    print(f"{len(seeds)} seed(s), {args.threads} threads{', quick check' if args.quick else ''}")
+    peer_kinds = sorted({RECIPES[r]["peer"] for r in recipes if RECIPES[r]["peer"]})
+    trials: dict[str, dict[str, list[Trial]]] = {r: {"trainlab": []} for r in recipes}
+    peer_trials: dict[str, list[Trial]] = {k: [] for k in peer_kinds}
+    with tempfile.TemporaryDirectory(prefix="trainlab-tta-") as tmp:
+        for seed in seeds:
+            jobs = [("trainlab", r) for r in recipes] + [("peer", k) for k in peer_kinds]
+            for side, name in (jobs if seed % 2 == 0 else jobs[::-1]):
+                if side == "trainlab":
+                    trial = run_trainlab(name, seed, args.data_dir, args.quick, Path(tmp))
+                    trials[name]["trainlab"].append(trial)
+                else:
+                    trial = run_peer(name, seed, args.data_dir, args.quick)
+                    peer_trials[name].append(trial)
+                print(f"seed {seed} {side} {name}: {trial.total_s:.1f} s, final accuracy {trial.final:.4f}",
+                      flush=True)
+    rows = []
+    for recipe in recipes:
+        peer = RECIPES[recipe]["peer"]
+        target = 0.0 if args.quick else RECIPES[recipe]["target"]
+        if peer:
+            trials[recipe][peer] = peer_trials[peer]
+        rows.append(row_for(recipe, target, trials[recipe]["trainlab"], peer_trials[peer] if peer else None,
+                            args.quick))
+    print_table(rows)
+    write_json(args.json, rows)
+    if args.write_docs and not args.quick:
+        command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+        write_docs(ROOT / "docs" / "performance.md", rows, trials, seeds, args.threads, command)
+        print("wrote docs/performance.md")
+
+
+if __name__ == "__main__":
+    main()

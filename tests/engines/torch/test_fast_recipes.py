@@ -1,0 +1,280 @@
+"""The fast recipes of configs/fast/ and their building blocks: whitening, weight averages,
+Muon, alternating flips, multi-view TTA, and an exact resume with all of their state."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import trainlab.api as tl
+from trainlab.api import build_callbacks
+from trainlab.callbacks import Callback, CallbackList, TrainState
+from trainlab.config import AugmentConfig, RunConfig, WeightAverageConfig, load_config
+from trainlab.data import PreparedData
+from trainlab.engines.base import FitContext
+from trainlab.engines.torch import TorchEngine
+from trainlab.engines.torch.augment import BatchAugment, PixelSpace
+from trainlab.engines.torch.averaging import WeightAverage
+from trainlab.engines.torch.inference import TrainedModel
+from trainlab.engines.torch.layers import Whiten, patch_covariance, whitening_filters
+from trainlab.engines.torch.models import build_model, count_params
+from trainlab.engines.torch.muon import Muon, newton_schulz
+from trainlab.engines.torch.tta import shift_reflect, tta_logits, tta_views
+from trainlab.runs import create_run_dir, read_metrics_csv
+
+FAST = Path(__file__).resolve().parents[3] / "configs" / "fast"
+RECIPES = sorted(p.stem for p in FAST.glob("*.yaml"))
+TINY = {  # a few steps on a small subset: the recipe's every part runs, quickly
+    "cifar10-94": ["train.steps=8", "schedule.warmup_steps=2", "train.lookahead.start_epoch=0",
+                   "train.lookahead.every=2", "model.whiten.bias_epochs=1"],
+    "cifar10-94-muon": ["train.steps=8", "model.whiten.bias_epochs=1"],
+    "cifar10-90": ["train.steps=8", "schedule.warmup_steps=2", "train.lookahead.start_epoch=0",
+                   "train.lookahead.every=2", "model.whiten.bias_epochs=1"],
+    "mnist-99": ["train.epochs=2", "schedule.warmup_steps=2"],
+}
+
+
+def test_every_recipe_has_a_tiny_version() -> None:
+    assert RECIPES and set(RECIPES) == set(TINY)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_validates_states_its_target_and_trains(recipe: str, real_data: Path, tmp_path: Path) -> None:
+    path = FAST / f"{recipe}.yaml"
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# Fast ") and "docs/performance.md" in path.read_text()[:600]
+    config = load_config(path)
+    TorchEngine().check_config(config)
+    assert config.engine == "torch" and config.train.precision == "bf16"
+    overrides = ["data.limit={train: 256, test: 128}", "train.batch_size=64", "model.whiten.images=256",
+                 f"output.dir={tmp_path}", "output.report=false", *TINY[recipe]]
+    run = tl.run(path, overrides=overrides, run_id="tiny", data_dir=real_data, progress=False, echo=False)
+    assert run.summary["status"] == "completed" and run.summary["steps"] == 8
+    train = [r for r in run.metrics if r["split"] == "train"]
+    assert len(train) == 2 and all(math.isfinite(r["loss"]) for r in train)
+    assert train[1]["loss"] < train[0]["loss"], "the training loss did not go down"
+    assert 0.0 <= run.summary["test_accuracy"] <= 1.0
+
+
+# -- whitening ---------------------------------------------------------------------------------
+def _correlated_images(n: int = 64, seed: int = 0) -> torch.Tensor:
+    """Smooth random images (neighbouring pixels and channels correlated), (n, 3, 10, 10)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, 1, 12, 12, generator=g)
+    smooth = F.avg_pool2d(base, 3, stride=1)  # (n, 1, 10, 10)
+    return torch.cat([smooth, 0.5 * smooth + 0.1 * torch.randn(n, 1, 10, 10, generator=g),
+                      torch.randn(n, 1, 10, 10, generator=g)], 1)
+
+
+def test_whitening_filters_whiten_the_patches() -> None:
+    images = _correlated_images()
+    filters = whitening_filters(images, 2, eps=1e-9)  # (24, 3, 2, 2): +v and -v
+    assert filters.shape == (24, 3, 2, 2)
+    torch.testing.assert_close(filters[12:], -filters[:12])
+    out = F.conv2d(images.double(), filters[:12].double())  # (n, 12, 9, 9)
+    coords = out.permute(0, 2, 3, 1).reshape(-1, 12)
+    cov = torch.cov(coords.T)
+    torch.testing.assert_close(cov, torch.eye(12, dtype=torch.float64), atol=2e-3, rtol=0)
+    mean, full = patch_covariance(images, 2)
+    assert mean.shape == (12,) and full.shape == (12, 12)
+
+
+def test_whitening_layer_is_frozen_and_set_from_the_data(fit_synthetic, base_config, synthetic_data) -> None:
+    cfg = base_config(model={"type": "cnn", "conv": [{"filters": 4}], "whiten": {"kernel": 2, "images": 40},
+                             "batch_norm": True},
+                      train={"epochs": 2, "batch_size": 16})
+    data = synthetic_data(shape=(3, 8, 8))
+    config = RunConfig.from_dict(cfg)
+    model = build_model(config.model, (3, 8, 8), 3)
+    whiten = model[0]
+    assert isinstance(whiten, Whiten) and not whiten.weight.requires_grad
+    assert count_params(model) == sum(p.numel() for p in model.parameters()) - whiten.weight.numel()
+    _, run_path = fit_synthetic(cfg, data=data)
+    saved = torch.load(run_path / "checkpoint.pt", weights_only=True)["model"]["0.weight"]
+    expected = whitening_filters(torch.from_numpy(data.x_train[:40]), 2, 5e-4)
+    torch.testing.assert_close(saved, expected)  # set from the first 40 images, then never trained
+
+
+# -- weight averages -------------------------------------------------------------------------------
+def _scalar_model(value: float) -> nn.Linear:
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(value)
+    return model
+
+
+def test_ema_update_math_and_swap() -> None:
+    model = _scalar_model(1.0)
+    ema = WeightAverage(model, WeightAverageConfig(decay=0.5, every=2), "ema")
+    ema.after_step(1, 10, 5)  # not a multiple of every: nothing yet
+    assert ema.average is None
+    ema.after_step(2, 10, 5)  # the first update copies
+    assert float(ema.average["weight"]) == 1.0
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    ema.after_step(4, 10, 5)  # 0.5 * 1 + 0.5 * 3
+    assert float(ema.average["weight"]) == 2.0 and float(model.weight.detach()) == 3.0  # ema leaves the weights
+    with ema.swapped_in():
+        assert float(model.weight.detach()) == 2.0
+    assert float(model.weight.detach()) == 3.0
+
+
+def test_lookahead_copies_back_and_ramps_its_decay() -> None:
+    model = _scalar_model(0.0)
+    cfg = WeightAverageConfig(decay=0.8, every=1, ramp_power=2.0, start_epoch=1)
+    look = WeightAverage(model, cfg, "lookahead")
+    look.after_step(5, 20, 5)  # epoch 0: before start_epoch
+    assert look.average is None
+    look.after_step(6, 20, 5)  # epoch 1: the first update copies
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    look.after_step(10, 20, 5)
+    d = 0.8 * (10 / 20) ** 2  # 0.2
+    assert look.decay_at(10, 20) == pytest.approx(d)
+    assert float(model.weight.detach()) == pytest.approx((1 - d) * 1.0)  # the weights are the average now
+    assert float(look.average["weight"]) == pytest.approx(1 - d)
+
+
+# -- Muon ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(32, 96), (96, 32)])
+def test_newton_schulz_is_close_to_orthogonal(shape: tuple[int, int]) -> None:
+    g = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    out = newton_schulz(g, steps=5)
+    assert out.shape == g.shape and out.dtype == g.dtype
+    singular = torch.linalg.svdvals(out.double())
+    assert float(singular.min()) > 0.6 and float(singular.max()) < 1.3  # every direction about the same size
+    u, _, vh = torch.linalg.svd(g.double(), full_matrices=False)
+    polar = u @ vh  # the exact orthogonal polar factor
+    cosine = float((out.double() * polar).sum() / (out.double().norm() * polar.norm()))
+    assert cosine > 0.97
+
+
+def test_muon_step_is_an_orthogonalised_momentum_step() -> None:
+    w = nn.Parameter(torch.randn(8, 4, 3, 3, generator=torch.Generator().manual_seed(1)))
+    before = w.detach().clone()
+    opt = Muon([w], lr=0.1, momentum=0.5, nesterov=False, ns_steps=5)
+    w.grad = torch.randn_like(w)
+    opt.step()
+    delta = (w.detach() - before).reshape(8, -1) / -0.1
+    torch.testing.assert_close(delta, newton_schulz(w.grad.reshape(8, -1), 5), atol=1e-6, rtol=0)
+    assert torch.equal(opt.state[w]["momentum_buffer"], w.grad)
+    with pytest.raises(ValueError, match="1-D"):
+        Muon([nn.Parameter(torch.zeros(3))])
+
+
+# -- alternating flip and reflect crops ------------------------------------------------------
+def test_alternating_flip_flips_exactly_the_complement_next_epoch() -> None:
+    n = 40
+    aug = BatchAugment(AugmentConfig(hflip="alternating"), 3, PixelSpace(None, 1), "cpu", seed=0, num_examples=n)
+    x = torch.arange(n * 4, dtype=torch.float32).reshape(n, 1, 1, 4)  # every row differs from its mirror
+    index = torch.randperm(n, generator=torch.Generator().manual_seed(2))
+    masks = []
+    for epoch in range(3):
+        out, _ = aug(x[index], torch.zeros(n, dtype=torch.int64), index, epoch)
+        flipped = (out == x[index].flip(3)).all(3).flatten()
+        assert torch.equal(flipped | (out == x[index]).all(3).flatten(), torch.ones(n, dtype=torch.bool))
+        masks.append(flipped)
+    assert torch.equal(masks[1], ~masks[0]) and torch.equal(masks[2], masks[0])
+    assert 0 < int(masks[0].sum()) < n  # drawn at random per image
+
+
+def test_reflect_crop_takes_the_mirrored_border() -> None:
+    x = torch.arange(36, dtype=torch.float32).reshape(1, 1, 6, 6).repeat(64, 1, 1, 1)
+    aug = BatchAugment(AugmentConfig(crop_padding=2, crop_padding_mode="reflect"), 3, PixelSpace(None, 1), "cpu")
+    out, _ = aug(x, torch.zeros(64, dtype=torch.int64))
+    padded = F.pad(x[:1], (2, 2, 2, 2), mode="reflect")[0, 0]  # (10, 10)
+    crops = {tuple(padded[i : i + 6, j : j + 6].flatten().tolist()) for i in range(5) for j in range(5)}
+    assert all(tuple(o.flatten().tolist()) in crops for o in out)
+    assert len({tuple(o.flatten().tolist()) for o in out}) > 5  # random offsets
+
+
+# -- multi-view TTA ----------------------------------------------------------------------------------
+def test_tta_views_weights_and_shifts() -> None:
+    x = torch.randn(2, 3, 5, 5, generator=torch.Generator().manual_seed(3))
+    for mode, count in (("none", 1), ("flip", 2), ("translate", 3), ("flip_translate", 6)):
+        views = tta_views(x, mode)
+        assert len(views) == count and sum(w for _, w in views) == pytest.approx(1.0)
+        assert all(v.shape == x.shape for v, _ in views)
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    torch.testing.assert_close(shift_reflect(x, 1, 1), padded[:, :, :5, :5])  # content moves down-right
+    torch.testing.assert_close(shift_reflect(x, -1, -1), padded[:, :, 2:, 2:])
+
+
+def test_tta_logits_are_deterministic_and_weighted() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(5))
+    x = torch.randn(6, 3, 8, 8)
+    with torch.no_grad():
+        first = tta_logits(net, x, "flip_translate")
+        assert first.shape == (6, 5) and torch.equal(first, tta_logits(net, x, "flip_translate"))
+        expected = sum(w * net(v) for v, w in tta_views(x, "flip_translate"))
+        torch.testing.assert_close(first, expected)
+        torch.testing.assert_close(tta_logits(net, x, True), (net(x) + net(x.flip(3))) / 2)
+
+
+# -- exact resume with every new piece of state -----------------------------------------------------
+class _Crash(Callback):
+    """Fails at the n-th evaluation, before that evaluation's checkpoint is written."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.seen = at, 0
+
+    def on_evaluate(self, state: TrainState, rows: list[dict[str, Any]]) -> None:
+        self.seen += 1
+        if self.seen == self.at:
+            raise RuntimeError("simulated crash")
+
+
+def _fit(cfg: dict[str, Any], data: PreparedData, root: Path, run_id: str, resume: bool = False,
+         extra: list[Callback] | None = None) -> Path:
+    config = RunConfig.from_dict(cfg)
+    run_dir = create_run_dir(root, config.name, run_id, resume=resume, overwrite=not resume)
+    context = FitContext(run_dir=run_dir, callbacks=CallbackList(build_callbacks(config, run_dir, extra or [])),
+                         state=TrainState(), resume=resume, progress=False, log=lambda _m: None)
+    TorchEngine().fit(config, data, context)
+    return run_dir.path
+
+
+@pytest.mark.parametrize("average", ["ema", "lookahead"])
+def test_resume_with_averages_muon_and_alternating_flips_is_exact(average: str, base_config, synthetic_data,
+                                                                   tmp_path: Path) -> None:
+    cfg = base_config(
+        model={"type": "cnn", "conv": [{"filters": [4, 4], "pool_position": "after_first_conv"}],
+               "whiten": {"kernel": 2, "images": 32, "bias_epochs": 1}, "batch_norm": True, "bn_weight": False,
+               "conv_bias": False, "global_pool": "max", "head_bias": False, "head_scale": 0.5,
+               "activation": "gelu"},
+        optimizer={"type": "muon", "lr": 0.05, "other": {"type": "nesterov", "lr": 0.01, "bias_lr_scale": 4}},
+        loss={"label_smoothing": 0.2},
+        augment={"hflip": "alternating", "crop_padding": 1, "crop_padding_mode": "reflect"},
+        train={"epochs": 3, "batch_size": 16, "eval_every": 3, "checkpoint_every": 1, "tta": "flip_translate",
+               average: {"decay": 0.7, "every": 2, "ramp_power": 1, "start_epoch": 0}},
+    )
+    data = synthetic_data(shape=(3, 8, 8))
+    whole = _fit(cfg, data, tmp_path, "whole")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit(cfg, data, tmp_path, "crashed", extra=[_Crash(at=3)])  # mid-epoch 2; checkpoint at step 6
+    resumed = _fit(cfg, data, tmp_path, "crashed", resume=True)
+    rows_whole, _ = read_metrics_csv(whole / "metrics.csv")
+    rows_resumed, _ = read_metrics_csv(resumed / "metrics.csv")
+    assert rows_resumed == rows_whole
+    a = torch.load(whole / "checkpoint.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoint.pt", weights_only=True)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["average"]["mode"] == average
+    for key, value in a["average"]["average"].items():
+        assert torch.equal(value, b["average"]["average"][key]), key
+    assert torch.equal(a["augment"]["flip_base"], b["augment"]["flip_base"])
+    with np.load(whole / "predictions.npz") as p, np.load(resumed / "predictions.npz") as q:
+        np.testing.assert_array_equal(p["probabilities"], q["probabilities"])
+        # `trainlab evaluate` / predict rebuild the model the run evaluated: the EMA, the same views
+        trained = TrainedModel(RunConfig.from_dict(cfg), whole / "checkpoint.pt", (3, 8, 8), 3, device="cpu")
+        probabilities = torch.softmax(trained.logits(data.x_test, "flip_translate"), 1).numpy()
+        np.testing.assert_allclose(probabilities, p["probabilities"], rtol=1e-5, atol=1e-6)
