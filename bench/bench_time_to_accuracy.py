@@ -380,7 +380,11 @@ def row_for(recipe: str, target: float, ours: list[Trial], peers: list[Trial] | 
             f"{', '.join(f'{t.final:.4f}' for t in ours)}")
     workload = f"{info['dataset']} to {target:.0%}: configs/fast/{recipe}.yaml ({len(ours)} seeds)"
     if quick:
-        workload = f"{info['dataset']} quick check: configs/fast/{recipe}.yaml"
+        workload = f"{info['dataset']} quick check (first evaluation): configs/fast/{recipe}.yaml"
+    if quick:  # checks that everything runs: no goal
+        peer_time = median_time(peers, target)[0] if peers is not None else None
+        return make_row(BENCH, workload, trainlab, peer_time, unit="s", higher_is_better=False, note=note,
+                        peer_name=f"{info['peer']} (plain PyTorch)" if peers is not None else "none")
     if peers is None:
         met = reached_all and trainlab <= MNIST_LIMIT_S
         return make_row(BENCH, workload, trainlab, None, peer_name="none (goal: a time limit)", unit="s",
@@ -420,13 +424,20 @@ def write_docs(path: Path, rows: list[dict[str, Any]], trials: dict[str, dict[st
              f"{threads} threads, back to back per seed.", "",
              f"Command: `{command}`", "",
              f"Date: {datetime.date.today().isoformat()}", "",
-             f"Machine: {machine_line(info)}", "",
-             "| workload | trainlab s | peer | peer s | ratio (peer / trainlab) | goal | met |",
-             "|---|---:|---|---:|---:|---|---|"]
+             f"Machine: {machine_line(info).removeprefix('machine: ')}", "",
+             "| workload | trainlab s | peer | peer s | ratio (peer / trainlab) | goal | met | note |",
+             "|---|---:|---|---:|---:|---|---|---|"]
     for row in rows:
         ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
         lines.append(f"| {row['workload']} | {fmt(row['trainlab'])} | {row['peer_name']} | {fmt(row['peer'])} | "
-                     f"{ratio} | {row['goal']} | {row['met']} |")
+                     f"{ratio} | {row['goal']} | {row['met']} | {row['note']} |")
+    lines += ["", "Where the two sides differ (the net, data order and augmentation are the same kind, not the "
+              "same draws): trainlab's Nesterov SGD keeps the velocity in the lr-scaled form "
+              "(v = mu v - lr g), PyTorch's SGD unscaled (the same at a constant lr); trainlab's "
+              "`bias_lr_scale` also speeds up the whitening bias, airbench94 only the BN shifts; trainlab "
+              "freezes the whitening bias after 3 epochs where airbench94_muon decays its lr to 0 over them; "
+              "trainlab's whitening uses the centred patch covariance, airbench the uncentred one. trainlab's "
+              "runs also compute layer monitors at every evaluation and a final train-split evaluation."]
     lines += ["", "## Every seed", "", "| run | seed | evaluations (s: accuracy) | total s |", "|---|---:|---|---:|"]
     for name, by_side in trials.items():
         for side, side_trials in by_side.items():

@@ -112,6 +112,8 @@ def _kind_of(tp: Any) -> str:
         return "a list"
     if _is_model(tp):
         return "a mapping"
+    if tp is bool:
+        return "true or false"
     return "a number" if tp in (int, float) else "another type"
 
 

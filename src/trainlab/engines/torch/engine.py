@@ -31,7 +31,7 @@ from trainlab.engines.loop import TrainingLoop
 from trainlab.engines.torch.augment import BatchAugment, PixelSpace, pack_images, unpack_images
 from trainlab.engines.torch.averaging import build_average
 from trainlab.engines.torch.checkpoint import load_checkpoint, save_checkpoint
-from trainlab.engines.torch.layers import init_whitening, whiten_layers
+from trainlab.engines.torch.layers import drop_whiten_bias_grads, init_whitening
 from trainlab.engines.torch.models import build_model, count_params, model_summary, output_weight
 from trainlab.engines.torch.monitors import layer_monitors
 from trainlab.engines.torch.muon import optimizer_parts
@@ -196,12 +196,12 @@ class _Training(TrainingLoop):
         train = self.config.train
         if self.scaler is None:
             total.backward()
-            self._freeze_whiten_bias()
+            self._drop_frozen_grads()
             clip_gradients(self.params, train.grad_clip_value, train.grad_clip_norm)
             self.optimizer.step()
         else:  # fp16: scale the loss, unscale before clipping; inf/NaN steps are skipped
             self.scaler.scale(total).backward()
-            self._freeze_whiten_bias()
+            self._drop_frozen_grads()
             parts = optimizer_parts(self.optimizer)
             for part in parts:
                 self.scaler.unscale_(part)
@@ -220,12 +220,10 @@ class _Training(TrainingLoop):
         self.interval_steps += 1
         return total
 
-    def _freeze_whiten_bias(self) -> None:
-        """Drop the whitening bias' gradient once ``model.whiten.bias_epochs`` are done (no update)."""
+    def _drop_frozen_grads(self) -> None:
+        """Once ``model.whiten.bias_epochs`` are done, the whitening bias gets no more updates."""
         if self.whiten_bias_steps is not None and self.state.step >= self.whiten_bias_steps:
-            for layer in whiten_layers(self.model):
-                if layer.bias is not None:
-                    layer.bias.grad = None
+            drop_whiten_bias_grads(self.model)
 
     def check_finite(self) -> None:
         """Raise if a step since the last check had a NaN/inf loss (reads one device scalar)."""

@@ -118,9 +118,17 @@ def whiten_layers(model: nn.Module) -> list[Whiten]:
     return [m for m in model.modules() if isinstance(m, Whiten)]
 
 
+def drop_whiten_bias_grads(model: nn.Module) -> None:
+    """Clear the whitening biases' gradients, so that no optimizer updates them this step."""
+    for layer in whiten_layers(model):
+        if layer.bias is not None:
+            layer.bias.grad = None
+
+
 __all__ = [
     "Scale",
     "Whiten",
+    "drop_whiten_bias_grads",
     "init_whitening",
     "make_batch_norm",
     "patch_covariance",
