@@ -275,7 +275,8 @@ class _Training(TrainingLoop):
         self._reset_sums()
         x_mon = self._input(self._floats(self.x_train[:MONITOR_BATCH]))
         y_mon = self.y_train[:MONITOR_BATCH]
-        monitors = layer_monitors(self.model, x_mon, lambda logits: data_loss(self.config, logits, y_mon, None))
+        with autocast(self.device, self.options.precision):  # measured as trained (bf16: ~3x faster)
+            monitors = layer_monitors(self.model, x_mon, lambda logits: data_loss(self.config, logits, y_mon, None))
         self.warnings.check(self.state.step, monitors)
         rows: list[dict[str, Any]] = [{"split": "train", "loss": train_loss, "accuracy": train_acc, **monitors}]
         if len(self.y_val):
