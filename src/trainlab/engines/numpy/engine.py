@@ -4,7 +4,8 @@ One loop, readable top to bottom: shuffle, gather a batch, forward, loss and pen
 backward, clip, update; every ``eval_every`` steps evaluate, call the callbacks, and
 checkpoint when asked. The checkpoint holds the weights, the optimizer state, the random
 generators and the epoch's permutation, so a resumed run reproduces an uninterrupted one
-bit for bit on CPU.
+bit for bit on CPU. One fast path: where the update stays the same, SGD and momentum fold
+the weights' update into the GEMM of their gradient (``fused.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from trainlab.engines.base import FitContext
 from trainlab.engines.loop import TrainingLoop
+from trainlab.engines.numpy.fused import plan_fused_updates
 from trainlab.engines.numpy.layers import Dropout
 from trainlab.engines.numpy.losses import (
     accuracy,
@@ -153,6 +155,11 @@ class _Training(TrainingLoop):
         self.data_rng = np.random.default_rng([config.seed, 1])
         self.model = build_model(config, self.x_train.shape[1], data.num_classes, self.init_rng)
         self.optimizer = build_optimizer(config)
+        reg = config.regularization
+        self.fused = plan_fused_updates(
+            self.model, self.optimizer, dtype=dtype, l1=reg.l1 or 0.0, l2=reg.l2 or 0.0,
+            clipping=train.grad_clip_value is not None or train.grad_clip_norm is not None,
+        )
         self.loss_fn = make_loss(config)
         self.permutation = np.arange(n)
         self.warnings = MonitorWarnings(context.log)
@@ -168,11 +175,16 @@ class _Training(TrainingLoop):
 
     # -- one step -------------------------------------------------------------------------
     def penalties(self, add_to_grads: bool) -> float:
-        """L1/L2 penalty value; with ``add_to_grads`` their gradients are added in place."""
+        """L1/L2 penalty value; with ``add_to_grads`` their gradients are added in place
+        (for fused weights, L2's gradient is part of their update: only its value here)."""
         reg = self.config.regularization
         params = self.model.parameters()
         grads = self.model.gradients() if add_to_grads else None
         value = 0.0
+        if grads is not None and self.fused.keys:
+            fused = [params.pop(key) for key in self.fused.keys]  # Linear weights (never L1)
+            if reg.l2:
+                value += reg.l2 * sum(float(np.vdot(p, p)) for p in fused)
         if reg.l2:
             value += l2_penalty(params, reg.l2, apply_to=reg.apply_to, grads=grads)[0]
         if reg.l1:
@@ -195,7 +207,8 @@ class _Training(TrainingLoop):
         logits = self.model.forward(x, True)  # (B, K)
         loss, dlogits = self.loss_fn(logits, y)
         batch_accuracy = accuracy(logits, y)
-        self.model.backward(dlogits)
+        with self.fused.deferring():  # fused weights keep (x, dout) instead of forming dW
+            self.model.backward(dlogits)
         loss += self.penalties(add_to_grads=True)
         self.clip_gradients()
         if not math.isfinite(loss):
@@ -204,7 +217,8 @@ class _Training(TrainingLoop):
                 f"The last good checkpoint is kept in {self.context.run_dir.path}. "
                 "Try a lower optimizer.lr, train.grad_clip_norm, or batch_norm"
             )
-        self.optimizer.step(self.model.parameters(), self.model.gradients(), lr)
+        self.optimizer.step(self.model.parameters(), self.model.gradients(), lr,
+                            products=self.fused.products())
         return loss, batch_accuracy
 
     # -- evaluation -----------------------------------------------------------------------

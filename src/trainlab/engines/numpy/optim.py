@@ -10,6 +10,9 @@ Coupled ``weight_decay`` (all optimizers but AdamW) adds ``weight_decay * p`` to
 gradient before the update, for every parameter handed to ``step``; AdamW's
 ``weight_decay`` is decoupled (``p -= lr * weight_decay * p`` before the Adam step).
 Gradients are never modified.
+
+SGD and momentum also take a weight gradient left as its factors (``products``, the
+engine's fast path, see ``fused.py``) and fold it into their update with BLAS calls.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ import inspect
 
 import numpy as np
 
+from trainlab.engines.numpy.fused import WeightProduct, axpy, gemm_tn
+
 # Elements per work item: the update runs chunk by chunk so that the scratch array and the
 # slot being updated stay in the L2 cache between the few NumPy calls of one update
 # (measured: ~25 % less optimizer time than whole-array passes, 1.8M-parameter MLP).
 # Threads were tried and lost: OpenBLAS's worker threads keep spinning after each GEMM.
+# (SGD and momentum's fast path runs its element-wise part on those threads: fused.py.)
 CHUNK = 131072
 
 
@@ -41,10 +47,13 @@ class Optimizer:
 
     Subclasses name their per-parameter slot arrays in ``slots`` and write the update of
     one contiguous piece in ``_kernel``. The update is element-wise, so ``step`` runs it
-    over cache-sized chunks; the result is bit-identical to a single pass.
+    over cache-sized chunks; the result is bit-identical to a single pass. Those with
+    ``fusable = True`` also write ``_fused_update`` (the same update from a
+    :class:`WeightProduct`).
     """
 
     slots: tuple[str, ...] = ()
+    fusable = False
 
     def __init__(self, weight_decay: float = 0.0) -> None:
         self.weight_decay = float(weight_decay)
@@ -66,12 +75,27 @@ class Optimizer:
             arr = self._scratch[key] = np.empty(CHUNK, dtype=dtype)
         return arr
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
-        """Update every array of ``params`` in place from ``grads`` (same keys)."""
+    def step(
+        self,
+        params: dict[str, np.ndarray],
+        grads: dict[str, np.ndarray],
+        lr: float,
+        products: dict[str, WeightProduct] | None = None,
+    ) -> None:
+        """Update every array of ``params`` in place from ``grads`` (same keys).
+
+        ``products`` (fusable optimizers only) gives some keys' gradients as factors
+        instead; those keys are updated by ``_fused_update`` and their ``grads`` unread.
+        """
         self.state["t"] = int(self.state["t"]) + 1
         lr = float(lr)
+        products = products or {}
+        if products and not self.fusable:
+            raise ValueError(f"{type(self).__name__} takes no gradient products (not fusable)")
         work = []
         for key, p in params.items():
+            if key in products:
+                continue
             g = grads[key]
             if p.shape != g.shape:
                 raise ValueError(f"gradient {key!r} has shape {g.shape}, parameter {p.shape}")
@@ -86,6 +110,8 @@ class Optimizer:
                 n = min(CHUNK, p.size - lo)
                 work.append([a[lo:lo + n] for a in flat] + [t[:n] for t in scratch])
         self._run(work, lr)
+        for key, product in products.items():
+            self._fused_update(key, params[key], product, product.decay + self.weight_decay, lr)
 
     _coupled_decay = True
 
@@ -105,6 +131,12 @@ class Optimizer:
     ) -> None:
         """Update the piece p in place from g; ``slots`` as named in ``self.slots``;
         ``tmp`` is scratch space like p. All are 1-D views of the same length."""
+        raise NotImplementedError
+
+    def _fused_update(self, key: str, p: np.ndarray, product: WeightProduct, decay: float,
+                      lr: float) -> None:
+        """The update of ``p`` from ``g = product.x.T @ product.dout + decay * p``
+        (``decay`` includes the coupled weight decay)."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray | float | int]:
@@ -131,6 +163,8 @@ class Optimizer:
 class SGD(Optimizer):
     """Vanilla SGD: ``p -= lr * g``."""
 
+    fusable = True
+
     def __init__(self, weight_decay: float = 0.0) -> None:
         super().__init__(weight_decay)
 
@@ -138,11 +172,16 @@ class SGD(Optimizer):
         np.multiply(g, lr, out=tmp)
         p -= tmp
 
+    def _fused_update(self, key, p, product, decay, lr):  # type: ignore[no-untyped-def]
+        # p - lr * (x.T @ dout + decay * p) = (1 - lr * decay) * p - lr * x.T @ dout
+        gemm_tn(product.x, product.dout, p, alpha=-lr, beta=1.0 - lr * decay)
+
 
 class Momentum(Optimizer):
     """Classical momentum: ``v = mu * v - lr * g; p += v`` (v starts at zero)."""
 
     slots = ("v",)
+    fusable = True
 
     def __init__(self, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
         super().__init__(weight_decay)
@@ -154,6 +193,13 @@ class Momentum(Optimizer):
         v *= self.momentum
         v -= tmp
         p += v
+
+    def _fused_update(self, key, p, product, decay, lr):  # type: ignore[no-untyped-def]
+        v = self._slot("v", key, p)
+        gemm_tn(product.x, product.dout, v, alpha=-lr, beta=self.momentum)  # mu v - lr x.T dout
+        if decay:
+            axpy(-lr * decay, p, v)  # ... - lr * decay * p
+        axpy(1.0, v, p)
 
 
 class Nesterov(Optimizer):
