@@ -7,6 +7,11 @@ holds ``cifar-10-batches-py``). The BLAS floor is the step's eight matrix multip
 arrays. Each measurement is repeated and the best round kept (the machine may be shared).
 Goals: the NumPy engine's throughput >= PyTorch eager's, and its step <= 1.15x the BLAS floor.
 
+The NumPy step is the engine's: forward, loss, backward, update, on the engine's fast path
+where it applies (here: float32 momentum, so each weight's update is folded into its
+gradient GEMM, see ``trainlab/engines/numpy/fused.py``); "no optimizer step" runs the plain
+forward and backward (every dW formed) without an update.
+
     .venv/bin/python bench/bench_numpy.py --steps 200 [--threads T] [--quick] [--json PATH]
 
 Threads: ``--threads``, else ``$TRAINLAB_NUM_THREADS``, else every core this process may use
@@ -36,9 +41,11 @@ from _common import (
 from torch import nn
 
 from trainlab.engines.numpy import Momentum, build_mlp, softmax_cross_entropy
+from trainlab.engines.numpy.fused import BLAS_AVAILABLE, plan_fused_updates
 
 SIZES = (3072, 500, 500, 10)
 BENCHMARK = Path(__file__).stem
+UPDATE = "update fused into the weight GEMMs" if BLAS_AVAILABLE else "plain update (no usable BLAS gemm)"
 
 
 def load_data(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
@@ -65,15 +72,19 @@ def bench_numpy(
     model = build_mlp(SIZES[0], SIZES[-1], list(SIZES[1:-1]), rng=np.random.default_rng(0))
     params, grads = model.parameters(), model.gradients()
     opt = Momentum(momentum=0.9)
+    fused = plan_fused_updates(model, opt, dtype=np.float32)  # as the engine plans it
     nb = x.shape[0] // batch
 
     def step(i: int) -> None:
         lo = (i % nb) * batch
         logits = model.forward(x[lo:lo + batch], training=True)  # (B, 10)
         _, dlogits = softmax_cross_entropy(logits, y[lo:lo + batch])
-        model.backward(dlogits)
-        if update:
-            opt.step(params, grads, lr)
+        if not update:
+            model.backward(dlogits)
+            return
+        with fused.deferring():
+            model.backward(dlogits)
+        opt.step(params, grads, lr, products=fused.products())
 
     for i in range(10):
         step(i)
@@ -163,7 +174,7 @@ def main() -> None:
         rounds["blas"].append(bench_blas_floor(args.steps, args.batch))
     best = {name: min(seconds) for name, seconds in rounds.items()}
 
-    print(f"MLP {'-'.join(map(str, SIZES))} ReLU, batch {args.batch}, float32, SGD momentum; "
+    print(f"MLP {'-'.join(map(str, SIZES))} ReLU, batch {args.batch}, float32, SGD momentum ({UPDATE}); "
           f"{args.steps} steps, best of {args.repeats}; data: {source}; threads: {threads} "
           f"(torch {torch.__version__}, numpy {np.__version__}; {blas_note})")
     print(f"{'engine':<22}{'ms/step':>10}{'images/s':>12}")
@@ -186,7 +197,7 @@ def rows_of(rounds: dict[str, list[float]], steps: int, batch: int, repeats: int
     def ms(name: str) -> str:
         return spread([1e3 * s / steps for s in rounds[name]], "ms/step")
 
-    about = f"best of {repeats} rounds of {steps} steps; data: {source}"
+    about = f"best of {repeats} rounds of {steps} steps; data: {source}; numpy: {UPDATE}"
     return [
         make_row(BENCHMARK, f"NumPy engine training step, {mlp}", batch * steps / best["numpy"],
                  batch * steps / best["torch"], peer_name="PyTorch eager", unit="img/s", min_ratio=1.0,
