@@ -26,10 +26,9 @@ backward between steps, so they always see dW.
 NumPy has no gemm with beta. ``scipy.linalg.blas`` has, but SciPy's wheels carry their own
 copy of OpenBLAS, and calling two OpenBLAS copies in turn makes each one's spinning worker
 threads fight the other's (measured: the benchmark's eight GEMMs took 5x as long on 2
-cores, with three of them on SciPy's copy). So the two calls
-below go to NumPy's own BLAS (CBLAS symbols looked up through NumPy's extension module,
-with ctypes) and are checked once against ``np.dot`` before use; where that fails the
-engine simply keeps the plain path.
+cores with three of them on SciPy's copy). So the two calls below go to NumPy's own BLAS
+(CBLAS symbols looked up through NumPy's extension module, with ctypes) and are checked
+once against ``np.dot`` before use; where that fails the engine keeps the plain path.
 """
 
 from __future__ import annotations
