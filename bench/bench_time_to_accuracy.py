@@ -30,7 +30,8 @@ same on both sides.
 
 Rows: per recipe, the median time to the target over the seeds that reached it (ratio
 peer / trainlab, > 1 when trainlab is faster); ``met`` needs the target reached on every
-seed and, against a peer, a ratio >= 0.9. ``--write-docs`` (full mode only) writes
+seed within the recipe's time limit (94 %: 10 min, 90 %: 3 min, MNIST 99 %: 30 s) and, for
+the 94 % recipes, a ratio >= 1 (faster than the peer). ``--write-docs`` (full mode only) writes
 ``docs/performance.md`` with every seed's times and accuracies, the commands and the
 machine. ``--quick``: a few hundred images, one short epoch per side, target 0 (the first
 evaluation): it checks that everything runs; its figures mean nothing.
@@ -71,13 +72,17 @@ from trainlab.data import prepare_data
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = "bench_time_to_accuracy"
-PEER_GOAL = 0.9  # trainlab's recipe within 10 % of the hand-written loop
-MNIST_LIMIT_S = 30.0
+# The goals on the 2-core machine: 94 % in under 10 minutes and faster than the
+# plain-PyTorch airbench renditions (ratio >= 1); 90 % in under 3 minutes; 99 % MNIST in
+# under 30 s. ``peer_goal`` None: the peer's time is shown, the goal is the time limit.
 RECIPES: dict[str, dict[str, Any]] = {
-    "cifar10-94": {"target": 0.94, "peer": "airbench94", "dataset": "CIFAR-10"},
-    "cifar10-94-muon": {"target": 0.94, "peer": "airbench94_muon", "dataset": "CIFAR-10"},
-    "cifar10-90": {"target": 0.90, "peer": "airbench94", "dataset": "CIFAR-10"},
-    "mnist-99": {"target": 0.99, "peer": None, "dataset": "MNIST"},
+    "cifar10-94": {"target": 0.94, "peer": "airbench94", "dataset": "CIFAR-10", "limit_s": 600.0,
+                   "peer_goal": 1.0},
+    "cifar10-94-muon": {"target": 0.94, "peer": "airbench94_muon", "dataset": "CIFAR-10", "limit_s": 600.0,
+                        "peer_goal": 1.0},
+    "cifar10-90": {"target": 0.90, "peer": "airbench94", "dataset": "CIFAR-10", "limit_s": 180.0,
+                   "peer_goal": None},
+    "mnist-99": {"target": 0.99, "peer": None, "dataset": "MNIST", "limit_s": 30.0, "peer_goal": None},
 }
 QUICK_TRAIN, QUICK_TEST, QUICK_BATCH = 512, 256, 128
 
@@ -406,18 +411,24 @@ def row_for(recipe: str, target: float, ours: list[Trial], peers: list[Trial] | 
         peer_time = median_time(peers, target)[0] if peers is not None else None
         return make_row(BENCH, workload, trainlab, peer_time, unit="s", higher_is_better=False, note=note,
                         peer_name=f"{info['peer']} (plain PyTorch)" if peers is not None else "none")
+    limit = float(info["limit_s"])
+    within = reached_all and trainlab <= limit
     if peers is None:
-        met = reached_all and trainlab <= MNIST_LIMIT_S
         return make_row(BENCH, workload, trainlab, None, peer_name="none (goal: a time limit)", unit="s",
-                        higher_is_better=False, goal=f"{target:.0%} on every seed in <= {MNIST_LIMIT_S:.0f} s",
-                        met=met, note=note)
+                        higher_is_better=False, goal=f"{target:.0%} on every seed in <= {limit:.0f} s",
+                        met=within, note=note)
     t_peer, n_peer = median_time(peers, target)
     note += (f"; {info['peer']}: {n_peer}/{len(peers)} reached it, final "
              f"{', '.join(f'{t.final:.4f}' for t in peers)}")
     row = make_row(BENCH, workload, trainlab, t_peer, peer_name=f"{info['peer']} (plain PyTorch, bf16, channels_last)",
                    unit="s", higher_is_better=False, note=note)
-    row["goal"] = f"{target:.0%} on every seed, ratio >= {PEER_GOAL}x"
-    row["met"] = None if row["ratio"] is None else bool(reached_all and row["ratio"] >= PEER_GOAL)
+    peer_goal = info["peer_goal"]
+    if peer_goal is None:
+        row["goal"] = f"{target:.0%} on every seed in <= {limit:.0f} s"
+        row["met"] = bool(within)
+    else:
+        row["goal"] = f"{target:.0%} on every seed in <= {limit:.0f} s, ratio >= {peer_goal}x"
+        row["met"] = None if row["ratio"] is None else bool(within and row["ratio"] >= peer_goal)
     return row
 
 
