@@ -90,6 +90,18 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(fit_s
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
 
 
+def test_nan_step_is_named_exactly_between_evaluations(fit_synthetic, base_config) -> None:
+    """The first non-finite loss is found by its step even when evaluations are far apart."""
+    named = []
+    for eval_every in (1, 25):
+        cfg = base_config(optimizer={"type": "sgd", "lr": 1e30}, loss={"type": "squared"},
+                          train={"steps": 30, "batch_size": 16, "eval_every": eval_every})
+        with pytest.raises(TrainingError, match=r"at step (\d+)") as caught:
+            fit_synthetic(cfg)
+        named.append(int(re.search(r"at step (\d+)", str(caught.value)).group(1)))  # type: ignore[union-attr]
+    assert named[0] == named[1] > 1
+
+
 class _Evil:
     """A pickle that would run a shell command when loaded without weights_only."""
 

@@ -152,12 +152,21 @@ class _Training(TrainingLoop):
         return unpack_images(xb, self.pixels, self.dtype)
 
     def _reset_sums(self) -> None:
-        """Device-side running sums over the steps since the last evaluation."""
-        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.correct_sum = torch.zeros((), dtype=torch.int64, device=self.device)
+        """Start a new interval of device-side per-step records (loss, correct predictions).
+
+        Each step writes its loss and its count of correct predictions into slot
+        ``interval_steps`` of two device buffers (one copy each, no host sync); sums and the
+        NaN check read the filled part at log intervals and evaluations. Buffers, not running
+        sums, so that a step costs no extra device ops for the NaN bookkeeping, and the first
+        non-finite loss is still found by its step.
+        """
+        slots = max(1, self.eval_every)  # a training run's interval never holds more steps
+        if getattr(self, "step_losses", None) is None or len(self.step_losses) != slots:
+            self.step_losses = torch.zeros(slots, dtype=torch.float64, device=self.device)
+            self.step_correct = torch.zeros(slots, dtype=torch.int64, device=self.device)
         self.seen = 0
         self.interval_steps = 0
-        self.first_bad = torch.zeros((), dtype=torch.int64, device=self.device)  # 0: none yet
+        self.interval_start = int(self.state.step)
 
     def snapshot_weights(self) -> dict[str, torch.Tensor]:
         """A copy of the state dict evaluations use (for early stopping's restore-best)."""
@@ -212,10 +221,11 @@ class _Training(TrainingLoop):
         with torch.no_grad():
             total = total.detach()
             hard = soft.argmax(1) if soft is not None else yb
-            self.loss_sum += total
-            self.correct_sum += (logits.argmax(1) == hard).sum()
-            bad = (~torch.isfinite(total)) & (self.first_bad == 0)
-            self.first_bad = torch.where(bad, self.state.step + 1, self.first_bad)
+            if self.interval_steps == len(self.step_losses):  # driven without evaluations (parity, bench)
+                self.step_losses = torch.cat([self.step_losses, torch.zeros_like(self.step_losses)])
+                self.step_correct = torch.cat([self.step_correct, torch.zeros_like(self.step_correct)])
+            self.step_losses[self.interval_steps] = total
+            self.step_correct[self.interval_steps] = (logits.argmax(1) == hard).sum()
         self.seen += len(index)
         self.interval_steps += 1
         return total
@@ -227,13 +237,16 @@ class _Training(TrainingLoop):
 
     def check_finite(self) -> None:
         """Raise if a step since the last check had a NaN/inf loss (reads one device scalar)."""
-        bad_step = int(self.first_bad)
-        if bad_step:
-            raise TrainingError(
-                f"the loss became NaN or infinite at step {bad_step}; training stopped. "
-                f"The last good checkpoint is kept in {self.context.run_dir.path}. "
-                "Try a lower optimizer.lr, train.grad_clip_norm, or batch_norm"
-            )
+        losses = self.step_losses[: self.interval_steps]
+        if self.interval_steps == 0 or bool(torch.isfinite(losses).all()):
+            return
+        first = int((~torch.isfinite(losses)).nonzero()[0, 0])
+        bad_step = self.interval_start + first + 1
+        raise TrainingError(
+            f"the loss became NaN or infinite at step {bad_step}; training stopped. "
+            f"The last good checkpoint is kept in {self.context.run_dir.path}. "
+            "Try a lower optimizer.lr, train.grad_clip_norm, or batch_norm"
+        )
 
     # -- evaluation -----------------------------------------------------------------------
     @torch.no_grad()
@@ -270,8 +283,8 @@ class _Training(TrainingLoop):
     def evaluation_rows(self) -> list[dict[str, Any]]:
         """One row per split, the train row with the monitors; resets the running sums."""
         self.check_finite()
-        train_loss = float(self.loss_sum) / max(1, self.interval_steps)
-        train_acc = float(self.correct_sum) / max(1, self.seen)
+        train_loss = float(self.step_losses[: self.interval_steps].sum()) / max(1, self.interval_steps)
+        train_acc = self._train_accuracy()
         self._reset_sums()
         x_mon = self._input(self._floats(self.x_train[:MONITOR_BATCH]))
         y_mon = self.y_train[:MONITOR_BATCH]
@@ -346,6 +359,7 @@ class _Training(TrainingLoop):
         log = self.context.log
         if self.context.resume:
             self.load()
+            self._reset_sums()  # the interval starts at the resumed step
             log(f"resumed at step {self.state.step} of {self.total_steps}")
         else:
             summary = model_summary(self.model, self.input_shape)  # type: ignore[arg-type]
@@ -370,7 +384,11 @@ class _Training(TrainingLoop):
 
     def progress_figures(self) -> dict[str, float]:
         self.check_finite()
-        return {"loss": float(self.last_total), "acc": float(self.correct_sum) / max(1, self.seen)}
+        return {"loss": float(self.last_total), "acc": self._train_accuracy()}
+
+    def _train_accuracy(self) -> float:
+        """Training accuracy over the steps of the current interval (reads the device)."""
+        return float(self.step_correct[: self.interval_steps].sum()) / max(1, self.seen)
 
     def save_checkpoint(self) -> None:
         self.save()
