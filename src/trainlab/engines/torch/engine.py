@@ -3,7 +3,7 @@
 The loop mirrors the NumPy engine's: shuffle by index, gather a batch from tensors held
 in memory, augment it on the device, forward, loss plus penalties, backward, clip,
 update; every ``eval_every`` steps evaluate, call the callbacks, checkpoint when asked.
-Running sums of loss and correct predictions stay on the device and are read only at
+Each step's loss and count of correct predictions stay in device buffers, read only at
 log intervals and evaluations, so the host does not wait on the device every step.
 
 A checkpoint holds the weights, optimizer state, every generator (initialisation, data
