@@ -145,6 +145,9 @@ class _Training(TrainingLoop):
         self.state.restore_weights = self.restore_weights
         self.train_seconds = 0.0
         self.final_test_logits: torch.Tensor | None = None  # kept for predictions.npz
+        slots = max(1, self.eval_every)  # a training run's interval never holds more steps
+        self.step_losses = torch.zeros(slots, dtype=torch.float64, device=self.device)
+        self.step_correct = torch.zeros(slots, dtype=torch.int64, device=self.device)
         self._reset_sums()
 
     def _floats(self, xb: torch.Tensor) -> torch.Tensor:
@@ -160,10 +163,6 @@ class _Training(TrainingLoop):
         sums, so that a step costs no extra device ops for the NaN bookkeeping, and the first
         non-finite loss is still found by its step.
         """
-        slots = max(1, self.eval_every)  # a training run's interval never holds more steps
-        if getattr(self, "step_losses", None) is None or len(self.step_losses) != slots:
-            self.step_losses = torch.zeros(slots, dtype=torch.float64, device=self.device)
-            self.step_correct = torch.zeros(slots, dtype=torch.int64, device=self.device)
         self.seen = 0
         self.interval_steps = 0
         self.interval_start = int(self.state.step)
