@@ -114,3 +114,21 @@ def test_gradcheck_fails_loudly_on_a_loose_threshold_breach(tmp_path: Path) -> N
     cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs", data={"dataset": "mnist", "normalize": "scale"})
     # eps = 0.1 makes the finite differences of a ReLU net coarse: the check must report it.
     assert main(["gradcheck", str(cfg), "--eps", "0.1", "--threshold", "1e-9"]) == 1
+
+
+def test_full_batch_descent_does_not_depend_on_the_data_order_seed(tmp_path: Path) -> None:
+    # A zero-initialised linear classifier has the same start for every seed, and a full batch is
+    # the whole training set, so full-batch gradient descent must give the same run for any seed.
+    runs = []
+    for seed in (0, 1):
+        cfg = write_config(
+            tmp_path / f"c{seed}.yaml", tmp_path / "runs", seed=seed,
+            # no subset and no validation split: both would be drawn by the seed
+            data={"dataset": "mnist", "val_fraction": 0.0, "normalize": "scale"},
+            model={"type": "linear", "init": {"scheme": "zero"}},
+            optimizer={"type": "sgd", "lr": 0.5}, train={"epochs": 5, "batch_size": "full"},
+        )
+        runs.append(tl.run(cfg, run_id=f"s{seed}", progress=False, echo=False).summary)
+    assert runs[0]["test_accuracy"] > 0.6  # five steps of descent learn something
+    assert runs[0]["test_loss"] == runs[1]["test_loss"]
+    assert runs[0]["test_accuracy"] == runs[1]["test_accuracy"]

@@ -168,7 +168,13 @@ class _Training(TrainingLoop):
         self.state.snapshot_weights = self.model.state_arrays
         self.state.restore_weights = self.model.load_state_arrays
         self.train_seconds = 0.0
-        self.x_batch = np.empty((self.batch_size, self.x_train.shape[1]), dtype=dtype)  # (B, D)
+        # A full batch is the whole training set in any order: its gradient does not depend on
+        # the permutation, so the step reads x_train in place instead of copying it every step.
+        self.full_batch = self.batch_size == n
+        self.x_batch = (
+            self.x_train if self.full_batch
+            else np.empty((self.batch_size, self.x_train.shape[1]), dtype=dtype)  # (B, D)
+        )
         self.last_loss = self.last_accuracy = 0.0
         self.interval_loss = self.interval_accuracy = 0.0
         self.interval_steps = 0
@@ -336,10 +342,15 @@ class _Training(TrainingLoop):
         self.permutation = self.data_rng.permutation(len(self.y_train))
 
     def step(self, position: int, lr: float) -> None:
-        bs = self.batch_size
-        index = self.permutation[position * bs : (position + 1) * bs]
-        np.take(self.x_train, index, axis=0, out=self.x_batch)
-        self.last_loss, self.last_accuracy = self.train_step(self.x_batch, self.y_train[index], lr)
+        if self.full_batch:
+            self.last_loss, self.last_accuracy = self.train_step(self.x_train, self.y_train, lr)
+        else:
+            bs = self.batch_size
+            index = self.permutation[position * bs : (position + 1) * bs]
+            np.take(self.x_train, index, axis=0, out=self.x_batch)
+            self.last_loss, self.last_accuracy = self.train_step(
+                self.x_batch, self.y_train[index], lr
+            )
         self.interval_loss += self.last_loss
         self.interval_accuracy += self.last_accuracy
         self.interval_steps += 1
