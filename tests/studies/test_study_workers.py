@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from optuna.trial import TrialState
 
+import trainlab.studies.storage as storage_module
 from tests.studies.conftest import write_study
 from trainlab.studies import Options, load_study, open_storage, open_study_storage
 from trainlab.studies.results import RESULTS_CSV
@@ -165,3 +167,33 @@ def test_heartbeat_requeues_the_trial_of_a_silent_worker(tmp_path: Path, postgre
     assert ostudy._storage.get_trial(trial_id).state == TrialState.FAIL
     waiting = ostudy.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 2 and {t.user_attrs["key"] for t in waiting} == {"t0000", "t0001"}
+
+
+def test_a_requeued_trial_is_not_taken_for_dead_again_while_it_is_claimed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry of a dead worker's trial does not carry that worker's name: between a live
+    worker's claim and its first write, other workers must not requeue it a second time."""
+    path = write_study(tmp_path / "rq.yaml", {"space": {"optimizer.lr": [0.1, 0.2]}}, tmp_path / "runs", name="rq")
+    study = load_study(path)
+    handle = open_study_storage(study, Options(echo=False))
+    worker = Worker(study, handle, Options(echo=False))
+    ostudy, _ = worker.prepare(study.stages[0])
+    first = worker._claim(ostudy)
+    assert first is not None
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    ostudy._storage.set_trial_user_attr(first, "worker", {"host": socket.gethostname(), "pid": dead.pid})
+    assert reclaim_dead(handle, ostudy) == 1
+    (retry,) = [t for t in ostudy.get_trials(states=(TrialState.WAITING,))
+                if t.user_attrs["key"] == ostudy._storage.get_trial(first).user_attrs["key"]]
+    assert "worker" not in retry.user_attrs and "error" not in retry.user_attrs
+    assert retry.system_attrs["failed_trial"] == ostudy._storage.get_trial(first).number
+    claimed = ostudy._storage.set_trial_state_values(retry._trial_id, state=TrialState.RUNNING)
+    assert claimed  # claimed; its worker has not written its name yet
+    assert reclaim_dead(handle, ostudy) == 0
+    assert ostudy._storage.get_trial(retry._trial_id).state == TrialState.RUNNING
+    # A claim that never gets a name (its worker died in that moment) is requeued after a grace.
+    monkeypatch.setattr(storage_module, "UNNAMED_CLAIM_GRACE_S", 0.0)
+    assert reclaim_dead(handle, ostudy) == 1
+    assert ostudy._storage.get_trial(retry._trial_id).state == TrialState.FAIL

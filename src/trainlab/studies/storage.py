@@ -4,7 +4,7 @@
   ``JournalFileBackend``): no server, any number of worker processes on this machine.
 - ``--storage postgresql://user@host/db`` (or ``$TRAINLAB_STORAGE``; any SQLAlchemy URL):
   workers on any number of machines. Optuna's heartbeat marks the trials of a dead worker
-  stale; they are failed and queued again (``RetryHeartbeatStaleTrialCallback``).
+  stale; they are failed and queued again (:func:`enqueue_retry`).
 
 On both, a trial records the worker that runs it (host, pid, process start time), so a
 worker on the same machine notices at once that another one died (kill -9) and queues its
@@ -14,6 +14,7 @@ trial again without waiting for the heartbeat's grace period.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import hashlib
 import os
@@ -34,6 +35,11 @@ JOURNAL_FILE = "study.journal"
 LOCK_FILE = "study.lock"
 STORAGE_ENV = "TRAINLAB_STORAGE"
 _RDB_PREFIXES = ("postgresql", "postgres", "sqlite", "mysql")
+#: User attributes of one attempt at a trial (who ran it, how it ended), not of its setting.
+ATTEMPT_ATTRS = ("worker", "error", "result")
+#: A running trial that names no worker this long after its claim was claimed by a worker that
+#: died before it could write its name (the two writes cannot be one).
+UNNAMED_CLAIM_GRACE_S = 120.0
 
 
 @contextlib.contextmanager
@@ -88,8 +94,7 @@ def open_storage(url: str, heartbeat: int | None = 10, lock_dir: Path | None = N
             with quiet_experimental():
                 if heartbeat:
                     options = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat,
-                               "heartbeat_stale_trial_callback":
-                                   optuna.storages.RetryHeartbeatStaleTrialCallback()}
+                               "heartbeat_stale_trial_callback": enqueue_retry}
                 storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **options)
         except Exception as error:  # SQLAlchemy's errors vary by driver
             raise ConfigError(f"--storage {_redact(url)}: cannot open the database: {error}") from None
@@ -186,9 +191,26 @@ def requeue(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
         return False
     with contextlib.suppress(Exception):
         study._storage.set_trial_user_attr(trial._trial_id, "error", reason)
-    with quiet_experimental():
-        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
+    enqueue_retry(study, trial)
     return True
+
+
+def enqueue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue a waiting copy of a failed trial: same parameters and setting, a fresh attempt.
+
+    Like Optuna's retry callbacks (``failed_trial`` and ``retry_history`` in the system
+    attributes), except that the attempt's own attributes (:data:`ATTEMPT_ATTRS`) are not
+    copied: a copy that still named the dead worker would look dead again to every other
+    worker in the moment between its claim and its new worker writing its name, and be
+    queued a second time.
+    """
+    system_attrs: dict[str, Any] = {"failed_trial": trial.number, **trial.system_attrs}
+    system_attrs["retry_history"] = [*trial.system_attrs.get("retry_history", []), trial.number]
+    study.add_trial(optuna.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs={k: v for k, v in trial.user_attrs.items() if k not in ATTEMPT_ATTRS},
+        system_attrs=system_attrs,
+    ))
 
 
 def reclaim_dead(handle: StorageHandle, study: optuna.Study) -> int:
@@ -201,10 +223,15 @@ def reclaim_dead(handle: StorageHandle, study: optuna.Study) -> int:
         with quiet_experimental():
             optuna.storages.fail_stale_trials(study)
     count = 0
+    now = datetime.datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
-        if isinstance(worker, dict) and worker_alive(worker) is False:
-            count += requeue(study, trial, f"worker {worker.get('host')}:{worker.get('pid')} died")
+        if isinstance(worker, dict):
+            if worker_alive(worker) is False:
+                count += requeue(study, trial, f"worker {worker.get('host')}:{worker.get('pid')} died")
+        elif (trial.datetime_start is not None
+              and (now - trial.datetime_start).total_seconds() > UNNAMED_CLAIM_GRACE_S):
+            count += requeue(study, trial, "its worker died between claiming it and writing its name")
     return count
 
 
