@@ -56,12 +56,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from _common import (
+    PERFORMANCE_TITLE,
     add_protocol_args,
     default_threads,
     fmt,
     machine_info,
     machine_line,
     make_row,
+    write_doc_section,
     write_json,
 )
 from torch import nn
@@ -448,7 +450,7 @@ def write_docs(path: Path, rows: list[dict[str, Any]], trials: dict[str, dict[st
                seeds: list[int], threads: int, command: str) -> None:
     """docs/performance.md: the table, every seed's times and accuracies, the commands, the machine."""
     info = machine_info()
-    lines = ["# Time to accuracy", "",
+    lines = ["## Time to accuracy", "",
              "Written by `bench/bench_time_to_accuracy.py --write-docs`; rerun it to check. Protocol: the "
              "wall clock from the start (before the data is loaded) to the end of the first test evaluation at "
              "the target (after every epoch without TTA, then the final one with TTA); trainlab's final TTA "
@@ -470,15 +472,14 @@ def write_docs(path: Path, rows: list[dict[str, Any]], trials: dict[str, dict[st
               "freezes the whitening bias after 3 epochs where airbench94_muon decays its lr to 0 over them; "
               "trainlab's whitening uses the centred patch covariance, airbench the uncentred one. trainlab's "
               "runs also compute layer monitors at every evaluation and a final train-split evaluation."]
-    lines += ["", "## Every seed", "", "| run | seed | evaluations (s: accuracy) | total s |", "|---|---:|---|---:|"]
+    lines += ["", "### Every seed", "", "| run | seed | evaluations (s: accuracy) | total s |", "|---|---:|---|---:|"]
     for name, by_side in trials.items():
         for side, side_trials in by_side.items():
             for seed, trial in zip(seeds, side_trials, strict=True):
                 evals = "; ".join(f"{t:.1f}: {acc:.4f} ({what})" for t, acc, what in trial.evaluations)
                 lines.append(f"| {name} ({side}) | {seed} | {evals} | {trial.total_s:.1f} |")
     lines += ["", "Recipes: `trainlab run configs/fast/<recipe>.yaml` (see each file's first comment).", ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_doc_section(path, "time-to-accuracy", "\n".join(lines), PERFORMANCE_TITLE)
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import os
 import tempfile
 import time
@@ -54,7 +55,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import add_protocol_args, default_threads, machine_line, make_row, spread, write_json
+from _common import (
+    PERFORMANCE_TITLE,
+    add_protocol_args,
+    default_threads,
+    fmt,
+    machine_line,
+    make_row,
+    spread,
+    write_doc_section,
+    write_json,
+)
 from _keras_peer import KerasSide, keras_available
 
 from trainlab.callbacks import CallbackList, TrainState
@@ -69,6 +80,8 @@ from trainlab.engines.torch.runtime import TrainOptions, stream_seed
 from trainlab.runs import RunDir
 
 BENCHMARK = Path(__file__).stem
+ROOT = Path(__file__).resolve().parents[1]
+WARMUP_STEPS = 3
 PLAIN_GOAL, KERAS_GOAL = 0.97, 1.4
 
 MODELS: dict[str, dict[str, Any]] = {
@@ -133,10 +146,11 @@ def prepared(images: np.ndarray, labels: np.ndarray) -> PreparedData:
 class TrainlabSide:
     """The torch engine's training object and its per-step loop body (as ``_Training.run``)."""
 
-    def __init__(self, config: RunConfig, data: PreparedData) -> None:
+    def __init__(self, config: RunConfig, data: PreparedData, compile_model: bool = False) -> None:
         context = FitContext(run_dir=RunDir(Path(tempfile.gettempdir()) / "trainlab-bench"),
                              callbacks=CallbackList([]), state=TrainState(), progress=False, log=lambda _m: None)
-        self.training = _Training(config, data, context, TrainOptions(device="cpu", precision=config.train.precision))
+        options = TrainOptions(device="cpu", precision=config.train.precision, compile=compile_model)
+        self.training = _Training(config, data, context, options)
 
     def steps(self, count: int) -> None:
         """The loop's own per-step hooks (shuffle, step, progress read), without evaluations."""
@@ -213,11 +227,12 @@ def timed(side: Any, steps: int) -> float:
 
 
 def bench(config: RunConfig, images: np.ndarray, data: PreparedData, steps: int, passes: int,
-          keras: bool, warmup: int = 3) -> dict[str, Any]:
+          keras: bool, warmup: int = 3, compiled: bool = False) -> dict[str, Any]:
     """Seconds per pass of each side over ``passes`` alternating passes of ``steps`` steps.
 
-    Returns ``{"seconds": {side: [...]}, "params": {side: n}}`` for the sides trainlab,
-    plain and (when ``keras``) keras.
+    Returns ``{"seconds": {side: [...]}, "params": {side: n}, "warmup": {side: s}}`` for the
+    sides trainlab, plain, (when ``keras``) keras and (when ``compiled``) ``compiled``: the
+    engine with ``train.compile`` on, whose warm-up holds torch.compile's compile time.
 
     Raises:
         RuntimeError: the keras net's trainable parameter count differs from the torch net's.
@@ -231,13 +246,15 @@ def bench(config: RunConfig, images: np.ndarray, data: PreparedData, steps: int,
         if params["keras"] != params["plain"]:
             raise RuntimeError(f"the keras net has {params['keras']:,} trainable parameters, "
                                f"the torch net {params['plain']:,}: not the same net")
-    for side in sides.values():
-        side.steps(warmup)  # allocator, kernels, optimizer state; keras builds its train function
+    if compiled:
+        sides["compiled"] = TrainlabSide(config, data, compile_model=True)
+    # allocator, kernels, optimizer state; keras builds its train function; torch.compile compiles
+    warmups = {name: timed(side, warmup) for name, side in sides.items()}
     seconds: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(passes):
         for name, side in sides.items():
             seconds[name].append(timed(side, steps))
-    return {"seconds": seconds, "params": params}
+    return {"seconds": seconds, "params": params, "warmup": warmups, "warmup_steps": warmup}
 
 
 def rows_of(title: str, config: RunConfig, result: dict[str, Any], steps: int,
@@ -259,7 +276,41 @@ def rows_of(title: str, config: RunConfig, result: dict[str, Any], steps: int,
     rows.append(make_row(BENCHMARK, workload, rate["trainlab"], rate.get("keras"),
                          peer_name=f"keras.fit (torch backend, {policy})", unit="img/s", min_ratio=KERAS_GOAL,
                          note=keras_note))
+    if "compiled" in rate:
+        extra = result["warmup"]["compiled"] - result["warmup"]["trainlab"]
+        rows.append(make_row(
+            BENCHMARK, f"{workload}, train.compile: true", rate["compiled"], rate["trainlab"],
+            peer_name="trainlab eager (train.compile: false, the default)", unit="img/s",
+            note=f"{passes}; compile time {extra:.1f} s (warm-up of {result['warmup_steps']} steps, "
+                 f"compiled minus eager); {spreads['compiled']}; break-even after {_break_even(extra, rate)}"))
     return rows
+
+
+def _break_even(extra_s: float, rate: dict[str, float]) -> str:
+    """How many images before compiling pays back its compile time ("never" when slower)."""
+    gain = 1.0 / rate["trainlab"] - 1.0 / rate["compiled"]  # seconds saved per image
+    return f"{extra_s / gain:,.0f} images" if gain > 0 else "never (slower per step)"
+
+
+def compile_verdicts(rows: list[dict[str, Any]]) -> str:
+    """docs/performance.md's torch.compile section: the measured answer per model and precision."""
+    lines = ["## torch.compile", "",
+             "Written by `bench/bench_torch.py --write-docs` (trainlab's step with `train.compile: true` against "
+             "the same engine in eager mode, alternating passes on the same batches; compile time = the "
+             "compiled side's warm-up minus the eager side's). `train.compile` stays off by default.", "",
+             f"Date: {datetime.date.today().isoformat()}", "", f"Machine: {machine_line().removeprefix('machine: ')}",
+             "", "| model, precision | eager img/s | compiled img/s | compiled / eager | compile time | answer |",
+             "|---|---:|---:|---:|---:|---|"]
+    for row in rows:
+        if not row["workload"].endswith("train.compile: true"):
+            continue
+        compile_s = row["note"].split("compile time ", 1)[1].split(" s", 1)[0]
+        ratio = row["ratio"] or 0.0
+        answer = ("pays in a long run (compile time is paid back, see the break-even in bench/results.md)"
+                  if ratio >= 1.03 else "does not pay: within 3 % of eager or slower; keep it off")
+        lines.append(f"| {row['workload'].removesuffix(', train.compile: true')} | {fmt(row['peer'])} | "
+                     f"{fmt(row['trainlab'])} | {ratio:.2f}x | {compile_s} s | {answer} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -274,11 +325,16 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--batch", type=int, help="one batch size for every model (default: each seed study's)")
     parser.add_argument("--no-keras", action="store_true", help="leave out the keras.fit column")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time the engine with train.compile (default: on, off with --quick)")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="write the torch.compile section of docs/performance.md (needs --compile)")
     args = add_protocol_args(parser).parse_args()
-    warmup = 3
+    warmup = WARMUP_STEPS
     if args.quick:
         args.images, args.steps, args.passes, warmup = 256, 2, 1, 1
         args.batch = args.batch or 32
+    compiled = not args.quick if args.compile is None else args.compile
     os.environ["TRAINLAB_NUM_THREADS"] = str(args.threads)  # the engine sets its threads from it
     torch.set_num_threads(args.threads)
     keras_note = ""
@@ -304,9 +360,10 @@ def main() -> None:
     for key in models:
         for precision in args.precisions.split(","):
             config = run_config(key, precision, 10**6, args.batch)
-            result = bench(config, images, data, args.steps, args.passes, not keras_note, warmup)
-            plain_row, keras_row = rows_of(MODELS[key]["title"], config, result, args.steps, keras_note)
-            rows += [plain_row, keras_row]
+            result = bench(config, images, data, args.steps, args.passes, not keras_note, warmup, compiled)
+            plain_row, keras_row, *compile_rows = rows_of(MODELS[key]["title"], config, result, args.steps,
+                                                          keras_note)
+            rows += [plain_row, keras_row, *compile_rows]
             keras_cells = f"{keras_row['peer']:>13,.0f}{keras_row['ratio']:>7.2f}x" if keras_row["peer"] else \
                 f"{'-':>13}{'-':>8}"
             print(f"{MODELS[key]['title']:<22}{result['params']['plain']:>10,}{config.train.batch_size:>7}"
@@ -315,10 +372,19 @@ def main() -> None:
             if "keras" in result["params"]:
                 print(f"  trainable parameters: torch {result['params']['plain']:,}, "
                       f"keras {result['params']['keras']:,}")
+            for row in compile_rows:
+                print(f"  train.compile: {row['trainlab']:,.0f} img/s, {row['ratio']:.2f}x eager; {row['note']}",
+                      flush=True)
     print(f"goals: trainlab / plain >= {PLAIN_GOAL}x, trainlab / keras.fit >= {KERAS_GOAL}x")
     if keras_note:
         print(f"keras.fit comparison: {keras_note}")
     write_json(args.json, rows)
+    if args.write_docs:
+        if not compiled:
+            raise SystemExit("--write-docs writes the torch.compile answers: run without --quick/--no-compile")
+        write_doc_section(ROOT / "docs" / "performance.md", "torch-compile", compile_verdicts(rows),
+                          PERFORMANCE_TITLE)
+        print("wrote the torch.compile section of docs/performance.md")
 
 
 if __name__ == "__main__":

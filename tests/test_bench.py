@@ -154,3 +154,33 @@ def test_ratio_is_above_one_when_trainlab_is_better(run_all: ModuleType) -> None
     assert (fast["ratio"], fast["goal"], fast["met"]) == (2.0, ">= 1.4x", True)
     assert (quick["ratio"], quick["goal"], quick["met"]) == (3.0, "", None)
     assert (alone["ratio"], alone["met"]) == (None, None)
+
+
+def test_doc_sections_replace_only_their_own_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two benchmarks write one document: each rewrite replaces its section and keeps the other."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    common = importlib.import_module("_common")
+    doc = tmp_path / "performance.md"
+    common.write_doc_section(doc, "a", "## A\n\nfirst", "# Title")
+    common.write_doc_section(doc, "b", "## B\n\nsecond", "# Title")
+    common.write_doc_section(doc, "a", "## A\n\nthird", "# Title")
+    text = doc.read_text(encoding="utf-8")
+    assert text.startswith("# Title\n") and text.count("# Title") == 1
+    assert "third" in text and "first" not in text and "second" in text
+    assert text.index("## A") < text.index("## B")  # a section keeps its place when rewritten
+
+
+def test_bench_torch_compile_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--compile adds a row per model: the engine with train.compile against itself in eager mode."""
+    out = tmp_path / "rows.json"
+    done = run([str(BENCH / "bench_torch.py"), "--quick", "--compile", "--no-keras", "--models", "mlp",
+                "--precisions", "fp32", "--json", str(out)])
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    check_rows(rows, "bench_torch")
+    (compiled,) = [r for r in rows if r["workload"].endswith("train.compile: true")]
+    assert compiled["peer_name"].startswith("trainlab eager") and compiled["goal"] == ""
+    assert "compile time" in compiled["note"] and "break-even" in compiled["note"]
+    assert "train.compile:" in done.stdout
+    monkeypatch.syspath_prepend(str(BENCH))
+    section = importlib.import_module("bench_torch").compile_verdicts(rows)
+    assert section.startswith("## torch.compile") and section.count("\n| MLP 3072-500-500-10") == 1
