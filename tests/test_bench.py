@@ -184,3 +184,11 @@ def test_bench_torch_compile_column(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.syspath_prepend(str(BENCH))
     section = importlib.import_module("bench_torch").compile_verdicts(rows)
     assert section.startswith("## torch.compile") and section.count("\n| MLP 3072-500-500-10") == 1
+
+
+def test_profile_step_quick(real_data: Path) -> None:
+    """bench/profile_step.py profiles both workloads and prints an op table for each."""
+    done = run([str(BENCH / "profile_step.py"), "--quick"])
+    assert done.stdout.count("| op | self ms per step | share | calls per step |") == 2
+    assert "seed C final CNN" in done.stdout and "fast recipe cifar10-94" in done.stdout
+    assert "aten::convolution_backward" in done.stdout  # a conv net's step is mostly its convolutions
