@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainlab.engines.base import FitContext
+from trainlab.engines.cpu_memory import retain_freed_memory
 from trainlab.engines.loop import TrainingLoop
 from trainlab.engines.numpy.fused import plan_fused_updates
 from trainlab.engines.numpy.layers import Dropout
@@ -137,6 +138,7 @@ class _Training(TrainingLoop):
 
     def __init__(self, config: RunConfig, data: PreparedData, context: FitContext) -> None:
         self.config, self.context, self.state = config, context, context.state
+        retain_freed_memory()  # large per-step temporaries reuse the last step's pages
         dtype = np.dtype(config.model.dtype)
         self.x_train, self.y_train = _flat(data.x_train, dtype), np.asarray(data.y_train)
         self.x_val, self.y_val = _flat(data.x_val, dtype), np.asarray(data.y_val)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from trainlab.engines.base import FitContext
+from trainlab.engines.cpu_memory import retain_freed_memory
 from trainlab.engines.loop import TrainingLoop
 from trainlab.engines.torch.augment import BatchAugment, PixelSpace, pack_images, unpack_images
 from trainlab.engines.torch.averaging import build_average
@@ -98,6 +99,7 @@ class _Training(TrainingLoop):
         autocast(self.device, self.options.precision)  # fails here, before any work, for fp16 on a CPU
         if self.device.type == "cpu":
             torch.set_num_threads(cpu_threads())
+            retain_freed_memory()  # each step reuses the last one's pages (see cpu_memory)
         n = len(data.y_train)
         if n == 0:
             raise ConfigError("data: the training split is empty")

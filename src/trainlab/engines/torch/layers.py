@@ -1,5 +1,5 @@
 """Small layers the model builders share: a data-initialised whitening conv, batch norm as
-the config asks for it, and a constant scale.
+the config asks for it, a constant scale, and a dropout that is fast on the CPU.
 
 The whitening conv (``model.whiten``) is the first layer of airbench-style nets: a conv
 with no padding whose filters decorrelate the image's ``k x k`` patches. Its weights
@@ -34,6 +34,37 @@ class Scale(nn.Module):
 
     def extra_repr(self) -> str:
         return f"factor={self.factor:g}"
+
+
+#: Resolution of :class:`Dropout`'s keep test on the CPU: 15 random bits per element.
+DROPOUT_BITS = 15
+
+
+class Dropout(nn.Dropout):
+    """Inverted dropout (``nn.Dropout``'s meaning), with a fast mask on the CPU.
+
+    PyTorch's CPU dropout draws one random number per element (``bernoulli_``), which made
+    dropout about a fifth of seed C's bf16 training step here (30 of 150 ms at batch 256;
+    ``bench/profile_step.py``). On the CPU this layer draws one 32-bit random integer per
+    two elements from the same global generator, keeps an element when its 15 random bits
+    are at least ``round(p * 2**15)``, and scales kept elements by ``1 / (1 - p)``: the
+    same expectation, a drop rate within 2**-16 of ``p`` (0.2 becomes 0.20001), and 2.5x
+    faster forward + backward. Other devices, and eval mode, use ``nn.Dropout``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0 or x.device.type != "cpu":
+            return super().forward(x)
+        if self.p >= 1.0:
+            return x * 0.0
+        n = x.numel()
+        halves = torch.empty((n + 1) // 2, dtype=torch.int32).random_().view(torch.int16)[:n]
+        threshold = round(self.p * (1 << DROPOUT_BITS))
+        keep = (halves & ((1 << DROPOUT_BITS) - 1)) >= threshold  # (n,) bool
+        # The mask in x's own memory layout (channels_last included): a matching-stride multiply.
+        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+        mask = keep.as_strided(x.shape, x.stride()) if dense else keep.view(x.shape)
+        return x * mask.to(x.dtype).mul_(1.0 / (1.0 - self.p))
 
 
 class Whiten(nn.Conv2d):
@@ -126,6 +157,7 @@ def drop_whiten_bias_grads(model: nn.Module) -> None:
 
 
 __all__ = [
+    "Dropout",
     "Scale",
     "Whiten",
     "drop_whiten_bias_grads",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from trainlab.engines.torch.layers import Scale, Whiten, make_batch_norm
+from trainlab.engines.torch.layers import Dropout, Scale, Whiten, make_batch_norm
 from trainlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def build_mlp(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: in
         norm = make_batch_norm(width, m, dims=1) if m.batch_norm else None
         _norm_act(layers, norm, make_activation(m.activation, m.leaky_slope), m.bn_position)
         if rate:
-            layers.append(nn.Dropout(rate))
+            layers.append(Dropout(rate))
         in_features = width
     layers += _head(m, in_features, num_classes)  # (B, K)
     return nn.Sequential(*layers)
@@ -133,7 +133,7 @@ def build_cnn(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: in
                 "use padding 'same', fewer pooling layers, or a larger data.resize"
             )
         if rate:
-            layers.append(nn.Dropout(rate))
+            layers.append(Dropout(rate))
     if m.global_pool != "none":
         layers.append(nn.AdaptiveMaxPool2d(1) if m.global_pool == "max" else nn.AdaptiveAvgPool2d(1))
         height = width = 1
@@ -145,7 +145,7 @@ def build_cnn(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: in
         norm = make_batch_norm(fc_width, m, dims=1) if m.batch_norm else None
         _norm_act(layers, norm, make_activation(fc_act, m.leaky_slope), m.bn_position)
         if rate:
-            layers.append(nn.Dropout(rate))
+            layers.append(Dropout(rate))
         in_features = fc_width
     layers += _head(m, in_features, num_classes)  # (B, K)
     return nn.Sequential(*layers)
@@ -217,7 +217,7 @@ def build_resnet9(m: ModelConfig, input_shape: tuple[int, int, int], num_classes
         *stage(4 * w, 8 * w, True),  # (B, 8w, H/8, W/8)
         nn.AdaptiveMaxPool2d(1),
         nn.Flatten(),  # (B, 8w)
-        *([nn.Dropout(rate)] if rate else []),
+        *([Dropout(rate)] if rate else []),
         nn.Linear(8 * w, num_classes, bias=False),
         Scale(0.125),  # (B, K)
     )
@@ -250,7 +250,7 @@ def build_resnet(m: ModelConfig, input_shape: tuple[int, int, int], num_classes:
     rate = m.dropout if isinstance(m.dropout, float) else 0.0
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]  # (B, 8w)
     if rate:
-        layers.append(nn.Dropout(rate))
+        layers.append(Dropout(rate))
     layers.append(nn.Linear(in_channels, num_classes))  # (B, K)
     return nn.Sequential(*layers)
 
