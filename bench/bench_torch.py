@@ -33,6 +33,9 @@ same precision (fp32, or bf16 autocast), channels_last for the CNNs:
   ``fit`` epoch of exactly ``--steps`` batches (see ``bench/_keras_peer.py``). Without
   keras, or with ``--no-keras``, the column is skipped with a note.
 
+Every side runs with malloc reusing freed memory (``trainlab.engines.cpu_memory``, which the
+engine turns on for its process), set before any side is built.
+
 Each side is timed in alternating passes of ``--steps`` steps after a warm-up; the median
 pass counts (on a shared machine a single pass, fast or slow, says little). Prints images/s
 of each and the ratios trainlab/plain (goal >= 0.97) and trainlab/keras (goal >= 1.4).
@@ -73,6 +76,7 @@ from trainlab.config import RunConfig
 from trainlab.data import PreparedData
 from trainlab.data.normalize import apply_normalizer, fit_normalizer
 from trainlab.engines.base import FitContext
+from trainlab.engines.cpu_memory import retain_freed_memory
 from trainlab.engines.torch.engine import _Training
 from trainlab.engines.torch.models import build_model, count_params
 from trainlab.engines.torch.optim import penalized_params
@@ -337,6 +341,9 @@ def main() -> None:
     compiled = not args.quick if args.compile is None else args.compile
     os.environ["TRAINLAB_NUM_THREADS"] = str(args.threads)  # the engine sets its threads from it
     torch.set_num_threads(args.threads)
+    # The engine makes malloc reuse freed memory for the whole process: set it first, so that
+    # the plain loop and keras.fit run with it too (every side in its best CPU mode).
+    retain_freed_memory()
     keras_note = ""
     if args.no_keras:
         keras_note = "skipped (--no-keras)"
