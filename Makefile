@@ -43,11 +43,13 @@ lint: setup
 test: setup lint
 	$(BIN)/python -m pytest -q
 
-# Every benchmark back to back, one table, written to bench/results.md (run it on a quiet machine).
+# Every benchmark back to back, one table, written to bench/results.md, and the torch.compile and
+# time-to-accuracy sections of docs/performance.md (run it on a quiet machine; about two hours).
 # keras comes from the bench extra: the keras.fit column of bench_torch needs it.
 bench: setup
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt -e ".[bench]" 2>&1 | { grep -v "is ignored" || true; }
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py --write-docs
+	$(BIN)/python bench/profile_step.py --write-docs
 
 # Tiny sizes, seconds: checks that every benchmark runs; writes bench/results-quick.md (not tracked).
 bench-quick: setup

@@ -37,6 +37,8 @@ HERE = Path(__file__).resolve().parent
 ORDER = ("bench_data", "bench_numpy", "bench_torch", "bench_augment", "bench_study", "bench_time_to_accuracy")
 TIMEOUT_S = {"bench_time_to_accuracy": 3 * 3600}  # trains to an accuracy target, more than once
 DEFAULT_TIMEOUT_S = 1800
+#: Scripts that write a section of docs/performance.md when given --write-docs.
+WRITES_DOCS = ("bench_torch", "bench_time_to_accuracy")
 QUICK_TIMEOUT_S = 300
 TAIL_LINES = 25
 
@@ -56,11 +58,16 @@ def discover(only: list[str] | None) -> list[Path]:
     return [p for p in scripts if p.stem in wanted]
 
 
-def run_script(script: Path, quick: bool, timeout: float, echo: bool) -> dict[str, Any]:
-    """Run one script with ``--json``; its rows, status, wall time and the tail of its output."""
+def run_script(script: Path, quick: bool, timeout: float, echo: bool, write_docs: bool = False) -> dict[str, Any]:
+    """Run one script with ``--json``; its rows, status, wall time and the tail of its output.
+
+    ``write_docs`` passes ``--write-docs`` to the scripts of :data:`WRITES_DOCS` (full mode).
+    """
     with tempfile.TemporaryDirectory(prefix="trainlab-bench-") as tmp:
         out = Path(tmp) / "rows.json"
         command = [sys.executable, str(script), "--json", str(out), *(["--quick"] if quick else [])]
+        if write_docs and not quick and script.stem in WRITES_DOCS:
+            command.append("--write-docs")
         start = time.perf_counter()
         # its own session, so that a timeout can stop the script and any worker it started
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -239,6 +246,8 @@ def main() -> int:
                         help="markdown file (default bench/results.md; bench/results-quick.md with --quick)")
     parser.add_argument("--timeout", type=float, help="seconds per script (default: per script)")
     parser.add_argument("--quiet", action="store_true", help="do not echo each script's output")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="also let bench_torch and bench_time_to_accuracy write docs/performance.md")
     args = parser.parse_args()
     output = args.output or HERE / ("results-quick.md" if args.quick else "results.md")
     scripts = discover(args.only)
@@ -251,7 +260,7 @@ def main() -> int:
     for script in scripts:
         timeout = args.timeout or (QUICK_TIMEOUT_S if args.quick else TIMEOUT_S.get(script.stem, DEFAULT_TIMEOUT_S))
         print(f"== {script.stem}{' --quick' if args.quick else ''} (timeout {timeout:.0f} s)", flush=True)
-        result = run_script(script, args.quick, timeout, echo=not args.quiet)
+        result = run_script(script, args.quick, timeout, echo=not args.quiet, write_docs=args.write_docs)
         status = f"FAILED ({result['error']})" if result["error"] else f"{len(result['rows'])} rows"
         print(f"== {script.stem}: {status} in {result['seconds']:.1f} s", flush=True)
         if result["error"] and args.quiet:
