@@ -407,8 +407,9 @@ def row_for(recipe: str, target: float, ours: list[Trial], peers: list[Trial] | 
     t_ours, n_ours = median_time(ours, target)
     reached_all = n_ours == len(ours)
     trainlab = t_ours if t_ours is not None else statistics.median(t.total_s for t in ours)
+    finals = [t.final for t in ours]
     note = (f"{n_ours}/{len(ours)} seeds reached {target:.0%}; final accuracy "
-            f"{', '.join(f'{t.final:.4f}' for t in ours)}")
+            f"{', '.join(f'{a:.4f}' for a in finals)} (mean {statistics.fmean(finals):.4f})")
     workload = f"{info['dataset']} to {target:.0%}: configs/fast/{recipe}.yaml ({len(ours)} seeds)"
     if quick:
         workload = f"{info['dataset']} quick check (first evaluation): configs/fast/{recipe}.yaml"
@@ -450,8 +451,10 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def write_docs(path: Path, rows: list[dict[str, Any]], trials: dict[str, dict[str, list[Trial]]],
-               seeds: list[int], threads: int, command: str) -> None:
-    """docs/performance.md: the table, every seed's times and accuracies, the commands, the machine."""
+               seeds: list[int], threads: int, command: str, planned: int | None = None) -> None:
+    """docs/performance.md's time-to-accuracy section: the table, every seed's times and
+    accuracies, the command, the machine; ``planned`` seeds when more than ``seeds`` were asked
+    for (a section written after each seed says how many are done)."""
     info = machine_info()
     lines = ["## Time to accuracy", "",
              "Written by `bench/bench_time_to_accuracy.py --write-docs`; rerun it to check. Protocol: the "
@@ -461,6 +464,8 @@ def write_docs(path: Path, rows: list[dict[str, Any]], trials: dict[str, dict[st
              "malloc reusing freed memory (`trainlab.engines.cpu_memory`), "
              f"{threads} threads, back to back per seed.", "",
              f"Command: `{command}`", "",
+             *([f"**Partial: {len(seeds)} of the {planned} seeds asked for had finished when this was written.**",
+                ""] if planned and planned > len(seeds) else []),
              f"Date: {datetime.date.today().isoformat()}", "",
              f"Machine: {machine_line(info).removeprefix('machine: ')}", "",
              "| workload | trainlab s | peer | peer s | ratio (peer / trainlab) | goal | met | note |",
@@ -510,8 +515,10 @@ def main() -> None:
     peer_kinds = sorted({p for r in recipes for p in RECIPES[r]["peers"]})
     trials: dict[str, dict[str, list[Trial]]] = {r: {"trainlab": []} for r in recipes}
     peer_trials: dict[str, list[Trial]] = {k: [] for k in peer_kinds}
+    command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="trainlab-tta-") as tmp:
-        for seed in seeds:
+        for done, seed in enumerate(seeds, start=1):
             jobs = [("trainlab", r) for r in recipes] + [("peer", k) for k in peer_kinds]
             for side, name in (jobs if seed % 2 == 0 else jobs[::-1]):
                 if side == "trainlab":
@@ -522,22 +529,30 @@ def main() -> None:
                     peer_trials[name].append(trial)
                 print(f"seed {seed} {side} {name}: {trial.total_s:.1f} s, final accuracy {trial.final:.4f}",
                       flush=True)
-    rows = []
-    for recipe in recipes:
-        target = 0.0 if args.quick else RECIPES[recipe]["target"]
-        ours = trials[recipe]["trainlab"]
-        if not RECIPES[recipe]["peers"]:
-            rows.append(row_for(recipe, target, ours, None, args.quick))
-        for peer in RECIPES[recipe]["peers"]:
-            rows.append(row_for(recipe, target, ours, peer_trials[peer], args.quick, peer))
-    for peer in peer_kinds:  # each rendition's runs once in the per-seed listing
-        trials[peer] = {"plain PyTorch": peer_trials[peer]}
+            rows, listing = gather(recipes, trials, peer_trials, args.quick)
+            if args.write_docs and not args.quick:  # after every seed: an interrupted run keeps its seeds
+                write_docs(ROOT / "docs" / "performance.md", rows, listing, seeds[:done], args.threads,
+                           command, planned=len(seeds))
+                print(f"wrote docs/performance.md ({done} of {len(seeds)} seeds)", flush=True)
     print_table(rows)
     write_json(args.json, rows)
-    if args.write_docs and not args.quick:
-        command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
-        write_docs(ROOT / "docs" / "performance.md", rows, trials, seeds, args.threads, command)
-        print("wrote docs/performance.md")
+
+
+def gather(recipes: list[str], trials: dict[str, dict[str, list[Trial]]], peer_trials: dict[str, list[Trial]],
+           quick: bool) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[Trial]]]]:
+    """The rows (a recipe against each of its peers) and the per-run listing of the seeds so far."""
+    rows = []
+    for recipe in recipes:
+        target = 0.0 if quick else RECIPES[recipe]["target"]
+        ours = trials[recipe]["trainlab"]
+        if not RECIPES[recipe]["peers"]:
+            rows.append(row_for(recipe, target, ours, None, quick))
+        for peer in RECIPES[recipe]["peers"]:
+            rows.append(row_for(recipe, target, ours, peer_trials[peer], quick, peer))
+    listing = dict(trials)
+    for peer, runs in peer_trials.items():  # each rendition's runs once in the listing
+        listing[peer] = {"plain PyTorch": runs}
+    return rows, listing
 
 
 if __name__ == "__main__":
