@@ -34,7 +34,8 @@ from typing import Any
 from _common import FIELDS, fmt, machine_info, machine_line
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("bench_data", "bench_numpy", "bench_torch", "bench_augment", "bench_study", "bench_time_to_accuracy")
+ORDER = ("bench_data", "bench_numpy", "bench_torch", "bench_augment", "bench_dropout", "bench_study",
+         "bench_time_to_accuracy")
 TIMEOUT_S = {"bench_time_to_accuracy": 3 * 3600}  # trains to an accuracy target, more than once
 DEFAULT_TIMEOUT_S = 1800
 #: Scripts that write a section of docs/performance.md when given --write-docs.

@@ -23,7 +23,8 @@ FIELDS = {"benchmark", "workload", "trainlab", "peer", "peer_name", "unit", "rat
           "higher_is_better", "goal", "met", "note"}
 # Quick enough for the default run (time to accuracy's quick mode: about 16 s); a script
 # added later runs with the slow tests until it is listed here.
-QUICK = ("bench_data", "bench_numpy", "bench_torch", "bench_augment", "bench_study", "bench_time_to_accuracy")
+QUICK = ("bench_data", "bench_numpy", "bench_torch", "bench_augment", "bench_study", "bench_time_to_accuracy",
+         "bench_dropout")
 NEEDS_DATA = ("bench_data", "bench_study", "bench_time_to_accuracy")
 SCRIPTS = sorted(p.stem for p in BENCH.glob("bench_*.py"))
 

@@ -4,8 +4,8 @@ A training step allocates the same large buffers again and again (activations, t
 gradients, max-pool backward's zero-filled input gradient). glibc's malloc serves each
 block over 32 MB with a fresh ``mmap`` and unmaps it when freed, so every step pays the
 page faults of touching that memory anew, and trims the heap's free top back to the
-system as well. Measured here (2-core Xeon, bf16, ``bench/profile_step.py``): seed C's CNN
-step 141 -> 125 ms and airbench94's net 869 -> 739 ms with this setting on.
+system as well. ``bench/profile_step.py`` run with and without ``TRAINLAB_MALLOC=system``
+shows the difference on seed C's CNN and the fast CIFAR-10 recipe's net.
 
 :func:`retain_freed_memory` makes malloc take every block from its heap (``M_MMAP_MAX``
 0) and keep up to 2 GiB of free heap top (``M_TRIM_THRESHOLD``), so a step reuses the

@@ -44,12 +44,12 @@ class Dropout(nn.Dropout):
     """Inverted dropout (``nn.Dropout``'s meaning), with a fast mask on the CPU.
 
     PyTorch's CPU dropout draws one random number per element (``bernoulli_``), which made
-    dropout about a fifth of seed C's bf16 training step here (30 of 150 ms at batch 256;
-    ``bench/profile_step.py``). On the CPU this layer draws one 32-bit random integer per
-    two elements from the same global generator, keeps an element when its 15 random bits
-    are at least ``round(p * 2**15)``, and scales kept elements by ``1 / (1 - p)``: the
-    same expectation, a drop rate within 2**-16 of ``p`` (0.2 becomes 0.20001), and 2.5x
-    faster forward + backward. Other devices, and eval mode, use ``nn.Dropout``.
+    dropout a large part of seed C's bf16 training step here (``bench/profile_step.py``).
+    On the CPU this layer draws one 32-bit random integer per two elements from the same
+    global generator, keeps an element when its 15 random bits are at least
+    ``round(p * 2**15)``, and scales kept elements by ``1 / (1 - p)``: the same expectation,
+    a drop rate within 2**-16 of ``p`` (0.2 becomes 0.20001). ``bench/bench_dropout.py``
+    times it against ``nn.Dropout``. Other devices, and eval mode, use ``nn.Dropout``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
