@@ -28,11 +28,12 @@ files are turned off on the trainlab side, as the peer writes neither. Both read
 CIFAR-10 through trainlab's data cache (``prepare_data``), so data loading costs the
 same on both sides.
 
-Rows: per recipe and peer, the median time to the target over the seeds that reached it
-(the peer's median counts a seed that never reached it as infinitely slow; ratio peer /
-trainlab, > 1 when trainlab is faster, none when the peer's median seed never got there);
-``met`` needs the target reached on every seed within the recipe's time limit (94 %: 10 min,
-90 %: 3 min, MNIST 99 %: 30 s) and, for the 94 % recipes, being faster than the peer.
+Rows: per recipe and peer, the time to the target (``time_to_target``): the median first
+time when every seed reached it, else the median run length when the mean of the seeds'
+final accuracies reaches it (the issue's "mean of 3 seeds", airbench's convention), else
+never. Ratio peer / trainlab, > 1 when trainlab is faster, none when the peer never got
+there. ``met`` needs trainlab there within the recipe's time limit (94 %: 10 min, 90 %:
+3 min, MNIST 99 %: 30 s) and, for the 94 % recipes, faster than the peer.
 ``--write-docs`` (full mode only) writes the time-to-accuracy section of
 ``docs/performance.md`` (every seed's times and accuracies, the command, the machine) after
 every seed, and keeps the runs in ``bench/tta-trials.json``; ``--render-from`` rebuilds the
@@ -400,59 +401,58 @@ def lookahead(net: nn.Module, average: dict[str, torch.Tensor] | None, decay: fl
 
 
 # -- rows, table, docs -------------------------------------------------------------------------
-def median_time(trials: list[Trial], target: float) -> tuple[float | None, int]:
-    """Median time to ``target`` over the trials that reached it, and how many did."""
-    times = [t for t in (trial.time_to(target) for trial in trials) if t is not None]
-    return (statistics.median(times) if times else None), len(times)
+def time_to_target(trials: list[Trial], target: float) -> tuple[float, str]:
+    """When a recipe's seeded runs get to ``target``: (seconds, how).
+
+    Every seed reached it: the median of their first times ("every seed"). Otherwise, when the
+    mean of the seeds' final accuracies is at least ``target`` (the issue's "mean of 3 seeds
+    >= 94.0 %", airbench's convention): the median run length, as the final accuracy is known
+    at the end ("mean of finals"). Otherwise ``inf`` ("not reached").
+    """
+    times = [trial.time_to(target) for trial in trials]
+    if all(t is not None for t in times):
+        return statistics.median(t for t in times if t is not None), "every seed"
+    if statistics.fmean(t.final for t in trials) >= target:
+        return statistics.median(t.total_s for t in trials), "mean of finals"
+    return math.inf, "not reached"
 
 
-def median_with_misses(trials: list[Trial], target: float) -> float:
-    """Median time to ``target`` over every trial, one that never reached it counting as
-    infinitely slow (``inf`` when most did not reach it)."""
-    return statistics.median(math.inf if t is None else t for t in (trial.time_to(target) for trial in trials))
+def _summary(name: str, trials: list[Trial], target: float, how: str) -> str:
+    finals = [t.final for t in trials]
+    reached = sum(t.time_to(target) is not None for t in trials)
+    return (f"{name}: {reached}/{len(trials)} seeds reached {target:.0%}, final accuracy "
+            f"{', '.join(f'{a:.4f}' for a in finals)} (mean {statistics.fmean(finals):.4f}); time: {how}")
 
 
 def row_for(recipe: str, target: float, ours: list[Trial], peers: list[Trial] | None, quick: bool,
             peer: str | None = None) -> dict[str, Any]:
     """The protocol row of one recipe against one peer (``peer``, whose trials are ``peers``)."""
     info = RECIPES[recipe]
-    t_ours, n_ours = median_time(ours, target)
-    reached_all = n_ours == len(ours)
-    trainlab = t_ours if t_ours is not None else statistics.median(t.total_s for t in ours)
-    finals = [t.final for t in ours]
-    note = (f"{n_ours}/{len(ours)} seeds reached {target:.0%}; final accuracy "
-            f"{', '.join(f'{a:.4f}' for a in finals)} (mean {statistics.fmean(finals):.4f})")
+    t_ours, how_ours = time_to_target(ours, target)
+    trainlab = t_ours if math.isfinite(t_ours) else statistics.median(t.total_s for t in ours)
+    note = _summary("trainlab", ours, target, how_ours)
     workload = f"{info['dataset']} to {target:.0%}: configs/fast/{recipe}.yaml ({len(ours)} seeds)"
-    if quick:
-        workload = f"{info['dataset']} quick check (first evaluation): configs/fast/{recipe}.yaml"
+    t_peer, how_peer = time_to_target(peers, target) if peers is not None else (math.inf, "")
+    peer_time = t_peer if math.isfinite(t_peer) else None
     if quick:  # checks that everything runs: no goal
-        peer_time = median_time(peers, target)[0] if peers is not None else None
+        workload = f"{info['dataset']} quick check (first evaluation): configs/fast/{recipe}.yaml"
         return make_row(BENCH, workload, trainlab, peer_time, unit="s", higher_is_better=False, note=note,
                         peer_name=f"{peer} (plain PyTorch)" if peers is not None else "none")
     limit = float(info["limit_s"])
-    within = reached_all and trainlab <= limit
+    within = math.isfinite(t_ours) and t_ours <= limit
+    goal = f"{target:.0%} (every seed, or the mean of the final accuracies) in <= {limit:.0f} s"
     if peers is None:
         return make_row(BENCH, workload, trainlab, None, peer_name="none (goal: a time limit)", unit="s",
-                        higher_is_better=False, goal=f"{target:.0%} on every seed in <= {limit:.0f} s",
-                        met=within, note=note)
-    _, n_peer = median_time(peers, target)
-    t_peer = median_with_misses(peers, target)
-    finals = [t.final for t in peers]
-    note += (f"; {peer}: {n_peer}/{len(peers)} reached it, final "
-             f"{', '.join(f'{a:.4f}' for a in finals)} (mean {statistics.fmean(finals):.4f})")
-    if math.isinf(t_peer):  # the peer's median seed never got there: no ratio, trainlab is faster
-        note += f"; {peer} did not reach {target:.0%} on most seeds (median time: never)"
-    row = make_row(BENCH, workload, trainlab, None if math.isinf(t_peer) else t_peer,
-                   peer_name=f"{peer} (plain PyTorch, bf16, channels_last)", unit="s", higher_is_better=False,
-                   note=note)
-    faster = math.isinf(t_peer) or (row["ratio"] is not None and row["ratio"] >= (info["peer_goal"] or 0.0))
+                        higher_is_better=False, goal=goal, met=within, note=note)
+    note += "; " + _summary(str(peer), peers, target, how_peer)
+    row = make_row(BENCH, workload, trainlab, peer_time, peer_name=f"{peer} (plain PyTorch, bf16, channels_last)",
+                   unit="s", higher_is_better=False, note=note)
+    faster = peer_time is None or (row["ratio"] is not None and row["ratio"] >= (info["peer_goal"] or 0.0))
     if info["peer_goal"] is None:
-        row["goal"] = f"{target:.0%} on every seed in <= {limit:.0f} s"
-        row["met"] = bool(within)
+        row["goal"], row["met"] = goal, bool(within)
     else:
-        row["goal"] = (f"{target:.0%} on every seed in <= {limit:.0f} s, faster than the peer "
-                       f"(ratio >= {info['peer_goal']}x, or the peer never reaches it)")
-        row["met"] = bool(within and faster and reached_all)
+        row["goal"] = f"{goal}, faster than the peer (ratio >= {info['peer_goal']}x, or the peer never gets there)"
+        row["met"] = bool(within and faster)
     return row
 
 
