@@ -63,12 +63,11 @@ def profile_workload(config: RunConfig, images: Any, labels: Any, steps: int, wa
         start = time.perf_counter()
         side.steps(steps)
         profiled_ms = 1000 * (time.perf_counter() - start) / steps
-    events = [e for e in prof.key_averages() if e.key.startswith("aten::") or e.key.startswith("Optimizer")
-              or e.key.startswith("autograd::")]
     # Self times do not overlap: their sum is the time inside ops; the rest is outside any op.
     ops = [e for e in prof.key_averages() if not e.key.startswith("ProfilerStep")]
     inside_ms = sum(e.self_cpu_time_total for e in ops) / 1000 / steps
-    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:TOP]
+    shown = [e for e in ops if e.key.startswith(("aten::", "Optimizer", "autograd::"))]
+    top = sorted(shown, key=lambda e: e.self_cpu_time_total, reverse=True)[:TOP]
     by_key = {e.key: e for e in ops}
     copies_ms = sum(by_key[k].self_cpu_time_total for k in COPY_OPS if k in by_key) / 1000 / steps
     syncs = sum(by_key[k].count for k in SYNC_OPS if k in by_key) / steps
