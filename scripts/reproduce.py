@@ -138,11 +138,26 @@ def read_result(path: Path, seed: int, metric: str) -> Result | None:
     seconds = float(summary.get("train_seconds") or 0.0)
     wall_path = path / "reproduce.json"
     if wall_path.exists():
-        seconds = float(json.loads(wall_path.read_text(encoding="utf-8"))["wall_seconds"])
+        wall = json.loads(wall_path.read_text(encoding="utf-8"))
+        seconds = float(wall.get("wall_seconds", seconds))
     percent = 100.0 * float(value) if isinstance(value, int | float) and status != "failed" else None
     epochs = summary.get("epochs")
     return Result(seed=seed, status=status, value=percent, seconds=seconds,
                   epochs=float(epochs) if isinstance(epochs, int | float) else None)
+
+
+def shown(path: Path) -> Path:
+    """``path`` relative to the repository when it lies inside it."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
+def can_resume(path: Path) -> bool:
+    """Whether ``path`` holds an unfinished run that can continue from its checkpoint.
+
+    A run cut off by the end of a session (or a kill) keeps its per-epoch checkpoint;
+    continuing it gives the metrics of an uninterrupted run, so it is not started over.
+    """
+    return (path / "config.yaml").exists() and any(path.glob("checkpoint.*"))
 
 
 def train_row(row: Row, seeds: int) -> None:
@@ -153,20 +168,28 @@ def train_row(row: Row, seeds: int) -> None:
     for seed in range(seeds):
         path = run_dir(row, seed)
         if read_result(path, seed, row.metric) is not None:
-            print(f"{row.id} seed {seed}: done already ({path.relative_to(ROOT)})", flush=True)
+            print(f"{row.id} seed {seed}: done already ({shown(path)})", flush=True)
             continue
-        print(f"{row.id} seed {seed}: training -> {path.relative_to(ROOT)}", flush=True)
+        resuming = can_resume(path)
+        action = "resuming from its last checkpoint" if resuming else "training"
+        print(f"{row.id} seed {seed}: {action} -> {shown(path)}", flush=True)
         started = time.perf_counter()
         try:
-            tl.run(ROOT / row.config, overrides=[*row.overrides, f"seed={seed}"], run_id=path.name,
-                   overwrite=True, progress=False, echo=False)
+            if resuming:
+                tl.run(resume=path, progress=False, echo=False)
+            else:
+                tl.run(ROOT / row.config, overrides=[*row.overrides, f"seed={seed}"],
+                       run_id=path.name, overwrite=True, progress=False, echo=False)
         except TrainingError as error:  # a diverged run is a result, recorded as "failed"
             print(f"{row.id} seed {seed}: {error}", flush=True)
-        wall = {"wall_seconds": time.perf_counter() - started}
+        elapsed = time.perf_counter() - started
+        # A resumed run's wall clock is lost with the process that was cut off; its training
+        # time (carried over the resume by the checkpoint) stands in for it.
+        wall = {"resumed_seconds": elapsed} if resuming else {"wall_seconds": elapsed}
         (path / "reproduce.json").write_text(json.dumps(wall), encoding="utf-8")
         result = read_result(path, seed, row.metric)
-        shown = "diverged" if result is None or result.value is None else f"{result.value:.2f} %"
-        print(f"{row.id} seed {seed}: {shown} in {wall['wall_seconds']:.0f} s", flush=True)
+        outcome = "diverged" if result is None or result.value is None else f"{result.value:.2f} %"
+        print(f"{row.id} seed {seed}: {outcome} in {elapsed:.0f} s", flush=True)
 
 
 def collect(row: Row, seeds: int) -> list[Result]:

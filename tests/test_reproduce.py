@@ -7,8 +7,12 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
+
+from tests.helpers import write_config
+from trainlab.callbacks.base import Callback, TrainState
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "reproduce.py"
 
@@ -156,3 +160,34 @@ def test_every_manifest_row_has_a_valid_config(rep: ModuleType) -> None:
     rows = rep.load_manifest(rep.DEFAULT_MANIFEST)
     assert rows and all(rep.engine_of(row) != "invalid config" for row in rows)
     assert all((row.published is None) != (not row.expect) for row in rows)
+
+
+class _CutOff(Callback):
+    """Stands in for the end of a session: the process dies at the second evaluation."""
+
+    def on_evaluate(self, state: TrainState, rows: list[dict[str, Any]]) -> None:
+        if state.epoch >= 2:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.usefixtures("real_data")
+def test_train_row_resumes_a_cut_off_run_instead_of_starting_over(
+        rep: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import trainlab.api as tl
+
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs", train={"epochs": 3, "batch_size": 50})
+    row = rep.Row(id="R", table="D", description="d", config=str(cfg))
+    path = rep.run_dir(row, 0)
+    reference = tl.run(cfg, overrides=["seed=0"], run_id="reference", progress=False, echo=False)
+    with pytest.raises(KeyboardInterrupt):
+        tl.run(cfg, overrides=["seed=0"], run_id=path.name, progress=False, echo=False, callbacks=[_CutOff()])
+    assert rep.read_result(path, 0, "test_accuracy") is None and rep.can_resume(path)
+    rep.train_row(row, 1)
+    assert "resuming from its last checkpoint" in capsys.readouterr().out
+    resumed = tl.open_run(path)
+    assert resumed.metrics == reference.metrics  # continued, not restarted with different draws
+    assert resumed.summary["test_accuracy"] == reference.summary["test_accuracy"]
+    result = rep.read_result(path, 0, "test_accuracy")
+    assert "resumed_seconds" in json.loads((path / "reproduce.json").read_text())
+    assert result is not None and result.seconds == resumed.summary["train_seconds"]
+    assert not rep.can_resume(tmp_path / "runs" / "t" / "never-started")
