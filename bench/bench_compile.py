@@ -94,7 +94,21 @@ def row_of(recipe: str, config: RunConfig, result: dict[str, Any], steps: int) -
                    note=f"median of {len(result['seconds']['eager'])} alternating passes of {steps} steps; "
                         f"compile time {extra:.1f} s; break-even after {break_even}; {spreads}")
     row["compile_seconds"], row["break_even"] = extra, break_even
+    row["break_even_images"] = extra / gain if gain > 0 else None
+    steps_per_run = load_config(ROOT / "configs" / "fast" / f"{recipe}.yaml").train.steps
+    row["run_images"] = int(steps_per_run) * batch if steps_per_run else None
     return row
+
+
+def answer(row: dict[str, Any]) -> str:
+    """Whether ``train.compile`` pays for one recipe and precision, in words."""
+    if (row["ratio"] or 0.0) < PAYS:
+        return f"does not pay: within {100 * (PAYS - 1):.0f} % of eager or slower; keep it off"
+    run, needed = row.get("run_images"), row.get("break_even_images")
+    if run is not None and needed is not None and needed > run:
+        return (f"faster per step, but the recipe's run ({run:,} images) ends before the compile time is "
+                "paid back; keep it off")
+    return "pays: turn it on for this recipe and precision"
 
 
 def verdicts(rows: list[dict[str, Any]], command: str) -> str:
@@ -108,12 +122,9 @@ def verdicts(rows: list[dict[str, Any]], command: str) -> str:
              "", "| recipe, precision | eager img/s | compiled img/s | compiled / eager | compile time | "
              "break-even | answer |", "|---|---:|---:|---:|---:|---|---|"]
     for row in rows:
-        ratio = row["ratio"] or 0.0
-        answer = ("pays in a run of this recipe's length only if the break-even is below it" if ratio >= PAYS
-                  else f"does not pay: within {100 * (PAYS - 1):.0f} % of eager or slower; keep it off")
         lines.append(f"| {row['workload'].removesuffix(', train.compile: true')} | {fmt(row['peer'])} | "
-                     f"{fmt(row['trainlab'])} | {ratio:.2f}x | {row['compile_seconds']:.1f} s | "
-                     f"{row['break_even']} | {answer} |")
+                     f"{fmt(row['trainlab'])} | {row['ratio'] or 0.0:.2f}x | {row['compile_seconds']:.1f} s | "
+                     f"{row['break_even']} | {answer(row)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -243,3 +243,6 @@ def test_bench_compile_rows_and_answers(monkeypatch: pytest.MonkeyPatch) -> None
     text = bench_compile.verdicts([row, slow_row], "python bench/bench_compile.py --write-docs")
     assert "| configs/fast/cifar10-90.yaml, batch 100, bf16 | 909 | 2,000 | 2.20x | 30.0 s | 50,000 images |" in text
     assert text.count("does not pay") == 1 and "keep it off" in text
+    assert row["run_images"] == 288 * 100  # cifar10-90 trains 288 steps: 28,800 images < 50,000
+    assert "ends before the compile time is paid back" in bench_compile.answer(row)
+    assert bench_compile.answer({**row, "break_even_images": 1000.0}).startswith("pays")
