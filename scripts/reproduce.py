@@ -17,6 +17,7 @@ engine share the manifest.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import hashlib
 import json
@@ -125,6 +126,54 @@ def run_dir(row: Row, seed: int) -> Path:
     return ROOT / config["output"]["dir"] / config["name"] / f"{row.id}-s{seed}-{digest}"
 
 
+@dataclass
+class Progress:
+    """How far an unfinished (row, seed) run got before it was cut off (its last checkpoint)."""
+
+    seed: int
+    epoch: int
+    seconds: float  # training time up to the checkpoint
+    split: str  # the split of ``value``: the metric's own, else val
+    value: float | None  # accuracy in percent at the checkpoint's epoch
+
+
+def checkpoint_meta(path: Path) -> dict[str, Any] | None:
+    """The bookkeeping of a run directory's checkpoint (step, epoch, train_seconds), if any."""
+    if (path / "checkpoint.npz").exists():
+        import numpy as np
+
+        with np.load(path / "checkpoint.npz", allow_pickle=False) as saved:
+            return dict(json.loads(str(saved["meta"])))
+    if (path / "checkpoint.pt").exists():
+        import torch
+
+        # mmap: only the small meta string is read, not the weights and optimizer state
+        payload = torch.load(path / "checkpoint.pt", map_location="cpu", weights_only=True, mmap=True)
+        return dict(json.loads(payload["meta"]))
+    return None
+
+
+def read_progress(path: Path, seed: int, metric: str) -> Progress | None:
+    """The progress of an unfinished run that can be resumed, or None (finished or never started)."""
+    if read_result(path, seed, metric) is not None or not can_resume(path):
+        return None
+    meta = checkpoint_meta(path)
+    if meta is None:
+        return None
+    epoch = int(meta["epoch"])
+    wanted = "test" if metric.startswith("test") or metric.endswith("test_accuracy") else "val"
+    latest: dict[str, float] = {}
+    metrics_path = path / "metrics.csv"
+    if metrics_path.exists():
+        with metrics_path.open(encoding="utf-8", newline="") as handle:
+            for line in csv.DictReader(handle):
+                if line.get("epoch") and int(float(line["epoch"])) <= epoch and line.get("accuracy"):
+                    latest[line["split"]] = 100.0 * float(line["accuracy"])
+    split = wanted if wanted in latest else "val"
+    return Progress(seed=seed, epoch=epoch, seconds=float(meta.get("train_seconds", 0.0)), split=split,
+                    value=latest.get(split))
+
+
 def read_result(path: Path, seed: int, metric: str) -> Result | None:
     """The result stored in a run directory, or None when the run has not finished."""
     summary_path = path / "summary.json"
@@ -207,6 +256,37 @@ def collect(row: Row, seeds: int) -> list[Result]:
         if result is not None:
             results.append(result)
     return results
+
+
+def collect_progress(row: Row, seeds: int) -> list[Progress]:
+    """How far the unfinished, resumable seeds of ``row`` got (none when all finished)."""
+    from trainlab.errors import ConfigError
+
+    found = []
+    for seed in range(seeds):
+        try:
+            progress = read_progress(run_dir(row, seed), seed, row.metric)
+        except ConfigError:
+            return []
+        if progress is not None:
+            found.append(progress)
+    return found
+
+
+def progress_text(row: Row, progress: Sequence[Progress]) -> str:
+    """The table's words for runs cut off before the end, with the command that continues them."""
+    try:
+        total = resolved_config(row).get("train", {}).get("epochs")
+    except Exception:  # the table of the other rows must not depend on this one
+        total = None
+    parts = []
+    for p in progress:
+        shown = "no evaluation yet" if p.value is None else f"{p.split} {p.value:.2f} %"
+        of = f" of {total}" if total else ""
+        parts.append(f"seed {p.seed} cut off at epoch {p.epoch}{of} after {p.seconds:,.0f} s of training "
+                     f"({shown})")
+    return ("unfinished: " + "; ".join(parts) + f"; `scripts/reproduce.py --rows {row.id}` continues "
+            "from the checkpoint")
 
 
 def verdict(row: Row, results: Sequence[Result]) -> str:
@@ -296,8 +376,11 @@ def single_command(row: Row) -> str:
 
 
 def render(rows: Sequence[Row], results: dict[str, list[Result]], engines: dict[str, str],
-           header: str) -> str:
-    """The markdown of docs/reproductions.md from rows and their finished results."""
+           header: str, progress: dict[str, list[Progress]] | None = None) -> str:
+    """The markdown of docs/reproductions.md from rows and their finished results.
+
+    ``progress``: per row id, its unfinished runs (cut off, resumable); shown next to the verdict.
+    """
     lines = [
         "# Reproductions of the seed studies",
         "",
@@ -320,8 +403,12 @@ def render(rows: Sequence[Row], results: dict[str, list[Result]], engines: dict[
         seconds = f"{statistics.fmean(r.seconds for r in got):.0f}" if got else "—"
         trained = [r.epochs for r in got if r.epochs is not None]
         epochs = f"{statistics.fmean(trained):.3g}" if trained else "—"
+        target = verdict(row, got)
+        unfinished = (progress or {}).get(row.id)
+        if unfinished:
+            target = (f"{target}; " if got else "") + progress_text(row, unfinished)
         cells = [row.id, row.table, row.description, published, mean_sd, span, seeds,
-                 verdict(row, got), seconds, epochs, engines.get(row.id, "?"), row.reading]
+                 target, seconds, epochs, engines.get(row.id, "?"), row.reading]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", "## Commands and notes", ""]
     for row in rows:
@@ -356,6 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for row_id in args.rows or list(by_id):  # in the order given on the command line
             train_row(by_id[row_id], args.seeds or by_id[row_id].seeds)
     results = {row.id: collect(row, row.seeds) for row in rows}
+    progress = {row.id: collect_progress(row, row.seeds) for row in rows}
     engines = {row.id: engine_of(row) for row in rows}
     command = "scripts/reproduce.py --only-table"
     header = (
@@ -367,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ran, so the wall times are indicative only."
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(render(rows, results, engines, header), encoding="utf-8")
+    args.output.write_text(render(rows, results, engines, header, progress), encoding="utf-8")
     print(f"wrote {args.output}", flush=True)
     return 0
 

@@ -182,6 +182,12 @@ def test_train_row_resumes_a_cut_off_run_instead_of_starting_over(
     with pytest.raises(KeyboardInterrupt):
         tl.run(cfg, overrides=["seed=0"], run_id=path.name, progress=False, echo=False, callbacks=[_CutOff()])
     assert rep.read_result(path, 0, "test_accuracy") is None and rep.can_resume(path)
+    (progress,) = rep.collect_progress(row, 1)  # the table says how far it got
+    assert (progress.seed, progress.epoch, progress.split) == (0, 1, "val") and progress.seconds > 0
+    val_accuracy = next(r["accuracy"] for r in reference.metrics if r["split"] == "val")
+    assert progress.value == pytest.approx(100 * float(val_accuracy))
+    table = rep.render([row], {"R": []}, {"R": "numpy/float32"}, "header", {"R": [progress]})
+    assert "unfinished: seed 0 cut off at epoch 1 of 3 after" in table and "--rows R` continues" in table
     rep.train_row(row, 1)
     assert "resuming from its last checkpoint" in capsys.readouterr().out
     resumed = tl.open_run(path)
@@ -191,3 +197,4 @@ def test_train_row_resumes_a_cut_off_run_instead_of_starting_over(
     assert "resumed_seconds" in json.loads((path / "reproduce.json").read_text())
     assert result is not None and result.seconds == resumed.summary["train_seconds"]
     assert not rep.can_resume(tmp_path / "runs" / "t" / "never-started")
+    assert rep.collect_progress(row, 1) == []  # finished: no longer "unfinished"
