@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,14 @@ from _common import (
     write_doc_section,
     write_json,
 )
-from bench_torch import TrainlabSide, load_images, prepared
+from bench_torch import (
+    TrainlabSide,
+    alternating_passes,
+    break_even_images,
+    break_even_text,
+    load_images,
+    prepared,
+)
 
 from trainlab.config import RunConfig, load_config
 from trainlab.config.overrides import with_overrides
@@ -51,20 +57,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PAYS = 1.03
 
 
-def recipe_config(recipe: str, precision: str, batch: int | None) -> RunConfig:
-    """``configs/fast/<recipe>.yaml`` at ``precision`` (and ``batch`` when given), endless steps."""
+def recipe_config(recipe: str, precision: str, batch: int | None) -> tuple[RunConfig, int | None]:
+    """``configs/fast/<recipe>.yaml`` at ``precision`` (and ``batch`` when given), endless steps,
+    and the number of steps the recipe itself trains (None when it counts epochs)."""
     config = load_config(ROOT / "configs" / "fast" / f"{recipe}.yaml")
     overrides = [f"train.precision={precision}", "train.steps=1000000", "train.device=cpu"]
     if batch:
         overrides.append(f"train.batch_size={batch}")
-    return with_overrides(config, overrides, source=BENCHMARK)
-
-
-def timed(side: TrainlabSide, steps: int) -> float:
-    """Seconds for ``steps`` steps of ``side``."""
-    start = time.perf_counter()
-    side.steps(steps)
-    return time.perf_counter() - start
+    return with_overrides(config, overrides, source=BENCHMARK), config.train.steps
 
 
 def compare(config: RunConfig, images: np.ndarray, labels: np.ndarray, steps: int, passes: int,
@@ -72,31 +72,27 @@ def compare(config: RunConfig, images: np.ndarray, labels: np.ndarray, steps: in
     """Warm-up seconds and per-pass seconds of the eager and the compiled engine on ``config``."""
     data = prepared(images, labels)
     sides = {"eager": TrainlabSide(config, data), "compiled": TrainlabSide(config, data, compile_model=True)}
-    warmups = {name: timed(side, warmup) for name, side in sides.items()}
-    seconds: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(passes):
-        for name, side in sides.items():
-            seconds[name].append(timed(side, steps))
+    warmups, seconds = alternating_passes(sides, warmup, steps, passes)
     return {"warmup": warmups, "seconds": seconds}
 
 
-def row_of(recipe: str, config: RunConfig, result: dict[str, Any], steps: int) -> dict[str, Any]:
-    """The result row of one recipe and precision (trainlab: compiled, peer: eager)."""
+def row_of(recipe: str, config: RunConfig, result: dict[str, Any], steps: int,
+           run_steps: int | None) -> dict[str, Any]:
+    """The result row of one recipe and precision (trainlab: compiled, peer: eager);
+    ``run_steps``: the steps of the recipe's own run (its length, against the break-even)."""
     batch = int(config.train.batch_size)  # type: ignore[arg-type]
     rate = {name: steps * batch / float(np.median(s)) for name, s in result["seconds"].items()}
     extra = result["warmup"]["compiled"] - result["warmup"]["eager"]
-    gain = 1.0 / rate["eager"] - 1.0 / rate["compiled"]  # seconds saved per image
-    break_even = f"{extra / gain:,.0f} images" if gain > 0 else "never (slower per step)"
+    needed = break_even_images(extra, rate["eager"], rate["compiled"])
+    break_even = break_even_text(needed)
     spreads = "; ".join(f"{name} {spread(s, 's/pass')}" for name, s in result["seconds"].items())
     row = make_row(BENCHMARK, f"configs/fast/{recipe}.yaml, batch {batch}, {config.train.precision}, "
                    "train.compile: true", rate["compiled"], rate["eager"],
                    peer_name="trainlab eager (train.compile: false, the default)", unit="img/s",
                    note=f"median of {len(result['seconds']['eager'])} alternating passes of {steps} steps; "
                         f"compile time {extra:.1f} s; break-even after {break_even}; {spreads}")
-    row["compile_seconds"], row["break_even"] = extra, break_even
-    row["break_even_images"] = extra / gain if gain > 0 else None
-    steps_per_run = load_config(ROOT / "configs" / "fast" / f"{recipe}.yaml").train.steps
-    row["run_images"] = int(steps_per_run) * batch if steps_per_run else None
+    row["compile_seconds"], row["break_even"], row["break_even_images"] = extra, break_even, needed
+    row["run_images"] = int(run_steps) * batch if run_steps else None
     return row
 
 
@@ -149,13 +145,14 @@ def main() -> None:
     print(machine_line())
     recipes, precisions = args.recipes.split(","), args.precisions.split(",")
     configs = {(r, p): recipe_config(r, p, batch) for r in recipes for p in precisions}
-    needed = max(int(c.train.batch_size) for c in configs.values()) * (warmup + args.steps)  # type: ignore[arg-type]
+    needed = max(int(c.train.batch_size) for c, _ in configs.values()) * (warmup + args.steps)  # type: ignore[arg-type]
     images, labels, source = load_images(args.data_dir, max(needed, 2048))
     print(f"{len(images)} {source}, {args.passes} alternating passes of {args.steps} steps (median), "
           f"torch {torch.__version__}, {args.threads} threads")
     rows = []
-    for (recipe, precision), config in configs.items():
-        row = row_of(recipe, config, compare(config, images, labels, args.steps, args.passes, warmup), args.steps)
+    for (recipe, precision), (config, run_steps) in configs.items():
+        result = compare(config, images, labels, args.steps, args.passes, warmup)
+        row = row_of(recipe, config, result, args.steps, run_steps)
         rows.append(row)
         print(f"{recipe:<12}{precision:>6}  eager {row['peer']:>7,.0f} img/s  compiled {row['trainlab']:>7,.0f} "
               f"img/s  {row['ratio']:.2f}x  compile {row['compile_seconds']:.1f} s  "

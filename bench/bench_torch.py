@@ -253,12 +253,20 @@ def bench(config: RunConfig, images: np.ndarray, data: PreparedData, steps: int,
     if compiled:
         sides["compiled"] = TrainlabSide(config, data, compile_model=True)
     # allocator, kernels, optimizer state; keras builds its train function; torch.compile compiles
+    warmups, seconds = alternating_passes(sides, warmup, steps, passes)
+    return {"seconds": seconds, "params": params, "warmup": warmups, "warmup_steps": warmup}
+
+
+def alternating_passes(sides: dict[str, Any], warmup: int, steps: int,
+                       passes: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Each side's warm-up seconds (``warmup`` steps), then seconds per pass of ``steps`` steps
+    over ``passes`` rounds in which every side runs one pass in turn."""
     warmups = {name: timed(side, warmup) for name, side in sides.items()}
     seconds: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(passes):
         for name, side in sides.items():
             seconds[name].append(timed(side, steps))
-    return {"seconds": seconds, "params": params, "warmup": warmups, "warmup_steps": warmup}
+    return warmups, seconds
 
 
 def rows_of(title: str, config: RunConfig, result: dict[str, Any], steps: int,
@@ -290,10 +298,20 @@ def rows_of(title: str, config: RunConfig, result: dict[str, Any], steps: int,
     return rows
 
 
+def break_even_images(extra_s: float, eager_rate: float, compiled_rate: float) -> float | None:
+    """Images trained before compiling pays back ``extra_s`` of compile time (None: never, it is slower)."""
+    gain = 1.0 / eager_rate - 1.0 / compiled_rate  # seconds saved per image
+    return extra_s / gain if gain > 0 else None
+
+
+def break_even_text(images: float | None) -> str:
+    """:func:`break_even_images` in words."""
+    return "never (slower per step)" if images is None else f"{images:,.0f} images"
+
+
 def _break_even(extra_s: float, rate: dict[str, float]) -> str:
     """How many images before compiling pays back its compile time ("never" when slower)."""
-    gain = 1.0 / rate["trainlab"] - 1.0 / rate["compiled"]  # seconds saved per image
-    return f"{extra_s / gain:,.0f} images" if gain > 0 else "never (slower per step)"
+    return break_even_text(break_even_images(extra_s, rate["trainlab"], rate["compiled"]))
 
 
 def compile_verdicts(rows: list[dict[str, Any]]) -> str:

@@ -145,11 +145,10 @@ def checkpoint_meta(path: Path) -> dict[str, Any] | None:
         with np.load(path / "checkpoint.npz", allow_pickle=False) as saved:
             return dict(json.loads(str(saved["meta"])))
     if (path / "checkpoint.pt").exists():
-        import torch
+        from trainlab.engines.torch.checkpoint import load_checkpoint
 
         # mmap: only the small meta string is read, not the weights and optimizer state
-        payload = torch.load(path / "checkpoint.pt", map_location="cpu", weights_only=True, mmap=True)
-        return dict(json.loads(payload["meta"]))
+        return dict(json.loads(load_checkpoint(path / "checkpoint.pt", mmap=True)["meta"]))
     return None
 
 

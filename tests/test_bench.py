@@ -228,17 +228,17 @@ def test_bench_compile_rows_and_answers(monkeypatch: pytest.MonkeyPatch) -> None
     """bench_compile's arithmetic on made-up timings: rates, compile time, break-even, answer."""
     monkeypatch.syspath_prepend(str(BENCH))
     bench_compile = importlib.import_module("bench_compile")
-    config = bench_compile.recipe_config("cifar10-90", "bf16", 100)
+    config, run_steps = bench_compile.recipe_config("cifar10-90", "bf16", 100)
     assert config.train.batch_size == 100 and config.train.precision == "bf16"
     faster = {"warmup": {"eager": 2.0, "compiled": 32.0},  # compiling took 30 s more
               "seconds": {"eager": [1.0, 1.2, 1.1], "compiled": [0.5, 0.6, 0.5]}}
-    row = bench_compile.row_of("cifar10-90", config, faster, steps=10)
+    row = bench_compile.row_of("cifar10-90", config, faster, steps=10, run_steps=run_steps)
     check_rows([row], "bench_compile")
     # 1000 images per pass: eager 1000 / 1.1 s, compiled 1000 / 0.5 s; saves 0.6 ms per image
     assert row["peer"] == pytest.approx(1000 / 1.1) and row["trainlab"] == pytest.approx(2000.0)
     assert row["compile_seconds"] == pytest.approx(30.0) and row["break_even"] == "50,000 images"
     slower = {"warmup": {"eager": 2.0, "compiled": 12.0}, "seconds": {"eager": [1.0], "compiled": [1.02]}}
-    slow_row = bench_compile.row_of("cifar10-90", config, slower, steps=10)
+    slow_row = bench_compile.row_of("cifar10-90", config, slower, steps=10, run_steps=run_steps)
     assert slow_row["break_even"] == "never (slower per step)"
     text = bench_compile.verdicts([row, slow_row], "python bench/bench_compile.py --write-docs")
     assert "| configs/fast/cifar10-90.yaml, batch 100, bf16 | 909 | 2,000 | 2.20x | 30.0 s | 50,000 images |" in text

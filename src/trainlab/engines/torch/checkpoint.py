@@ -23,8 +23,10 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_with(path, lambda handle: torch.save(payload, handle))
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True`` onto the CPU.
+
+    ``mmap``: map the tensors instead of reading them (cheap when only ``meta`` is wanted).
 
     Raises:
         TrainingError: the file is missing, or holds something other than tensors and
@@ -33,7 +35,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise TrainingError(f"cannot resume: {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise TrainingError(
             f"refused to load {path}: it holds objects other than tensors and plain containers, "
