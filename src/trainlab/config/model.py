@@ -191,6 +191,11 @@ class ModelConfig(StrictModel):
     fc_dropout: Dropout = Field(  # type: ignore[valid-type]
         0.0, description="cnn: dropout after each fc layer, or one rate per fc layer."
     )
+    fc_batch_norm: bool | None = Field(
+        None,
+        description="cnn: batch norm in the fc layers; null = same as batch_norm (false keeps "
+        "it in the conv blocks only, like most VGG-style nets).",
+    )
     depth: PositiveInt | None = Field(None, description="resnet: number of layers (default 18).")
     width: PositiveInt | None = Field(
         None, description="resnet/fast_cifar: channels of the first stage (default 64)."
@@ -220,6 +225,7 @@ class ModelConfig(StrictModel):
             "conv": t == "cnn",
             "fc": t == "cnn",
             "fc_activation": t == "cnn",
+            "fc_batch_norm": t == "cnn",
             "depth": t == "resnet",
             "width": t in ("resnet", "fast_cifar"),
             "whiten": t == "cnn",
@@ -229,6 +235,7 @@ class ModelConfig(StrictModel):
             "conv": "use type: cnn",
             "fc": "use type: cnn",
             "fc_activation": "use type: cnn",
+            "fc_batch_norm": "use type: cnn",
             "depth": "use type: resnet",
             "width": "use type: resnet",
             "whiten": "use type: cnn",

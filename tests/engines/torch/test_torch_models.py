@@ -10,6 +10,7 @@ from torch import nn
 
 from trainlab.config import ModelConfig, RunConfig
 from trainlab.engines.torch.models import build_model, count_params, model_summary
+from trainlab.errors import ConfigError
 
 MNIST = (1, 28, 28)
 CIFAR = (3, 32, 32)
@@ -71,6 +72,19 @@ def test_rising_dropout_per_block_and_fc() -> None:
            "dropout": [0.2, 0.3, 0.4], "fc": [8], "fc_dropout": 0.5}
     net = build_model(model_cfg(cfg), CIFAR, 10)
     assert [m.p for m in net if isinstance(m, nn.Dropout)] == [0.2, 0.3, 0.4, 0.5]
+
+
+@pytest.mark.parametrize(("fc_batch_norm", "expected"), [(None, 1), (True, 1), (False, 0)])
+def test_fc_batch_norm_can_leave_the_dense_layers_out(fc_batch_norm: bool | None, expected: int) -> None:
+    cfg = {"type": "cnn", "conv": [{"filters": 4}], "fc": [8], "batch_norm": True, "fc_batch_norm": fc_batch_norm}
+    net = build_model(model_cfg(cfg), CIFAR, 10)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net) == 1
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in net) == expected  # in the one fc layer
+
+
+def test_fc_batch_norm_is_a_cnn_field() -> None:
+    with pytest.raises(ConfigError, match="fc_batch_norm"):
+        model_cfg({"type": "mlp", "hidden": [4], "fc_batch_norm": False})
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh"])

@@ -140,9 +140,10 @@ def build_cnn(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: in
     layers.append(nn.Flatten())  # (B, C*H*W)
     in_features = channels * height * width
     fc_act = m.fc_activation or m.activation
+    fc_norm = m.batch_norm if m.fc_batch_norm is None else m.fc_batch_norm
     for fc_width, rate in zip(m.fc, m.fc_dropouts(), strict=True):
         layers.append(nn.Linear(in_features, fc_width))
-        norm = make_batch_norm(fc_width, m, dims=1) if m.batch_norm else None
+        norm = make_batch_norm(fc_width, m, dims=1) if fc_norm else None
         _norm_act(layers, norm, make_activation(fc_act, m.leaky_slope), m.bn_position)
         if rate:
             layers.append(Dropout(rate))
