@@ -19,7 +19,7 @@ from tests.studies.conftest import write_study
 from trainlab.callbacks import Callback, TrainState
 from trainlab.config import RunConfig
 from trainlab.studies import Options, load_stages, load_study, open_study_storage, run_study
-from trainlab.studies.results import RESULTS_CSV, RESULTS_MD
+from trainlab.studies.results import RESULTS_CSV, RESULTS_MD, rank_settings
 
 
 class FakeRun:
@@ -89,6 +89,25 @@ def test_random_and_tpe_are_reproducible_under_a_seed(tmp_path: Path, sampler: s
     other = FakeRun()
     _run(tmp_path, {**study, "seed": 8}, other, "c")
     assert [(c.optimizer.lr, c.train.batch_size) for c in other.configs] != runs[0]
+
+
+def test_tpe_does_not_train_a_finished_setting_twice_and_counts_it_once(tmp_path: Path) -> None:
+    fake = FakeRun()
+    (stage,) = _run(tmp_path, {"sampler": "tpe", "n_trials": 8, "seed": 3,
+                               "space": {"optimizer.lr": [0.01, 0.1], "train.batch_size": [32, 64]}}, fake)
+    trained = [(c.optimizer.lr, c.train.batch_size) for c in fake.configs]
+    assert len(trained) == len(set(trained)) <= 4  # each of the 4 settings trained at most once
+    duplicates = [t for t in stage.trials if "duplicate_of" in t.user_attrs]
+    assert len(duplicates) == 8 - len(trained) > 0
+    assert all(t.state == TrialState.COMPLETE for t in stage.trials)
+    by_key = {t.user_attrs["key"]: t for t in stage.trials}
+    for dup in duplicates:
+        first = by_key[dup.user_attrs["duplicate_of"]]
+        assert dup.params == first.params and dup.value == first.value
+    settings = rank_settings(stage)
+    assert len(settings) == len(trained) and all(len(s.values) == 1 for s in settings)
+    text = (tmp_path / "runs" / "s" / RESULTS_MD).read_text()
+    assert f"{len(duplicates)} of the complete trials drew a setting that had already run" in text
 
 
 def test_repeats_use_seeds_and_report_spread(tmp_path: Path) -> None:

@@ -95,11 +95,21 @@ def setting_key(trial: FrozenTrial) -> str:
 
 
 def rank_settings(stage: StageData, alpha: float = 0.05) -> list[Setting]:
-    """The stage's settings, best mean objective first, each with its spread and verdict."""
+    """The stage's settings, best mean objective first, each with its spread and verdict.
+
+    A setting's repeats are its trials with distinct seeds: a second trial of the same
+    setting and seed (TPE can sample a finished setting again) is the same run, not
+    another sample of the seed noise, so only the first one counts.
+    """
     groups: dict[str, list[FrozenTrial]] = {}
-    for trial in stage.trials:
+    seen: set[tuple[str, Any]] = set()
+    for trial in sorted(stage.trials, key=lambda t: t.number):
         if trial.state == TrialState.COMPLETE and trial.value is not None:
-            groups.setdefault(setting_key(trial), []).append(trial)
+            key = setting_key(trial)
+            if (key, trial.user_attrs.get("seed")) in seen:
+                continue
+            seen.add((key, trial.user_attrs.get("seed")))
+            groups.setdefault(key, []).append(trial)
     settings = [Setting(dict(ts[0].params), [float(t.value) for t in ts], ts,  # type: ignore[arg-type]
                         spread([float(t.value) for t in ts]))  # type: ignore[arg-type]
                 for ts in groups.values()]
@@ -189,6 +199,10 @@ def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha:
                   f"Sampler {stage.attrs.get('sampler')}, repeats {stage.attrs.get('repeats', 1)}; "
                   f"{planned} trials planned: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
                   f"{counts['FAIL']} failed, {counts['RUNNING']} running, {counts['WAITING']} waiting.", ""]
+        duplicates = sum("duplicate_of" in t.user_attrs for t in stage.trials)
+        if duplicates:
+            lines[-1:-1] = [f"{duplicates} of the complete trials drew a setting that had already run with the "
+                            "same seed; they reuse that run's result and count once below."]
         lines += [f"- `{p.name}`: {p.describe()}" for p in stage.params] + [""]
         settings = rank_settings(stage, alpha)
         names = [p.name for p in stage.params]

@@ -11,6 +11,7 @@ same run directory, resumed from its checkpoint when it has one).
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import sys
@@ -216,6 +217,9 @@ class Worker:
         attrs = storage.get_trial(trial_id).user_attrs
         key = str(attrs.get("key", f"t{trial.number:04d}"))
         values = {p.name: p.suggest(trial) for p in params}
+        if stage.sampler == "tpe" and self._reuse_finished(ostudy, trial, key, values, attrs):
+            self._maybe_results()
+            return
         if stage.sampler == "tpe" and stage.repeats > 1 and attrs.get("repeat", 0) == 0:
             self._enqueue_repeats(stage, ostudy, attrs, values)
         run_dir = self.study.dir / key
@@ -262,6 +266,30 @@ class Worker:
             ostudy.tell(trial, float(value))
             self._echo(f"{key} {shown}: {self.study.metric} {value:.4f} ({seconds:.1f} s)")
         self._maybe_results()
+
+    def _reuse_finished(self, ostudy: optuna.Study, trial: optuna.Trial, key: str,
+                        values: dict[str, Scalar], attrs: dict[str, Any]) -> bool:
+        """TPE sampled a setting that already finished with this seed: tell Optuna that run's
+        value instead of training the same run again (runs are deterministic on CPU).
+
+        The trial records ``duplicate_of`` and the first run's result; the results count the
+        setting once (see ``rank_settings``). Returns whether the trial was settled this way.
+        """
+        wanted = json.dumps(values, sort_keys=True, default=str)
+        seed = attrs.get("seed", self.study.base.seed)
+        for done in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if (done.value is not None and done.user_attrs.get("seed", self.study.base.seed) == seed
+                    and json.dumps(done.params, sort_keys=True, default=str) == wanted):
+                storage = ostudy._storage
+                first = str(done.user_attrs.get("key", f"t{done.number:04d}"))
+                storage.set_trial_user_attr(trial._trial_id, "duplicate_of", first)
+                if "result" in done.user_attrs:
+                    storage.set_trial_user_attr(trial._trial_id, "result", done.user_attrs["result"])
+                ostudy.tell(trial, float(done.value))
+                self._echo(f"{key}: the same setting and seed as {first}, not run again "
+                           f"({self.study.metric} {done.value:.4f})")
+                return True
+        return False
 
     def _enqueue_repeats(self, stage: Stage, ostudy: optuna.Study, attrs: dict[str, Any],
                          values: dict[str, Scalar]) -> None:
