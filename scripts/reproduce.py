@@ -390,6 +390,11 @@ def render(rows: Sequence[Row], results: dict[str, list[Result]], engines: dict[
         "s/run is the mean wall time of one run (data loading included) on the machine above; "
         "epochs is the mean number of epochs trained (below the config's count when early stopping ended a run).",
         "",
+        "The published conclusions of the seed studies' comparisons (optimizers, BN position, initialisations, "
+        "regularisers, hidden sizes, the lambda search, the seed A grid...) are checked against trainlab studies "
+        "in [studies.md](studies.md) (`scripts/study_outcomes.py`): the measured ranking of each study file and "
+        "which conclusions hold beyond seed noise.",
+        "",
         "| row | source | setting | published | measured mean ± sd | [min, max] | seeds | target | s/run | epochs | engine | reading |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
