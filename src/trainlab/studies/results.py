@@ -89,9 +89,14 @@ def load_stages(handle: StorageHandle, name: str | None = None) -> dict[str, lis
     return out
 
 
+def params_key(params: dict[str, Any]) -> str:
+    """One string per setting: equal parameter values give equal keys."""
+    return json.dumps(params, sort_keys=True, default=str)
+
+
 def setting_key(trial: FrozenTrial) -> str:
     """Trials with the same parameters (any seed) share this key."""
-    return json.dumps(trial.params, sort_keys=True, default=str)
+    return params_key(trial.params)
 
 
 def rank_settings(stage: StageData, alpha: float = 0.05) -> list[Setting]:

@@ -11,7 +11,6 @@ same run directory, resumed from its checkpoint when it has one).
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
 import sys
@@ -29,7 +28,15 @@ from trainlab.config import RunConfig, config_diff
 from trainlab.errors import ConfigError, TrainlabError
 
 from .pruning import PRUNED_PREFIX, PruningCallback, make_pruner
-from .results import STUDY_ATTR, StageData, load_stages, rank_settings, setting_key, write_results
+from .results import (
+    STUDY_ATTR,
+    StageData,
+    load_stages,
+    params_key,
+    rank_settings,
+    setting_key,
+    write_results,
+)
 from .space import Param, Scalar, grid_points, narrow, overrides_for, random_points
 from .spec import Stage, Study, load_study, trial_config
 from .storage import (
@@ -275,7 +282,7 @@ class Worker:
         The trial records ``duplicate_of`` and the first run's result; the results count the
         setting once (see ``rank_settings``). Returns whether the trial was settled this way.
         """
-        wanted = json.dumps(values, sort_keys=True, default=str)  # as setting_key writes a trial's params
+        wanted = params_key(values)
         seed = attrs.get("seed", self.study.base.seed)
         for done in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if (done.value is not None and done.user_attrs.get("seed", self.study.base.seed) == seed
