@@ -87,6 +87,30 @@ def test_fused_crop_flip_equals_flip_then_shift() -> None:
     assert torch.equal(crop_flip(x, torch.Generator(), 0, 1.0), x.flip(3))
 
 
+@pytest.mark.parametrize("fields", [
+    {"hflip": True, "crop_padding": 4},
+    {"hflip": True},
+    {"crop_padding": 3, "crop_padding_mode": "reflect"},
+    {"hflip": True, "crop_padding": 2, "rotate": 10.0, "mixup": 0.2},
+    {"cutout": 4},
+    {"mixup": 0.4},
+])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_uint8_batches_give_the_same_floats_as_unpacking_first(fields: dict[str, Any], dtype: torch.dtype) -> None:
+    """The engine hands BatchAugment its uint8 pixels; the result must equal, to the bit,
+    augmenting the normalised floats (the path before the uint8 gather), soft targets too."""
+    pixels = PixelSpace(NORMALIZER, 3)
+    raw = torch.randint(0, 256, (24, 3, 16, 16), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
+    y = torch.arange(24) % 10
+    from_bytes, soft_bytes = augmenter(seed=7, **fields)(raw.clone(), y, dtype=dtype)
+    from_floats, soft_floats = augmenter(seed=7, **fields)(unpack_images(raw, pixels, dtype), y)
+    assert from_bytes.dtype == dtype and from_bytes.shape == (24, 3, 16, 16)
+    assert torch.equal(from_bytes, from_floats)
+    assert (soft_bytes is None) == (soft_floats is None)
+    if soft_bytes is not None:
+        assert torch.equal(soft_bytes, soft_floats)
+
+
 def test_cutout_blanks_at_most_a_square() -> None:
     x = torch.ones(64, 1, 16, 16)
     out = cutout(x, torch.Generator().manual_seed(0), 4)

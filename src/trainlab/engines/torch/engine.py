@@ -191,11 +191,13 @@ class _Training(TrainingLoop):
 
     def train_step(self, index: torch.Tensor, lr: float) -> torch.Tensor:
         """One update on the examples ``index``; returns the total loss (a device scalar)."""
-        xb = self._floats(self.x_train.index_select(0, index))  # (B, C, H, W)
+        xb = self.x_train.index_select(0, index)  # (B, C, H, W), uint8 pixels or floats
         yb = self.y_train.index_select(0, index)  # (B,)
         soft = None
-        if self.augment.enabled:
-            xb, soft = self.augment(xb, yb, index, self.state.epoch)
+        if self.augment.enabled:  # it normalises uint8 pixels itself, after its crop/flip gather
+            xb, soft = self.augment(xb, yb, index, self.state.epoch, dtype=self.dtype)
+        else:
+            xb = self._floats(xb)
         set_lr(self.optimizer, lr)
         with autocast(self.device, self.options.precision):
             logits = self.forward(self._input(xb))  # (B, K)
