@@ -111,6 +111,15 @@ def test_uint8_batches_give_the_same_floats_as_unpacking_first(fields: dict[str,
         assert torch.equal(soft_bytes, soft_floats)
 
 
+def test_float_batches_take_the_asked_dtype() -> None:
+    """Splits that are not pixel values stay floats; the engine asks for its model dtype."""
+    x, y = batch()
+    out, _ = augmenter(hflip=True, crop_padding=2)(x.clone(), y, dtype=torch.float64)
+    assert out.dtype == torch.float64
+    same, _ = augmenter(hflip=True, crop_padding=2)(x.clone(), y)
+    assert same.dtype == torch.float32 and torch.equal(out, same.to(torch.float64))
+
+
 def test_cutout_blanks_at_most_a_square() -> None:
     x = torch.ones(64, 1, 16, 16)
     out = cutout(x, torch.Generator().manual_seed(0), 4)

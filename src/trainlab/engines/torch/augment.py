@@ -316,17 +316,22 @@ class BatchAugment:
         return bool(self.cfg.active())
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None,
-                 epoch: int = 0, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 epoch: int = 0, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Augment a batch x (B, C, H, W) with labels y (B,); returns (x, soft targets (B, K) or None).
 
-        ``x`` holds normalised floats, or uint8 pixels as :func:`pack_images` stores them:
-        those are normalised to ``dtype`` here (after the crop/flip gather, which is
-        cheaper on bytes), with the same values as :func:`unpack_images` before augmenting.
+        ``x`` holds normalised floats, or uint8 pixels as :func:`pack_images` stores them;
+        either way it becomes :func:`unpack_images`' floats of ``dtype`` (None: float32 for
+        pixels, x's own dtype for floats). Pixels are normalised after the crop/flip gather,
+        which is cheaper on bytes, with the same values as unpacking before augmenting.
         ``index`` (B,), the examples' positions in the training split, and ``epoch`` are
         what alternating flips need; without them those flips are random (p = 0.5).
         """
         c, g = self.cfg, self.generator
         packed = x.dtype == torch.uint8
+        if dtype is None:
+            dtype = torch.float32 if packed else x.dtype
+        if not packed:
+            x = x.to(dtype)
         if c.hflip or c.crop_padding:
             alternate = c.hflip == "alternating" and index is not None and self.flip_base is not None
             x = crop_flip(x, g, c.crop_padding, 0.5 if c.hflip else 0.0,
