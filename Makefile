@@ -45,7 +45,8 @@ test: setup lint
 
 # Every benchmark back to back, one table, written to bench/results.md, and the torch.compile and
 # time-to-accuracy sections of docs/performance.md (run it on a quiet machine; about two hours).
-# keras comes from the bench extra: the keras.fit column of bench_torch needs it.
+# keras and kornia come from the bench extra: the keras.fit column of bench_torch and the kornia
+# column of bench_augment need them.
 bench: setup
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt -e ".[bench]" 2>&1 | { grep -v "is ignored" || true; }
 	$(BIN)/python bench/run_all.py --write-docs

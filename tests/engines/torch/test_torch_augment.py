@@ -9,11 +9,13 @@ import torch
 
 from trainlab.config import AugmentConfig
 from trainlab.engines.torch.augment import (
+    LUMA,
     BatchAugment,
     PixelSpace,
     crop_flip,
     cutmix,
     cutout,
+    grayscale,
     hflip,
     mixup,
     pack_images,
@@ -133,6 +135,19 @@ def test_grayscale_makes_channels_equal_in_pixel_space() -> None:
     out, _ = aug(x, y)
     u = aug.pixels.to_unit(out)
     torch.testing.assert_close(u[:, 0], u[:, 1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_grayscale_changes_only_the_picked_images_and_leaves_its_input(p: float) -> None:
+    u = torch.rand(64, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    before = u.clone()
+    out = grayscale(u, torch.Generator().manual_seed(5), p)
+    pick = torch.rand(64, generator=torch.Generator().manual_seed(5)) < p  # the same draw
+    gray = (LUMA[0] * u[:, 0] + LUMA[1] * u[:, 1] + LUMA[2] * u[:, 2])[:, None].expand_as(u)
+    torch.testing.assert_close(out, torch.where(pick[:, None, None, None], gray, u))
+    assert torch.equal(u, before)
+    if 0 < p < 1:  # both branches taken
+        assert 0 < int(pick.sum()) < 64
 
 
 def test_color_jitter_stays_in_the_pixel_range() -> None:
