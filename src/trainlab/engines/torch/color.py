@@ -69,9 +69,10 @@ def color_jitter(u: torch.Tensor, g: torch.Generator, cj: ColorJitterConfig) -> 
 def grayscale(u: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
     """Turn each image gray with probability ``p`` (channels kept).
 
-    On CPU only the picked images are converted (``bench/bench_augment.py``: the whole-batch
-    form ran at 0.7x kornia's); on an accelerator the whole-batch form avoids the host sync
-    that finding the picked indices would cost. Both give the same result.
+    On CPU only the picked images are converted (1.69 -> 1.34 ms for 512 CIFAR-10 images at
+    p = 0.2 here; converting all, then picking, had trailed kornia in ``bench_augment``); on
+    an accelerator the whole-batch form avoids the host sync that finding the picked indices
+    would cost. Both give the same result.
     """
     pick = torch.rand(u.shape[0], generator=g, device=u.device) < p  # (B,)
     if u.device.type != "cpu":
