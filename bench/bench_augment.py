@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,27 +92,40 @@ def bench_pil(images: np.ndarray, batch: int, workers: int, repeats: int = 2) ->
     return rates
 
 
+def cifar_pixels() -> PixelSpace:
+    """The normalisation both batched sides use (CIFAR-10's per-channel mean and std)."""
+    return PixelSpace({"kind": "channel", "mean": MEAN.tolist(), "std": STD.tolist()}, 3)
+
+
+def time_passes(n: int, batch: int, step: Callable[[torch.Tensor], object],
+                repeats: int) -> list[float]:
+    """Images per second of ``step(index)`` over every full batch of a fresh shuffle of ``n``
+    examples, one figure per pass (the best counts), after one warm-up batch."""
+    step(torch.arange(batch))
+    rates = []
+    for _ in range(repeats):
+        perm = torch.randperm(n)
+        start = time.perf_counter()
+        for s in range(0, n - batch + 1, batch):
+            step(perm[s : s + batch])
+        rates.append((n // batch) * batch / (time.perf_counter() - start))
+    return rates
+
+
 def bench_batched(x: torch.Tensor, batch: int, cfg: AugmentConfig, repeats: int = 1,
                   packed: bool = True) -> list[float]:
     """Images per second of gather-by-index + normalise + :class:`BatchAugment` over uint8 images x,
     one figure per pass (the best counts). ``packed``: hand the augmenter uint8 pixels (the
     engine's path); else normalise first and augment floats."""
-    pixels = PixelSpace({"kind": "channel", "mean": MEAN.tolist(), "std": STD.tolist()}, 3)
+    pixels = cifar_pixels()
     aug = BatchAugment(cfg, 10, pixels)
     y = torch.zeros(len(x), dtype=torch.int64)
-    def prepare(xb: torch.Tensor) -> torch.Tensor:
-        return xb if packed else unpack_images(xb, pixels)
 
-    aug(prepare(x[:batch]), y[:batch])  # warm-up
-    rates = []
-    for _ in range(repeats):
-        perm = torch.randperm(len(x))
-        start = time.perf_counter()
-        for s in range(0, len(x) - batch + 1, batch):
-            index = perm[s : s + batch]
-            aug(prepare(x.index_select(0, index)), y.index_select(0, index))
-        rates.append((len(x) // batch) * batch / (time.perf_counter() - start))
-    return rates
+    def step(index: torch.Tensor) -> None:
+        xb = x.index_select(0, index)
+        aug(xb if packed else unpack_images(xb, pixels), y.index_select(0, index))
+
+    return time_passes(len(x), batch, step, repeats)
 
 
 OTHERS: dict[str, dict[str, Any]] = {
@@ -155,7 +169,7 @@ def bench_kornia(x: torch.Tensor, batch: int, module: Any, unit_colour: bool,
     """Images per second of gather-by-index + normalise + a kornia module over uint8 images x
     (mixup and cutmix get the labels too); ``unit_colour``: the module works on [0, 1] colour,
     so the batch goes to it and back, as in the engine."""
-    pixels = PixelSpace({"kind": "channel", "mean": MEAN.tolist(), "std": STD.tolist()}, 3)
+    pixels = cifar_pixels()
     y = torch.zeros(len(x), dtype=torch.int64)
     takes_labels = type(module).__name__ in ("RandomMixUpV2", "RandomCutMixV2")
     torch.manual_seed(0)
@@ -168,15 +182,7 @@ def bench_kornia(x: torch.Tensor, batch: int, module: Any, unit_colour: bool,
         if unit_colour:
             pixels.from_unit(out)
 
-    step(torch.arange(batch))  # warm-up
-    rates = []
-    for _ in range(repeats):
-        perm = torch.randperm(len(x))
-        start = time.perf_counter()
-        for s in range(0, len(x) - batch + 1, batch):
-            step(perm[s : s + batch])
-        rates.append((len(x) // batch) * batch / (time.perf_counter() - start))
-    return rates
+    return time_passes(len(x), batch, step, repeats)
 
 
 def main() -> None:
