@@ -2,9 +2,11 @@
 
 Each manifest row names a config, the published figure and how many seeds to run. Every
 (row, seed) trains once into ``runs/<config name>/<row id>-s<seed>-<config hash>``; the hash
-covers the resolved config (as written, seed and output left out), so editing a config's reading makes
-its old runs stale instead of silently reused. Finished runs are skipped, so the script can be
-stopped and started again, row by row::
+covers the config as written (seed, output and its source section left out), so editing a config's
+reading makes its old runs stale instead of silently reused. Each finished run is also recorded
+in the ledger docs/reproductions.json (runs/ is not committed), so the table keeps the rows of
+earlier sessions. Finished runs are skipped, so the script can be stopped and started again,
+row by row::
 
     TRAINLAB_DATA=/work/shared/datasets .venv/bin/python scripts/reproduce.py            # everything
     .venv/bin/python scripts/reproduce.py --rows D1 D2 --seeds 1                          # some rows
@@ -17,205 +19,65 @@ engine share the manifest.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
-import hashlib
 import json
-import math
 import os
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, when imported by tests
+from repro_ledger import Entry, Ledger
+from repro_manifest import (
+    DEFAULT_LEDGER,
+    DEFAULT_MANIFEST,
+    DEFAULT_OUTPUT,
+    ROOT,
+    Progress,
+    Result,
+    Row,
+    can_resume,
+    config_hash,
+    load_manifest,
+    read_progress,
+    read_result,
+    resolved_config,
+    row_hash,
+    run_dir,
+    shown,
+)
+from repro_verdict import Verdict, describe, summary_line, verdict
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MANIFEST = ROOT / "configs" / "reproductions.yaml"
-DEFAULT_OUTPUT = ROOT / "docs" / "reproductions.md"
-FINISHED = ("completed", "stopped_early", "failed")  # "failed": diverged, kept as a result
-TOLERANCE = 1.0  # points of accuracy the mean may fall below the published figure
+# What tests and other scripts use from here, including names defined by the sibling modules.
+__all__ = [
+    "DEFAULT_MANIFEST", "Ledger", "Result", "Row", "can_resume", "collect", "collect_progress", "config_hash", "describe", "engine_of", "load_manifest",
+    "main", "read_result", "render", "row_verdict", "run_dir", "train_row",
+]
 
 
-@dataclass
-class Row:
-    """One manifest row: a published figure and the config that reproduces it.
+def ledger_entry(row: Row, result: Result, digest: str) -> Entry:
+    """The ledger's record of a finished run of ``row``, dated today on this machine."""
+    return Entry(row=row.id, seed=result.seed, config_hash=digest, status=result.status, value=result.value,
+                 seconds=result.seconds, epochs=result.epochs, machine=machine(),
+                 date=dt.date.today().isoformat())
 
-    Attributes:
-        id: short unique name (``D1``), used by ``--rows``.
-        table: source table and row in the reference, e.g. ``D, row 1``.
-        description: the setting, in a few words.
-        config: path of the run config, relative to the repository root.
-        published: the published figure in percent, or None for a qualitative row.
-        expect: qualitative rows: ``{"max": 20}`` / ``{"min": 90}`` (percent) that every seed must meet.
-        published_text: how the published figure is shown (default: the number).
-        metric: the summary field compared (default ``test_accuracy``).
-        seeds: how many seeds to run (default 5).
-        overrides: ``key=value`` overrides applied on top of the config (default none).
-        reading: the reading chosen for details the source leaves unstated.
-        notes: what else was tried, or why the row runs shorter than published.
+
+def train_row(row: Row, seeds: int, ledger: Ledger) -> None:
+    """Train every missing seed of ``row`` (seeds 0..seeds-1), one after the other.
+
+    A seed the ledger already holds under the row's current config is not trained again;
+    each finished run is recorded in the ledger at once.
     """
-
-    id: str
-    table: str
-    description: str
-    config: str
-    published: float | None = None
-    expect: dict[str, float] = field(default_factory=dict)
-    published_text: str = ""
-    metric: str = "test_accuracy"
-    seeds: int = 5
-    overrides: list[str] = field(default_factory=list)
-    reading: str = ""
-    notes: str = ""
-
-
-@dataclass
-class Result:
-    """The outcome of one finished (row, seed) run."""
-
-    seed: int
-    status: str
-    value: float | None  # the metric in percent; None when the run diverged
-    seconds: float
-    epochs: float | None = None  # epochs trained (fewer than asked after early stopping)
-
-
-def load_manifest(path: Path) -> list[Row]:
-    """The rows of a manifest file (``defaults:`` merged into each row)."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    defaults = data.get("defaults", {})
-    rows = [Row(**{**defaults, **entry}) for entry in data["rows"]]
-    ids = [row.id for row in rows]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise ValueError(f"{path}: duplicate row ids {duplicates}")
-    return rows
-
-
-def resolved_config(row: Row, seed: int = 0) -> dict[str, Any]:
-    """The row's config for ``seed``, bases merged and overrides applied, as a plain dict."""
-    from trainlab.config import load_config
-
-    config = load_config(ROOT / row.config, [*row.overrides, f"seed={seed}"])
-    return config.model_dump(mode="json")
-
-
-def config_hash(raw: dict[str, Any], overrides: Sequence[str] = ()) -> str:
-    """Eight hex digits identifying a config as written (bases merged) plus its overrides.
-
-    Seed, name and output are left out. The unvalidated mapping is hashed, not the resolved
-    config, so a new field with a default in trainlab's schema does not make old runs stale.
-    """
-    kept = {k: v for k, v in raw.items() if k not in ("seed", "output", "name")}
-    text = json.dumps([kept, sorted(o for o in overrides if not o.startswith("seed="))],
-                      sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
-def run_dir(row: Row, seed: int) -> Path:
-    """Where the run of ``row`` with ``seed`` lives."""
-    from trainlab.config import load_config_dict
-
-    config = resolved_config(row, seed)
-    digest = config_hash(load_config_dict(ROOT / row.config), row.overrides)
-    return ROOT / config["output"]["dir"] / config["name"] / f"{row.id}-s{seed}-{digest}"
-
-
-@dataclass
-class Progress:
-    """How far an unfinished (row, seed) run got before it was cut off (its last checkpoint)."""
-
-    seed: int
-    epoch: int
-    seconds: float  # training time up to the checkpoint
-    split: str  # the split of ``value``: the metric's own, else val
-    value: float | None  # accuracy in percent at the checkpoint's epoch
-
-
-def checkpoint_meta(path: Path) -> dict[str, Any] | None:
-    """The bookkeeping of a run directory's checkpoint (step, epoch, train_seconds), if any."""
-    if (path / "checkpoint.npz").exists():
-        import numpy as np
-
-        with np.load(path / "checkpoint.npz", allow_pickle=False) as saved:
-            return dict(json.loads(str(saved["meta"])))
-    if (path / "checkpoint.pt").exists():
-        from trainlab.engines.torch.checkpoint import load_checkpoint
-
-        # mmap: only the small meta string is read, not the weights and optimizer state
-        return dict(json.loads(load_checkpoint(path / "checkpoint.pt", mmap=True)["meta"]))
-    return None
-
-
-def read_progress(path: Path, seed: int, metric: str) -> Progress | None:
-    """The progress of an unfinished run that can be resumed, or None (finished or never started)."""
-    if read_result(path, seed, metric) is not None or not can_resume(path):
-        return None
-    meta = checkpoint_meta(path)
-    if meta is None:
-        return None
-    epoch = int(meta["epoch"])
-    wanted = "test" if metric.startswith("test") or metric.endswith("test_accuracy") else "val"
-    latest: dict[str, float] = {}
-    metrics_path = path / "metrics.csv"
-    if metrics_path.exists():
-        with metrics_path.open(encoding="utf-8", newline="") as handle:
-            for line in csv.DictReader(handle):
-                if line.get("epoch") and int(float(line["epoch"])) <= epoch and line.get("accuracy"):
-                    latest[line["split"]] = 100.0 * float(line["accuracy"])
-    split = wanted if wanted in latest else "val"
-    return Progress(seed=seed, epoch=epoch, seconds=float(meta.get("train_seconds", 0.0)), split=split,
-                    value=latest.get(split))
-
-
-def read_result(path: Path, seed: int, metric: str) -> Result | None:
-    """The result stored in a run directory, or None when the run has not finished."""
-    summary_path = path / "summary.json"
-    if not summary_path.exists():
-        return None
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    status = summary.get("status", "")
-    if status not in FINISHED:
-        return None
-    value = summary.get(metric)
-    seconds = float(summary.get("train_seconds") or 0.0)
-    wall_path = path / "reproduce.json"
-    if wall_path.exists():
-        wall = json.loads(wall_path.read_text(encoding="utf-8"))
-        seconds = float(wall.get("wall_seconds", seconds))
-    percent = 100.0 * float(value) if isinstance(value, int | float) and status != "failed" else None
-    epochs = summary.get("epochs")
-    return Result(seed=seed, status=status, value=percent, seconds=seconds,
-                  epochs=float(epochs) if isinstance(epochs, int | float) else None)
-
-
-def shown(path: Path) -> Path:
-    """``path`` relative to the repository when it lies inside it."""
-    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-
-
-def can_resume(path: Path) -> bool:
-    """Whether ``path`` holds an unfinished run that can continue from its checkpoint.
-
-    A run cut off by the end of a session (or a kill) keeps its per-epoch checkpoint;
-    continuing it gives the metrics of an uninterrupted run, so it is not started over.
-    """
-    return (path / "config.yaml").exists() and any(path.glob("checkpoint.*"))
-
-
-def train_row(row: Row, seeds: int) -> None:
-    """Train every missing seed of ``row`` (seeds 0..seeds-1), one after the other."""
     import trainlab.api as tl
     from trainlab.errors import TrainingError
 
+    digest = row_hash(row)
     for seed in range(seeds):
         path = run_dir(row, seed)
-        if read_result(path, seed, row.metric) is not None:
+        if read_result(path, seed, row.metric) is not None or ledger.get(row.id, seed, digest) is not None:
             print(f"{row.id} seed {seed}: done already ({shown(path)})", flush=True)
             continue
         resuming = can_resume(path)
@@ -236,22 +98,42 @@ def train_row(row: Row, seeds: int) -> None:
         wall = {"resumed_seconds": elapsed} if resuming else {"wall_seconds": elapsed}
         (path / "reproduce.json").write_text(json.dumps(wall), encoding="utf-8")
         result = read_result(path, seed, row.metric)
+        if result is not None:
+            ledger.record(ledger_entry(row, result, digest))
+            ledger.save()
         outcome = "diverged" if result is None or result.value is None else f"{result.value:.2f} %"
         print(f"{row.id} seed {seed}: {outcome} in {elapsed:.0f} s", flush=True)
 
 
-def collect(row: Row, seeds: int) -> list[Result]:
-    """The finished results of seeds 0..seeds-1 of ``row`` (missing runs left out)."""
+def collect(row: Row, seeds: int, ledger: Ledger) -> list[Result]:
+    """The finished results of seeds 0..seeds-1 of ``row`` (missing runs left out).
+
+    A run directory under ``runs/`` wins (and is recorded in the ledger); otherwise the
+    ledger's entry for the row's current config hash stands in for a run trained in an
+    earlier session.
+    """
     from trainlab.errors import ConfigError
 
     results = []
+    try:
+        digest = row_hash(row)
+    except ConfigError as error:  # a broken row must not stop the table of the others
+        print(f"{row.id}: {error}", file=sys.stderr)
+        return []
     for seed in range(seeds):
         try:
             path = run_dir(row, seed)
-        except ConfigError as error:  # a broken row must not stop the table of the others
+        except ConfigError as error:
             print(f"{row.id}: {error}", file=sys.stderr)
             return []
         result = read_result(path, seed, row.metric)
+        if result is not None:
+            ledger.record(ledger_entry(row, result, digest))
+        else:
+            entry = ledger.get(row.id, seed, digest)
+            if entry is not None:
+                result = Result(seed=seed, status=entry.status, value=entry.value, seconds=entry.seconds,
+                                epochs=entry.epochs)
         if result is not None:
             results.append(result)
     return results
@@ -288,53 +170,9 @@ def progress_text(row: Row, progress: Sequence[Progress]) -> str:
             "from the checkpoint")
 
 
-def verdict(row: Row, results: Sequence[Result]) -> str:
-    """Whether the row meets its target, in words.
-
-    Numeric rows: met when the mean is at most ``TOLERANCE`` points below the published
-    figure and the published figure lies inside the seed range; "better" when every seed
-    beats it. Qualitative rows: met when every seed satisfies ``expect``.
-    """
-    values = [r.value for r in results if r.value is not None]
-    if not results:
-        return "not run"
-    if row.published is None:
-        if not row.expect:
-            return "no target"
-        low, high = row.expect.get("min", -math.inf), row.expect.get("max", math.inf)
-        bad = [r for r in results if r.value is None or not low <= r.value <= high]
-        bound = " and ".join(
-            f"{op} {v:g}" for op, v in (("≥", low), ("≤", high)) if math.isfinite(v)
-        )
-        return f"met (every seed {bound})" if not bad else f"missed ({len(bad)} of {len(results)} seeds)"
-    if len(values) < len(results):
-        return f"missed ({len(results) - len(values)} runs diverged)"
-    mean = statistics.fmean(values)
-    if min(values) > row.published:
-        return f"met (better: every seed above, mean +{mean - row.published:.2f})"
-    gap = row.published - mean
-    in_range = min(values) <= row.published <= max(values)
-    if gap <= TOLERANCE and in_range:
-        return "met"
-    reasons = []
-    if gap > TOLERANCE:
-        reasons.append(f"mean {gap:.2f} points below")
-    if not in_range:
-        reasons.append(f"published above the best seed by {row.published - max(values):.2f}")
-    return "missed (" + "; ".join(reasons) + ")"
-
-
-def describe(values: Sequence[float]) -> tuple[str, str]:
-    """``("mean ± sd", "[min, max]")`` of percentages; sd over seeds (n - 1).
-
-    A single seed has no spread: it is shown as ``"98.75 (1 seed, no sd)"``.
-    """
-    if not values:
-        return "—", "—"
-    if len(values) == 1:
-        return f"{values[0]:.2f} (1 seed, no sd)", f"[{values[0]:.2f}, {values[0]:.2f}]"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.2f} ± {sd:.2f}", f"[{min(values):.2f}, {max(values):.2f}]"
+def row_verdict(row: Row, results: Sequence[Result]) -> Verdict:
+    """The two-sided verdict of ``row`` over its finished seeds (see repro_verdict)."""
+    return verdict(row.published, row.expect, [r.value for r in results])
 
 
 def engine_of(row: Row) -> str:
@@ -374,49 +212,79 @@ def single_command(row: Row) -> str:
     return f"TRAINLAB_DATA=/work/shared/datasets .venv/bin/trainlab run {row.config} {sets}"
 
 
+def settings_text(row: Row) -> str:
+    """How many of the row's settings are published and which are our readings (its ``source:``)."""
+    from trainlab.config import load_config_dict
+    from trainlab.config.source import summarize
+    from trainlab.errors import ConfigError
+
+    try:
+        raw = load_config_dict(ROOT / row.config)
+    except ConfigError:
+        return "invalid config"
+    counts = summarize(raw, raw.get("source") or {})
+    readings = counts["reading_keys"]
+    text = f"{counts['published']} published, {len(readings)} readings"
+    if counts["uncovered"]:
+        text += f", {len(counts['uncovered'])} without source"
+    return text + (": " + ", ".join(f"`{k}`" for k in readings) if readings else "")
+
+
 def render(rows: Sequence[Row], results: dict[str, list[Result]], engines: dict[str, str],
-           header: str, progress: dict[str, list[Progress]] | None = None) -> str:
+           header: str, progress: dict[str, list[Progress]] | None = None,
+           settings: dict[str, str] | None = None) -> str:
     """The markdown of docs/reproductions.md from rows and their finished results.
 
     ``progress``: per row id, its unfinished runs (cut off, resumable); shown next to the verdict.
+    ``settings``: per row id, the count of published settings and the list of readings.
     """
+    verdicts = {row.id: row_verdict(row, results.get(row.id, [])) for row in rows}
     lines = [
         "# Reproductions of the seed studies",
         "",
         header,
         "",
-        "Target per row: the mean over seeds at most 1 point below the published test accuracy "
-        "(or better) and the published figure inside the seed range [min, max]. "
-        "s/run is the mean wall time of one run (data loading included) on the machine above; "
-        "epochs is the mean number of epochs trained (below the config's count when early stopping ended a run).",
+        f"**Summary: {summary_line(v.kind for v in verdicts.values())}** (of {len(rows)} rows).",
         "",
-        "The published conclusions of the seed studies' comparisons (optimizers, BN position, initialisations, "
-        "regularisers, hidden sizes, the lambda search, the seed A grid...) are checked against trainlab studies "
-        "in [studies.md](studies.md) (`scripts/study_outcomes.py`): the measured ranking of each study file and "
-        "which conclusions hold beyond seed noise.",
+        "How to read a verdict: **reproduced** means the published figure is consistent with our seeds "
+        "(the mean within 1 point of it, or, over 3 or more seeds that spread, the figure within mean ± 2 sd). "
+        "**above** and **below** mean it is not: above is not a success, it says our config is probably not "
+        "the report's experiment, and the row's note says which setting may differ and what was tried. "
+        "Qualitative rows state their threshold, fixed before running; every seed must meet it. "
+        "Rows ask for 5 seeds, 3 where a run takes over 5 minutes. "
+        "s/run is the mean wall time of one run (data loading included); epochs is the mean number trained "
+        "(below the config's count when early stopping ended a run). The settings column counts the settings "
+        "whose value is quoted from the report (with file and line) and names our readings; "
+        "`trainlab config show --provenance FILE` lists each with its origin.",
         "",
-        "| row | source | setting | published | measured mean ± sd | [min, max] | seeds | target | s/run | epochs | engine | reading |",
+        "The published conclusions of the seed studies' comparisons are quoted and checked against trainlab "
+        "studies in [studies.md](studies.md) (`scripts/study_outcomes.py`).",
+        "",
+        "| row | source | setting | published | measured mean ± sd | [min, max] | seeds | verdict | s/run | epochs "
+        "| engine | settings |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         got = results.get(row.id, [])
         values = [r.value for r in got if r.value is not None]
         mean_sd, span = describe(values)
-        seeds = f"{len(got)}/{row.seeds}" + (" (fewer than asked)" if len(got) < row.seeds else "")
+        seeds = f"{len(got)}/{row.seeds}" + (" (partial)" if len(got) < row.seeds else "")
         published = row.published_text or (f"{row.published:.2f}" if row.published is not None else "—")
         seconds = f"{statistics.fmean(r.seconds for r in got):.0f}" if got else "—"
         trained = [r.epochs for r in got if r.epochs is not None]
         epochs = f"{statistics.fmean(trained):.3g}" if trained else "—"
-        target = verdict(row, got)
+        target = verdicts[row.id].text
         unfinished = (progress or {}).get(row.id)
         if unfinished:
             target = (f"{target}; " if got else "") + progress_text(row, unfinished)
         cells = [row.id, row.table, row.description, published, mean_sd, span, seeds,
-                 target, seconds, epochs, engines.get(row.id, "?"), row.reading]
+                 target, seconds, epochs, engines.get(row.id, "?"), (settings or {}).get(row.id, "—")]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    lines += ["", "## Commands and notes", ""]
+    lines += ["", "## Commands, readings and notes", ""]
     for row in rows:
         lines.append(f"- **{row.id}** (`{row.config}`): `{rerun_command(row)}`; one seed: `{single_command(row)}`.")
+        if row.reading:
+            lines.append(f"  Reading: {row.reading}")
         if row.notes:
             lines.append(f"  {row.notes}")
     return "\n".join(lines) + "\n"
@@ -429,6 +297,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--rows", nargs="+", metavar="ID", help="only these rows, in this order (default: all)")
     parser.add_argument("--seeds", type=int, help="seeds per row (default: each row's own)")
+    parser.add_argument("--ledger", type=Path, default=DEFAULT_LEDGER,
+                        help="the record of finished runs that the table is also written from")
     parser.add_argument("--only-table", action="store_true", help="rebuild the table from finished runs")
     return parser.parse_args(argv)
 
@@ -442,24 +312,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"unknown row ids {unknown}; known: {sorted(known)}", file=sys.stderr)
         return 2
+    ledger = Ledger(args.ledger)
     if not args.only_table:
         by_id = {row.id: row for row in rows}
         for row_id in args.rows or list(by_id):  # in the order given on the command line
-            train_row(by_id[row_id], args.seeds or by_id[row_id].seeds)
-    results = {row.id: collect(row, row.seeds) for row in rows}
+            train_row(by_id[row_id], args.seeds or by_id[row_id].seeds, ledger)
+    results = {row.id: collect(row, row.seeds, ledger) for row in rows}
+    ledger.save()
     progress = {row.id: collect_progress(row, row.seeds) for row in rows}
     engines = {row.id: engine_of(row) for row in rows}
+    settings = {row.id: settings_text(row) for row in rows}
     command = "scripts/reproduce.py --only-table"
     header = (
-        f"Generated by `.venv/bin/python {command}` from the finished runs under `runs/` "
-        f"(manifest: `{args.manifest.resolve().relative_to(ROOT)}`) on "
+        f"Generated by `.venv/bin/python {command}` from the finished runs under `runs/` and the ledger "
+        f"`{shown(args.ledger.resolve())}` (manifest: `{shown(args.manifest.resolve())}`) on "
         f"{dt.date.today().isoformat()}; do not edit by hand.  \nTable written on: {machine()}. "
-        "Rows trained over several sessions, on the project's 2-core machines of the day (an AMD EPYC "
-        "for the first NumPy rows), often sharing the cores with other work or paused while benchmarks "
-        "ran, so the wall times are indicative only."
+        "The ledger records the machine of each run. Rows trained over several sessions on the project's "
+        "2-core machines of the day, often sharing the cores with other work, so the wall times are "
+        "indicative only."
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(render(rows, results, engines, header, progress), encoding="utf-8")
+    args.output.write_text(render(rows, results, engines, header, progress, settings), encoding="utf-8")
     print(f"wrote {args.output}", flush=True)
     return 0
 

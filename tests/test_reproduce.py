@@ -36,41 +36,59 @@ def results(rep: ModuleType, *values: float | None) -> list:
     ]
 
 
-def test_met_when_mean_close_and_published_in_range(rep: ModuleType) -> None:
+def kind_and_text(rep: ModuleType, row: object, found: list) -> tuple[str, str]:
+    """The verdict of ``row`` over ``found`` as (kind, words)."""
+    v = rep.row_verdict(row, found)
+    return v.kind, v.text
+
+
+def test_reproduced_when_the_mean_is_within_a_point_either_side(rep: ModuleType) -> None:
     row = rep.Row(id="X", table="D", description="d", config="c.yaml", published=52.74)
-    assert rep.verdict(row, results(rep, 52.0, 52.5, 53.1)) == "met"
+    assert kind_and_text(rep, row, results(rep, 52.0, 52.5, 53.1))[0] == "reproduced"
+    assert kind_and_text(rep, row, results(rep, 53.5, 53.7, 53.6))[0] == "reproduced"
 
 
-def test_missed_names_the_gap(rep: ModuleType) -> None:
+def test_below_names_the_gap(rep: ModuleType) -> None:
     row = rep.Row(id="X", table="D", description="d", config="c.yaml", published=50.0)
-    text = rep.verdict(row, results(rep, 47.0, 48.0, 48.5))
-    assert text.startswith("missed")
-    assert "mean 2.17 points below" in text
-    assert "published above the best seed by 1.50" in text
+    kind, text = kind_and_text(rep, row, results(rep, 47.0, 48.0, 48.5))
+    assert kind == "below" and "by 2.17 points" in text
 
 
-def test_close_mean_but_published_outside_range_is_missed(rep: ModuleType) -> None:
-    row = rep.Row(id="X", table="D", description="d", config="c.yaml", published=50.0)
-    assert rep.verdict(row, results(rep, 49.4, 49.5, 49.6)).startswith("missed (published above")
+def test_above_is_not_a_success(rep: ModuleType) -> None:
+    # E4 before issue 24: 10.8 points above the published figure was counted as "met".
+    row = rep.Row(id="X", table="E", description="d", config="c.yaml", published=50.71)
+    kind, text = kind_and_text(rep, row, results(rep, 60.7, 61.9, 61.9))
+    assert kind == "above" and "**above** by 10.79 points" in text
 
 
-def test_every_seed_better_counts_as_met(rep: ModuleType) -> None:
-    row = rep.Row(id="X", table="D", description="d", config="c.yaml", published=40.0)
-    assert rep.verdict(row, results(rep, 41.0, 42.0)).startswith("met (better")
+def test_spread_seeds_reproduce_within_two_sd_only_with_three_seeds(rep: ModuleType) -> None:
+    row = rep.Row(id="X", table="C", description="d", config="c.yaml", published=80.0)
+    spread = results(rep, 76.0, 78.0, 80.5)  # mean 78.17, sd 2.25: 1.83 below, inside 2 sd
+    kind, text = kind_and_text(rep, row, spread)
+    assert kind == "reproduced" and "within 2 sd" in text
+    assert kind_and_text(rep, row, results(rep, 76.0, 80.3))[0] == "below"  # 2 seeds: no spread rule
 
 
-def test_diverged_runs_miss_a_numeric_row(rep: ModuleType) -> None:
+def test_diverged_runs_are_their_own_verdict(rep: ModuleType) -> None:
     row = rep.Row(id="X", table="E", description="d", config="c.yaml", published=40.0)
-    assert rep.verdict(row, results(rep, 40.0, None)) == "missed (1 runs diverged)"
+    assert kind_and_text(rep, row, results(rep, 40.0, None)) == ("diverged", "**diverged** (1 of 2 runs)")
 
 
 def test_qualitative_rows(rep: ModuleType) -> None:
     chance = rep.Row(id="Z", table="B", description="d", config="c.yaml", expect={"max": 20})
-    assert rep.verdict(chance, results(rep, 11.35, 9.8)) == "met (every seed ≤ 20)"
-    assert rep.verdict(chance, results(rep, 11.35, 90.0)) == "missed (1 of 2 seeds)"
+    assert kind_and_text(rep, chance, results(rep, 11.35, 9.8)) == ("qualitative met", "qualitative met (every seed ≤ 20)")
+    kind, text = kind_and_text(rep, chance, results(rep, 11.35, 90.0))
+    assert kind == "qualitative missed" and "1 of 2 seeds" in text
     learns = rep.Row(id="G", table="B", description="d", config="c.yaml", expect={"min": 90})
-    assert rep.verdict(learns, results(rep, 95.0)) == "met (every seed ≥ 90)"
-    assert rep.verdict(learns, []) == "not run"
+    assert kind_and_text(rep, learns, results(rep, 95.0))[0] == "qualitative met"
+    assert kind_and_text(rep, learns, []) == ("not run", "not run")
+
+
+def test_summary_counts_each_kind(rep: ModuleType) -> None:
+    from repro_verdict import summary_line
+
+    line = summary_line(["reproduced", "above", "reproduced", "qualitative met", "not run"])
+    assert line == "2 reproduced · 1 above · 1 qualitative met · 1 not run"
 
 
 def test_describe(rep: ModuleType) -> None:
@@ -105,13 +123,16 @@ def test_render_marks_rows_with_fewer_seeds(rep: ModuleType) -> None:
                 notes="a few epochs suffice"),
     ]
     found = {"D1": results(rep, 52.5, 53.0, 52.9, 52.1, 53.3), "B1": results(rep, 11.35)}
-    text = rep.render(rows, found, {"D1": "numpy/float32", "B1": "numpy/float32"}, "HEADER")
+    text = rep.render(rows, found, {"D1": "numpy/float32", "B1": "numpy/float32"}, "HEADER",
+                      settings={"D1": "3 published, 1 readings: `a|b`"})
     lines = text.splitlines()
     d1 = next(line for line in lines if line.startswith("| D1 "))
     b1 = next(line for line in lines if line.startswith("| B1 "))
-    assert "| 52.74 | 52.76 ± 0.47 | [52.10, 53.30] | 5/5 | met |" in d1
-    assert "He init \\| l2 0.01" in d1  # a | in a cell is escaped
-    assert "1/2 (fewer than asked)" in b1 and "| chance |" in b1
+    assert "| 52.74 | 52.76 ± 0.47 | [52.10, 53.30] | 5/5 | reproduced (mean +0.02" in d1
+    assert "`a\\|b`" in d1  # a | in a cell is escaped
+    assert "Reading: He init | l2 0.01" in text
+    assert "1/2 (partial)" in b1 and "| chance |" in b1
+    assert "**Summary: 1 reproduced · 1 qualitative met**" in text
     assert "--set train.epochs=1 --set seed=0" in text
     assert "a few epochs suffice" in text and "HEADER" in text
 
@@ -153,7 +174,7 @@ def test_engine_and_run_dir_come_from_the_config(rep: ModuleType) -> None:
     assert rep.run_dir(shorter, 3) != path  # an override is part of the run's identity
     broken = rep.Row(id="X", table="D", description="d", config=row.config, overrides=["train.steps=x"])
     assert rep.engine_of(broken) == "invalid config"
-    assert rep.collect(broken, 2) == []
+    assert rep.collect(broken, 2, rep.Ledger(Path("/nonexistent/ledger.json"))) == []
 
 
 def test_every_manifest_row_has_a_valid_config(rep: ModuleType) -> None:
@@ -188,7 +209,8 @@ def test_train_row_resumes_a_cut_off_run_instead_of_starting_over(
     assert progress.value == pytest.approx(100 * float(val_accuracy))
     table = rep.render([row], {"R": []}, {"R": "numpy/float32"}, "header", {"R": [progress]})
     assert "unfinished: seed 0 cut off at epoch 1 of 3 after" in table and "--rows R` continues" in table
-    rep.train_row(row, 1)
+    ledger = rep.Ledger(tmp_path / "ledger.json")
+    rep.train_row(row, 1, ledger)
     assert "resuming from its last checkpoint" in capsys.readouterr().out
     resumed = tl.open_run(path)
     assert resumed.metrics == reference.metrics  # continued, not restarted with different draws
@@ -198,3 +220,16 @@ def test_train_row_resumes_a_cut_off_run_instead_of_starting_over(
     assert result is not None and result.seconds == resumed.summary["train_seconds"]
     assert not rep.can_resume(tmp_path / "runs" / "t" / "never-started")
     assert rep.collect_progress(row, 1) == []  # finished: no longer "unfinished"
+    # The ledger keeps the result once runs/ is gone (a new session's checkout), under this config only.
+    import shutil
+
+    shutil.rmtree(path)
+    (kept,) = rep.collect(row, 1, rep.Ledger(tmp_path / "ledger.json"))
+    assert kept.value == result.value and kept.seed == 0
+    changed = rep.Row(id="R", table="D", description="d", config=str(cfg), overrides=["train.epochs=2"])
+    assert rep.collect(changed, 1, rep.Ledger(tmp_path / "ledger.json")) == []
+
+
+def test_config_hash_ignores_the_source_section(rep: ModuleType) -> None:
+    a = {"model": {"hidden": [50]}}
+    assert rep.config_hash(a) == rep.config_hash({**a, "source": {"model.hidden": {"reading": "why"}}})

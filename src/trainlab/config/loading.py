@@ -54,9 +54,23 @@ def _resolve(path: Path, chain: list[Path], origins: dict[str, str]) -> dict[str
             raise ConfigError(
                 f"{path}: base: file not found: {base_path} (paths are relative to {path.parent})"
             )
-        merged = deep_merge(merged, _resolve(base_path, [*chain, path], origins))
+        merged = _merge_with_sources(merged, _resolve(base_path, [*chain, path], origins))
     _record_origins(data, str(path), origins)
-    return deep_merge(merged, data)
+    return _merge_with_sources(merged, data)
+
+
+def _merge_with_sources(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``deep_merge`` of two config mappings, except that a ``source:`` entry is replaced whole.
+
+    A child file that sources a field again (a reading where its base quoted the report, or
+    another quote) means its own entry, not a blend of the two.
+    """
+    sources = {**(base.get("source") or {}), **(child.get("source") or {})}
+    merged = deep_merge({k: v for k, v in base.items() if k != "source"},
+                        {k: v for k, v in child.items() if k != "source"})
+    if sources:
+        merged["source"] = sources
+    return merged
 
 
 def load_config_dict(path: str | Path) -> dict[str, Any]:
