@@ -33,18 +33,37 @@ from trainlab.studies import load_stages, open_storage, rank_settings, resolve_u
 from trainlab.studies.results import Setting, StageData  # noqa: E402
 from trainlab.studies.storage import JOURNAL_FILE  # noqa: E402
 
-CLAIM_KINDS = ("best", "better", "tie", "near_chance", "above_chance", "best_in")
+CLAIM_KINDS = ("best", "better", "not_worse", "tie", "near_chance", "above_chance", "best_in")
 
 
 def load_manifest(path: Path) -> dict[str, Any]:
-    """The manifest, with each claim's kind checked."""
+    """The manifest, with each study's quotes and each claim's kind and basis checked.
+
+    ``published`` is a list of the report's own words, each ``{quote, at}`` (FILE:LINE of a
+    seed report); a claim names the quote it tests (``quote: <index>``) or says it is our
+    hypothesis (``ours: true``), never neither.
+    """
     manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
     for study in manifest["studies"]:
+        quotes = study.get("published")
+        if not isinstance(quotes, list) or not all(isinstance(q, dict) and {"quote", "at"} <= set(q) for q in quotes):
+            raise SystemExit(f"{path}: {study['file']}: published: give a list of {{quote, at}} (the report's words)")
         for claim in study.get("claims") or []:
             kinds = [k for k in CLAIM_KINDS if k in claim]
             if len(kinds) != 1:
                 raise SystemExit(f"{path}: {study['file']}: claim {claim!r}: give one of {', '.join(CLAIM_KINDS)}")
+            index = claim.get("quote")
+            if ("ours" in claim) == (index is not None) or (index is not None and not 0 <= index < len(quotes)):
+                raise SystemExit(f"{path}: {study['file']}: claim {claim['text']!r}: give quote: <index into "
+                                 f"published, 0..{len(quotes) - 1}> or ours: true")
     return manifest
+
+
+def basis(claim: dict[str, Any], study: dict[str, Any]) -> str:
+    """Whose conclusion a claim tests: the report's (with its line) or ours."""
+    if claim.get("ours"):
+        return "ours (hypothesis)"
+    return f"report, {study['published'][claim['quote']]['at']}"
 
 
 def read_study(study_dir: Path) -> list[StageData] | None:
@@ -115,8 +134,8 @@ def judge(claim: dict[str, Any], settings: list[Setting], maximize: bool, alpha:
             return "holds beyond seed noise (every other setting: worse than best)"
         shown = "; ".join(show_params(s.params) for s in ties)
         return f"ranks first, but not beyond seed noise (not distinguishable: {shown})"
-    if "better" in claim or "tie" in claim:
-        spec_a, spec_b = claim.get("better") or claim.get("tie")
+    if "better" in claim or "tie" in claim or "not_worse" in claim:
+        spec_a, spec_b = claim.get("better") or claim.get("tie") or claim.get("not_worse")
         group_a, group_b = matching(settings, spec_a), matching(settings, spec_b)
         if not group_a or not group_b:
             return "not measured (setting missing)"
@@ -128,7 +147,7 @@ def judge(claim: dict[str, Any], settings: list[Setting], maximize: bool, alpha:
                 if not maximize:
                     diff = -diff
                 outcomes.append((diff, p))
-        diff = min(d for d, _ in outcomes) if "better" in claim else max(abs(d) for d, _ in outcomes)
+        diff = max(abs(d) for d, _ in outcomes) if "tie" in claim else min(d for d, _ in outcomes)
         ps = [p for _, p in outcomes if p is not None]
         p_text = f"Welch's t-test p = {max(ps):.2g}" if ps else "no noise test (fewer than 2 runs)"
         delta = f"difference {100 * diff:+.2f} points"
@@ -138,6 +157,14 @@ def judge(claim: dict[str, Any], settings: list[Setting], maximize: bool, alpha:
             if max(ps) >= alpha:
                 return f"holds: not distinguishable at seed noise ({delta}, {p_text})"
             return f"contradicted: the difference is beyond seed noise ({delta}, {p_text})"
+        if "not_worse" in claim:
+            if diff >= 0:
+                return f"holds: not worse ({delta}, {p_text})"
+            if not ps:
+                return f"worse in direction ({delta}; one run per setting: no noise test)"
+            if max(ps) >= alpha:
+                return f"holds: worse only within seed noise ({delta}, {p_text})"
+            return f"contradicted: worse beyond seed noise ({delta}, {p_text})"
         if diff > 0:
             if not ps:
                 return f"holds in direction ({delta}; one run per setting: no noise test)"
@@ -200,8 +227,9 @@ def _test_mean(setting: Setting) -> str:
 
 def study_section(entry: dict[str, Any], alpha: float, chance: float, tol: float) -> list[str]:
     name = Path(entry["dir"]).name
-    lines = [f"## {entry['file']}", "",
-             f"- Published: {entry['published']}",
+    lines = [f"## {entry['file']}", "", "The report's words:", ""]
+    lines += [f"> {i}. \"{q['quote']}\" ({q['at']})" for i, q in enumerate(entry["published"])]
+    lines += ["",
              f"- Size: {entry['size']}" + (f" ({entry['reduced']})" if entry.get("reduced") else ""),
              f"- Study directory: `{entry['dir']}`",
              f"- Command: `{entry['command']}`"]
@@ -209,7 +237,13 @@ def study_section(entry: dict[str, Any], alpha: float, chance: float, tol: float
     lines.append("")
     stages = read_study(ROOT / entry["dir"])
     if stages is None:
-        return [*lines, f"Not run: no `{JOURNAL_FILE}` in `{entry['dir']}`.", ""]
+        lines += [f"Not run yet: no `{JOURNAL_FILE}` in `{entry['dir']}`.", ""]
+        claims = entry.get("claims") or []
+        if claims:
+            lines += ["| conclusion to test | whose |", "|---|---|"]
+            lines += [f"| {c['text']} | {basis(c, entry)} |" for c in claims]
+            lines.append("")
+        return lines
     metric = stages[0].attrs.get("metric", "objective")
     overrides = stages[0].attrs.get("overrides") or []
     if overrides:
@@ -223,8 +257,8 @@ def study_section(entry: dict[str, Any], alpha: float, chance: float, tol: float
         lines += [f"Stages not started: {', '.join(missing)}.", ""]
     claims = entry.get("claims") or []
     if claims:
-        lines += ["### Published conclusions against the measurement", "",
-                  "| conclusion | stage | outcome |", "|---|---|---|"]
+        lines += ["### Conclusions against the measurement", "",
+                  "| conclusion | whose | stage | outcome |", "|---|---|---|---|"]
         for claim in claims:
             stage_name = claim.get("stage", stages[0].name)
             stage = next((s for s in stages if s.name == stage_name), None)
@@ -232,7 +266,7 @@ def study_section(entry: dict[str, Any], alpha: float, chance: float, tol: float
             outcome = judge(claim, settings, stage.maximize if stage else True, alpha, chance, tol)
             if stage is not None and settings and not _finished(stage):
                 outcome += " (partial: the stage is unfinished)"
-            lines.append(f"| {claim['text']} | {stage_name} | {outcome} |")
+            lines.append(f"| {claim['text']} | {basis(claim, entry)} | {stage_name} | {outcome} |")
         lines.append("")
     return lines
 
@@ -257,7 +291,9 @@ def render(manifest: dict[str, Any], manifest_path: Path) -> str:
              "Accuracies are test accuracy in %. 'vs best' is the study's own verdict (Welch's t-test of "
              "each setting against the best, Holm-adjusted, over seeds); a claim between two settings "
              f"uses Welch's t-test between them; alpha {alpha}. With one run per setting there is no noise "
-             "test and only the direction is reported. Reduced-size studies (few epochs, a data subset) "
+             "test and only the direction is reported. Each study quotes the report's own conclusions "
+             "(verbatim, with the seed file's prefix and line); a conclusion marked 'report' tests one of "
+             "those quotes as the report states it, one marked 'ours' is our hypothesis. Reduced-size studies (few epochs, a data subset) "
              "test whether the published ranking shows up early in training, not the published numbers.",
              ""]
     for entry in manifest["studies"]:

@@ -1,0 +1,77 @@
+"""configs/study-outcomes.yaml: every quoted conclusion is the report's own words at its line."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+from trainlab.config.source import quote_problems
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = ROOT / "configs" / "study-outcomes.yaml"
+SEEDS = Path(os.environ.get("TRAINLAB_REFERENCE", ROOT.parent / "shared" / "reference" / "seeds"))
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> ModuleType:
+    """scripts/study_outcomes.py imported as a module."""
+    spec = importlib.util.spec_from_file_location("study_outcomes", ROOT / "scripts" / "study_outcomes.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["study_outcomes"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_manifest_loads_with_a_basis_for_every_claim(outcomes: ModuleType) -> None:
+    manifest = outcomes.load_manifest(MANIFEST)
+    claims = [c for study in manifest["studies"] for c in study.get("claims") or []]
+    assert claims and all(("ours" in c) != ("quote" in c) for c in claims)
+    assert any("quote" in c for c in claims) and any(c.get("ours") for c in claims)
+
+
+def test_a_claim_without_basis_is_refused(outcomes: ModuleType, tmp_path: Path) -> None:
+    bad = {"studies": [{"file": "x.yaml", "published": [{"quote": "q", "at": "002:1"}],
+                        "claims": [{"text": "t", "best": {"a": 1}}]}]}
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(bad), encoding="utf-8")
+    with pytest.raises(SystemExit, match="give quote: <index"):
+        outcomes.load_manifest(path)
+    bad["studies"][0]["claims"][0]["quote"] = 3  # out of range
+    path.write_text(yaml.safe_dump(bad), encoding="utf-8")
+    with pytest.raises(SystemExit, match="give quote"):
+        outcomes.load_manifest(path)
+
+
+@pytest.mark.skipif(not SEEDS.is_dir(), reason=f"the seed reports are not at {SEEDS}")
+def test_every_quote_is_at_its_line() -> None:
+    manifest = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+    entries = {
+        f"{study['file']}#{i}": {"published": q["quote"], "at": q["at"]}
+        for study in manifest["studies"]
+        for i, q in enumerate(study["published"])
+    }
+    assert entries
+    assert quote_problems(entries, SEEDS) == []
+
+
+def test_not_worse_claims(outcomes: ModuleType) -> None:
+    from trainlab.studies.results import Setting
+
+    def setting(params: dict, values: list[float]) -> Setting:
+        from trainlab.studies.stats import spread
+
+        return Setting(params=params, trials=[], values=values, spread=spread(values), verdict=None)
+
+    a = setting({"bn": "after"}, [0.80, 0.81, 0.79])
+    b = setting({"bn": "before"}, [0.70, 0.71, 0.69])
+    claim = {"text": "t", "not_worse": [{"bn": "after"}, {"bn": "before"}]}
+    assert outcomes.judge(claim, [a, b], True, 0.05, 0.1, 0.03).startswith("holds: not worse")
+    reverse = {"text": "t", "not_worse": [{"bn": "before"}, {"bn": "after"}]}
+    assert outcomes.judge(reverse, [a, b], True, 0.05, 0.1, 0.03).startswith("contradicted: worse beyond")
