@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,16 @@ from trainlab.callbacks import (
     TrainState,
 )
 from trainlab.config import RunConfig, config_diff, load_config, with_overrides
+from trainlab.config.leakage import run_leakage_warning
 from trainlab.engines.base import FitContext, get_engine
-from trainlab.errors import ConfigError
+from trainlab.engines.step_log import read_steps_csv
+from trainlab.errors import ConfigError, TrainlabError
 from trainlab.runs import RunDir, create_run_dir, default_run_id, open_run_dir, package_versions
 
 # config.yaml of a run holds the resolved config plus this section, which is not config.
 PROVENANCE_KEY = "provenance"
+# What Run.series can pair values with: metrics.csv columns that place a row in training.
+SERIES_X = ("step", "epoch", "elapsed")
 
 
 @dataclass
@@ -44,26 +48,43 @@ class Run:
         config: the resolved config as a plain dict (``provenance`` included).
         metrics: one dict per row of ``metrics.csv``.
         summary: the contents of ``summary.json`` (empty while the run has not finished).
+        steps: one dict per row of ``steps.csv`` (``step``, ``epoch``, ``loss``, ``lr``,
+            ``elapsed``); empty when the run did not set ``train.log_steps``.
     """
 
     path: Path
     config: dict[str, Any]
     metrics: list[dict[str, Any]]
     summary: dict[str, Any]
+    steps: list[dict[str, float]] = field(default_factory=list)
 
-    def series(self, column: str, split: str) -> list[tuple[int, float]]:
-        """``(step, value)`` pairs of one metric for one split, e.g. ``series("loss", "val")``."""
+    def series(self, column: str, split: str, x: str = "step") -> list[tuple[int | float, float]]:
+        """``(x, value)`` pairs of one metric for one split, e.g. ``series("loss", "val")``.
+
+        Args:
+            column: a ``metrics.csv`` column: loss, accuracy, lr, elapsed, a monitor...
+            split: train, val or test.
+            x: the first item of each pair: ``step`` (an int), ``epoch`` (completed epochs)
+                or ``elapsed`` (seconds of training; the rows of a run written before that
+                column existed have none and are left out). Default ``step``.
+
+        Raises:
+            TrainlabError: ``x`` is none of those.
+        """
+        if x not in SERIES_X:
+            raise TrainlabError(f"series(x={x!r}): x must be one of {', '.join(SERIES_X)}")
         return [
-            (int(row["step"]), float(row[column]))
+            (int(row[x]) if x == "step" else float(row[x]), float(row[column]))
             for row in self.metrics
-            if row.get("split") == split and column in row
+            if row.get("split") == split and column in row and x in row
         ]
 
 
 def open_run(path: str | Path) -> Run:
     """Open a finished (or interrupted) run directory."""
     run_dir = open_run_dir(path)
-    return Run(run_dir.path, run_dir.read_config(), run_dir.metrics, run_dir.read_summary())
+    return Run(run_dir.path, run_dir.read_config(), run_dir.metrics, run_dir.read_summary(),
+               read_steps_csv(run_dir.steps_path))
 
 
 def _config_from_run_dir(run_dir: RunDir) -> RunConfig:
@@ -94,7 +115,8 @@ def _resolve_config(
     saved = _config_from_run_dir(resume_dir)
     if config is None:
         resolved = _with_overrides(saved, overrides)
-    differences = config_diff(saved, resolved)
+    # The source section documents where settings come from; editing it changes nothing that runs.
+    differences = config_diff(saved, resolved, ignore=("source",))
     if differences:
         listed = "; ".join(f"{path}: {old!r} -> {new!r}" for path, old, new in differences[:10])
         raise ConfigError(
@@ -186,6 +208,7 @@ def run(
         limit=data_cfg.limits().model_dump(),
         normalize=data_cfg.normalize,
         scale=data_cfg.scale,
+        center_by=data_cfg.center_by,
         resize=data_cfg.resize,
         skip_corrupt=data_cfg.skip_corrupt,
         seed=config_obj.seed,
@@ -207,6 +230,9 @@ def run(
         run_dir.write_config(resolved_dict)
     log(f"run {run_dir.path}: engine {config_obj.engine}, dataset {data_cfg.dataset} "
         f"({len(data.y_train)} train / {len(data.y_val)} val)")
+    leakage = run_leakage_warning(config_obj)
+    if leakage and resume is None:  # run.log keeps it (the report lists its warnings); once per run
+        log(f"warning: {leakage}")
 
     context = FitContext(run_dir=run_dir,
                          callbacks=CallbackList(build_callbacks(config_obj, run_dir, callbacks)),
@@ -296,6 +322,8 @@ def gradcheck(
     eps: float = 1e-5,
     eps_values: Sequence[float] | None = None,
     data_dir: str | Path | None = None,
+    layer: int | None = None,
+    n_values: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Numerical gradient check of a NumPy-engine config's model on a small real batch.
 
@@ -311,22 +339,30 @@ def gradcheck(
         eps: the finite-difference step. Default 1e-5.
         eps_values: also report the largest error for each of these steps. Default None.
         data_dir: where datasets are read from. Default None.
+        layer: check only the weights of this affine layer (1 = input to first hidden), its
+            first ``entries`` weights rather than a sample (seed B's check). Default None.
+        n_values: also difference those weights with eps = 1/N for each N (seed B's sweep;
+            ``engines.numpy.gradcheck.n_grid()``); needs ``layer``. Default None.
 
     Returns:
-        ``{"rows": [...], "max_rel_error": float, "eps_sweep": [...]}``; each row has
-        ``name``, ``shape``, ``entries``, ``max_rel_error`` and ``max_abs_error``.
+        ``{"rows": [...], "max_rel_error": float, "eps_sweep": [...], "layer": int or None,
+        "layer_key": its parameter key ("2.W") or None, "n_sweep": [...]}``; each row has
+        ``name``, ``shape``, ``entries``, ``max_rel_error`` and ``max_abs_error``; each
+        ``n_sweep`` row ``n``, ``eps``, ``max_abs_diff``, ``max_rel_error`` and ``zeros``.
     """
     import numpy as np
 
     from trainlab.data import prepare_data
     from trainlab.engines.numpy.engine import build_model, make_loss
-    from trainlab.engines.numpy.gradcheck import eps_sweep
+    from trainlab.engines.numpy.gradcheck import eps_sweep, linear_weight_key, n_sweep
     from trainlab.engines.numpy.gradcheck import gradcheck as check
 
     cfg = load_config(config, list(overrides or [])) if isinstance(config, str | Path) else config
     cfg = with_overrides(cfg, {"model.dtype": "float64"}, source="gradcheck")
     if cfg.engine != "numpy":
         raise ConfigError(f"gradcheck checks the numpy engine's backward passes; {cfg.engine!r} uses autograd")
+    if n_values and layer is None:
+        raise ConfigError("the N sweep differentiates one layer's weights: give --layer (e.g. --layer 2)")
     get_engine("numpy").check_config(cfg)
     data = prepare_data(
         cfg.data.dataset,
@@ -335,6 +371,7 @@ def gradcheck(
         limit={"train": max(batch_size, 100), "test": 100},
         normalize=cfg.data.normalize,
         scale=cfg.data.scale,
+        center_by=cfg.data.center_by,
         resize=cfg.data.resize,
         seed=cfg.seed,
         dtype=np.float64,
@@ -345,14 +382,28 @@ def gradcheck(
     reg = cfg.regularization
     options: dict[str, Any] = {"loss": make_loss(cfg), "l2": reg.l2, "l1": reg.l1,
                                "apply_to": reg.apply_to, "num_entries": entries, "seed": cfg.seed}
+    key = None
+    if layer is not None:
+        try:
+            key = linear_weight_key(model, layer)
+        except IndexError as exc:
+            raise ConfigError(f"--layer: {exc}") from None
+        options.update(keys=[key], first=True)
     rows = check(model, x, y, eps=eps, **options)
     sweep = eps_sweep(model, x, y, list(eps_values), **options) if eps_values else []
+    swept = []
+    if n_values and key is not None:
+        swept = n_sweep(model, x, y, list(n_values), key=key, num_entries=entries, loss=options["loss"],
+                        l2=reg.l2, l1=reg.l1, apply_to=reg.apply_to)
     return {
         "config": cfg.name,
         "eps": eps,
         "rows": [row._asdict() for row in rows],
         "max_rel_error": max(row.max_rel_error for row in rows),
         "eps_sweep": [{"eps": e, "max_rel_error": r, "max_abs_error": a} for e, r, a in sweep],
+        "layer": layer,
+        "layer_key": key,
+        "n_sweep": [row._asdict() for row in swept],
     }
 
 

@@ -39,6 +39,11 @@ def _resolve(path: Path, chain: list[Path], origins: dict[str, str]) -> dict[str
         cycle = " -> ".join(str(p) for p in [*chain[resolved.index(path.resolve()) :], path])
         raise ConfigError(f"{chain[0]}: base files form a cycle: {cycle}")
     data = _read_mapping(path)
+    if not isinstance(data.get("source") or {}, dict):
+        raise ConfigError(
+            f"{path}: source: must be a mapping of field paths to entries, not a "
+            f"{type(data['source']).__name__} (see docs/provenance.md)"
+        )
     bases = data.pop("base", None)
     if bases is None:
         _record_origins(data, str(path), origins)

@@ -84,7 +84,7 @@ def execute_run(config: RunConfig, run_dir: Path, callbacks: list[Callback],
         try:
             previous = api.open_run(run_dir)
             saved = {k: v for k, v in previous.config.items() if k != api.PROVENANCE_KEY}
-            same = not config_diff(RunConfig.from_dict(saved, str(config_file)), config)
+            same = not config_diff(RunConfig.from_dict(saved, str(config_file)), config, ignore=("source",))
         except TrainlabError:
             same = False
         if same and previous.summary.get("status") in ("completed", "stopped_early"):
@@ -137,7 +137,8 @@ class Worker:
                      "stages": [s.name for s in self.study.stages], "metric": self.study.metric,
                      "direction": self.study.direction, "sampler": stage.sampler,
                      "repeats": stage.repeats, "planned": len(points) * stage.repeats,
-                     "source": self.study.source, "overrides": list(self.study.overrides)}
+                     "source": self.study.source, "overrides": list(self.study.overrides),
+                     "leakage": self.study.leakage}
             for key, value in attrs.items():
                 ostudy.set_user_attr(key, value)
             ostudy.set_user_attr("space", [p.to_dict() for p in params])  # last: marks it planned
