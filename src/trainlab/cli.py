@@ -77,11 +77,15 @@ def validate_command(
 ) -> None:
     """Check config files (fields, values, engine rules) without running anything."""
     from trainlab.api import validate_files
+    from trainlab.studies.spec import file_leakage_warning
 
     failures = 0
     for path, error in validate_files(files):
         if error is None:
             console.print(f"[green]ok[/green] {path}")
+            leakage = file_leakage_warning(path)  # valid, but choosing on the test split: say so, once
+            if leakage:
+                err_console.print(f"[yellow]warning[/yellow] {path}: {leakage}", soft_wrap=True)
         else:
             failures += 1
             err_console.print(f"[red]invalid[/red] {error}")
@@ -102,6 +106,21 @@ def gradcheck_command(
     eps_sweep: Annotated[
         bool, typer.Option("--eps-sweep", help="Also report the error for eps = 1/N, N = 10 ... 1e9.")
     ] = False,
+    layer: Annotated[
+        int | None, typer.Option("--layer", min=1, help="Check only the weights of this affine layer (1: input to "
+                                 "first hidden layer): its first --entries weights, into output unit 0 from inputs "
+                                 "0, 1, ... (seed B: --layer 2 --entries 10).")
+    ] = None,
+    n_sweep: Annotated[
+        bool, typer.Option("--n-sweep", help="Also difference those weights with eps = 1/N for N = k*10^i "
+                           "(k = 1..--n-k, i = 0..--n-i), as seed B's figures 5 and 6; needs --layer.")
+    ] = False,
+    n_k: Annotated[int, typer.Option("--n-k", min=1, help="Largest k of the N sweep.")] = 5,
+    n_i: Annotated[int, typer.Option("--n-i", min=0, help="Largest power of ten i of the N sweep.")] = 5,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write gradcheck.json here, and with --n-sweep n_sweep.csv and "
+                                  "n_sweep.png/.svg (max |grad - approx| against N and eps, log-log).")
+    ] = None,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
     save: Annotated[
@@ -113,10 +132,12 @@ def gradcheck_command(
     Exits with status 1 when any relative error is above --threshold.
     """
     from trainlab.api import gradcheck
+    from trainlab.engines.numpy.gradcheck import n_grid
 
     sweep = [10.0**-k for k in range(1, 10)] if eps_sweep else None
     result = gradcheck(config, overrides=set_, batch_size=batch_size, entries=entries or None,
-                       eps=eps, eps_values=sweep, data_dir=data_dir)
+                       eps=eps, eps_values=sweep, data_dir=data_dir, layer=layer,
+                       n_values=n_grid(n_k, n_i) if n_sweep else None)
     result["threshold"] = threshold
     result["passed"] = result["max_rel_error"] <= threshold
     if save is not None:
@@ -124,6 +145,8 @@ def gradcheck_command(
         from trainlab.runs import open_run_dir
 
         atomic_write_json(open_run_dir(save).path / "gradcheck.json", result)
+    if out is not None:
+        _write_gradcheck_out(result, out)
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
@@ -143,11 +166,44 @@ def gradcheck_command(
                 sweep_table.add_row(f"{row['eps']:.0e}", f"{row['max_rel_error']:.2e}",
                                     f"{row['max_abs_error']:.2e}")
             console.print(sweep_table)
+        if result["n_sweep"]:
+            _print_n_sweep(result)
         verdict = "[green]passed[/green]" if result["passed"] else "[red]failed[/red]"
         console.print(f"{verdict}: largest relative error {result['max_rel_error']:.2e} "
                       f"(threshold {threshold:g})")
     if not result["passed"]:
         raise typer.Exit(1)
+
+
+def _write_gradcheck_out(result: dict[str, Any], out: Path) -> None:
+    """gradcheck.json, and the N sweep's CSV and figure, into ``out``."""
+    from trainlab.io import atomic_write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "gradcheck.json", result)
+    if result["n_sweep"]:
+        from trainlab.report.gradcheck_sweep import write_n_sweep
+
+        title = (f"{result['config']}: first {result['rows'][0]['entries']} weights of layer {result['layer']} "
+                 f"({result['layer_key']})")
+        written = write_n_sweep(result["n_sweep"], out, title)
+        err_console.print(f"wrote {written['csv']} and {written['png']}")
+
+
+def _print_n_sweep(result: dict[str, Any]) -> None:
+    rows = result["n_sweep"]
+    entries = result["rows"][0]["entries"]
+    table = Table(title=f"max |grad - approx|, first {entries} weights of layer {result['layer']}, eps = 1/N")
+    for column in ("N", "eps", "max abs diff", "max rel error", "both 0"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(f"{row['n']:g}", f"{row['eps']:.1e}", f"{row['max_abs_diff']:.2e}",
+                      f"{row['max_rel_error']:.2e}", str(row["zeros"]))
+    console.print(table)
+    if all(row["zeros"] == entries for row in rows):
+        err_console.print("[yellow]warning[/yellow]: every checked weight has a zero gradient on this batch "
+                          "(its ReLU unit is inactive for every example), so the sweep checks nothing; use a "
+                          "larger --batch-size or another --layer")
 
 
 @app.command("parity")
@@ -292,8 +348,20 @@ def lr_find_command(
 def config_show(
     file: Annotated[Path, typer.Argument(help="Config file.")],
     set_: SetOption = None,
+    provenance: Annotated[bool, typer.Option(
+        "--provenance", help="List every field with where its value comes from (published, reading, set, "
+        "default) instead of the YAML.")] = False,
+    check_quotes: Annotated[Path | None, typer.Option(
+        "--check-quotes", metavar="DIR", help="With --provenance: look for each at: quote in the reports "
+        "in DIR; exit 2 listing the ones not found.")] = None,
 ) -> None:
     """Print the fully resolved config (bases merged, overrides applied, defaults filled in)."""
+    if provenance or check_quotes is not None:
+        from trainlab.cli_source import print_provenance
+
+        if print_provenance(console, file, set_ or [], check_quotes):
+            raise typer.Exit(2)
+        return
     from trainlab.api import show_config
 
     sys.stdout.write(show_config(file, set_ or []))
@@ -463,11 +531,13 @@ def report_command(
 def compare_command(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (two or more).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the comparison report.")] = Path("compare"),
+    x: Annotated[str, typer.Option("--x", help="x axis of the curves: epoch, step, or time (seconds of "
+                                   "training).")] = "epoch",
 ) -> None:
     """Overlay the learning curves of any runs and tabulate their numbers and config differences."""
     from trainlab.report.compare import build_compare_report
 
-    report = build_compare_report(run_dirs, out)
+    report = build_compare_report(run_dirs, out, x=x)
     console.print(f"report: {report}")
 
 

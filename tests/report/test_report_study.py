@@ -81,11 +81,16 @@ def test_export_md_and_tex(studies: Studies) -> None:
     study = open_study(studies.mixed)
     md = export(study, "md").splitlines()
     header = next(line for line in md if line.startswith("| rank"))
-    assert header == ("| rank | model.hidden | optimizer.lr | n | best_val_accuracy mean ± sd | 95 % CI | vs best "
-                      "| time (s) |")
+    assert header == ("| rank | model.hidden | optimizer.lr | params | n | best_val_accuracy mean ± sd | 95 % CI "
+                      "| vs best | time (s) |")
     rows = [line for line in md if line.startswith("| ") and line is not header and "---" not in line]
     assert len(rows) == 4 and rows[0].startswith("| **1** |") and "**best**" in rows[0]
     assert " ± " in rows[1] and " – " in rows[1]  # mean ± sd and the 95 % interval
+    # the parameter count of each setting's MNIST MLP (784 -> hidden -> 10), seed B's table 2
+    counts = {"[8]": 784 * 8 + 8 + 8 * 10 + 10, "[16]": 784 * 16 + 16 + 16 * 10 + 10}
+    for row in rows:
+        cells = [c.strip().strip("*") for c in row.strip("|").split("|")]
+        assert int(cells[3]) == counts[cells[1]]
     tex = export(study, "tex")
     assert tex.count(r"\begin{tabular}") == 1 and r"\toprule" in tex and r"\bottomrule" in tex
     assert r"\pm" in tex and r"\mathbf{" in tex and r"95\,\% CI" in tex

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.errors import ConfigError
 from trainlab.report import figures as figs
+from trainlab.report import sources
 from trainlab.report import study_figures as sfigs
 from trainlab.report.html import Block, Section, fmt, note, pre, table, text, write_report
 from trainlab.report.run_report import draw_figure
@@ -33,7 +34,7 @@ from trainlab.report.study_data import (
 )
 from trainlab.report.study_tables import export, settings_table
 from trainlab.runs import read_metrics_csv
-from trainlab.studies.results import StageData
+from trainlab.studies.results import StageData, study_leakage
 from trainlab.studies.space import Param
 from trainlab.studies.stats import TEST_NAME
 
@@ -110,6 +111,9 @@ class StudyReport:
         if seconds:
             rows.append(["trial time (s), total", fmt(sum(seconds))])
         section.add(table(["", "value"], rows))
+        leakage = study_leakage(s.stages, s.metric)
+        if leakage:
+            section.add(note(leakage, "warning"))
         for stage in s.stages:
             section.add(text(self._stage_title("Searched", stage) + ":"),
                         *[note(f"{p.name}: {p.describe()}") for p in stage.params])
@@ -136,7 +140,8 @@ class StudyReport:
         section.add(text(f"Mean ± sample standard deviation and t-based 95 % interval of {self.study.metric} "
                          f"over the repeats (seeds) of each setting. 'vs best': {TEST_NAME} against the best "
                          f"setting, p-values Holm-adjusted, alpha {self.study.alpha}; 'not distinguishable' "
-                         "means the ranking is within seed noise. Time: mean wall time of a trial."))
+                         "means the ranking is within seed noise. params: the model's number of learnable "
+                         "parameters. Time: mean wall time of a trial."))
         return section
 
     def trials(self) -> Section:
@@ -153,18 +158,21 @@ class StudyReport:
             return (stage.index, order.get(trial.state.name, 9), value, trial.number)
 
         rows = []
+        summaries = {id(trial): (trial.user_attrs.get("result") or {}).get("summary") or {} for _, trial in s.trials}
+        counted = any(isinstance(summary.get("params"), int) for summary in summaries.values())
         for stage, trial in sorted(s.trials, key=key):
-            summary = (trial.user_attrs.get("result") or {}).get("summary") or {}
+            summary = summaries[id(trial)]
             value = trial.value if trial.state == TrialState.COMPLETE else last_intermediate(trial)
             seconds = trial_seconds(trial)
+            count = [str(summary.get("params", ""))] if counted else []
             rows.append([*([stage.name] if self.multi else []), trial_key(trial), STATE_TEXT.get(trial.state.name,
                                                                                                trial.state.name),
                          *[shown(trial.params[n]) if n in trial.params else "" for n in names],
-                         fmt(trial.user_attrs.get("seed")), f"{value:.4f}" if value is not None else "",
+                         fmt(trial.user_attrs.get("seed")), f"{value:.4f}" if value is not None else "", *count,
                          f"{summary['epochs']:g}" if isinstance(summary.get("epochs"), int | float) else "",
                          f"{seconds:.1f}" if seconds is not None else "", str(trial.user_attrs.get("error") or "")])
-        columns = [*(["stage"] if self.multi else []), "trial", "state", *names, "seed", s.metric, "epochs",
-                   "time (s)", "error"]
+        columns = [*(["stage"] if self.multi else []), "trial", "state", *names, "seed", s.metric,
+                   *(["params"] if counted else []), "epochs", "time (s)", "error"]
         section.add(table(columns, rows))
         if s.count(TrialState.PRUNED):
             section.add(text(f"A pruned trial shows the last value it reported (its {s.metric} was not "
@@ -330,15 +338,18 @@ class StudyReport:
     def sections(self) -> list[Section]:
         """Every section, in reading order; one that fails becomes an error note."""
         parts: list[Section] = []
-        builders: list[tuple[str, str, Callable[[], Section]]] = [
+        builders: list[tuple[str, str, Callable[[], Section | list[Section]]]] = [
             ("overview", "Overview", self.overview), ("settings", "Settings, best first", self.settings),
             ("trials", "Trials", self.trials), ("best", "The best run", self.best_run),
             ("parameters", "Each parameter", self.parameters), ("curves", "Learning curves", self.curves),
-            ("importance", "Parameter importance", self.importance), ("export", "Tables to paste", self.export),
+            ("importance", "Parameter importance", self.importance),
+            (sources.ANCHOR, sources.TITLE, lambda: sources.study_source_sections(self.study)),
+            ("export", "Tables to paste", self.export),
         ]
         for anchor, title, build in builders:
             try:
-                parts.append(build())
+                built = build()  # a list: a section shown only when there is something to show
+                parts.extend(built if isinstance(built, list) else [built])
             except ConfigError:
                 raise
             except Exception as exc:  # a section that cannot be built is reported, not raised

@@ -1,6 +1,6 @@
-"""The settings table of a study (best first: parameters, mean ± sd and 95 % interval of the
-objective over repeats, the verdict against the best, time), for the HTML report and as
-Markdown or LaTeX ready to paste into a write-up.
+"""The settings table of a study (best first: parameters, the model's parameter count, mean ±
+sd and 95 % interval of the objective over repeats, the verdict against the best, time), for
+the HTML report and as Markdown or LaTeX ready to paste into a write-up.
 """
 
 from __future__ import annotations
@@ -9,29 +9,40 @@ import math
 from dataclasses import dataclass
 
 from trainlab.report.study_data import StudyData, mean_seconds, shown
-from trainlab.studies.results import Setting, StageData
+from trainlab.studies.results import Setting, StageData, param_count
 
 FORMATS = ("md", "tex")
 VERDICT_SHORT = {"best": "best", "tie": "not distinguishable", "worse": "worse", "n/a": "n/a"}
 
 
+#: the column of the model's parameter count (``params`` of each trial's summary.json)
+COUNT_COLUMN = "params"
+
+
 @dataclass
 class SettingsTable:
-    """One stage's settings as text cells; ``best`` is the index of the best row (0)."""
+    """One stage's settings as text cells, best first.
+
+    ``counted`` says whether the ``params`` column (the model's parameter count) is shown:
+    it is left out when no trial recorded a count (a study run before summaries had one).
+    """
 
     stage: str
     params: list[str]
     metric: str
     rows: list[dict[str, str]]
+    counted: bool = False
 
     @property
     def columns(self) -> list[str]:
         """Header of the table."""
-        return ["rank", *self.params, "n", f"{self.metric} mean ± sd", "95 % CI", "vs best", "time (s)"]
+        count = [COUNT_COLUMN] if self.counted else []
+        return ["rank", *self.params, *count, "n", f"{self.metric} mean ± sd", "95 % CI", "vs best", "time (s)"]
 
     def cells(self) -> list[list[str]]:
         """Rows in the order of :attr:`columns`."""
-        keys = ["rank", *self.params, "n", "mean_sd", "ci", "verdict", "seconds"]
+        count = ["param_count"] if self.counted else []
+        keys = ["rank", *self.params, *count, "n", "mean_sd", "ci", "verdict", "seconds"]
         return [[row[k] for k in keys] for row in self.rows]
 
 
@@ -45,13 +56,14 @@ def settings_table(study: StudyData, stage: StageData) -> SettingsTable:
     rows = []
     for rank, setting in enumerate(study.ranked(stage), 1):
         rows.append(_row(rank, setting, params))
-    return SettingsTable(stage.name, params, study.metric, rows)
+    return SettingsTable(stage.name, params, study.metric, rows, counted=any(row["param_count"] for row in rows))
 
 
 def _row(rank: int, setting: Setting, params: list[str]) -> dict[str, str]:
     s = setting.spread
     seconds = mean_seconds(setting.trials)
-    row = {"rank": str(rank), "n": str(s.n),
+    count = param_count(setting)
+    row = {"rank": str(rank), "n": str(s.n), "param_count": str(count) if count is not None else "",
            "mean_sd": _num(s.mean) + (f" ± {_num(s.sd)}" if s.n > 1 else ""),
            "ci": f"{_num(s.ci_low)} – {_num(s.ci_high)}" if s.n > 1 else "",
            "verdict": VERDICT_SHORT.get(setting.verdict.verdict, "") if setting.verdict else "",
@@ -69,7 +81,8 @@ def to_markdown(table: SettingsTable, title: str = "") -> str:
 
     lines = [f"**{title}**", ""] if title else []
     lines.append("| " + " | ".join(cell(c) for c in table.columns) + " |")
-    lines.append("|" + "|".join("---" if c in table.params or c == "vs best" else "---:" for c in table.columns) + "|")
+    left = {*table.params, "vs best"}  # text columns; numbers (the parameter count too) align right
+    lines.append("|" + "|".join("---" if c in left else "---:" for c in table.columns) + "|")
     for index, cells in enumerate(table.cells()):
         shown_cells = [cell(c) for c in cells]
         if index == 0:
@@ -89,9 +102,10 @@ def tex_escape(text: str) -> str:
 
 def to_latex(table: SettingsTable, caption: str = "") -> str:
     """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``); the best row in bold."""
-    header = ["rank", *(tex_escape(p) for p in table.params), "$n$", tex_escape(table.metric),
+    count = [COUNT_COLUMN] if table.counted else []
+    header = ["rank", *(tex_escape(p) for p in table.params), *count, "$n$", tex_escape(table.metric),
               r"95\,\% CI", "vs best", "time (s)"]
-    align = "r" + "l" * len(table.params) + "rrrlr"
+    align = "r" + "l" * len(table.params) + "r" * len(count) + "rrrlr"
     lines = [r"% needs \usepackage{booktabs}", r"\begin{table}[ht]", r"  \centering"]
     if caption:
         lines.append(f"  \\caption{{{tex_escape(caption)}}}")
@@ -100,8 +114,8 @@ def to_latex(table: SettingsTable, caption: str = "") -> str:
     for index, row in enumerate(table.rows):
         value = f"${row['mean']} \\pm {row['sd']}$" if row["sd"] else f"${row['mean']}$"
         ci = f"[{row['low']}, {row['high']}]" if row["low"] else ""
-        cells = [row["rank"], *(tex_escape(row[p]) for p in table.params), row["n"], value, ci,
-                 tex_escape(row["verdict"]), row["seconds"]]
+        cells = [row["rank"], *(tex_escape(row[p]) for p in table.params), *([row["param_count"]] if table.counted else []),
+                 row["n"], value, ci, tex_escape(row["verdict"]), row["seconds"]]
         if index == 0:
             cells = [f"\\textbf{{{c}}}" if c and not c.startswith("$") else
                      (f"$\\mathbf{{{c[1:-1]}}}$" if c.startswith("$") else c) for c in cells]
@@ -125,4 +139,5 @@ def export(study: StudyData, fmt: str) -> str:
     return "\n".join(parts)
 
 
-__all__ = ["FORMATS", "SettingsTable", "export", "settings_table", "tex_escape", "to_latex", "to_markdown"]
+__all__ = ["COUNT_COLUMN", "FORMATS", "SettingsTable", "export", "settings_table", "tex_escape", "to_latex",
+           "to_markdown"]

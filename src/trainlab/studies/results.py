@@ -19,6 +19,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
+from trainlab.config.leakage import leakage_warning, objective_selection
 from trainlab.io import atomic_write_text
 
 from .space import Param
@@ -28,7 +29,9 @@ from .storage import StorageHandle
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 STUDY_ATTR = "trainlab_study"
-METRIC_COLUMNS = ("test_accuracy", "test_loss", "best_val_accuracy", "final_val_loss", "train_seconds")
+#: summary.json numbers results.csv shows beside the objective; ``params`` is the model's
+#: parameter count (seed B's table 2 puts it beside the accuracies).
+METRIC_COLUMNS = ("test_accuracy", "test_loss", "best_val_accuracy", "final_val_loss", "train_seconds", "params")
 _STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "FAIL": 2, "RUNNING": 3, "WAITING": 4}
 
 
@@ -126,6 +129,25 @@ def rank_settings(stage: StageData, alpha: float = 0.05) -> list[Setting]:
     return settings
 
 
+def study_leakage(stages: Sequence[StageData], metric: str) -> str | None:
+    """The test-set selection warning stored with the study; for a study stored before it was
+    recorded, the warning about its objective alone."""
+    if stages and "leakage" in stages[0].attrs:
+        return stages[0].attrs["leakage"]
+    return leakage_warning([objective_selection(metric)])
+
+
+def param_count(setting: Setting) -> int | None:
+    """The model's parameter count of a setting: ``params`` of its trials' summary.json
+    (the same for every repeat: seeds do not change the architecture); None when no trial
+    recorded one."""
+    for trial in setting.trials:
+        count = ((trial.user_attrs.get("result") or {}).get("summary") or {}).get("params")
+        if isinstance(count, int | float) and not isinstance(count, bool):
+            return int(count)
+    return None
+
+
 def _sorted_trials(stage: StageData) -> list[FrozenTrial]:
     sign = -1.0 if stage.maximize else 1.0
 
@@ -197,6 +219,9 @@ def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha:
     overrides = stages[0].attrs.get("overrides", []) if stages else []
     if overrides:  # a reduced-size study says so in its results
         lines += ["Base config overridden: " + ", ".join(f"`{o}`" for o in overrides) + ".", ""]
+    leakage = study_leakage(stages, metric)
+    if leakage:  # the figures below were chosen on the test set: say so where they are read
+        lines += [f"**Warning**: {leakage}", ""]
     for stage in stages:
         counts = {s.name: stage.count(s) for s in TrialState}
         planned = stage.attrs.get("planned", len(stage.trials))
@@ -213,12 +238,16 @@ def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha:
         names = [p.name for p in stage.params]
         if settings:
             repeated = any(s.spread.n > 1 for s in settings)
-            header = ["rank", *names, "n", f"mean {metric}", "sd", "95 % CI"] + (["vs best"] if repeated else [])
+            counts = [param_count(s) for s in settings]
+            counted = any(c is not None for c in counts)  # studies run before summaries had params: none
+            header = (["rank", *names] + (["params"] if counted else [])
+                      + ["n", f"mean {metric}", "sd", "95 % CI"] + (["vs best"] if repeated else []))
             rows = []
-            for rank, s in enumerate(settings, 1):
+            for rank, (s, count) in enumerate(zip(settings, counts, strict=True), 1):
                 ci = f"{s.spread.ci_low:.4g} .. {s.spread.ci_high:.4g}" if s.spread.n > 1 else ""
                 sd = f"{s.spread.sd:.3g}" if s.spread.n > 1 else ""
-                row = [rank, *(s.params.get(n) for n in names), s.spread.n, f"{s.spread.mean:.4g}", sd, ci]
+                row = [rank, *(s.params.get(n) for n in names), *([count] if counted else []), s.spread.n,
+                       f"{s.spread.mean:.4g}", sd, ci]
                 rows.append(row + ([s.verdict.text if s.verdict else ""] if repeated else []))
             lines += ["### Settings, best first", "", *_table(header, rows), ""]
             if repeated:
@@ -226,7 +255,9 @@ def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha:
                           f"(seeds), p-values Holm-adjusted, alpha {alpha}; "
                           "'not distinguishable' means the ranking is within seed noise.", ""]
         _, rows_ = trial_rows([stage], metric)
-        shown = ["trial", "state", *names, "seed", "objective", "test_accuracy", "seconds"]
+        counted = any(r["params"] is not None for r in rows_)
+        shown = ["trial", "state", *names, "seed", "objective", "test_accuracy", *(["params"] if counted else []),
+                 "seconds"]
         lines += ["### Trials", "", *_table(shown, [[r[c] for c in shown] for r in rows_]), ""]
     return "\n".join(lines)
 

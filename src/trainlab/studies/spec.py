@@ -32,9 +32,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trainlab.config import (
     RunConfig,
+    load_config,
     load_config_dict,
     validation_error_to_config_error,
     with_overrides,
+)
+from trainlab.config.leakage import (
+    SelectionOnTest,
+    leakage_warning,
+    objective_selection,
+    pruner_selection,
+    run_leakage_warning,
+    run_selections,
 )
 from trainlab.config.overrides import deep_merge, parse_overrides
 from trainlab.errors import ConfigError
@@ -148,6 +157,9 @@ class Study:
     alpha: float = 0.05
     #: ``--set key=value`` overrides of the base run config (a reduced-size study records them)
     overrides: tuple[str, ...] = ()
+    #: the one-line warning when the study chooses anything on the test split (its objective,
+    #: a pruner, or its runs' callbacks); None when it does not (see ``config.leakage``)
+    leakage: str | None = None
 
     def stage_name(self, stage: Stage) -> str:
         """The Optuna study name of a stage (the study name alone for one stage)."""
@@ -212,9 +224,28 @@ def load_study(path: str | Path, dir_override: str | Path | None = None,
     study = Study(name=name, dir=study_dir, source=source, base=base, metric=objective.metric,
                   direction=objective.direction or default_direction(objective.metric),
                   stages=stages, seed=section.seed, alpha=section.alpha, overrides=overrides)
+    selections: list[SelectionOnTest | None] = [objective_selection(objective.metric)]
     for stage in stages:
-        _check_values(study, stage)
+        selections += _check_values(study, stage)
+    for index, stage in enumerate(stages):
+        own = bool(section.stages) and section.stages[index].pruner is not None
+        if stage.pruner is not None:
+            where = f"study.stages[{index}].pruner.monitor" if own else "study.pruner.monitor"
+            selections.append(pruner_selection(stage.pruner.monitor, where))
+    study.leakage = leakage_warning(selections)
     return study
+
+
+def file_leakage_warning(path: str | Path) -> str | None:
+    """The test-set selection warning of a run file or a study file (None: it chooses
+    nothing on the test split), for ``trainlab validate``.
+
+    Raises:
+        ConfigError: the file is invalid (as :func:`load_study` and ``load_config`` say).
+    """
+    if "study" in load_config_dict(path):
+        return load_study(path).leakage
+    return run_leakage_warning(load_config(path))
 
 
 def _stages(section: StudySection, source: str, base: RunConfig) -> list[Stage]:
@@ -274,12 +305,14 @@ def trial_config(study: Study, stage: Stage, overrides: dict[str, Any], source: 
     )
 
 
-def _check_values(study: Study, stage: Stage) -> None:
+def _check_values(study: Study, stage: Stage) -> list[SelectionOnTest]:
     """Build the config of every grid point (or every value, for sampled spaces) once.
 
     Catches a value the run config refuses (``optimizer.lr: 0``, ``momentum`` for adam)
-    before any trial runs.
+    before any trial runs, and returns the choices those configs make on the test split
+    (an early-stopping monitor may be searched, or set by a stage's overrides).
     """
+    found: list[SelectionOnTest] = []
     params = stage.params
     if stage.sampler == "grid":
         points = list(itertools.islice(grid_points(params), MAX_CHECKED_POINTS))
@@ -293,4 +326,5 @@ def _check_values(study: Study, stage: Stage) -> None:
     for point in points:
         shown = ", ".join(f"{k}={v}" for k, v in point.items())
         source = f"{study.source}: stage {stage.name}, setting {shown}"
-        trial_config(study, stage, overrides_for(params, point), source)
+        found += run_selections(trial_config(study, stage, overrides_for(params, point), source))
+    return found
