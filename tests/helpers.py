@@ -24,3 +24,9 @@ def write_config(path: Path, output_dir: Path, **sections: Any) -> Path:
     config.update(sections)
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+def timeless(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Metrics (or steps.csv) rows without ``elapsed``: the training clock differs between two
+    runs of one config, while every other cell must match exactly."""
+    return [{key: value for key, value in row.items() if key != "elapsed"} for row in rows]

@@ -3,7 +3,8 @@
 Layout of ``runs/<name>/<run-id>/``::
 
     config.yaml      the resolved config, with seed, package versions and a data fingerprint
-    metrics.csv      one row per evaluation (epoch, step, split, loss, accuracy, lr, ...)
+    metrics.csv      one row per evaluation (epoch, step, split, loss, accuracy, lr, elapsed, ...)
+    steps.csv        with train.log_steps: step, epoch, loss, lr, elapsed every N steps
     summary.json     final figures (test_accuracy, test_loss, best_val_accuracy, ...)
     run.log          a plain-text log of the run
     checkpoint.npz / checkpoint.pt   whatever the engine needs to resume exactly
@@ -33,6 +34,7 @@ from trainlab.io import atomic_write_json, atomic_write_text
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
+STEPS_FILE = "steps.csv"
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "run.log"
 
@@ -86,6 +88,10 @@ class RunDir:
     @property
     def metrics_path(self) -> Path:
         return self.path / METRICS_FILE
+
+    @property
+    def steps_path(self) -> Path:
+        return self.path / STEPS_FILE
 
     @property
     def summary_path(self) -> Path:
@@ -262,6 +268,7 @@ __all__ = [
     "LOG_FILE",
     "METRICS_COLUMNS",
     "METRICS_FILE",
+    "STEPS_FILE",
     "SUMMARY_FILE",
     "SUMMARY_KEYS",
     "RunDir",

@@ -118,6 +118,11 @@ class TrainConfig(StrictModel):
         False,
         description="Also evaluate on the test split at every evaluation (to plot or monitor it).",
     )
+    log_steps: PositiveInt | None = Field(
+        None,
+        description="Write the training loss of every Nth optimizer step (with its lr and elapsed "
+        "seconds) to steps.csv, for a per-step loss curve; null = off.",
+    )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="Early stopping; null = off."
     )

@@ -5,17 +5,23 @@ An engine subclasses :class:`TrainingLoop` and fills in what differs between Num
 PyTorch: how an order is drawn, what one step does, how an evaluation is measured, what
 a checkpoint holds and what the summary reports. The order of events is fixed here:
 
-    start -> on_train_begin -> [shuffle at each epoch start] -> step -> (progress)
-          -> (evaluate -> on_evaluate -> checkpoint if requested) -> (on_epoch_end)
-          -> ... -> on_train_end -> final checkpoint if requested -> summary
+    start -> on_train_begin -> [shuffle at each epoch start] -> step -> (steps.csv row)
+          -> (progress) -> (evaluate -> on_evaluate -> checkpoint if requested)
+          -> (on_epoch_end) -> ... -> on_train_end -> final checkpoint if requested -> summary
+
+Every metrics row gets ``elapsed``: the training seconds at that evaluation, counted on from
+the checkpoint's ``train_seconds`` when a run is resumed. With ``train.log_steps`` the loop
+also writes ``steps.csv`` (see :mod:`trainlab.engines.step_log`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
+from trainlab.engines.step_log import StepLog
 from trainlab.progress import ProgressReporter
 from trainlab.schedules import scheduled_lr
 
@@ -46,6 +52,10 @@ class TrainingLoop(ABC):
     eval_every: int
     train_seconds: float = 0.0
     progress_every: int = 10
+    # The clock of this session: train_seconds = seconds_before + (perf_counter() - started).
+    _started: float = 0.0
+    _seconds_before: float = 0.0
+    _step_log: StepLog | None = None
 
     # -- what an engine provides ----------------------------------------------------------
     @abstractmethod
@@ -85,7 +95,20 @@ class TrainingLoop(ABC):
     def save_predictions(self, filename: str) -> None:
         """Test-split probabilities (and labels) into the run directory, when asked for."""
 
+    def step_loss(self) -> Any:
+        """The training loss of the step just taken, for ``steps.csv`` (``train.log_steps``).
+
+        A float, or a 0-d tensor that may stay on its device until the row is written. This
+        default reads :meth:`progress_figures`; an engine whose loss lives on a device
+        overrides it so that recording a row costs no host sync.
+        """
+        return self.progress_figures()["loss"]
+
     # -- shared ---------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        """Training seconds so far: the checkpoint's time plus this session's."""
+        return self._seconds_before + time.perf_counter() - self._started
+
     def learning_rate(self, step: int) -> float:
         """The scheduled learning rate at ``step`` times reduce-on-plateau's scale."""
         scheduled = scheduled_lr(
@@ -119,17 +142,30 @@ class TrainingLoop(ABC):
     def _checkpoint_if_requested(self) -> None:
         state = self.context.state
         if state.checkpoint_requested:
+            if self._step_log is not None:  # every row up to the checkpoint is on disk first
+                self._step_log.flush()
+            self.train_seconds = self.elapsed()  # a resumed clock includes this evaluation
             self.save_checkpoint()
             state.checkpoint_requested = False
+
+    def _open_step_log(self) -> StepLog | None:
+        """``steps.csv`` started (or truncated to the resumed step), or None when it is off."""
+        every = self.config.train.log_steps
+        if every is None:
+            return None
+        log = StepLog(self.context.run_dir.steps_path, every, self.steps_per_epoch)
+        log.begin(self.context.state.step, resume=self.context.resume)
+        return log
 
     def run(self) -> dict[str, Any]:
         """Train to the end (or until a callback stops it) and return the summary."""
         state, callbacks = self.context.state, self.context.callbacks
         self.start()
+        self._step_log = step_log = self._open_step_log()
         callbacks.call("on_train_begin", state)
         progress = ProgressReporter(self.total_steps, enabled=self.context.progress)
         progress.start(state.step)
-        started, seconds_before = time.perf_counter(), self.train_seconds
+        self._started, self._seconds_before = time.perf_counter(), self.train_seconds
         try:
             while state.step < self.total_steps and not state.stop_training:
                 position = state.step % self.steps_per_epoch
@@ -143,19 +179,32 @@ class TrainingLoop(ABC):
                 epoch_done = state.step % self.steps_per_epoch == 0
                 if epoch_done:
                     state.epoch += 1
+                if step_log is not None and step_log.due(state.step):
+                    step_log.record(state.step, self.step_loss(), lr, self.elapsed())
                 if state.step % self.progress_every == 0 or last:
-                    self.train_seconds = seconds_before + time.perf_counter() - started
+                    self.train_seconds = self.elapsed()
                     progress.update(state.step, **self.progress_figures(), lr=lr,
                                     **{"img/s": self.images_per_second()})
+                    if step_log is not None:  # the device was just read: the rows cost no extra wait
+                        step_log.flush()
                 if state.step % self.eval_every == 0 or last:
-                    self.train_seconds = seconds_before + time.perf_counter() - started
-                    callbacks.call("on_evaluate", state, self.evaluation_rows())
+                    self.train_seconds = self.elapsed()
+                    # elapsed first: it follows the fixed columns in metrics.csv
+                    rows = [{"elapsed": round(self.train_seconds, 4), **row} for row in self.evaluation_rows()]
+                    callbacks.call("on_evaluate", state, rows)
                     self._checkpoint_if_requested()
                 if epoch_done:
                     callbacks.call("on_epoch_end", state)
+            if step_log is not None:
+                step_log.flush()
+        except BaseException:
+            if step_log is not None:  # the rows up to a failure show where it went wrong
+                with contextlib.suppress(Exception):
+                    step_log.flush()
+            raise
         finally:
             progress.close()
-            self.train_seconds = seconds_before + time.perf_counter() - started
+            self.train_seconds = self.elapsed()
         callbacks.call("on_train_end", state)
         if state.stop_reason:
             self.context.log(state.stop_reason)

@@ -1,5 +1,6 @@
-"""``trainlab compare RUN_DIR...``: one report that overlays the learning curves of any runs
-and puts their numbers and the config fields in which they differ side by side.
+"""``trainlab compare RUN_DIR... --x epoch|step|time``: one report that overlays the learning
+curves of any runs (against epochs, optimizer steps or training time) and puts their numbers
+and the config fields in which they differ side by side.
 
 Runs may come from different studies, engines or datasets; a run that failed or was killed
 is shown with its status (and whatever curves it logged), never a crash.
@@ -14,10 +15,13 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from trainlab.engines.step_log import read_steps_csv
+from trainlab.errors import ConfigError
+from trainlab.report import curves as cfigs
 from trainlab.report import figures as figs
-from trainlab.report import study_figures as sfigs
 from trainlab.report.artifacts import RunArtifacts, load_artifacts
 from trainlab.report.html import Block, Section, figure, fmt, note, table, text, write_report
+from trainlab.runs import STEPS_FILE
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
@@ -61,18 +65,36 @@ def run_labels(runs: Sequence[RunArtifacts]) -> list[str]:
     return labels
 
 
-def _steps_per_epoch(art: RunArtifacts) -> float | None:
+def _steps_per_epoch(art: RunArtifacts, step_rows: Sequence[Mapping[str, float]]) -> float | None:
+    """From the summary, else (a killed run) from its last steps.csv row; None when unknown."""
     steps, epochs = art.summary.get("steps"), art.summary.get("epochs")
-    return steps / epochs if steps and epochs else None
+    if steps and epochs:
+        return steps / epochs
+    if step_rows and step_rows[-1]["epoch"] > 0:
+        return step_rows[-1]["step"] / step_rows[-1]["epoch"]
+    return None
+
+
+def run_curve(label: str, art: RunArtifacts) -> cfigs.RunCurve:
+    """A run's metrics.csv and steps.csv rows for the overlaid figures."""
+    step_rows = read_steps_csv(art.path / STEPS_FILE)
+    return cfigs.RunCurve(label, art.metrics, step_rows, _steps_per_epoch(art, step_rows))
 
 
 class CompareReport:
-    """Builds the sections of a comparison of runs (see :func:`build_compare_report`)."""
+    """Builds the sections of a comparison of runs (see :func:`build_compare_report`).
 
-    def __init__(self, runs: Sequence[RunArtifacts], out: Path) -> None:
+    Args:
+        runs: the runs' artifacts, in the order of the report.
+        out: the report's folder (figures go to ``out/figures``).
+        x: the x axis of the overlaid curves: ``epoch``, ``step`` or ``time``. Default ``epoch``.
+    """
+
+    def __init__(self, runs: Sequence[RunArtifacts], out: Path, x: str = "epoch") -> None:
         self.runs = list(runs)
         self.labels = run_labels(runs)
         self.figure_dir = out / FIGURES_DIR
+        self.x = x
 
     def draw(self, name: str, caption: str, make: Callable[[], Figure | None]) -> Block | None:
         """Draw and save a figure; a failure becomes a warning note."""
@@ -107,17 +129,28 @@ class CompareReport:
         return section
 
     def curves(self) -> Section:
-        """Overlaid learning curves."""
+        """Overlaid learning curves against ``self.x``, and the per-step losses of the runs
+        that logged them."""
         section = Section("curves", "Learning curves")
-        curves = [sfigs.Curve(label, art.metrics, _steps_per_epoch(art))
-                  for label, art in zip(self.labels, self.runs, strict=True)]
-        block = self.draw("compare_curves", "Validation accuracy and loss, and training loss, of every run "
-                          "(x: epochs when every run knows its steps per epoch, else steps).",
-                          lambda: sfigs.overlaid_curves(curves))
-        empty = [label for label, art in zip(self.labels, self.runs, strict=True) if not art.metrics]
-        section.add(block or note("no run has metrics yet", "warning"))
+        curves = [run_curve(label, art) for label, art in zip(self.labels, self.runs, strict=True)]
+        axis = cfigs.resolve_axis(self.x, curves)
+        against = {"epoch": "epochs", "step": "optimizer steps", "time": "training time"}[axis]
+        why = {"time": " (each run's own clock, continued across a resume)"}.get(axis, "")
+        if axis != self.x:
+            why = " (not epochs: a run's steps per epoch is unknown)"
+        block = self.draw("compare_curves", f"Validation accuracy and loss, and training loss, of every run "
+                          f"against {against}{why}.", lambda: cfigs.overlaid_curves(curves, axis))
+        section.add(block or note("no run has metrics to draw against this axis yet", "warning"))
+        empty = [curve.label for curve in curves if not curve.metrics]
         if empty:
             section.add(note(f"no metrics.csv rows: {', '.join(empty)}", "warning"))
+        untimed = [curve.label for curve in curves if curve.metrics and not curve.has_time()]
+        if axis == "time" and untimed:
+            section.add(note(f"left out of the time axis (their metrics.csv has no elapsed column: they "
+                             f"were written before it existed): {', '.join(untimed)}", "warning"))
+        section.add(self.draw("compare_step_losses", f"Training loss at each logged step (steps.csv, running "
+                              f"mean) against {against}; only runs trained with train.log_steps.",
+                              lambda: cfigs.overlaid_step_losses(curves, axis)))
         return section
 
     def configs(self) -> Section:
@@ -133,19 +166,28 @@ class CompareReport:
         return [self.numbers(), self.curves(), self.configs()]
 
 
-def build_compare_report(run_paths: Sequence[str | Path], out: str | Path) -> Path:
+def build_compare_report(run_paths: Sequence[str | Path], out: str | Path, x: str = "epoch") -> Path:
     """Write ``OUT/report.html`` (and ``OUT/figures``) comparing the runs; returns its path.
 
+    Args:
+        run_paths: the run directories.
+        out: the report's folder (created if needed).
+        x: the x axis of the overlaid curves: ``epoch``, ``step`` or ``time`` (the runs'
+            training time, from metrics.csv's ``elapsed`` column). Default ``epoch``.
+
     Raises:
+        ConfigError: ``x`` is not one of those.
         RunDirError: a path is not a run directory.
     """
+    if x not in cfigs.X_AXES:
+        raise ConfigError(f"--x {x!r}: the x axis must be one of {', '.join(cfigs.X_AXES)}")
     runs = [load_artifacts(p) for p in run_paths]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = CompareReport(runs, out)
+    report = CompareReport(runs, out, x)
     title = f"Comparison of {len(runs)} runs"
     return write_report(out / REPORT_FILE, title, report.sections(), subtitle=" · ".join(report.labels),
                         banner=report.banner())
 
 
-__all__ = ["CompareReport", "build_compare_report", "config_differences", "flatten", "run_labels"]
+__all__ = ["CompareReport", "build_compare_report", "config_differences", "flatten", "run_curve", "run_labels"]

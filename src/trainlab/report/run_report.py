@@ -17,9 +17,11 @@ import yaml
 from matplotlib.figure import Figure
 
 from trainlab import diagnostics as dg
+from trainlab.engines.step_log import read_steps_csv
 from trainlab.errors import TrainlabError
+from trainlab.report import curves as cfigs
 from trainlab.report import figures as figs
-from trainlab.report import grids
+from trainlab.report import grids, sources
 from trainlab.report.artifacts import RunArtifacts, load_artifacts
 from trainlab.report.html import (
     Block,
@@ -33,6 +35,7 @@ from trainlab.report.html import (
     write_report,
 )
 from trainlab.report.images import RunData, augmentation_preview, load_run_data, sample_per_class
+from trainlab.runs import STEPS_FILE
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
@@ -138,7 +141,13 @@ class RunReport:
             caption += f" The dash-dot line marks the best evaluation (step {self.art.early_stop_step})."
         block = self.draw("learning_curves", caption,
                           lambda: figs.learning_curves(metrics, self.art.early_stop_step, per_epoch))
-        section.add(block)
+        section.add(block, self.draw("learning_curves_time", "Accuracy and loss against training time "
+                                     "(seconds of training, continued across a resume).",
+                                     lambda: cfigs.curves_against_time(metrics)))
+        every = (self.art.config.get("train") or {}).get("log_steps")
+        step_rows = read_steps_csv(self.art.path / STEPS_FILE)
+        section.add(self.draw("step_losses", f"Training loss of the batch of each logged step (steps.csv, "
+                              f"train.log_steps {every}) and its running mean.", lambda: cfigs.step_losses(step_rows)))
         best = [r for r in metrics if r.get("split") == "val" and isinstance(r.get("accuracy"), float)]
         if best:
             top = max(best, key=lambda r: r["accuracy"])
@@ -298,7 +307,7 @@ class RunReport:
             cfg = self.art.config.get("data") or {}
             pool = data.train_idx[: 5000]  # the statistics of a subset are close enough for a preview
             normalizer = fit_normalizer(np.asarray(data.raw.x_train[np.sort(pool)]), str(cfg.get("normalize", "channel")),
-                                        float(cfg.get("scale", 1.0)))
+                                        float(cfg.get("scale", 1.0)), str(cfg.get("center_by", "channel")))
             x, y = sample_per_class(data.raw.x_train, data.raw.y_train, data.train_idx, len(data.class_names), 1,
                                     seed=int(self.art.config.get("seed", 0)))
             previews = augmentation_preview(x[:10], y[:10], augment, normalizer, len(data.class_names))
@@ -369,7 +378,9 @@ class RunReport:
             ("overview", "Overview", self.overview), ("curves", "Learning curves", self.curves),
             ("predictions", "Test predictions", self.predictions), ("weights", "Weight templates", self.weights),
             ("monitors", "Training monitors", self.monitors), ("data", "Data", self.data_section),
-            ("model", "Model", self.model), ("config", "Resolved config", self.config_section),
+            ("model", "Model", self.model),
+            (sources.ANCHOR, sources.TITLE, lambda: sources.source_sections(self.art.config)),
+            ("config", "Resolved config", self.config_section),
             ("environment", "Environment", self.environment), ("log", "Log", self.log),
         ]
         for anchor, title, build in builders:
