@@ -10,7 +10,8 @@ from pydantic_core import PydanticCustomError
 #: Error type the message formatter recognises: ``ctx["field"]`` extends the error's path.
 FIELD_ERROR = "trainlab_field"
 
-Activation = Literal["relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu"]
+# linear: no activation at all (a Keras Conv2D or Dense without activation=, as seed E's CNN).
+Activation = Literal["relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "linear"]
 Monitor = Literal[
     "val_loss", "val_accuracy", "train_loss", "train_accuracy", "test_loss", "test_accuracy"
 ]

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 
 def make_activation(name: str, leaky_slope: float = 0.01) -> nn.Module:
-    """The activation module called ``name`` (relu, leaky_relu, elu, gelu, sigmoid, tanh)."""
+    """The activation module called ``name`` (relu, leaky_relu, elu, gelu, sigmoid, tanh, linear)."""
+    if name == "linear":
+        return nn.Identity()
     if name == "relu":
         return nn.ReLU()
     if name == "leaky_relu":
