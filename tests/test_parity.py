@@ -91,10 +91,11 @@ def test_linear_classifier_and_coupled_weight_decay_match() -> None:
 SCHEDULES = [
     {"type": "step", "step_size": 2, "gamma": 0.3, "per": "step"},
     {"type": "cyclical", "min_lr": 0.001, "max_lr": 0.2, "step_size": 2},
+    {"type": "inverse_time", "decay": 0.5},
 ]
 
 
-@pytest.mark.parametrize("schedule", SCHEDULES, ids=["step", "cyclical"])
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=["step", "cyclical", "inverse_time"])
 @pytest.mark.parametrize("optimizer", ["momentum", "nesterov", "adam"])
 def test_schedules_match(schedule: dict[str, Any], optimizer: str) -> None:
     result = parity(config("relu", "after", optimizer={"type": optimizer, "lr": 0.1}, schedule=schedule))
@@ -178,6 +179,56 @@ def test_label_smoothing_and_sum_reduction_match() -> None:
     result = parity(config("tanh", None, optimizer={"type": "adagrad", "lr": 0.05},
                            loss={"label_smoothing": 0.1, "reduction": "sum"}))
     assert_parity(result)
+
+
+# -- features of the seed reports: RMSprop momentum, shrink, squared loss, Keras batch norm -------
+@pytest.mark.parametrize("bn", BN_POSITIONS, ids=["no-bn", "bn-before", "bn-after"])
+def test_rmsprop_momentum_matches_under_a_schedule(bn: str | None) -> None:
+    result = parity(config("tanh", bn, optimizer={"type": "rmsprop", "lr": 0.01, "momentum": 0.9, "alpha": 0.9},
+                           schedule={"type": "inverse_time", "decay": 0.5}))
+    assert_parity(result)
+    assert [r["lr_numpy"] for r in result["rows"]] == pytest.approx([0.01 / (1 + 0.5 * s) for s in range(5)])
+
+
+@pytest.mark.parametrize(("optimizer", "apply_to"), [
+    ({"type": "sgd", "lr": 0.1}, "weights"),
+    ({"type": "momentum", "lr": 0.1}, "all"),
+    ({"type": "adam", "lr": 0.01}, "weights"),
+    ({"type": "rmsprop", "lr": 0.01, "weight_decay": 0.05}, "weights"),
+])
+def test_shrink_matches(optimizer: dict[str, Any], apply_to: str) -> None:
+    """Both engines shrink the same parameters by the same factor, before the update (the
+    NumPy engine's shrink itself is checked against W - lr*dW - shrink*W in its own tests)."""
+    result = parity(config("relu", "after", optimizer=optimizer,
+                           regularization={"shrink": 0.05, "l2": 0.01, "apply_to": apply_to}))
+    assert_parity(result)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("half", [True, False])
+def test_squared_loss_matches(reduction: str, half: bool) -> None:
+    result = parity(config("sigmoid", "before", optimizer={"type": "sgd", "lr": 0.05},
+                           loss={"type": "squared", "reduction": reduction, "half": half}))
+    assert_parity(result)
+
+
+def test_squared_loss_without_the_half_doubles_the_loss() -> None:
+    def losses(half: bool) -> list[float]:
+        result = parity(config("tanh", None, optimizer={"type": "sgd", "lr": 1e-12},
+                               loss={"type": "squared", "half": half}))
+        return [r["loss_numpy"] for r in result["rows"]]
+
+    assert losses(False) == pytest.approx([2 * v for v in losses(True)], rel=1e-9)
+
+
+@pytest.mark.parametrize("bn", ["before", "after"])
+def test_keras_batch_norm_settings_match(bn: str) -> None:
+    """Keras' BatchNormalization defaults (momentum 0.99, epsilon 1e-3) on both engines."""
+    result = parity(config("relu", bn, optimizer={"type": "adam", "lr": 0.01},
+                           model={"type": "mlp", "hidden": [12, 10], "batch_norm": True, "bn_position": bn,
+                                  "bn_momentum": 0.01, "bn_eps": 1e-3}))
+    assert_parity(result)
+    assert len(result["buffers"]) == 4 and max(b["rel_diff"] for b in result["buffers"]) <= THRESHOLD
 
 
 # -- what parity refuses, and the command -----------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -101,3 +102,61 @@ def test_constant_and_cosine_warmup() -> None:
 def test_errors_name_the_problem(type_: str, kw: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         lr(0, type_, **kw)
+
+
+# -- inverse_time: Keras' legacy time-based decay ---------------------------------------------
+def keras_legacy_sgd_lrs(lr0: float, decay: float, updates: int) -> list[float]:
+    """The lr of each update of Keras 2's ``SGD(lr0, decay=decay)``, as its code wrote it:
+    ``lr = self.lr * (1. / (1. + self.decay * self.iterations))``, iterations counting the
+    updates done before this one."""
+    return [lr0 * (1.0 / (1.0 + decay * iterations)) for iterations in range(updates)]
+
+
+def test_inverse_time_per_step_is_keras_legacy_decay() -> None:
+    expected = keras_legacy_sgd_lrs(0.015, 0.001, 2500)
+    got = [lr_at(s, base_lr=0.015, type="inverse_time", total_steps=2500, steps_per_epoch=1000,
+                 per="step", decay=0.001) for s in range(2500)]
+    assert got == pytest.approx(expected, rel=1e-15)
+    assert got[0] == 0.015  # the first update uses the base lr
+    assert got[1000] == pytest.approx(0.015 / 2)  # decay * t = 1 halves it
+
+
+def test_inverse_time_per_epoch_counts_completed_epochs() -> None:
+    kw = {"decay": 0.5, "per": "epoch"}
+    assert lr(0, "inverse_time", **kw) == lr(99, "inverse_time", **kw) == 0.1
+    assert lr(100, "inverse_time", **kw) == pytest.approx(0.1 / 1.5)
+    assert lr(250, "inverse_time", **kw) == pytest.approx(0.1 / 2.0)
+    with pytest.raises(ValueError, match="decay"):
+        lr(0, "inverse_time")
+
+
+def test_inverse_time_config_defaults_and_errors() -> None:
+    from trainlab.config import RunConfig, with_overrides
+    from trainlab.errors import ConfigError
+
+    def build(schedule: dict) -> RunConfig:
+        return RunConfig.from_dict({"data": {"dataset": "mnist"}, "model": {"type": "linear"},
+                                    "schedule": schedule})
+
+    cfg = build({"type": "inverse_time", "decay": 0.001})
+    assert (cfg.schedule.per, cfg.schedule.decay) == ("step", 0.001)
+    assert build({"type": "inverse_time", "decay": 0.05, "per": "epoch"}).schedule.per == "epoch"
+    for schedule, message in [
+        ({"type": "inverse_time"}, "schedule.decay: schedule type 'inverse_time' needs decay"),
+        ({"type": "inverse_time", "decay": 0}, "schedule.decay"),
+        ({"type": "exponential", "gamma": 0.9, "decay": 0.01},
+         "schedule.decay: not used by schedule type 'exponential' (used by: inverse_time)"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            build(schedule)
+    # Switching the type away (a study, an override) drops the decay instead of failing on it.
+    switched = with_overrides(cfg, ["schedule.type=cosine"])
+    assert switched.schedule.type == "cosine" and switched.schedule.decay is None
+
+
+def test_inverse_time_is_described_in_the_schema() -> None:
+    from trainlab.config import config_schema
+
+    schedule = config_schema()["$defs"]["ScheduleConfig"]["properties"]
+    assert "inverse_time" in schedule["type"]["description"]
+    assert "1 + decay * t" in schedule["decay"]["description"]

@@ -70,6 +70,8 @@ def run_command(
                   f"({study.direction}), directory {study.dir}")
     if study.overrides:
         console.print(f"base config overridden: {', '.join(study.overrides)}")
+    if study.leakage:
+        Console(stderr=True).print(f"[yellow]warning[/yellow]: {study.leakage}", soft_wrap=True)
     stages = run_study(study, workers=workers, options=options)
     _print_status(study.name, [stage_status(s) for s in stages], len(study.stages))
     console.print(f"results: {study.dir / RESULTS_MD}")

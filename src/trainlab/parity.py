@@ -41,7 +41,6 @@ from trainlab.config import RunConfig, with_overrides
 from trainlab.errors import ConfigError
 
 DEFAULT_THRESHOLD = 1e-6
-NUMPY_MOMENTUM = 0.9  # the NumPy BatchNorm's running-average momentum (PyTorch's 0.1)
 
 
 def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -106,8 +105,8 @@ def _real_batches(config: RunConfig, n: int, data_dir: str | Path | None) -> tup
 
     d = config.data
     data = prepare_data(d.dataset, data_dir=data_dir or d.data_dir, val_fraction=0.0, limit={"train": n},
-                        normalize=d.normalize, scale=d.scale, resize=d.resize, seed=config.seed,
-                        dtype=np.float64)
+                        normalize=d.normalize, scale=d.scale, center_by=d.center_by, resize=d.resize,
+                        seed=config.seed, dtype=np.float64)
     if len(data.y_train) < n:
         raise ConfigError(f"parity needs {n} training examples; {d.dataset} has {len(data.y_train)}")
     return data.x_train[:n], data.y_train[:n], data.num_classes, f"{d.dataset}, first {n} training images"
@@ -298,7 +297,7 @@ def run_parity(
         "optimizer": np_cfg.optimizer.type,
         "schedule": np_cfg.schedule.type,
         "regularization": {"l1": np_cfg.regularization.l1, "l2": np_cfg.regularization.l2,
-                           "apply_to": np_cfg.regularization.apply_to},
+                           "shrink": np_cfg.regularization.shrink, "apply_to": np_cfg.regularization.apply_to},
         "clipping": {"value": np_cfg.train.grad_clip_value, "norm": np_cfg.train.grad_clip_norm},
         "data": described,
         "steps": steps,
@@ -330,9 +329,9 @@ def _buffer_rows(np_model: Any, t_model: Any, steps: int, batch_size: int) -> li
 
     np_norms = [(i, layer) for i, layer in enumerate(np_model.layers) if isinstance(layer, BatchNorm)]
     t_norms = [(name, m) for name, m in t_model.named_modules() if isinstance(m, nn.BatchNorm1d)]
-    decay = NUMPY_MOMENTUM**steps  # weight left on the initial running variance (1)
     rows = []
     for (i, layer), (name, module) in zip(np_norms, t_norms, strict=True):
+        decay = layer.momentum**steps  # weight left on the initial running variance (1); 1 - bn_momentum
         mean_t = module.running_mean.numpy()
         var_t = decay + (module.running_var.numpy() - decay) * (batch_size - 1) / batch_size
         rows.append({"numpy": f"{i}.running_mean", "torch": f"{name}.running_mean",

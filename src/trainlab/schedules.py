@@ -11,6 +11,9 @@ Types and formulas:
   over ``warmup_steps`` (cosine and warmup_linear warm up the same way).
 - ``step``: ``base_lr * gamma ** (u // step_size)``.
 - ``exponential``: ``base_lr * gamma ** u`` (gamma 0.95 per epoch = 5 % decay per epoch).
+- ``inverse_time``: ``base_lr / (1 + decay * u)``: Keras' legacy time-based decay,
+  ``SGD(lr, decay=d)``, which divides by ``1 + d * iterations`` with ``iterations`` the
+  updates done before this one (so ``per="step"``; the first step uses ``base_lr``).
 - ``cyclical``: Smith's (2017) triangular policy between ``min_lr`` (default ``base_lr``)
   and ``max_lr``, half-cycle ``step_size``: ``c = floor(1 + u / (2 s))``,
   ``x = |u / s - 2 c + 1|``, ``lr = min_lr + (max_lr - min_lr) * max(0, 1 - x)``. With
@@ -44,11 +47,13 @@ class ScheduleLike(Protocol):
     warmup_steps: float | None
     pct_start: float | None
     start_lr: float | None
+    decay: float | None
 
 SCHEDULES = (
     "constant",
     "step",
     "exponential",
+    "inverse_time",
     "cyclical",
     "one_cycle",
     "cosine",
@@ -78,6 +83,7 @@ def lr_at(
     warmup_steps: float | None = None,
     pct_start: float | None = None,
     start_lr: float | None = None,
+    decay: float | None = None,
 ) -> float:
     """Learning rate at optimizer step ``step`` (0-based); see the module docstring.
 
@@ -107,6 +113,8 @@ def lr_at(
         return base_lr * _need("gamma", gamma, type) ** (u // size)
     if type == "exponential":
         return base_lr * _need("gamma", gamma, type) ** u
+    if type == "inverse_time":
+        return base_lr / (1.0 + _need("decay", decay, type) * u)
     if type == "cyclical":
         hi = _need("max_lr", max_lr, type)
         lo = float(base_lr if min_lr is None else min_lr)
@@ -162,6 +170,7 @@ def scheduled_lr(
         warmup_steps=schedule.warmup_steps,
         pct_start=schedule.pct_start,
         start_lr=getattr(schedule, "start_lr", None),
+        decay=getattr(schedule, "decay", None),
     )
 
 

@@ -15,6 +15,7 @@ from .model import ConvBlockConfig, InitConfig, ModelConfig, WhitenConfig
 from .optim import LossConfig, OptimizerConfig, RegularizationConfig, ScheduleConfig
 from .overrides import deep_merge, parse_overrides, with_overrides
 from .run import NUMPY_MODELS, NUMPY_OPTIMIZERS, OutputConfig, RunConfig
+from .source import SourceEntry
 from .train import EarlyStoppingConfig, ReduceOnPlateauConfig, TrainConfig, WeightAverageConfig
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "RegularizationConfig",
     "RunConfig",
     "ScheduleConfig",
+    "SourceEntry",
     "TrainConfig",
     "WeightAverageConfig",
     "WhitenConfig",

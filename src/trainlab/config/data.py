@@ -5,9 +5,9 @@ from __future__ import annotations
 import difflib
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from ._base import PositiveInt, StrictModel, scalar_or
+from ._base import PositiveInt, StrictModel, field_error, scalar_or
 
 #: Dataset names trainlab knows how to find and download; anything else must be a path.
 KNOWN_DATASETS = ("cifar10", "mnist", "fashion-mnist", "cats-vs-dogs")
@@ -51,14 +51,23 @@ class DataConfig(StrictModel):
         None,
         description="Cap examples: an int caps the training split only; {train, val, test} caps each.",
     )
-    normalize: Literal["none", "scale", "channel", "pixel"] = Field(
+    normalize: Literal["none", "scale", "channel", "pixel", "feature", "center"] = Field(
         "channel",
         description="none: raw 0..255; scale: pixels mapped to [0, scale]; channel: per-channel mean/std "
         "of the training split; pixel: subtract the per-pixel mean of the training split (raw 0..255 "
-        "units, no division).",
+        "units, no division); feature: standardise each pixel-channel position by its own training-split "
+        "mean and std (a position with std 0 is only centred); center: pixels mapped to [0, scale], then "
+        "the training-split mean subtracted without dividing by a std (center_by says which mean). "
+        "Statistics come from the training split only and are recomputed from it for predict/evaluate.",
     )
     scale: float = Field(
-        1.0, gt=0.0, description="Upper end of the pixel range for normalize: scale (e.g. 100)."
+        1.0,
+        gt=0.0,
+        description="Upper end of the pixel range for normalize: scale and center (e.g. 100).",
+    )
+    center_by: Literal["channel", "pixel"] = Field(
+        "channel",
+        description="normalize: center: subtract one mean per channel (channel) or the mean image (pixel).",
     )
     resize: scalar_or(PositiveInt, tuple[PositiveInt, PositiveInt]) | None = Field(  # type: ignore[valid-type]
         None,
@@ -87,6 +96,14 @@ class DataConfig(StrictModel):
             f"unknown dataset; {hint}(known: {', '.join(KNOWN_DATASETS)}; "
             "or a path with a '/' to an image folder or archive, e.g. ./my-images)"
         )
+
+    @model_validator(mode="after")
+    def _check_center_by(self) -> DataConfig:
+        if self.center_by != "channel" and self.normalize != "center":
+            raise field_error(
+                "center_by", f"only used by normalize: center, not '{self.normalize}'", self.center_by
+            )
+        return self
 
     @property
     def has_validation(self) -> bool:

@@ -153,7 +153,9 @@ class ModelConfig(StrictModel):
     hidden: list[PositiveInt] = Field(
         default_factory=list, description="mlp: widths of the hidden layers."
     )
-    activation: Activation = Field("relu", description="Activation of hidden layers and convs.")
+    activation: Activation = Field(
+        "relu", description="Activation of hidden layers and convs (linear: none, the identity)."
+    )
     leaky_slope: float = Field(0.01, ge=0.0, description="Negative slope of leaky_relu.")
     batch_norm: bool = Field(
         False, description="Batch norm on every hidden dense layer and every conv."
@@ -165,10 +167,15 @@ class ModelConfig(StrictModel):
         0.1,
         gt=0.0,
         le=1.0,
-        description="torch: batch norm running-average momentum in PyTorch's convention "
-        "(running = (1 - m) * running + m * batch); airbench's 'momentum 0.6' is 0.4 here.",
+        description="Batch norm running-average momentum m in PyTorch's convention, both engines: "
+        "running = (1 - m) * running + m * batch. Keras (and CS231n) write the weight kept on the old "
+        "value: Keras BatchNormalization(momentum=0.99) is bn_momentum: 0.01; airbench's 'momentum 0.6' is 0.4.",
     )
-    bn_eps: PositiveFloat = Field(1e-5, description="torch: batch norm epsilon.")
+    bn_eps: PositiveFloat = Field(
+        1e-5,
+        description="Batch norm epsilon added to the variance, both engines (PyTorch's default 1e-5); "
+        "Keras BatchNormalization(epsilon=1e-3) is bn_eps: 0.001 (the same meaning, another default).",
+    )
     bn_weight: bool = Field(
         True, description="torch: learn batch norm's scale (gamma); false keeps it fixed at 1 (the shift still learns)."
     )

@@ -27,13 +27,26 @@ OptimizerType = Literal[
     "muon",
 ]
 ScheduleType = Literal[
-    "constant", "step", "exponential", "cyclical", "one_cycle", "cosine", "warmup_linear"
+    "constant",
+    "step",
+    "exponential",
+    "inverse_time",
+    "cyclical",
+    "one_cycle",
+    "cosine",
+    "warmup_linear",
 ]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 
 
 class LossConfig(StrictModel):
-    """The training loss (softmax cross-entropy, or squared error against one-hot targets)."""
+    """The training loss (softmax cross-entropy, or squared error against one-hot targets).
+
+    ``squared`` costs ``0.5 * sum_c (z_c - onehot_c)^2`` per example on the raw scores z
+    (gradient ``z - onehot``); with ``half: false`` it costs ``sum_c (z_c - onehot_c)^2``
+    (gradient ``2 (z - onehot)``), the "mean sum of squared errors" of reports that write
+    the loss without the 1/2. ``reduction`` then averages or sums over the batch.
+    """
 
     type: Literal["cross_entropy", "squared"] = Field(
         "cross_entropy", description="cross_entropy (softmax) or squared (MSE on one-hot targets)."
@@ -44,6 +57,18 @@ class LossConfig(StrictModel):
     reduction: Literal["mean", "sum"] = Field(
         "mean", description="Average or sum the loss over a batch."
     )
+    half: bool = Field(
+        True,
+        description="squared: per example 0.5 * sum_c (z - onehot)^2 (true) or sum_c (z - onehot)^2 "
+        "without the 1/2 (false; gradient 2 (z - onehot)). Only squared has it.",
+    )
+
+    @model_validator(mode="after")
+    def _check_half(self) -> LossConfig:
+        if not self.half and self.type != "squared":
+            raise field_error("half", f"only loss type 'squared' has a 1/2 factor to drop, not '{self.type}'",
+                              self.half)
+        return self
 
 
 _LR = {
@@ -62,7 +87,7 @@ _LR = {
 # The value each type gets when the field is not given; a type missing from a field's table
 # does not use that field.
 _OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "momentum": {"momentum": 0.9, "nesterov": 0.9, "muon": 0.95},
+    "momentum": {"momentum": 0.9, "nesterov": 0.9, "rmsprop": 0.0, "muon": 0.95},
     "betas": {t: (0.9, 0.999) for t in ("adam", "adamw", "adamax", "nadam")},
     "eps": {
         "rmsprop": 1e-8,
@@ -106,6 +131,8 @@ class OptimizerConfig(StrictModel):
         description="momentum/nesterov: momentum coefficient mu (default 0.9). Both engines update "
         "v = mu*v - lr*g; p += v (nesterov: p += mu*v - lr*g with the new v), as Keras and CS231n; "
         "PyTorch's own SGD (buf = mu*buf + g; p -= lr*buf) is the same only at a constant lr. "
+        "rmsprop (default 0.0 = none): buf = mu*buf + g/(sqrt(v)+eps); p -= lr*buf, PyTorch's form "
+        "(Keras' RMSprop(momentum=mu) is the same at a constant lr). "
         "muon: buf = mu*buf + g (default 0.95).",
     )
     betas: tuple[Probability, Probability] | None = Field(
@@ -186,19 +213,22 @@ _SCHEDULE_FIELDS: dict[str, dict[str, Any]] = {
     "constant": {"warmup_steps": 0, "start_lr": _OPTIONAL},
     "step": {"step_size": None, "gamma": 0.1},
     "exponential": {"gamma": None},
+    "inverse_time": {"decay": None},
     "cyclical": {"min_lr": None, "max_lr": None, "step_size": None, "cycles": _OPTIONAL},
     "one_cycle": {"max_lr": None, "pct_start": 0.3, "min_lr": _OPTIONAL},
     "cosine": {"min_lr": 0.0, "warmup_steps": 0, "start_lr": _OPTIONAL},
     "warmup_linear": {"warmup_steps": None, "min_lr": 0.0, "start_lr": _OPTIONAL},
 }
-_STEP_SCHEDULES = ("cyclical", "one_cycle", "warmup_linear")
+_STEP_SCHEDULES = ("inverse_time", "cyclical", "one_cycle", "warmup_linear")
 
 
 class ScheduleConfig(StrictModel):
     """How the learning rate changes over training.
 
     constant: optimizer.lr (after optional linear warmup). step: lr * gamma every step_size.
-    exponential: lr * gamma each `per` (gamma 0.95 = 5 % less each epoch). cyclical: triangular
+    exponential: lr * gamma each `per` (gamma 0.95 = 5 % less each epoch). inverse_time:
+    lr / (1 + decay * t), t the optimizer steps taken so far (per: step, the default) or the
+    epochs completed (per: epoch): Keras' legacy ``SGD(lr, decay=...)``. cyclical: triangular
     between min_lr and max_lr, step_size per half cycle (Smith 2017). one_cycle: up from
     max_lr/25 to max_lr over pct_start of training, then down to min_lr. cosine: lr down to
     min_lr over training. warmup_linear: linear up to lr over warmup_steps, then down to min_lr.
@@ -207,12 +237,12 @@ class ScheduleConfig(StrictModel):
 
     type: ScheduleType = Field(
         "constant",
-        description="constant, step, exponential, cyclical, one_cycle, cosine, warmup_linear.",
+        description="constant, step, exponential, inverse_time, cyclical, one_cycle, cosine, warmup_linear.",
     )
     per: Literal["step", "epoch"] | None = Field(
         None,
-        description="Unit of step_size and of exponential decay: optimizer steps or epochs "
-        "(default step for cyclical/one_cycle/warmup_linear, else epoch).",
+        description="Unit of step_size, of exponential decay and of inverse_time's t: optimizer steps or "
+        "epochs (default step for inverse_time/cyclical/one_cycle/warmup_linear, else epoch).",
     )
     step_size: PositiveInt | None = Field(
         None, description="step: decay period; cyclical: half-cycle length."
@@ -244,6 +274,12 @@ class ScheduleConfig(StrictModel):
     pct_start: float | None = Field(
         None, gt=0.0, lt=1.0, description="one_cycle: fraction of training spent rising."
     )
+    decay: PositiveFloat | None = Field(
+        None,
+        description="inverse_time (required): lr_t = optimizer.lr / (1 + decay * t), t = steps taken so far "
+        "(per: step) or epochs completed (per: epoch). Keras' legacy SGD(decay=1e-3) is decay: 0.001 with "
+        "per: step (it decays every iteration, not every epoch).",
+    )
 
     @model_validator(mode="after")
     def _fill_per_type(self) -> ScheduleConfig:
@@ -257,6 +293,7 @@ class ScheduleConfig(StrictModel):
             "warmup_steps",
             "pct_start",
             "start_lr",
+            "decay",
         ):
             value = getattr(self, name)
             if name not in fields:
@@ -289,13 +326,33 @@ class ScheduleConfig(StrictModel):
 
 
 class RegularizationConfig(StrictModel):
-    """Penalties added to the loss: l1 * sum|W| + l2 * sum W^2 (Keras' kernel_regularizer)."""
+    """Penalties added to the loss, l1 * sum|W| + l2 * sum W^2 (Keras' kernel_regularizer),
+    and a shrink of the weights at every step.
+
+    Three ways to decay weights, not the same thing: ``l2`` is a loss term, so its gradient
+    ``2 * l2 * W`` is scaled by the lr and goes through the optimizer (Adam rescales it);
+    ``optimizer.weight_decay`` is PyTorch's (added to the gradient, or decoupled
+    ``lr * wd * W`` for adamw); ``shrink`` takes ``shrink * W`` off at every step whatever
+    the lr: ``W = W - lr * dW - shrink * W`` for SGD, as in hand-written update rules.
+    """
 
     l1: float = Field(0.0, ge=0.0, description="L1 penalty strength (lambda).")
     l2: float = Field(
-        0.0, ge=0.0, description="L2 penalty strength (lambda): l2 * sum of squared weights."
+        0.0,
+        ge=0.0,
+        description="L2 penalty strength (lambda): l2 * sum of squared weights added to the loss; its "
+        "gradient 2*l2*W is scaled by the lr (and by the optimizer).",
+    )
+    shrink: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Multiply every weight that apply_to covers by (1 - shrink) at each step, before the "
+        "optimizer's update, not scaled by the lr: W = W - lr*dW - shrink*W with SGD (a decay of "
+        "shrink*W per step, unlike l2 and optimizer.weight_decay, which the lr scales). Default 0 (off).",
     )
     apply_to: Literal["weights", "all"] = Field(
         "weights",
-        description="weights: kernels only (no biases, no batch-norm parameters); all: every parameter.",
+        description="weights: kernels only (no biases, no batch-norm parameters); all: every parameter. "
+        "For l1, l2 and shrink.",
     )

@@ -152,16 +152,18 @@ _DERIVED: dict[str, tuple[str, ...]] = {
             "cycles",
             "warmup_steps",
             "pct_start",
+            "decay",
         )
     ),
     "model.type": ("model.depth", "model.width"),
+    "data.normalize": ("data.center_by",),
     "model.init.scheme": ("model.init.sigma", "model.init.scale", "model.init.value"),
     "train.epochs": ("train.steps",),
     "train.steps": ("train.epochs",),
     "train.early_stopping.monitor": ("train.early_stopping.mode",),
     "train.reduce_on_plateau.monitor": ("train.reduce_on_plateau.mode",),
 }
-_RESET_TO = {"mode": "auto"}
+_RESET_TO = {"mode": "auto", "center_by": "channel"}
 
 
 def with_overrides(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from trainlab.errors import ConfigError
 
@@ -14,6 +14,7 @@ from .augment import AugmentConfig
 from .data import DataConfig
 from .model import ModelConfig
 from .optim import LossConfig, OptimizerConfig, RegularizationConfig, ScheduleConfig
+from .source import SourceEntry, key_problems
 from .train import TrainConfig
 
 _SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -77,6 +78,13 @@ class RunConfig(StrictModel):
     output: OutputConfig = Field(
         default_factory=OutputConfig, description="Where and what the run writes."
     )
+    source: dict[str, SourceEntry] = Field(
+        default_factory=dict,
+        description="Where each setting comes from: a dotted field path (covering every field below "
+        "it) -> published (a verbatim quote, with at: FILE:LINE of a source report or code: "
+        "owner/repo:path) or reading (our choice and why, with what else was tried). "
+        "See docs/provenance.md.",
+    )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> RunConfig:
@@ -87,6 +95,14 @@ class RunConfig(StrictModel):
                 value and what is allowed.
         """
         return _validate(data, source)
+
+    @field_validator("source")
+    @classmethod
+    def _check_source_keys(cls, source: dict[str, SourceEntry]) -> dict[str, SourceEntry]:
+        problems = key_problems(source, cls)
+        if problems:
+            raise field_error("", "; ".join(problems))
+        return source
 
     @model_validator(mode="after")
     def _check_across_sections(self) -> RunConfig:
@@ -176,8 +192,7 @@ class RunConfig(StrictModel):
                     "remove it or use engine: torch",
                     value,
                 )
-        for name, default in {"bn_momentum": 0.1, "bn_eps": 1e-5, "bn_weight": True, "head_bias": True,
-                              "head_scale": 1.0}.items():
+        for name, default in {"bn_weight": True, "head_bias": True, "head_scale": 1.0}.items():
             value = getattr(model, name)
             if value != default:
                 raise field_error(f"model.{name}", "engine 'numpy' has no such option: use engine: torch", value)

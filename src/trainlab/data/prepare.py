@@ -106,6 +106,7 @@ def prepare_data(
     skip_corrupt: bool = False,
     seed: int = 0,
     dtype: Any = np.float32,
+    center_by: str = "channel",
 ) -> PreparedData:
     """Load ``dataset``, split off a stratified validation set, subset, and normalise.
 
@@ -118,13 +119,18 @@ def prepare_data(
         limit: an int caps the training split; a dict {"train": n, "val": n, "test": n} caps
             each split it names. Subsets are stratified. Default None.
         normalize: "none" (raw 0..255 floats), "scale" (x / 255 * scale), "channel"
-            (per-channel mean/std) or "pixel" (per-pixel mean subtracted). Statistics come
-            from the (limited) training split only. Default "channel".
-        scale: the upper end of the range for ``normalize="scale"``. Default 1.0.
+            (per-channel mean/std), "pixel" (per-pixel mean subtracted), "feature" (each
+            position's mean/std) or "center" (x / 255 * scale less its mean); see
+            :mod:`.normalize`. Statistics come from the (limited) training split only.
+            Default "channel".
+        scale: the upper end of the range for ``normalize="scale"`` and ``"center"``.
+            Default 1.0.
         resize: passed to ``load_dataset``. Default None.
         skip_corrupt: passed to ``load_dataset``. Default False.
         seed: seeds the split and the subsets. Default 0.
         dtype: the float dtype of the arrays. Default np.float32.
+        center_by: ``normalize="center"``: subtract the mean of each "channel" or of each
+            "pixel" position. Default "channel".
     """
     raw = load_dataset(dataset, data_dir, resize=resize, skip_corrupt=skip_corrupt)
     train_idx, val_idx, test_idx = split_indices(
@@ -142,7 +148,7 @@ def prepare_data(
     n_train = len(raw.y_train)
     x_train_u8 = raw.x_train if len(train_idx) == n_train else raw.x_train[train_idx]
     # Statistics from the training split only: val and test must not leak into them.
-    normalizer = fit_normalizer(x_train_u8, normalize, scale)
+    normalizer = fit_normalizer(x_train_u8, normalize, scale, center_by)
     _, h, w, c = raw.x_train.shape
     return PreparedData(
         x_train=apply_normalizer(x_train_u8, normalizer, dtype),

@@ -12,6 +12,7 @@ from trainlab.engines.numpy import (
     l1_penalty,
     l2_penalty,
     relative_error,
+    shrink_weights,
     softmax,
     softmax_cross_entropy,
     squared_loss,
@@ -124,3 +125,38 @@ def test_penalty_gradients_are_numerically_right() -> None:
 def test_accuracy() -> None:
     z = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])  # (N, C)
     assert accuracy(z, np.array([1, 0, 0])) == pytest.approx(2 / 3)
+
+
+# -- squared loss without the 1/2 (loss.half: false) and the shrink -----------------------------
+def test_squared_loss_without_the_half_by_hand_and_gradient(batch) -> None:
+    z = np.array([[0.5, -1.0], [2.0, 0.0]])  # (N, C)
+    y = np.array([0, 1])
+    # example 0: (0.5 - 1)^2 + 1^2 = 1.25; example 1: 4 + 1 = 5 (seed E's mean sum of squared errors)
+    assert squared_loss(z, y, reduction="sum", half=False)[0] == pytest.approx(6.25)
+    loss, dz = squared_loss(z, y, half=False)
+    assert loss == pytest.approx(6.25 / 2)
+    np.testing.assert_allclose(dz, 2 * (z - np.eye(2)[y]) / 2)  # 2 (y_hat - y) / m
+    z, y = batch
+    for reduction in ("mean", "sum"):
+        _, dz = squared_loss(z, y, reduction=reduction, half=False)
+        num = numeric_grad(lambda a, r=reduction: squared_loss(a, y, reduction=r, half=False)[0], z)
+        assert relative_error(dz, num).max() < 1e-6
+
+
+def test_squared_loss_without_the_half_passes_the_model_gradient_check() -> None:
+    from trainlab.engines.numpy import build_mlp, gradcheck
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 5)), rng.integers(0, 3, 8)  # (N, D), (N,)
+    model = build_mlp(5, 3, [6], activation="sigmoid", batch_norm=True, rng=rng, dtype=np.float64)
+    rows = gradcheck(model, x, y, loss=lambda z, t: squared_loss(z, t, half=False), l2=0.01)
+    assert max(r.max_rel_error for r in rows) < 1e-6
+
+
+def test_shrink_weights_scales_what_apply_to_covers() -> None:
+    params = {"0.W": np.array([[1.0, -2.0]]), "0.b": np.array([3.0]), "1.gamma": np.array([-1.0])}
+    shrink_weights(params, 0.25)
+    np.testing.assert_array_equal(params["0.W"], [[0.75, -1.5]])
+    assert params["0.b"].tolist() == [3.0] and params["1.gamma"].tolist() == [-1.0]
+    shrink_weights(params, 0.5, apply_to="all")
+    assert params["0.b"].tolist() == [1.5] and params["1.gamma"].tolist() == [-0.5]

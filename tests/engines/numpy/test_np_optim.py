@@ -146,3 +146,60 @@ def test_make_optimizer_rejects_unknown_names() -> None:
     with pytest.raises(ValueError, match="betas"):
         make_optimizer("adam", betas=0.9)
     assert math.isclose(make_optimizer("adamw").weight_decay, 0.01)
+
+
+# -- RMSprop with momentum (PyTorch's form) ----------------------------------------------------
+def test_rmsprop_with_momentum() -> None:
+    a, eps, mu = 0.9, 1e-8, 0.8
+    c1 = (1 - a) * G1**2
+    buf1 = G1 / (np.sqrt(c1) + eps)
+    p1 = P0 - LR * buf1
+    c2 = a * c1 + (1 - a) * G2**2
+    buf2 = mu * buf1 + G2 / (np.sqrt(c2) + eps)
+    check("rmsprop", p1, p1 - LR * buf2, alpha=a, momentum=mu)
+
+
+def test_rmsprop_without_momentum_keeps_no_buffer() -> None:
+    opt = make_optimizer("rmsprop")
+    opt.step({"0.W": P0.copy()}, {"0.W": G1.copy()}, LR)
+    assert sorted(k for k in opt.state if k != "t") == ["cache:0.W"]
+    assert opt.state_dict()["hp:momentum"] == 0.0
+
+
+def test_rmsprop_momentum_matches_torch_under_a_changing_lr() -> None:
+    """The same update as ``torch.optim.RMSprop(momentum=...)``, lr changed between steps."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    p0 = rng.standard_normal(5)
+    grads = [rng.standard_normal(5) for _ in range(6)]
+    lrs = [0.1, 0.05, 0.05, 0.01, 0.2, 0.1]
+    opt = make_optimizer("rmsprop", alpha=0.95, eps=1e-6, momentum=0.9, weight_decay=0.01)
+    params = {"0.W": p0.copy()}
+    t = torch.nn.Parameter(torch.from_numpy(p0.copy()))
+    ref = torch.optim.RMSprop([t], lr=0.1, alpha=0.95, eps=1e-6, momentum=0.9, weight_decay=0.01)
+    for g, lr in zip(grads, lrs, strict=True):
+        opt.step(params, {"0.W": g.copy()}, lr)
+        ref.param_groups[0]["lr"] = lr
+        t.grad = torch.from_numpy(g.copy())
+        ref.step()
+    np.testing.assert_allclose(params["0.W"], t.detach().numpy(), rtol=1e-13, atol=1e-15)
+
+
+def test_rmsprop_momentum_resumes_exactly(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    params = {"0.W": rng.standard_normal(optim_mod.CHUNK + 3).astype(np.float32)}
+    grads = [{"0.W": rng.standard_normal(params["0.W"].shape).astype(np.float32)} for _ in range(4)]
+    ref, ref_params = make_optimizer("rmsprop", momentum=0.9), {"0.W": params["0.W"].copy()}
+    for g in grads:
+        ref.step(ref_params, g, 0.01)
+    first = make_optimizer("rmsprop", momentum=0.9)
+    for g in grads[:2]:
+        first.step(params, g, 0.01)
+    np.savez(tmp_path / "opt.npz", **first.state_dict())
+    resumed = make_optimizer("rmsprop", momentum=0.9)
+    resumed.load_state_dict(dict(np.load(tmp_path / "opt.npz")))
+    assert "buf:0.W" in resumed.state
+    for g in grads[2:]:
+        resumed.step(params, g, 0.01)
+    np.testing.assert_array_equal(params["0.W"], ref_params["0.W"])

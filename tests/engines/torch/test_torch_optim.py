@@ -15,7 +15,9 @@ from trainlab.engines.torch.optim import (
     clip_gradients,
     penalized_params,
     penalty,
+    shrink_before_step,
 )
+from trainlab.engines.torch.runtime import data_loss
 from trainlab.runs import read_metrics_csv
 from trainlab.schedules import lr_at
 
@@ -58,6 +60,7 @@ SCHEDULES = [
     {"type": "constant"},
     {"type": "step", "step_size": 1, "gamma": 0.5},
     {"type": "exponential", "gamma": 0.9},
+    {"type": "inverse_time", "decay": 0.2},
     {"type": "cyclical", "min_lr": 0.001, "max_lr": 0.1, "step_size": 3},
     {"type": "one_cycle", "max_lr": 0.1},
     {"type": "cosine", "min_lr": 0.001},
@@ -75,7 +78,7 @@ def test_every_schedule_sets_the_lr_of_each_step(schedule: dict[str, Any], fit_s
     for row in (r for r in rows if r["split"] == "train"):
         expected = lr_at(row["step"] - 1, base_lr=0.05, type=s.type, total_steps=18, steps_per_epoch=6,
                          per=s.per, step_size=s.step_size, gamma=s.gamma, min_lr=s.min_lr, max_lr=s.max_lr,
-                         cycles=s.cycles, warmup_steps=s.warmup_steps, pct_start=s.pct_start)
+                         cycles=s.cycles, warmup_steps=s.warmup_steps, pct_start=s.pct_start, decay=s.decay)
         assert row["lr"] == pytest.approx(expected, rel=1e-12)
 
 
@@ -153,3 +156,78 @@ def test_clipping_by_value_then_norm() -> None:
     norm = clip_gradients([a, b], None, 1.0)
     assert float(norm) == pytest.approx(5.0)
     assert float(torch.cat([a.grad, b.grad]).norm()) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_rmsprop_takes_a_momentum() -> None:
+    params = list(nn.Linear(3, 2).parameters())
+    assert build_optimizer(params, config(optimizer={"type": "rmsprop"}).optimizer).param_groups[0]["momentum"] == 0.0
+    opt = build_optimizer(params, config(optimizer={"type": "rmsprop", "momentum": 0.9}).optimizer)
+    assert isinstance(opt, torch.optim.RMSprop) and opt.param_groups[0]["momentum"] == 0.9
+
+
+# -- regularization.shrink: W = W - lr * dW - shrink * W, before each step ----------------------
+def test_shrink_takes_shrink_times_w_off_at_each_step_whatever_the_lr() -> None:
+    net = tiny_net()
+    reg = config(regularization={"shrink": 0.01}).regularization
+    opt = build_optimizer(net.parameters(), config(optimizer={"type": "sgd", "lr": 0.1}).optimizer)
+    shrink_before_step(opt, penalized_params(net, reg.apply_to), reg.shrink)
+    before = {k: v.detach().clone() for k, v in net.named_parameters()}
+    grads = {k: torch.randn_like(v) for k, v in before.items()}
+    for name, p in net.named_parameters():
+        p.grad = grads[name].clone()
+    opt.step()
+    for name, p in net.named_parameters():
+        shrunk = 0.01 * before[name] if name.endswith("weight") and name != "1.weight" else 0.0  # 1: batch norm
+        torch.testing.assert_close(p.detach(), before[name] - 0.1 * grads[name] - shrunk)
+
+
+def test_shrink_skips_a_step_the_gradient_scaler_skips() -> None:
+    p = nn.Parameter(torch.ones(2))
+    opt = build_optimizer([p], config(optimizer={"type": "sgd", "lr": 0.1}).optimizer)
+    shrink_before_step(opt, [p], 0.5)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    scaler.scale((p * torch.tensor([float("inf"), 1.0])).sum()).backward()  # an overflowing step
+    scaler.step(opt)
+    scaler.update()
+    assert p.detach().tolist() == [1.0, 1.0]  # neither updated nor shrunk
+    p.grad = None
+    scaler.scale(p.sum()).backward()
+    scaler.step(opt)
+    assert p.detach().tolist() == pytest.approx([1.0 - 0.1 * 1.0 - 0.5 * 1.0] * 2)  # W - lr * g - shrink * W
+
+
+def test_shrink_reaches_both_parts_of_a_muon_chain() -> None:
+    def step(shrink: float) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+        opt = build_optimizer(net.parameters(), config(optimizer={"type": "muon", "lr": 0.02}).optimizer,
+                              output_weight=net[2].weight)
+        shrink_before_step(opt, penalized_params(net), shrink)
+        net(torch.randn(8, 6)).square().sum().backward()
+        opt.step()
+        return {k: v.detach().clone() for k, v in net.named_parameters()}
+
+    torch.manual_seed(0)
+    start = {k: v.detach().clone() for k, v in nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).named_parameters()}
+    plain, shrunk = step(0.0), step(0.1)
+    # Muon's update does not read W: the shrink is exactly 0.1 W. AdamW (the output layer)
+    # then decays the shrunk W by lr * wd as it would the plain one.
+    torch.testing.assert_close(plain["0.weight"] - shrunk["0.weight"], 0.1 * start["0.weight"])
+    wd_factor = 1 - 0.001 * 0.01  # optimizer.other's defaults: adamw, lr 1e-3, weight_decay 0.01
+    torch.testing.assert_close(plain["2.weight"] - shrunk["2.weight"], 0.1 * wd_factor * start["2.weight"])
+    torch.testing.assert_close(plain["0.bias"], shrunk["0.bias"])
+
+
+def test_squared_loss_without_the_half() -> None:
+    logits = torch.tensor([[0.5, -1.0, 2.0], [0.0, 1.0, 0.0]], requires_grad=True)
+    y = torch.tensor([2, 0])
+    onehot = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    halved = config(loss={"type": "squared"})
+    full = config(loss={"type": "squared", "half": False})
+    sums = ((logits.detach() - onehot) ** 2).sum(1)  # (B,)
+    assert float(data_loss(halved, logits, y, None)) == pytest.approx(0.5 * float(sums.mean()))
+    value = data_loss(full, logits, y, None)
+    assert float(value) == pytest.approx(float(sums.mean()))
+    value.backward()
+    batch = len(y)
+    torch.testing.assert_close(logits.grad, 2 * (logits.detach() - onehot) / batch)

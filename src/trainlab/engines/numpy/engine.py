@@ -1,11 +1,12 @@
 """The NumPy engine: trains linear classifiers and MLPs written from scratch.
 
 One loop, readable top to bottom: shuffle, gather a batch, forward, loss and penalties,
-backward, clip, update; every ``eval_every`` steps evaluate, call the callbacks, and
-checkpoint when asked. The checkpoint holds the weights, the optimizer state, the random
-generators and the epoch's permutation, so a resumed run reproduces an uninterrupted one
-bit for bit on CPU. One fast path: where the update stays the same, SGD and momentum fold
-the weights' update into the GEMM of their gradient (``fused.py``).
+backward, clip, shrink (``regularization.shrink``), update; every ``eval_every`` steps
+evaluate, call the callbacks, and checkpoint when asked. The checkpoint holds the weights,
+the optimizer state, the random generators and the epoch's permutation, so a resumed run
+reproduces an uninterrupted one bit for bit on CPU. One fast path: where the update stays
+the same, SGD and momentum fold the weights' update into the GEMM of their gradient
+(``fused.py``).
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from trainlab.engines.numpy.losses import (
     accuracy,
     l1_penalty,
     l2_penalty,
+    shrink_weights,
     softmax,
     softmax_cross_entropy,
     squared_loss,
 )
 from trainlab.engines.numpy.model import Sequential, build_mlp
 from trainlab.engines.numpy.monitors import layer_monitors
-from trainlab.engines.numpy.optim import Optimizer, make_optimizer
+from trainlab.engines.numpy.optim import OPTIMIZERS, Optimizer, make_optimizer
 from trainlab.errors import ConfigError, TrainingError
 from trainlab.io import atomic_save_npz
 from trainlab.monitoring import MonitorWarnings
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from trainlab.data import PreparedData
 
 SUPPORTED_MODELS = ("linear", "mlp")
-SUPPORTED_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad")
+SUPPORTED_OPTIMIZERS = tuple(OPTIMIZERS)  # config.NUMPY_OPTIMIZERS lists the same (a test checks)
 EVAL_CHUNK = 4096
 
 
@@ -67,6 +69,8 @@ def build_model(config: RunConfig, input_dim: int, num_classes: int, rng: np.ran
         rng=rng,
         dtype=np.dtype(m.dtype),
         leaky_slope=m.leaky_slope,
+        bn_momentum=m.bn_momentum,
+        bn_eps=m.bn_eps,
     )
 
 
@@ -77,7 +81,7 @@ def build_optimizer(config: RunConfig) -> Optimizer:
     if o.type in ("momentum", "nesterov"):
         options["momentum"] = float(o.momentum)
     if o.type == "rmsprop":
-        options.update(alpha=float(o.alpha), eps=float(o.eps))
+        options.update(alpha=float(o.alpha), eps=float(o.eps), momentum=float(o.momentum or 0.0))
     if o.type == "adagrad":
         options["eps"] = float(o.eps)
     if o.type in ("adam", "adamw"):
@@ -90,7 +94,7 @@ def make_loss(config: RunConfig) -> Callable[[np.ndarray, np.ndarray], tuple[flo
     """``loss(logits, y) -> (value, dlogits)`` for the config's loss."""
     loss = config.loss
     if loss.type == "squared":
-        return lambda logits, y: squared_loss(logits, y, reduction=loss.reduction)
+        return lambda logits, y: squared_loss(logits, y, reduction=loss.reduction, half=loss.half)
     return lambda logits, y: softmax_cross_entropy(
         logits, y, reduction=loss.reduction, label_smoothing=loss.label_smoothing
     )
@@ -161,6 +165,7 @@ class _Training(TrainingLoop):
         self.fused = plan_fused_updates(
             self.model, self.optimizer, dtype=dtype, l1=reg.l1 or 0.0, l2=reg.l2 or 0.0,
             clipping=train.grad_clip_value is not None or train.grad_clip_norm is not None,
+            shrink=reg.shrink,
         )
         self.loss_fn = make_loss(config)
         self.permutation = np.arange(n)
@@ -225,6 +230,9 @@ class _Training(TrainingLoop):
                 f"The last good checkpoint is kept in {self.context.run_dir.path}. "
                 "Try a lower optimizer.lr, train.grad_clip_norm, or batch_norm"
             )
+        reg = self.config.regularization
+        if reg.shrink:  # before the update: W = W - lr*dW - shrink*W, both terms at the W of dW
+            shrink_weights(self.model.parameters(), reg.shrink, apply_to=reg.apply_to)
         self.optimizer.step(self.model.parameters(), self.model.gradients(), lr,
                             products=self.fused.products())
         return loss, batch_accuracy

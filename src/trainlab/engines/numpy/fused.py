@@ -19,7 +19,8 @@ GEMM accumulates in its own order). dW itself is never stored.
 weight, and only where the update is the same and nobody reads dW: float32 models
 (float64 is the dtype of the checks, gradcheck and parity, which read every gradient and
 so keep the plain path exactly), SGD or momentum, no gradient clipping (it needs every
-gradient before any update), no L1 penalty, and NumPy's BLAS exposing gemm and axpy.
+gradient before any update), no L1 penalty, no ``regularization.shrink`` (it rescales the
+weights between the gradient and the update), and NumPy's BLAS exposing gemm and axpy.
 Biases, batch norm and every other case keep the plain path. Monitors run their own plain
 backward between steps, so they always see dW.
 
@@ -208,6 +209,7 @@ def plan_fused_updates(
     clipping: bool = False,
     l1: float = 0.0,
     l2: float = 0.0,
+    shrink: float = 0.0,
 ) -> FusedUpdates:
     """The fast path for this run: every Linear weight when the update stays the same.
 
@@ -220,12 +222,13 @@ def plan_fused_updates(
             Default False.
         l1: the L1 strength; any L1 keeps the plain path. Default 0.
         l2: the L2 strength (``l2 * sum(W**2)``); folded into the update. Default 0.
+        shrink: ``regularization.shrink``; any shrink keeps the plain path. Default 0.
 
     Returns:
         The layers to fuse, or an empty :class:`FusedUpdates` (the plain path).
     """
     if (np.dtype(dtype) != np.float32 or not getattr(optimizer, "fusable", False) or clipping
-            or l1 or not BLAS_AVAILABLE):
+            or l1 or shrink or not BLAS_AVAILABLE):
         return FusedUpdates()
     layers = {f"{i}.W": layer for i, layer in enumerate(model.layers) if isinstance(layer, Linear)}
     return FusedUpdates(layers, decay=2.0 * float(l2))

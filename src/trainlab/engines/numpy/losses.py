@@ -69,13 +69,14 @@ def softmax_cross_entropy(
 
 
 def squared_loss(
-    logits: np.ndarray, y: np.ndarray, *, reduction: str = "mean"
+    logits: np.ndarray, y: np.ndarray, *, reduction: str = "mean", half: bool = True
 ) -> tuple[float, np.ndarray]:
     """Squared error of the raw scores against one-hot targets.
 
     Reading: example i costs ``0.5 * sum_c (z_ic - onehot(y_i)_c)^2`` (on the logits
-    themselves, no softmax); ``"mean"`` averages that over the N examples, ``"sum"`` adds
-    them. The gradient is ``z - onehot`` (divided by N for ``"mean"``).
+    themselves, no softmax), or ``sum_c (z_ic - onehot(y_i)_c)^2`` with ``half=False``;
+    ``"mean"`` averages that over the N examples, ``"sum"`` adds them. The gradient is
+    ``z - onehot`` (``2 (z - onehot)`` without the half), divided by N for ``"mean"``.
 
     Shapes: logits (N, C), y (N,) ints -> (loss: float, dlogits (N, C)).
     """
@@ -83,7 +84,11 @@ def squared_loss(
     n = logits.shape[0]
     diff = logits.copy()  # (N, C)
     diff[np.arange(n), y] -= 1
-    loss = 0.5 * float(np.sum(diff * diff))
+    loss = float(np.sum(diff * diff))
+    if half:
+        loss *= 0.5
+    else:
+        diff *= 2.0
     if reduction == "mean":
         loss /= n
         diff /= n
@@ -148,6 +153,18 @@ def l1_penalty(
     return value, pen
 
 
+def shrink_weights(params: dict[str, np.ndarray], shrink: float, *, apply_to: str = "weights") -> None:
+    """Multiply the parameters a penalty covers by ``1 - shrink`` in place.
+
+    The config's ``regularization.shrink``: applied just before an optimizer step, it makes
+    SGD's update ``W = W - lr * dW - shrink * W`` (a decay not scaled by the lr). Same
+    selection as :func:`l2_penalty` (``apply_to``: ``"weights"``, default, or ``"all"``).
+    """
+    factor = 1.0 - float(shrink)
+    for key in _penalised(params, apply_to):
+        params[key] *= factor
+
+
 def accuracy(logits: np.ndarray, y: np.ndarray) -> float:
     """Fraction of rows of logits (N, C) whose argmax equals the label y (N,)."""
     return float(np.mean(np.argmax(logits, axis=1) == y))
@@ -159,6 +176,7 @@ __all__ = [
     "l1_penalty",
     "l2_penalty",
     "log_softmax",
+    "shrink_weights",
     "softmax",
     "softmax_cross_entropy",
     "squared_loss",

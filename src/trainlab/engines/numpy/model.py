@@ -16,7 +16,7 @@ from trainlab.engines.numpy.layers import (
     Tanh,
 )
 
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "sigmoid", "tanh")
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "sigmoid", "tanh", "linear")
 RELU_FAMILY = ("relu", "leaky_relu", "elu")
 
 
@@ -126,6 +126,8 @@ def build_mlp(
     rng: np.random.Generator,
     dtype: np.dtype | type = np.float32,
     leaky_slope: float = 0.01,
+    bn_momentum: float = 0.1,
+    bn_eps: float = 1e-5,
 ) -> Sequential:
     """An MLP ``input_dim -> hidden[0] -> ... -> num_classes``; ``hidden=[]`` gives a
     linear classifier.
@@ -139,6 +141,8 @@ def build_mlp(
     output layer uses the same scheme. Weights and dropout masks come from ``rng``.
     ReLU runs in place (no copy), so the ``last_output`` of a layer feeding a ReLU holds
     the activated values; read pre-activation statistics before the next layer runs.
+    ``bn_momentum`` (default 0.1) and ``bn_eps`` (default 1e-5) are the config's, in
+    PyTorch's convention: BatchNorm keeps ``1 - bn_momentum`` of its running averages.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
@@ -151,16 +155,20 @@ def build_mlp(
         init_scheme = "he_normal" if activation in RELU_FAMILY else "glorot_uniform"
     init = {"init_scheme": init_scheme, "sigma": sigma, "scale": scale, "value": value}
 
+    def norm(dim: int) -> BatchNorm:
+        return BatchNorm(dim, momentum=1.0 - float(bn_momentum), eps=float(bn_eps), dtype=dtype)
+
     layers: list[Layer] = []
     dims = [int(input_dim), *(int(h) for h in hidden)]
     for d_in, d_out, p in zip(dims[:-1], dims[1:], drops, strict=True):
         bn_first = batch_norm and bn_position == "before"
         layers.append(Linear(d_in, d_out, rng=rng, bias=not bn_first, dtype=dtype, **init))
         if bn_first:
-            layers.append(BatchNorm(d_out, dtype=dtype))
-        layers.append(_activation(activation, leaky_slope))
+            layers.append(norm(d_out))
+        if activation != "linear":  # linear: no activation layer at all
+            layers.append(_activation(activation, leaky_slope))
         if batch_norm and bn_position == "after":
-            layers.append(BatchNorm(d_out, dtype=dtype))
+            layers.append(norm(d_out))
         if p > 0:
             layers.append(Dropout(p, rng=rng))
     layers.append(Linear(dims[-1], num_classes, rng=rng, dtype=dtype, **init))

@@ -226,21 +226,41 @@ class Nesterov(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """RMSprop: ``c = alpha * c + (1 - alpha) * g^2; p -= lr * g / (sqrt(c) + eps)``."""
+    """RMSprop: ``c = alpha * c + (1 - alpha) * g^2; p -= lr * g / (sqrt(c) + eps)``.
 
-    slots = ("cache",)
+    With ``momentum`` mu > 0 (PyTorch's form): ``buf = mu * buf + g / (sqrt(c) + eps);
+    p -= lr * buf`` (buf starts at zero). Keras' ``v = mu * v - lr * g / (...); p += v`` is
+    the same at a constant lr. At mu = 0 there is no buffer and the update is the plain one.
+    """
 
-    def __init__(self, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0
+    ) -> None:
         super().__init__(weight_decay)
-        self.alpha, self.eps = float(alpha), float(eps)
+        self.alpha, self.eps, self.momentum = float(alpha), float(eps), float(momentum)
+
+    @property
+    def slots(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The squared-gradient average, and the momentum buffer when mu > 0."""
+        return ("cache", "buf") if self.momentum else ("cache",)
 
     def _kernel(self, p, g, slots, tmp, lr):  # type: ignore[no-untyped-def]
-        (c,) = slots
+        c = slots[0]
         c *= self.alpha
         np.multiply(g, g, out=tmp)
         tmp *= 1 - self.alpha
         c += tmp
-        _scaled_descent(p, g, c, tmp, self.eps, lr)
+        if not self.momentum:
+            _scaled_descent(p, g, c, tmp, self.eps, lr)
+            return
+        buf = slots[1]
+        np.sqrt(c, out=tmp)
+        tmp += self.eps
+        np.divide(g, tmp, out=tmp)
+        buf *= self.momentum
+        buf += tmp
+        np.multiply(buf, lr, out=tmp)
+        p -= tmp
 
 
 class Adagrad(Optimizer):

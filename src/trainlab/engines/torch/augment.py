@@ -30,40 +30,45 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainlab.data.normalize import normalizer_affine
 from trainlab.engines.torch.color import LUMA, color_jitter, grayscale
 
 if TYPE_CHECKING:
     from trainlab.config import AugmentConfig
 
+
+def _constant(value: np.ndarray | float | None, default: float, device: torch.device | str) -> Any:
+    """``value`` as a float32 tensor on ``device`` (an array) or a Python float (a scalar);
+    ``default`` for None."""
+    if value is None:
+        return default
+    if isinstance(value, np.ndarray) and value.ndim:
+        return torch.from_numpy(value.astype(np.float32)).to(device)
+    return float(value)
+
+
 class PixelSpace:
     """Maps normalised images to pixel values in [0, 1] and back, from a data normaliser.
 
+    ``normalised = (pixels - b) / a`` with pixels in 0..255 (:func:`normalizer_affine`:
+    ``b`` the shift, ``a`` the spread), constants per channel, per position or scalar.
+
     Args:
-        normalizer: ``PreparedData.normalizer`` (kinds none, scale, channel, pixel).
+        normalizer: ``PreparedData.normalizer`` (any kind of :mod:`trainlab.data.normalize`).
         channels: number of image channels.
         device: where the constants live.
     """
 
     def __init__(self, normalizer: dict[str, Any] | None, channels: int, device: torch.device | str = "cpu") -> None:
-        kind = (normalizer or {}).get("kind", "none")
-        a: Any = 1.0
-        b: Any = 0.0
-        if kind == "channel":
-            a = torch.tensor(normalizer["std"], dtype=torch.float32).reshape(1, channels, 1, 1)  # type: ignore[index]
-            b = torch.tensor(normalizer["mean"], dtype=torch.float32).reshape(1, channels, 1, 1)  # type: ignore[index]
-        elif kind == "pixel":
-            b = torch.tensor(normalizer["mean"], dtype=torch.float32)[None]  # type: ignore[index]  # (1, C, H, W)
-        elif kind == "scale":
-            a = 255.0 / float(normalizer["scale"])  # type: ignore[index]
-        self.a = a.to(device) if isinstance(a, torch.Tensor) else a
-        self.b = b.to(device) if isinstance(b, torch.Tensor) else b
-        # float32 reciprocal of the float64 one, as the data layer multiplies by it: the
+        affine = normalizer_affine(normalizer or {"kind": "none"}, channels)
+        self.a: Any = _constant(affine.spread, 1.0, device)
+        self.b: Any = _constant(affine.shift, 0.0, device)
+        # The data layer's float32 factor (1 / std computed in float64, or scale / 255): the
         # normalised values of unpacked batches then equal the prepared ones bit for bit.
-        if kind == "channel":
-            inv = (1.0 / np.asarray(normalizer["std"], dtype=np.float64)).astype(np.float32)  # type: ignore[index]
-            self.inv_a: Any = torch.from_numpy(inv).reshape(1, channels, 1, 1).to(device)
-        else:
-            self.inv_a = float(np.float32(1.0 / a))
+        factor = affine.factor
+        if factor is not None and not (isinstance(factor, np.ndarray) and factor.ndim):
+            factor = float(np.float32(factor))
+        self.inv_a: Any = _constant(factor, 1.0, device)
 
     def to_unit(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised (B, C, H, W) -> pixels in [0, 1]."""

@@ -42,6 +42,7 @@ from trainlab.engines.torch.optim import (
     penalized_params,
     penalty,
     set_lr,
+    shrink_before_step,
 )
 from trainlab.engines.torch.runtime import (
     TrainOptions,
@@ -134,6 +135,7 @@ class _Training(TrainingLoop):
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.penalized = penalized_params(self.model, config.regularization.apply_to)
         self.optimizer = build_optimizer(self.params, config.optimizer, output_weight(self.model))
+        shrink_before_step(self.optimizer, self.penalized, config.regularization.shrink)
         self.average = build_average(self.model, train.ema, train.lookahead)
         self.data_gen = torch.Generator().manual_seed(stream_seed(config.seed, 1))
         self.augment = BatchAugment(config.augment, data.num_classes, self.pixels, self.device,
@@ -388,6 +390,9 @@ class _Training(TrainingLoop):
     def progress_figures(self) -> dict[str, float]:
         self.check_finite()
         return {"loss": float(self.last_total), "acc": self._train_accuracy()}
+
+    def step_loss(self) -> torch.Tensor:
+        return self.last_total  # a device scalar: steps.csv reads it when it flushes, not per step
 
     def _train_accuracy(self) -> float:
         """Training accuracy over the steps of the current interval (reads the device)."""

@@ -1,6 +1,6 @@
 """Optimizers, penalties and clipping of the torch engine.
 
-Three ways to shrink weights, side by side (they are not the same thing):
+Four ways to shrink weights, side by side (they are not the same thing):
 
 - ``regularization.l2`` (and ``l1``): a penalty *added to the loss*, Keras'
   ``kernel_regularizer`` semantics: ``loss += l2 * sum(W**2) + l1 * sum(|W|)`` over conv
@@ -11,12 +11,17 @@ Three ways to shrink weights, side by side (they are not the same thing):
   the L2 penalty with ``l2 = wd / 2``.
 - ``optimizer.weight_decay`` for adamw: *decoupled* decay (Loshchilov & Hutter),
   ``p -= lr * wd * p`` before the Adam step, never seen by the moment estimates.
+- ``regularization.shrink``: ``p *= 1 - shrink`` right before every step, for the
+  parameters ``apply_to`` covers, whatever the lr: with SGD ``W = W - lr * dW - shrink * W``
+  (hand-written update rules, seed E's). :func:`shrink_before_step` installs it.
 
 Momentum and Nesterov follow the config's documented form, the NumPy engine's and Keras':
 ``v = mu * v - lr * g; p += v`` (Nesterov: ``p += mu * v - lr * g`` with the new ``v``).
 PyTorch's SGD keeps ``buf = mu * buf + g; p -= lr * buf`` instead: the two agree at a
 constant learning rate but not under a schedule (the velocity here keeps the lr each
-gradient was taken with), so :class:`MomentumSGD` implements the config's form.
+gradient was taken with), so :class:`MomentumSGD` implements the config's form. RMSprop's
+``momentum`` is PyTorch's own form, ``buf = mu * buf + g / (sqrt(v) + eps); p -= lr * buf``,
+as the config documents and the NumPy engine implements.
 
 The learning rate is written into every parameter group before each step, from
 :func:`trainlab.schedules.lr_at` times the plateau scale, times the group's
@@ -38,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from trainlab.engines.torch.muon import Muon, OptimizerChain
+from trainlab.engines.torch.muon import Muon, OptimizerChain, optimizer_parts
 from trainlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -172,7 +177,7 @@ def _build_single(params: list[nn.Parameter], o: OptimizerConfig) -> torch.optim
                            weight_decay=wd)
     if o.type == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=float(o.alpha or 0.99), eps=float(o.eps or 1e-8),
-                                   weight_decay=wd, foreach=True)
+                                   weight_decay=wd, momentum=float(o.momentum or 0.0), foreach=True)
     betas = tuple(float(b) for b in (o.betas or (0.9, 0.999)))
     if o.type == "adam":
         return torch.optim.Adam(params, lr=lr, betas=betas, eps=float(o.eps or 1e-8), weight_decay=wd,
@@ -200,8 +205,40 @@ def set_lr(optimizer: torch.optim.Optimizer | OptimizerChain, lr: float) -> None
         group["lr"] = lr * group.get("lr_factor", 1.0)
 
 
+def shrink_before_step(optimizer: torch.optim.Optimizer | OptimizerChain, params: list[nn.Parameter],
+                       shrink: float) -> None:
+    """Multiply ``params`` by ``1 - shrink`` right before each step of ``optimizer``.
+
+    ``regularization.shrink``: with SGD the step becomes ``W = W - lr * dW - shrink * W``,
+    dW taken at the unshrunk W, as the NumPy engine does. A step pre-hook rather than a call
+    in the training step, so that a step the fp16 gradient scaler skips shrinks nothing
+    either; each part of a muon chain shrinks its own parameters. Nothing is installed
+    when ``shrink`` is 0.
+
+    Args:
+        optimizer: the optimizer (or muon chain) that steps ``params``.
+        params: the parameters to shrink (:func:`penalized_params`).
+        shrink: the fraction taken off at every step, in [0, 1).
+    """
+    if not shrink:
+        return
+    factor = 1.0 - float(shrink)
+    for part in optimizer_parts(optimizer):
+        owned = {id(p) for group in part.param_groups for p in group["params"]}
+        mine = [p for p in params if id(p) in owned]
+        if not mine:
+            continue
+
+        def hook(_optimizer: Any, _args: Any, _kwargs: Any, mine: list[nn.Parameter] = mine) -> None:
+            with torch.no_grad():
+                torch._foreach_mul_(mine, factor)
+
+        part.register_step_pre_hook(hook)
+
+
 def penalized_params(model: nn.Module, apply_to: str = "weights") -> list[nn.Parameter]:
-    """Parameters the L1/L2 penalties cover: conv and dense kernels, or all with ``"all"``."""
+    """Parameters the L1/L2 penalties and the shrink cover: conv and dense kernels, or all
+    with ``"all"``."""
     if apply_to == "all":
         return [p for p in model.parameters() if p.requires_grad]
     return [
@@ -256,4 +293,5 @@ __all__ = [
     "penalized_params",
     "penalty",
     "set_lr",
+    "shrink_before_step",
 ]

@@ -113,9 +113,12 @@ def data_loss(config: RunConfig, logits: torch.Tensor, y: torch.Tensor, soft: to
     loss = config.loss
     logits = logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
     if loss.type == "squared":
-        # 0.5 * sum_c (z - onehot)^2 per example, as the NumPy engine's squared loss.
+        # 0.5 * sum_c (z - onehot)^2 per example (sum_c ... with loss.half false), as the
+        # NumPy engine's squared loss.
         target = soft if soft is not None else F.one_hot(y, logits.shape[1]).to(logits.dtype)
-        per_example = 0.5 * ((logits - target) ** 2).sum(1)  # (B,)
+        per_example = ((logits - target) ** 2).sum(1)  # (B,)
+        if loss.half:
+            per_example = 0.5 * per_example
         return per_example.mean() if loss.reduction == "mean" else per_example.sum()
     return F.cross_entropy(logits, soft if soft is not None else y,
                            label_smoothing=loss.label_smoothing, reduction=loss.reduction)

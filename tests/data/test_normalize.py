@@ -1,0 +1,147 @@
+"""The ``feature`` and ``center`` normalisations: values by hand, statistics from the training
+split only, the torch engine's pixel space, and a finished run that applies them again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+import trainlab.api as tl
+from trainlab.config import RunConfig, config_schema, with_overrides
+from trainlab.data import prepare_data
+from trainlab.data.normalize import apply_normalizer, feature_stats, fit_normalizer
+from trainlab.engines.torch.augment import PixelSpace, pack_images, unpack_images
+from trainlab.errors import ConfigError
+from trainlab.predict import evaluate_run
+
+# (N, H, W, C) uint8 images; position (0, 0) of channel 1 is constant (std 0), like MNIST's corners.
+IMAGES = np.random.default_rng(0).integers(0, 256, (30, 5, 4, 3), dtype=np.uint8)
+IMAGES[:, 0, 0, 1] = 77
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """One thread: the machine is shared (the torch engine reads TRAINLAB_NUM_THREADS)."""
+    monkeypatch.setenv("TRAINLAB_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def as_nchw(x: np.ndarray) -> np.ndarray:
+    return x.transpose(0, 3, 1, 2).astype(np.float64)  # (N, C, H, W)
+
+
+def test_feature_stats_are_exact() -> None:
+    mean, std = feature_stats(IMAGES)
+    np.testing.assert_allclose(mean, IMAGES.astype(np.float64).mean(axis=0), rtol=1e-15)
+    np.testing.assert_allclose(std, IMAGES.astype(np.float64).std(axis=0), rtol=1e-12, atol=1e-12)
+    assert std[0, 0, 1] == 0.0
+
+
+def test_feature_standardises_every_position() -> None:
+    normalizer = fit_normalizer(IMAGES, "feature")
+    out = apply_normalizer(IMAGES, normalizer, np.float64)  # (N, C, H, W)
+    raw = as_nchw(IMAGES)
+    std = raw.std(axis=0)
+    std[1, 0, 0] = 1.0  # the constant position is only centred
+    np.testing.assert_allclose(out, (raw - raw.mean(axis=0)) / std, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-12)
+    stds = out.std(axis=0)
+    assert stds[1, 0, 0] == 0.0 and np.allclose(np.delete(stds.reshape(-1), 1 * 20), 1.0)
+    assert normalizer["kind"] == "feature" and np.asarray(normalizer["mean"]).shape == (3, 5, 4)
+
+
+@pytest.mark.parametrize("center_by", ["channel", "pixel"])
+def test_center_scales_then_subtracts_the_mean_without_dividing(center_by: str) -> None:
+    normalizer = fit_normalizer(IMAGES, "center", 100.0, center_by)
+    out = apply_normalizer(IMAGES, normalizer, np.float64)  # (N, C, H, W)
+    scaled = as_nchw(IMAGES) / 255 * 100  # pixels in [0, 100]
+    mean = scaled.mean(axis=(0, 2, 3), keepdims=True) if center_by == "channel" else scaled.mean(axis=0)
+    np.testing.assert_allclose(out, scaled - mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out.std(), (scaled - mean).std(), rtol=1e-12)  # no division
+    assert normalizer["by"] == center_by and normalizer["scale"] == 100.0
+    assert np.asarray(normalizer["mean"]).shape == ((3,) if center_by == "channel" else (3, 5, 4))
+
+
+@pytest.mark.parametrize(("kind", "center_by"), [("feature", "channel"), ("center", "channel"),
+                                                 ("center", "pixel")])
+def test_the_torch_pixel_space_reads_the_new_kinds(kind: str, center_by: str) -> None:
+    """Batches packed as uint8 and unpacked equal the prepared arrays bit for bit; colour
+    augmentations map them to [0, 1] and back."""
+    normalizer = fit_normalizer(IMAGES, kind, 100.0, center_by)
+    normalised = apply_normalizer(IMAGES, normalizer)  # (N, C, H, W) float32
+    space = PixelSpace(normalizer, 3)
+    packed = pack_images(normalised, space)
+    assert packed.dtype == torch.uint8
+    assert torch.equal(packed, torch.from_numpy(IMAGES.transpose(0, 3, 1, 2).copy()))
+    assert torch.equal(unpack_images(packed, space), torch.from_numpy(normalised))
+    x = torch.from_numpy(normalised)
+    torch.testing.assert_close(space.to_unit(x) * 255, torch.from_numpy(as_nchw(IMAGES)).float(),
+                               atol=1e-3, rtol=1e-5)
+    torch.testing.assert_close(space.from_unit(space.to_unit(x)), x, atol=1e-4, rtol=1e-5)
+
+
+def test_statistics_come_from_the_training_split_only(tmp_path: Path) -> None:
+    root = image_folder(tmp_path / "pets")
+    for kind, center_by in (("feature", "channel"), ("center", "pixel")):
+        data = prepare_data(str(root), val_fraction=0.25, normalize=kind, center_by=center_by, seed=0)
+        raw = prepare_data(str(root), val_fraction=0.25, normalize="none", seed=0, dtype=np.float64)
+        np.testing.assert_allclose(data.normalizer["mean"], raw.x_train.mean(axis=0), rtol=1e-12)
+        assert not np.allclose(data.normalizer["mean"], np.concatenate([raw.x_train, raw.x_val]).mean(axis=0))
+
+
+def test_config_checks_and_describes_them() -> None:
+    def build(data: dict[str, Any]) -> RunConfig:
+        return RunConfig.from_dict({"data": {"dataset": "mnist", **data}, "model": {"type": "linear"}})
+
+    assert build({"normalize": "center", "center_by": "pixel", "scale": 100}).data.center_by == "pixel"
+    assert build({"normalize": "feature"}).data.center_by == "channel"
+    with pytest.raises(ConfigError, match=r"data\.center_by: only used by normalize: center, not 'scale'"):
+        build({"normalize": "scale", "center_by": "pixel"})
+    # A study or an override that changes normalize drops a center_by it no longer uses.
+    changed = with_overrides(build({"normalize": "center", "center_by": "pixel"}), ["data.normalize=feature"])
+    assert (changed.data.normalize, changed.data.center_by) == ("feature", "channel")
+    fields = config_schema()["$defs"]["DataConfig"]["properties"]
+    assert "feature:" in fields["normalize"]["description"] and "center:" in fields["normalize"]["description"]
+    assert "mean image" in fields["center_by"]["description"]
+
+
+# -- a finished run applies the same normalisation -----------------------------------------------
+def image_folder(root: Path, per_class: int = 24) -> Path:
+    """train/<class>/ and a labelled test/<class>/ of 6x6 PNGs whose colour gives the class."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("test", 8)):
+        for label, name in enumerate(("cat", "dog")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            base = np.array([190, 70, 70] if label == 0 else [70, 70, 190], dtype=np.float64)
+            for i in range(count):
+                pixels = np.clip(base + rng.normal(0, 50, size=(6, 6, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize(("engine", "data"), [
+    ("numpy", {"normalize": "feature"}),
+    ("torch", {"normalize": "center", "center_by": "pixel", "scale": 100.0}),
+    ("numpy", {"normalize": "center", "center_by": "channel", "scale": 10.0}),
+])
+def test_evaluate_applies_the_runs_normalisation(tmp_path: Path, engine: str, data: dict[str, Any]) -> None:
+    root = image_folder(tmp_path / "pets")
+    cfg = {"name": "pets", "engine": engine, "data": {"dataset": str(root), "val_fraction": 0.0, **data},
+           "model": {"type": "mlp", "hidden": [8]}, "optimizer": {"type": "sgd", "lr": 0.01},
+           "train": {"epochs": 2, "batch_size": 8}, "output": {"dir": str(tmp_path / "runs"), "report": False}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = tl.run(path, run_id="r", progress=False, echo=False)
+    result = evaluate_run(run.path)
+    assert result["matches_summary"] is True
+    assert result["test_loss"] == pytest.approx(run.summary["test_loss"], rel=1e-6)
