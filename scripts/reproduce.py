@@ -268,7 +268,7 @@ def render(rows: Sequence[Row], results: dict[str, list[Result]], engines: dict[
         got = results.get(row.id, [])
         values = [r.value for r in got if r.value is not None]
         mean_sd, span = describe(values)
-        seeds = f"{len(got)}/{row.seeds}" + (" (partial)" if len(got) < row.seeds else "")
+        seeds = f"{len(got)}/{row.seeds}" + (" (partial)" if 0 < len(got) < row.seeds else "")
         published = row.published_text or (f"{row.published:.2f}" if row.published is not None else "—")
         seconds = f"{statistics.fmean(r.seconds for r in got):.0f}" if got else "—"
         trained = [r.epochs for r in got if r.epochs is not None]
