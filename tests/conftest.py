@@ -28,3 +28,14 @@ def real_data() -> Path:
             "(e.g. TRAINLAB_DATA=../shared/datasets; `make test` sets it)"
         )
     return Path(env)
+
+
+@pytest.fixture
+def one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """One torch thread: the machine is shared (the torch engine reads TRAINLAB_NUM_THREADS)."""
+    import torch
+
+    monkeypatch.setenv("TRAINLAB_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

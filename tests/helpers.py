@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from trainlab.callbacks.base import Callback
+
 
 def write_config(path: Path, output_dir: Path, **sections: Any) -> Path:
     """Write a run config with sensible small defaults; ``sections`` replace whole sections."""
@@ -30,3 +32,14 @@ def timeless(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Metrics (or steps.csv) rows without ``elapsed``: the training clock differs between two
     runs of one config, while every other cell must match exactly."""
     return [{key: value for key, value in row.items() if key != "elapsed"} for row in rows]
+
+
+class InterruptAt(Callback):
+    """Stands in for a kill: raises KeyboardInterrupt at the evaluation of optimizer step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_evaluate(self, state: Any, rows: list[dict[str, Any]]) -> None:
+        if state.step == self.step:
+            raise KeyboardInterrupt

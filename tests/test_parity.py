@@ -9,7 +9,6 @@ optimizer, schedule, penalty and clipping) and asks for a relative difference of
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +28,7 @@ ACTIVATIONS = ["relu", "leaky_relu", "elu", "sigmoid", "tanh"]
 BN_POSITIONS = [None, "before", "after"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """One thread: the machine is shared (the torch engine reads TRAINLAB_NUM_THREADS)."""
-    monkeypatch.setenv("TRAINLAB_NUM_THREADS", "1")
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def config(activation: str = "relu", bn: str | None = "before", **sections: Any) -> RunConfig:

@@ -31,7 +31,9 @@ Types and formulas:
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Protocol, get_args
+
+from trainlab.config.optim import ScheduleType
 
 
 class ScheduleLike(Protocol):
@@ -49,16 +51,8 @@ class ScheduleLike(Protocol):
     start_lr: float | None
     decay: float | None
 
-SCHEDULES = (
-    "constant",
-    "step",
-    "exponential",
-    "inverse_time",
-    "cyclical",
-    "one_cycle",
-    "cosine",
-    "warmup_linear",
-)
+# The schedule types the config accepts (config.optim.ScheduleType), in one place.
+SCHEDULES: tuple[str, ...] = get_args(ScheduleType)
 
 
 def _need(name: str, value: float | None, schedule: str) -> float:

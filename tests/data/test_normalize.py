@@ -3,7 +3,6 @@ split only, the torch engine's pixel space, and a finished run that applies them
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,7 @@ IMAGES = np.random.default_rng(0).integers(0, 256, (30, 5, 4, 3), dtype=np.uint8
 IMAGES[:, 0, 0, 1] = 77
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """One thread: the machine is shared (the torch engine reads TRAINLAB_NUM_THREADS)."""
-    monkeypatch.setenv("TRAINLAB_NUM_THREADS", "1")
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def as_nchw(x: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.helpers import timeless
+from tests.helpers import InterruptAt, timeless
 from trainlab.api import build_callbacks
 from trainlab.callbacks import Callback, CallbackList, TrainState
 from trainlab.config import NUMPY_OPTIMIZERS, RunConfig, config_schema
@@ -140,15 +140,6 @@ def test_shrink_keeps_the_plain_path() -> None:
 
 
 # -- inverse_time: logged lr and exact resume ------------------------------------------------------
-class _InterruptAt(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_evaluate(self, state: Any, rows: list[dict[str, Any]]) -> None:
-        if state.step == self.step:
-            raise KeyboardInterrupt
-
-
 def test_inverse_time_logs_its_lr_and_resumes_exactly(tmp_path: Path) -> None:
     cfg = config(optimizer={"type": "rmsprop", "lr": 0.01, "momentum": 0.9},
                  schedule={"type": "inverse_time", "decay": 0.3},
@@ -158,7 +149,7 @@ def test_inverse_time_logs_its_lr_and_resumes_exactly(tmp_path: Path) -> None:
     for row in (r for r in rows if r["split"] == "train"):
         assert row["lr"] == pytest.approx(0.01 / (1 + 0.3 * (row["step"] - 1)), rel=1e-12)
     with pytest.raises(KeyboardInterrupt):
-        fit(tmp_path, cfg, "cut", extra=(_InterruptAt(10),))
+        fit(tmp_path, cfg, "cut", extra=(InterruptAt(10),))
     resumed = fit(tmp_path, cfg, "cut", resume=True)
     assert timeless(read_metrics_csv(resumed / "metrics.csv")[0]) == timeless(rows)
     with np.load(resumed / "checkpoint.npz") as a, np.load(reference / "checkpoint.npz") as b:

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import trainlab.api as tl
-from tests.helpers import timeless, write_config
-from trainlab.callbacks import Callback
+from tests.helpers import InterruptAt, timeless, write_config
 from trainlab.engines.numpy import Linear, build_mlp, fused, make_optimizer, softmax_cross_entropy
 from trainlab.engines.numpy import engine as engine_mod
 from trainlab.engines.numpy.fused import FusedUpdates, plan_fused_updates
@@ -120,15 +119,6 @@ def test_deferring_is_for_one_backward_only() -> None:
 
 
 # -- through the engine --------------------------------------------------------------------
-class _InterruptAt(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_evaluate(self, state: Any, rows: list[dict[str, Any]]) -> None:
-        if state.step == self.step:
-            raise KeyboardInterrupt
-
-
 def _fused_config(tmp_path: Path) -> Path:
     return write_config(tmp_path / "c.yaml", tmp_path / "runs", model={"type": "mlp", "hidden": [32, 16]},
                         optimizer={"type": "momentum", "lr": 0.05}, regularization={"l2": 1e-3},
@@ -150,7 +140,7 @@ def test_engine_runs_the_fast_path_like_the_plain_one_and_resumes_exactly(
 
     # Interrupted after the checkpoint of step 40, resumed: the same run bit for bit.
     with pytest.raises(KeyboardInterrupt):
-        tl.run(cfg, run_id="cut", progress=False, echo=False, callbacks=[_InterruptAt(50)])
+        tl.run(cfg, run_id="cut", progress=False, echo=False, callbacks=[InterruptAt(50)])
     resumed = tl.run(resume=tmp_path / "runs" / "t" / "cut", progress=False, echo=False)
     assert timeless(resumed.metrics) == timeless(reference.metrics)
     with np.load(resumed.path / "checkpoint.npz") as a, np.load(reference.path / "checkpoint.npz") as b:
