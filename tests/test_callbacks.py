@@ -140,3 +140,13 @@ def test_state_dicts_round_trip_for_resume() -> None:
 def test_unknown_hook_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown callback hook"):
         CallbackList([]).call("on_batch_end", TrainState())
+
+
+def test_window_rule_alone_when_patience_is_not_given() -> None:
+    """Seed A's moving-window stop: the patience rule stays off unless the config names it."""
+    from trainlab.config.train import EarlyStoppingConfig
+
+    windowed = EarlyStoppingConfig(monitor="test_accuracy", window=10, threshold=1e-4)
+    assert windowed.patience is None
+    assert EarlyStoppingConfig(monitor="val_loss").patience == 5
+    assert EarlyStoppingConfig(monitor="test_accuracy", window=10, patience=7).patience == 7

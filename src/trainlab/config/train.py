@@ -16,7 +16,9 @@ class EarlyStoppingConfig(StrictModel):
 
     An evaluation is "bad" when it improves on the best value by less than ``min_delta``;
     with ``window``, when it improves on the mean of the previous ``window`` values by less
-    than ``threshold``. Training stops after more than ``patience`` bad evaluations in a row.
+    than ``threshold``. Training stops after ``patience`` bad evaluations in a row (Keras'
+    rule), or at the first bad one under the window rule. With ``window``, the patience rule
+    is off unless ``patience`` is given.
     """
 
     monitor: Monitor = Field(
@@ -25,7 +27,12 @@ class EarlyStoppingConfig(StrictModel):
     mode: Mode = Field(
         "auto", description="min, max, or auto (max for accuracies, min for losses)."
     )
-    patience: int = Field(5, ge=0, description="Bad evaluations tolerated before stopping.")
+    patience: int | None = Field(
+        None,
+        ge=0,
+        description="Stop after this many evaluations in a row without improvement (default 5; with "
+        "window: off unless given).",
+    )
     min_delta: float = Field(
         0.0, ge=0.0, description="Smallest change over the best value that counts as better."
     )
@@ -48,6 +55,8 @@ class EarlyStoppingConfig(StrictModel):
                 "threshold", "only used with window (the moving-window rule)", self.threshold
             )
         self.mode = resolve_mode(self.monitor, self.mode)
+        if self.patience is None and self.window is None:
+            self.patience = 5
         return self
 
 
