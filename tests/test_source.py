@@ -263,9 +263,10 @@ def test_list_sources_gives_each_field_its_origin(tmp_path: Path) -> None:
     assert "output.dir" not in rows and not any(p.startswith("source") for p in rows)
     counts = listing.counts()
     assert counts["published"] == 1 and counts["reading"] == 1
-    # name, engine, data.dataset, model.type, optimizer.type, train.batch_size and train.shuffle:
-    assert counts["set"] == 7
-    assert listing.summary() == f"1 published, 1 reading, 7 set without source, {counts['default']} default"
+    # engine, data.dataset, model.type, optimizer.type, train.batch_size and train.shuffle (name and
+    # seed are not settings: they are not listed):
+    assert counts["set"] == 6 and "name" not in rows and "seed" not in rows
+    assert listing.summary() == f"1 published, 1 reading, 6 set without source, {counts['default']} default"
 
 
 def test_config_show_provenance(tmp_path: Path, seeds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -277,7 +278,7 @@ def test_config_show_provenance(tmp_path: Path, seeds: Path, monkeypatch: pytest
     assert 'published 002:5 "In the first baseline the dense layer"' in out
     assert "reading: the report gives no run length <b>" in out
     assert f"set in {run} (no source entry)" in out and "default" in out
-    assert "1 published, 1 reading, 6 set without source," in out
+    assert "1 published, 1 reading, 5 set without source," in out
 
     result = CliRunner().invoke(app, ["config", "show", str(run), "--provenance", "--check-quotes", str(seeds)])
     assert result.exit_code == 0, result.output

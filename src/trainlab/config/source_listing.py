@@ -21,7 +21,9 @@ Kind = Literal["published", "reading", "set", "default"]
 KINDS: tuple[Kind, ...] = ("published", "reading", "set", "default")
 #: Top-level keys of a resolved config that are not settings: where the run writes, the
 #: section this listing explains, and the versions and data fingerprint a run directory adds.
-LEFT_OUT = ("output", "source", "provenance")
+# Not settings: where the run writes, its identity (name, seed: a row runs several), and the
+# sections that describe the run rather than configure it.
+LEFT_OUT = ("name", "seed", "output", "source", "provenance")
 
 
 @dataclass(frozen=True)
