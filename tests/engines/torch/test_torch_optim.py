@@ -225,7 +225,7 @@ def test_squared_loss_without_the_half() -> None:
     halved = config(loss={"type": "squared"})
     full = config(loss={"type": "squared", "half": False})
     sums = ((logits.detach() - onehot) ** 2).sum(1)  # (B,)
-    assert float(data_loss(halved, logits, y, None)) == pytest.approx(0.5 * float(sums.mean()))
+    assert float(data_loss(halved, logits, y, None).detach()) == pytest.approx(0.5 * float(sums.mean()))
     value = data_loss(full, logits, y, None)
     assert float(value) == pytest.approx(float(sums.mean()))
     value.backward()
