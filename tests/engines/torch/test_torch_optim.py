@@ -227,7 +227,7 @@ def test_squared_loss_without_the_half() -> None:
     sums = ((logits.detach() - onehot) ** 2).sum(1)  # (B,)
     assert float(data_loss(halved, logits, y, None).detach()) == pytest.approx(0.5 * float(sums.mean()))
     value = data_loss(full, logits, y, None)
-    assert float(value) == pytest.approx(float(sums.mean()))
+    assert float(value.detach()) == pytest.approx(float(sums.mean()))
     value.backward()
     batch = len(y)
     torch.testing.assert_close(logits.grad, 2 * (logits.detach() - onehot) / batch)
