@@ -31,6 +31,7 @@ from trainlab.config.leakage import run_leakage_warning
 from trainlab.engines.base import FitContext, get_engine
 from trainlab.engines.step_log import read_steps_csv
 from trainlab.errors import ConfigError, TrainlabError
+from trainlab.gradcheck_run import gradcheck
 from trainlab.runs import RunDir, create_run_dir, default_run_id, open_run_dir, package_versions
 
 # config.yaml of a run holds the resolved config plus this section, which is not config.
@@ -313,112 +314,6 @@ def validate_files(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]
     return results
 
 
-def gradcheck(
-    config: RunConfig | str | Path,
-    *,
-    overrides: Sequence[str] | None = None,
-    batch_size: int = 8,
-    entries: int | None = 100,
-    eps: float = 1e-5,
-    eps_values: Sequence[float] | None = None,
-    data_dir: str | Path | None = None,
-    layer: int | None = None,
-    n_values: Sequence[int] | None = None,
-) -> dict[str, Any]:
-    """Numerical gradient check of a NumPy-engine config's model on a small real batch.
-
-    The model is built as the config says, in float64, and every parameter (W, b, gamma,
-    beta) is compared with centred finite differences, including the config's L1/L2
-    penalties. Dropout masks are frozen during the check.
-
-    Args:
-        config: a config or its path (``engine: numpy``).
-        overrides: ``"a.b=value"`` strings. Default None.
-        batch_size: examples in the batch. Default 8.
-        entries: entries checked per parameter, a seeded sample; None checks all. Default 100.
-        eps: the finite-difference step. Default 1e-5.
-        eps_values: also report the largest error for each of these steps. Default None.
-        data_dir: where datasets are read from. Default None.
-        layer: check only the weights of this affine layer (1 = input to first hidden), its
-            first ``entries`` weights rather than a sample (seed B's check). Default None.
-        n_values: also difference those weights with eps = 1/N for each N (seed B's sweep;
-            ``engines.numpy.gradcheck.n_grid()``); needs ``layer``. Default None.
-
-    Returns:
-        ``{"rows": [...], "max_rel_error": float, "eps_sweep": [...], "layer": int or None,
-        "layer_key": its parameter key ("2.W") or None, "n_sweep": [...]}``; each row has
-        ``name``, ``shape``, ``entries``, ``max_rel_error`` and ``max_abs_error``; each
-        ``n_sweep`` row ``n``, ``eps``, ``max_abs_diff``, ``max_rel_error`` and ``zeros``.
-    """
-    import numpy as np
-
-    from trainlab.data import prepare_data
-    from trainlab.engines.numpy.engine import build_model, make_loss
-    from trainlab.engines.numpy.gradcheck import eps_sweep, linear_weight_key, n_sweep
-    from trainlab.engines.numpy.gradcheck import gradcheck as check
-
-    cfg = load_config(config, list(overrides or [])) if isinstance(config, str | Path) else config
-    cfg = with_overrides(cfg, {"model.dtype": "float64"}, source="gradcheck")
-    if cfg.engine != "numpy":
-        raise ConfigError(f"gradcheck checks the numpy engine's backward passes; {cfg.engine!r} uses autograd")
-    if n_values and layer is None:
-        raise ConfigError("the N sweep differentiates one layer's weights: give --layer (e.g. --layer 2)")
-    get_engine("numpy").check_config(cfg)
-    data = prepare_data(
-        cfg.data.dataset,
-        data_dir=data_dir or cfg.data.data_dir,
-        val_fraction=0.0,
-        limit={"train": max(batch_size, 100), "test": 100},
-        normalize=cfg.data.normalize,
-        scale=cfg.data.scale,
-        center_by=cfg.data.center_by,
-        resize=cfg.data.resize,
-        seed=cfg.seed,
-        dtype=np.float64,
-    )
-    x = data.x_train[:batch_size].reshape(batch_size, -1)  # (N, D)
-    y = data.y_train[:batch_size]
-    model = build_model(cfg, x.shape[1], data.num_classes, np.random.default_rng([cfg.seed, 0]))
-    reg = cfg.regularization
-    options: dict[str, Any] = {"loss": make_loss(cfg), "l2": reg.l2, "l1": reg.l1,
-                               "apply_to": reg.apply_to, "num_entries": entries, "seed": cfg.seed}
-    key = None
-    if layer is not None:
-        try:
-            key = linear_weight_key(model, layer)
-        except IndexError as exc:
-            raise ConfigError(f"--layer: {exc}") from None
-        options.update(keys=[key], first=True)
-    rows = check(model, x, y, eps=eps, **options)
-    sweep = eps_sweep(model, x, y, list(eps_values), **options) if eps_values else []
-    swept = []
-    if n_values and key is not None:
-        swept = n_sweep(model, x, y, list(n_values), key=key, num_entries=entries, loss=options["loss"],
-                        l2=reg.l2, l1=reg.l1, apply_to=reg.apply_to)
-    return {
-        "config": cfg.name,
-        "eps": eps,
-        "rows": [row._asdict() for row in rows],
-        "max_rel_error": max(row.max_rel_error for row in rows),
-        "eps_sweep": [{"eps": e, "max_rel_error": r, "max_abs_error": a} for e, r, a in sweep],
-        "layer": layer,
-        "layer_key": key,
-        "n_sweep": [row._asdict() for row in swept],
-    }
-
-
-__all__ = [
-    "PROVENANCE_KEY",
-    "Run",
-    "build_callbacks",
-    "gradcheck",
-    "load_config",
-    "open_run",
-    "run",
-    "show_config",
-    "validate_files",
-    "write_report",
-]
 
 
 def write_report(run_path: str | Path) -> Path:
@@ -433,3 +328,17 @@ def write_report(run_path: str | Path) -> Path:
     from trainlab.report import build_run_report  # matplotlib is imported only for reports
 
     return build_run_report(run_path)
+
+
+__all__ = [
+    "PROVENANCE_KEY",
+    "Run",
+    "build_callbacks",
+    "gradcheck",
+    "load_config",
+    "open_run",
+    "run",
+    "show_config",
+    "validate_files",
+    "write_report",
+]
