@@ -90,7 +90,12 @@ class ConvBlockConfig(StrictModel):
     pool: Literal["max", "avg"] | None = Field(
         "max", description="Pooling after the convs; null for none."
     )
-    pool_size: PositiveInt = Field(2, description="Pooling window and stride.")
+    pool_size: PositiveInt = Field(2, description="Pooling window (and stride, unless pool_stride).")
+    pool_stride: PositiveInt | None = Field(
+        None,
+        description="Pooling stride when it differs from the window (TensorFlow's 3x3 max-pool of stride 2, "
+        "padding 'valid': pool_size 3, pool_stride 2); null = pool_size.",
+    )
     pool_position: Literal["after_convs", "after_first_conv"] = Field(
         "after_convs",
         description="after_convs: conv, BN, act, ..., then pool; after_first_conv: the first conv, the "

@@ -116,3 +116,20 @@ def test_same_seed_same_weights_and_global_rng_untouched() -> None:
     b = build_model(model_cfg({"type": "mlp", "hidden": [8]}), MNIST, 10, seed=3)
     assert torch.equal(torch.get_rng_state(), state)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_pool_stride_other_than_the_window() -> None:
+    """TensorFlow's 3x3 max-pool of stride 2, valid padding (seed A's convnet_tf): 32 -> 15 -> 7."""
+    from trainlab.config import ModelConfig
+    from trainlab.engines.torch.models import build_cnn
+
+    block = {"filters": 64, "kernel": 5, "pool_size": 3, "pool_stride": 2}
+    m = ModelConfig(type="cnn", conv=[block, block], fc=[500])
+    net = build_cnn(m, (3, 32, 32), 10)
+    pools = [layer for layer in net if isinstance(layer, torch.nn.MaxPool2d)]
+    assert [(p.kernel_size, p.stride) for p in pools] == [(3, 2), (3, 2)]
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    first_fc = next(layer for layer in net if isinstance(layer, torch.nn.Linear))
+    assert first_fc.in_features == 64 * 7 * 7
+    default = build_cnn(ModelConfig(type="cnn", conv=[{"filters": 8}]), (3, 32, 32), 10)
+    assert next(layer for layer in default if isinstance(layer, torch.nn.Linear)).in_features == 8 * 16 * 16

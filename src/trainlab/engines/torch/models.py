@@ -123,12 +123,12 @@ def build_cnn(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: in
             height = (height + 2 * pad - block.kernel) // block.stride + 1
             width = (width + 2 * pad - block.kernel) // block.stride + 1
             if pool_first and position == 0:
-                height, width = _append_pool(layers, block.pool, block.pool_size, height, width)
+                height, width = _append_pool(layers, block.pool, block.pool_size, block.pool_stride, height, width)
             norm = make_batch_norm(filters, m) if m.batch_norm else None
             _norm_act(layers, norm, make_activation(m.activation, m.leaky_slope), m.bn_position)
             channels = filters
         if block.pool is not None and not pool_first:
-            height, width = _append_pool(layers, block.pool, block.pool_size, height, width)
+            height, width = _append_pool(layers, block.pool, block.pool_size, block.pool_stride, height, width)
         if height < 1 or width < 1:
             raise ConfigError(
                 f"model.conv[{index}]: the image is {height}x{width} after this block; "
@@ -154,10 +154,16 @@ def build_cnn(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: in
     return nn.Sequential(*layers)
 
 
-def _append_pool(layers: list[nn.Module], kind: str, size: int, height: int, width: int) -> tuple[int, int]:
-    """Append a max or average pool of window and stride ``size``; returns the new height and width."""
-    layers.append(nn.MaxPool2d(size) if kind == "max" else nn.AvgPool2d(size))
-    return height // size, width // size
+def _append_pool(
+    layers: list[nn.Module], kind: str, size: int, stride: int | None, height: int, width: int
+) -> tuple[int, int]:
+    """Append a max or average pool (window ``size``, ``stride`` or else ``size``, no padding).
+
+    Returns the new height and width.
+    """
+    step = stride or size
+    layers.append(nn.MaxPool2d(size, step) if kind == "max" else nn.AvgPool2d(size, step))
+    return (height - size) // step + 1, (width - size) // step + 1
 
 
 class BasicBlock(nn.Module):
