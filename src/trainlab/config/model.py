@@ -190,6 +190,12 @@ class ModelConfig(StrictModel):
         "rate per layer/block; resnet/fast_cifar: before the classifier.",
     )
     init: InitConfig = Field(default_factory=InitConfig, description="Weight initialisation.")
+    fc_init: InitConfig | None = Field(
+        None,
+        description="cnn: initialisation of the dense layers (fc and output) when it differs from the convs' "
+        "(seed A's convnet_tf.py: N(0, 1e-4^2) convs, TensorFlow's default glorot_uniform dense layers); "
+        "null = model.init.",
+    )
     conv: list[ConvBlockConfig] = Field(
         default_factory=list, description="cnn: the conv blocks, in order."
     )
@@ -241,6 +247,7 @@ class ModelConfig(StrictModel):
             "depth": t == "resnet",
             "width": t in ("resnet", "fast_cifar"),
             "whiten": t == "cnn",
+            "fc_init": t == "cnn",
         }
         hints = {
             "hidden": "use type: mlp",
@@ -251,6 +258,7 @@ class ModelConfig(StrictModel):
             "depth": "use type: resnet",
             "width": "use type: resnet",
             "whiten": "use type: cnn",
+            "fc_init": "use type: cnn (other types have one init)",
         }
         if t == "cnn":
             hints["hidden"] = "a cnn's dense layers go in fc"

@@ -133,3 +133,20 @@ def test_pool_stride_other_than_the_window() -> None:
     assert first_fc.in_features == 64 * 7 * 7
     default = build_cnn(ModelConfig(type="cnn", conv=[{"filters": 8}]), (3, 32, 32), 10)
     assert next(layer for layer in default if isinstance(layer, torch.nn.Linear)).in_features == 8 * 16 * 16
+
+
+def test_dense_layers_can_have_their_own_init() -> None:
+    """Seed A's convnet_tf.py: N(0, 1e-4^2) convs, glorot_uniform dense layers, biases 1e-5 throughout."""
+    m = ModelConfig(type="cnn", conv=[{"filters": 64, "kernel": 5}], fc=[500],
+                    init={"scheme": "normal", "sigma": 1e-4, "bias": 1e-5},
+                    fc_init={"scheme": "glorot_uniform", "bias": 1e-5})
+    net = build_model(m, CIFAR, 10, seed=0)
+    conv = next(layer for layer in net.modules() if isinstance(layer, nn.Conv2d))
+    dense = [layer for layer in net.modules() if isinstance(layer, nn.Linear)]
+    assert float(conv.weight.std()) == pytest.approx(1e-4, rel=0.05)
+    for layer in dense:  # Glorot uniform: bound sqrt(6 / (fan_in + fan_out))
+        bound = (6.0 / (layer.in_features + layer.out_features)) ** 0.5
+        assert float(layer.weight.abs().max()) <= bound and float(layer.weight.abs().max()) > 0.9 * bound
+        assert torch.all(layer.bias == 1e-5)
+    with pytest.raises(ValueError, match=r"not used by model type .mlp.; use type: cnn"):
+        ModelConfig(type="mlp", hidden=[10], fc_init={"scheme": "glorot_uniform"})

@@ -264,18 +264,20 @@ def build_resnet(m: ModelConfig, input_shape: tuple[int, int, int], num_classes:
     return nn.Sequential(*layers)
 
 
-def init_weights(model: nn.Module, init: InitConfig) -> None:
+def init_weights(model: nn.Module, init: InitConfig, dense_init: InitConfig | None = None) -> None:
     """Apply ``init`` to every conv and dense weight (biases get ``init.bias``), then, with
     ``init.dirac``, the identity kernel to the first in_channels filters of every conv.
 
+    ``dense_init``, when given, replaces ``init`` for the dense (``nn.Linear``) layers.
     ``default`` keeps PyTorch's own initialisation (biases included). Whitening convs are
     left alone: their weights come from the data.
     """
     layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d) and not isinstance(m, Whiten)]
     with torch.no_grad():
-        if init.scheme != "default":
-            for module in layers:
-                _init_layer(module, init)
+        for module in layers:
+            chosen = dense_init if dense_init is not None and isinstance(module, nn.Linear) else init
+            if chosen.scheme != "default":
+                _init_layer(module, chosen)
         if init.dirac:
             for module in layers:
                 if isinstance(module, nn.Conv2d):
@@ -327,7 +329,7 @@ def build_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = builders[m.type](m, input_shape, num_classes)
-        init_weights(model, m.init)
+        init_weights(model, m.init, m.fc_init)
     return model.to(torch.float64 if m.dtype == "float64" else torch.float32)
 
 
