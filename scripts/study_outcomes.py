@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +35,7 @@ from trainlab.studies import load_stages, open_storage, rank_settings, resolve_u
 from trainlab.studies.results import Setting, StageData  # noqa: E402
 from trainlab.studies.storage import JOURNAL_FILE  # noqa: E402
 
+ARCHIVE = ROOT / "docs" / "study-journals"  # copies of the study journals the page was written from
 CLAIM_KINDS = ("best", "better", "not_worse", "tie", "near_chance", "above_chance", "best_in")
 
 
@@ -66,10 +69,26 @@ def basis(claim: dict[str, Any], study: dict[str, Any]) -> str:
     return f"report, {study['published'][claim['quote']]['at']}"
 
 
-def read_study(study_dir: Path) -> list[StageData] | None:
-    """The stages stored in a study directory's journal (None: the study never started)."""
-    if not (study_dir / JOURNAL_FILE).exists():
+def read_study(study_dir: Path, archive: Path = ARCHIVE) -> list[StageData] | None:
+    """The stages stored in a study directory's journal (None: the study never ran).
+
+    Study directories live under ``runs/``, which is not committed, so each journal read here
+    is also copied to ``archive/<directory name>.journal``; a later checkout without the
+    directory reads that copy instead.
+    """
+    kept = archive / f"{study_dir.name}.journal"
+    if (study_dir / JOURNAL_FILE).exists():
+        archive.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(study_dir / JOURNAL_FILE, kept)
+        return _load(study_dir)
+    if not kept.exists():
         return None
+    with tempfile.TemporaryDirectory() as scratch:  # the storage wants its journal in a study folder
+        shutil.copyfile(kept, Path(scratch) / JOURNAL_FILE)
+        return _load(Path(scratch))
+
+
+def _load(study_dir: Path) -> list[StageData] | None:
     handle = open_storage(resolve_url(None, study_dir), heartbeat=None, lock_dir=study_dir)
     found = load_stages(handle)
     return next(iter(found.values()), None)
@@ -237,7 +256,8 @@ def study_section(entry: dict[str, Any], alpha: float, chance: float, tol: float
     lines.append("")
     stages = read_study(ROOT / entry["dir"])
     if stages is None:
-        lines += [f"Not run yet: no `{JOURNAL_FILE}` in `{entry['dir']}`.", ""]
+        lines += [f"Not run yet: no `{JOURNAL_FILE}` in `{entry['dir']}` (nor a copy in "
+                  f"`docs/study-journals/`).", ""]
         claims = entry.get("claims") or []
         if claims:
             lines += ["| conclusion to test | whose |", "|---|---|"]

@@ -75,3 +75,17 @@ def test_not_worse_claims(outcomes: ModuleType) -> None:
     assert outcomes.judge(claim, [a, b], True, 0.05, 0.1, 0.03).startswith("holds: not worse")
     reverse = {"text": "t", "not_worse": [{"bn": "before"}, {"bn": "after"}]}
     assert outcomes.judge(reverse, [a, b], True, 0.05, 0.1, 0.03).startswith("contradicted: worse beyond")
+
+
+def test_a_study_is_read_from_its_archived_journal_once_runs_is_gone(outcomes: ModuleType, tmp_path: Path) -> None:
+    archived = sorted((ROOT / "docs" / "study-journals").glob("*.journal"))
+    if not archived:
+        pytest.skip("no archived study journal in docs/study-journals")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    journal = archived[0]
+    (archive / journal.name).write_bytes(journal.read_bytes())
+    gone = tmp_path / "runs" / journal.stem  # the study directory of a new checkout: absent
+    stages = outcomes.read_study(gone, archive=archive)
+    assert stages and any(stage.trials for stage in stages)
+    assert outcomes.read_study(tmp_path / "runs" / "never-ran", archive=archive) is None
