@@ -210,6 +210,8 @@ def run(
         normalize=data_cfg.normalize,
         scale=data_cfg.scale,
         center_by=data_cfg.center_by,
+        val_split=data_cfg.val_split,
+        stats_from=data_cfg.stats_from,
         resize=data_cfg.resize,
         skip_corrupt=data_cfg.skip_corrupt,
         seed=config_obj.seed,

@@ -9,6 +9,7 @@ import pytest
 from synthdata import write_idx, write_image_folder
 
 from trainlab.data import prepare_data, stratified_split, stratified_subset
+from trainlab.data.splits import tail_split
 from trainlab.errors import ConfigError
 
 
@@ -100,6 +101,39 @@ def test_prepare_stats_from_training_split_only(pets: Path) -> None:
     assert not np.allclose(data.normalizer["mean"], both)
     pixel = prepare_data(str(pets), val_fraction=0.25, normalize="pixel", seed=0)
     assert np.allclose(pixel.normalizer["mean"], raw.x_train.astype(np.float64).mean(axis=0))
+
+
+def test_tail_split_holds_out_the_last_rows_in_order() -> None:
+    train, val = tail_split(10, val_size=3)
+    assert train.tolist() == list(range(7)) and val.tolist() == [7, 8, 9]
+    train, val = tail_split(10, val_fraction=0.2)
+    assert train.tolist() == list(range(8)) and val.tolist() == [8, 9]
+    assert len(tail_split(10)[1]) == 0
+    with pytest.raises(ConfigError, match="val_size"):
+        tail_split(10, val_size=10)
+    with pytest.raises(ConfigError, match="val_fraction"):
+        tail_split(10, val_fraction=1.0)
+
+
+def test_prepare_tail_split_takes_the_stored_last_rows_whatever_the_seed(pets: Path) -> None:
+    everything = prepare_data(str(pets), val_fraction=0.0, normalize="none")
+    for seed in (0, 7):
+        data = prepare_data(str(pets), val_size=6, val_split="tail", normalize="none", seed=seed)
+        assert np.array_equal(data.x_val, everything.x_train[-6:])
+        assert np.array_equal(data.y_val, everything.y_train[-6:])
+        assert np.array_equal(data.x_train, everything.x_train[:-6])
+    with pytest.raises(ConfigError, match="val_split"):
+        prepare_data(str(pets), val_split="random")
+
+
+def test_prepare_stats_from_train_and_val_rows(pets: Path) -> None:
+    everything = prepare_data(str(pets), val_fraction=0.0, normalize="none", dtype=np.float64)
+    both = prepare_data(str(pets), val_fraction=0.25, normalize="pixel", stats_from="train+val", seed=0)
+    assert np.allclose(both.normalizer["mean"], everything.x_train.mean(axis=0))
+    train_only = prepare_data(str(pets), val_fraction=0.25, normalize="pixel", seed=0)
+    assert not np.allclose(train_only.normalizer["mean"], both.normalizer["mean"])
+    with pytest.raises(ConfigError, match="stats_from"):
+        prepare_data(str(pets), stats_from="test")
 
 
 def test_prepare_idx_grayscale_channel(tmp_path: Path, fresh_cache: Path) -> None:

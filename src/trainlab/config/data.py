@@ -26,7 +26,8 @@ class DataConfig(StrictModel):
     """Dataset, split and preprocessing.
 
     The validation split is carved out of the official training split (stratified by
-    class); the official test split is kept for the final evaluation.
+    class, or its last rows with ``val_split: tail``); the official test split is kept for
+    the final evaluation.
     """
 
     dataset: str = Field(
@@ -47,6 +48,11 @@ class DataConfig(StrictModel):
         None,
         description="Number of validation examples; overrides val_fraction (e.g. 5000 for 45k/5k).",
     )
+    val_split: Literal["stratified", "tail"] = Field(
+        "stratified",
+        description="How validation rows are held out: stratified (a seeded, class-stratified random "
+        "choice) or tail (the last rows of the training set in stored order, as Keras's validation_split).",
+    )
     limit: scalar_or(PositiveInt, LimitConfig) | None = Field(  # type: ignore[valid-type]
         None,
         description="Cap examples: an int caps the training split only; {train, val, test} caps each.",
@@ -59,6 +65,12 @@ class DataConfig(StrictModel):
         "mean and std (a position with std 0 is only centred); center: pixels mapped to [0, scale], then "
         "the training-split mean subtracted without dividing by a std (center_by says which mean). "
         "Statistics come from the training split only and are recomputed from it for predict/evaluate.",
+    )
+    stats_from: Literal["train", "train+val"] = Field(
+        "train",
+        description="Rows the normalisation statistics come from: train (the training split) or "
+        "train+val (the training set before the validation hold-out, as some published code computes "
+        "its mean image; the validation images then take part in the statistics).",
     )
     scale: float = Field(
         1.0,

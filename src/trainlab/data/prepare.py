@@ -11,9 +11,13 @@ import numpy as np
 from ..errors import ConfigError
 from .loader import RawDataset, load_dataset
 from .normalize import apply_normalizer, fit_normalizer
-from .splits import random_subset, stratified_split, stratified_subset
+from .splits import random_subset, stratified_split, stratified_subset, tail_split
 
 _LIMIT_KEYS = ("train", "val", "test")
+#: How the validation rows are chosen from the training set.
+VAL_SPLITS = ("stratified", "tail")
+#: Which rows the normalisation statistics are taken from.
+STATS_FROM = ("train", "train+val")
 
 
 @dataclass
@@ -59,17 +63,24 @@ def split_indices(
     val_size: int | None = None,
     limit: int | dict[str, int | None] | None = None,
     seed: int = 0,
+    val_split: str = "stratified",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Row indices of the train and validation splits (both drawn from ``raw``'s training
     set) and of the test split (None without a test set), as :func:`prepare_data` takes them.
 
-    The split is stratified by ``seed``; ``limit`` then takes a stratified subset of each
-    split it caps (an unlabelled test set gets a seeded random subset).
+    The split is stratified by ``seed`` (``val_split="stratified"``), or the validation rows
+    are the last ones of the training set in stored order (``"tail"``, as Keras's
+    ``validation_split`` takes them); ``limit`` then takes a stratified subset of each split
+    it caps (an unlabelled test set gets a seeded random subset).
     """
+    if val_split not in VAL_SPLITS:
+        raise ConfigError(f"val_split={val_split!r}: choose one of {', '.join(VAL_SPLITS)}")
     caps = _limits(limit)
     if val_size is None and float(val_fraction) == 0.0:
         train_idx = np.arange(len(raw.y_train), dtype=np.int64)
         val_idx = np.zeros(0, dtype=np.int64)
+    elif val_split == "tail":
+        train_idx, val_idx = tail_split(len(raw.y_train), val_fraction=val_fraction, val_size=val_size)
     else:
         train_idx, val_idx = stratified_split(
             raw.y_train, val_fraction=None if val_size is not None else val_fraction,
@@ -107,8 +118,10 @@ def prepare_data(
     seed: int = 0,
     dtype: Any = np.float32,
     center_by: str = "channel",
+    val_split: str = "stratified",
+    stats_from: str = "train",
 ) -> PreparedData:
-    """Load ``dataset``, split off a stratified validation set, subset, and normalise.
+    """Load ``dataset``, split off a validation set, subset, and normalise.
 
     Args:
         dataset: a dataset name or path, as for ``load_dataset``.
@@ -131,10 +144,17 @@ def prepare_data(
         dtype: the float dtype of the arrays. Default np.float32.
         center_by: ``normalize="center"``: subtract the mean of each "channel" or of each
             "pixel" position. Default "channel".
+        val_split: "stratified" (a seeded, class-stratified hold-out) or "tail" (the last
+            rows of the training set in stored order). Default "stratified".
+        stats_from: "train" (the training split, after ``limit``) or "train+val" (the
+            training and validation rows together: the training set before the hold-out,
+            as some published code computes its mean image). Default "train".
     """
+    if stats_from not in STATS_FROM:
+        raise ConfigError(f"stats_from={stats_from!r}: choose one of {', '.join(STATS_FROM)}")
     raw = load_dataset(dataset, data_dir, resize=resize, skip_corrupt=skip_corrupt)
     train_idx, val_idx, test_idx = split_indices(
-        raw, val_fraction=val_fraction, val_size=val_size, limit=limit, seed=seed
+        raw, val_fraction=val_fraction, val_size=val_size, limit=limit, seed=seed, val_split=val_split
     )
     x_test = y_test = None
     test_ids = raw.test_ids
@@ -147,8 +167,12 @@ def prepare_data(
 
     n_train = len(raw.y_train)
     x_train_u8 = raw.x_train if len(train_idx) == n_train else raw.x_train[train_idx]
-    # Statistics from the training split only: val and test must not leak into them.
-    normalizer = fit_normalizer(x_train_u8, normalize, scale, center_by)
+    # Statistics from the training split only, so that val and test do not leak into them,
+    # unless the config asks for the published code's way (validation rows included).
+    stats_rows = x_train_u8
+    if stats_from == "train+val" and len(val_idx):
+        stats_rows = raw.x_train[np.sort(np.concatenate([train_idx, val_idx]))]
+    normalizer = fit_normalizer(stats_rows, normalize, scale, center_by)
     _, h, w, c = raw.x_train.shape
     return PreparedData(
         x_train=apply_normalizer(x_train_u8, normalizer, dtype),
@@ -167,4 +191,4 @@ def prepare_data(
     )
 
 
-__all__ = ["PreparedData", "prepare_data", "split_indices"]
+__all__ = ["STATS_FROM", "VAL_SPLITS", "PreparedData", "prepare_data", "split_indices"]

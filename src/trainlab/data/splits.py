@@ -27,6 +27,19 @@ def _allocate(counts: np.ndarray, total: int) -> np.ndarray:
     return np.minimum(take, counts)
 
 
+def _validation_total(n: int, val_fraction: float | None, val_size: int | None) -> int:
+    """``val_size``, else ``round(val_fraction * n)``, else 0; checked against ``n`` rows."""
+    if val_size is not None:
+        if not 0 <= int(val_size) < max(n, 1):
+            raise ConfigError(f"val_size={val_size} must be in [0, {n}) for {n} rows")
+        return int(val_size)
+    if val_fraction is not None:
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise ConfigError(f"val_fraction={val_fraction} must be in [0, 1)")
+        return round(float(val_fraction) * n)
+    return 0
+
+
 def _per_class_pick(labels: np.ndarray, per_class: np.ndarray, classes: np.ndarray,
                     rng: np.random.Generator) -> np.ndarray:  # fmt: skip
     picked: list[np.ndarray] = []
@@ -57,22 +70,27 @@ def stratified_split(
     """
     labels = np.asarray(labels)
     n = len(labels)
-    if val_size is not None:
-        if not 0 <= int(val_size) < max(n, 1):
-            raise ConfigError(f"val_size={val_size} must be in [0, {n}) for {n} rows")
-        total = int(val_size)
-    elif val_fraction is not None:
-        if not 0.0 <= float(val_fraction) < 1.0:
-            raise ConfigError(f"val_fraction={val_fraction} must be in [0, 1)")
-        total = round(float(val_fraction) * n)
-    else:
-        total = 0
+    total = _validation_total(n, val_fraction, val_size)
     classes, counts = np.unique(labels, return_counts=True)
     rng = np.random.default_rng(seed)
     val_idx = _per_class_pick(labels, _allocate(counts, total), classes, rng).astype(np.int64)
     mask = np.ones(n, dtype=bool)
     mask[val_idx] = False
     return np.flatnonzero(mask).astype(np.int64), val_idx
+
+
+def tail_split(
+    n: int, *, val_fraction: float | None = None, val_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``range(n)`` into (train_idx, val_idx) with the validation rows last, in order.
+
+    The validation total is ``val_size``, else ``round(val_fraction * n)``, as for
+    :func:`stratified_split`; no seed and no class balance: the rows keep their stored
+    order, as Keras's ``validation_split`` and many course notebooks hold out data.
+    """
+    total = _validation_total(n, val_fraction, val_size)
+    rows = np.arange(n, dtype=np.int64)
+    return rows[: n - total], rows[n - total :]
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
@@ -99,4 +117,4 @@ def random_subset(n: int, size: int, seed: int = 0) -> np.ndarray:
     return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
 
 
-__all__ = ["random_subset", "stratified_split", "stratified_subset"]
+__all__ = ["random_subset", "stratified_split", "stratified_subset", "tail_split"]

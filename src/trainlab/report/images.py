@@ -90,6 +90,7 @@ def split_indices(raw: RawDataset, data_cfg: Mapping[str, Any], seed: int) -> Ru
         val_size=data_cfg.get("val_size"),
         limit=data_cfg.get("limit"),
         seed=seed,
+        val_split=str(data_cfg.get("val_split", "stratified")),
     )
     return RunData(raw, train_idx, val_idx, test_idx)
 
