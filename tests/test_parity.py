@@ -224,6 +224,15 @@ def test_keras_batch_norm_settings_match(bn: str) -> None:
     assert len(result["buffers"]) == 4 and max(b["rel_diff"] for b in result["buffers"]) <= THRESHOLD
 
 
+@pytest.mark.parametrize("activation", ["elu", "relu", "tanh"])
+def test_an_activated_output_layer_matches(activation: str) -> None:
+    """Seed A's mlp_tf.py: the hidden activation and dropout on the output layer too."""
+    cfg = config(activation, None, optimizer={"type": "adam", "lr": 0.01})
+    cfg = RunConfig.from_dict({**cfg.model_dump(mode="json"),
+                               "model": {**cfg.model.model_dump(mode="json"), "activate_output": True}})
+    assert_parity(parity(cfg))
+
+
 # -- what parity refuses, and the command -----------------------------------------------------
 @pytest.mark.parametrize(("sections", "match"), [
     ({"model": {"type": "cnn", "conv": [{"filters": 4}]}}, "linear and mlp"),

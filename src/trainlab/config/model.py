@@ -231,6 +231,12 @@ class ModelConfig(StrictModel):
         "none", description="cnn: pool each channel over the whole remaining image before the fc layers."
     )
     head_bias: bool = Field(True, description="linear/mlp/cnn: give the output layer a bias.")
+    activate_output: bool = Field(
+        False,
+        description="mlp: run the output layer through the hidden activation and the last hidden layer's "
+        "dropout too, so the logits are activation(W h + b), as seed A's mlp_tf.py builds every dense layer; "
+        "false keeps the usual linear output.",
+    )
     head_scale: PositiveFloat = Field(
         1.0, description="linear/mlp/cnn: multiply the logits by this constant (airbench: 1/9)."
     )
@@ -268,11 +274,16 @@ class ModelConfig(StrictModel):
                 raise field_error(name, f"not used by model type '{t}'; {hints[name]}", value)
         cnn_only = {"conv_bias": True, "global_pool": "none"}
         head_only = {"head_bias": True, "head_scale": 1.0}
-        for name, default in {**cnn_only, **head_only}.items():
+        mlp_only = {"activate_output": False}
+        for name, default in {**cnn_only, **head_only, **mlp_only}.items():
             value = getattr(self, name)
-            allowed = t == "cnn" if name in cnn_only else t in ("linear", "mlp", "cnn")
+            if name in cnn_only:
+                allowed, hint = t == "cnn", "use type: cnn"
+            elif name in mlp_only:
+                allowed, hint = t == "mlp", "use type: mlp"
+            else:
+                allowed, hint = t in ("linear", "mlp", "cnn"), "resnet/fast_cifar build their own head"
             if value != default and not allowed:
-                hint = "use type: cnn" if name in cnn_only else "resnet/fast_cifar build their own head"
                 raise field_error(name, f"not used by model type '{t}'; {hint}", value)
         if t == "mlp" and not self.hidden:
             raise field_error(

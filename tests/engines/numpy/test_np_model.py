@@ -53,6 +53,15 @@ def test_dropout_per_layer_and_errors() -> None:
         build_mlp(6, 3, [5], activation="swish", rng=np.random.default_rng(0))
 
 
+def test_an_activated_output_layer_ends_in_the_activation_and_dropout() -> None:
+    model = build_mlp(6, 3, [5], activation="elu", dropout=0.3, activate_output=True, rng=np.random.default_rng(0))
+    assert [type(layer).__name__ for layer in model.layers] == ["Linear", "ELU", "Dropout"] * 2
+    x = np.random.default_rng(1).standard_normal((64, 6)) * 100  # (N, D)
+    assert model.forward(x, False).min() >= -1.0  # ELU bounds every logit below by -1
+    plain = build_mlp(6, 3, [5], activation="elu", rng=np.random.default_rng(0))
+    assert plain.forward(x, False).min() < -1.0
+
+
 def test_default_init_depends_on_activation() -> None:
     relu = build_mlp(2000, 10, [1000], rng=np.random.default_rng(0))
     tanh = build_mlp(2000, 10, [1000], activation="tanh", rng=np.random.default_rng(0))

@@ -95,6 +95,14 @@ def test_activations(activation: str) -> None:
     assert type(net[2]).__name__ == names[activation]
 
 
+def test_an_activated_output_layer_is_an_mlp_field() -> None:
+    net = build_model(model_cfg({"type": "mlp", "hidden": [4], "activation": "elu", "dropout": 0.3,
+                                 "activate_output": True}), MNIST, 10)
+    assert [type(m).__name__ for m in net][-4:] == ["Dropout", "Linear", "ELU", "Dropout"]
+    with pytest.raises(ConfigError, match="activate_output"):
+        model_cfg({"type": "cnn", "conv": [{"filters": 4}], "activate_output": True})
+
+
 @torch.no_grad()
 def test_init_schemes() -> None:
     zero = build_model(model_cfg({"type": "mlp", "hidden": [64], "init": {"scheme": "zero"}}), MNIST, 10)

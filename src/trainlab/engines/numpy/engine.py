@@ -71,6 +71,7 @@ def build_model(config: RunConfig, input_dim: int, num_classes: int, rng: np.ran
         leaky_slope=m.leaky_slope,
         bn_momentum=m.bn_momentum,
         bn_eps=m.bn_eps,
+        activate_output=m.activate_output,
     )
 
 

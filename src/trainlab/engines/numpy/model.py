@@ -128,6 +128,7 @@ def build_mlp(
     leaky_slope: float = 0.01,
     bn_momentum: float = 0.1,
     bn_eps: float = 1e-5,
+    activate_output: bool = False,
 ) -> Sequential:
     """An MLP ``input_dim -> hidden[0] -> ... -> num_classes``; ``hidden=[]`` gives a
     linear classifier.
@@ -143,6 +144,9 @@ def build_mlp(
     the activated values; read pre-activation statistics before the next layer runs.
     ``bn_momentum`` (default 0.1) and ``bn_eps`` (default 1e-5) are the config's, in
     PyTorch's convention: BatchNorm keeps ``1 - bn_momentum`` of its running averages.
+    ``activate_output`` (default False) follows the output Linear with the hidden
+    activation and the last hidden layer's dropout, as code that builds every dense layer
+    alike does; the logits are then ``activation(W h + b)``.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
@@ -172,6 +176,11 @@ def build_mlp(
         if p > 0:
             layers.append(Dropout(p, rng=rng))
     layers.append(Linear(dims[-1], num_classes, rng=rng, dtype=dtype, **init))
+    if activate_output:
+        if activation != "linear":
+            layers.append(_activation(activation, leaky_slope))
+        if drops and drops[-1] > 0:
+            layers.append(Dropout(drops[-1], rng=rng))
     return Sequential(layers)
 
 

@@ -57,7 +57,8 @@ def _norm_act(
 
 
 def build_mlp(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
-    """Flatten, then per hidden width: Linear, [BN], activation, [BN], [Dropout]; then the output.
+    """Flatten, then per hidden width: Linear, [BN], activation, [BN], [Dropout]; then the output
+    (followed by the activation and the last hidden dropout with ``activate_output``).
 
     A ``linear`` model is the same with no hidden layers.
     """
@@ -72,6 +73,11 @@ def build_mlp(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: in
             layers.append(Dropout(rate))
         in_features = width
     layers += _head(m, in_features, num_classes)  # (B, K)
+    if m.activate_output:
+        layers.append(make_activation(m.activation, m.leaky_slope))
+        rates = m.layer_dropouts()
+        if rates and rates[-1]:
+            layers.append(Dropout(rates[-1]))
     return nn.Sequential(*layers)
 
 
@@ -151,6 +157,11 @@ def build_cnn(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: in
             layers.append(Dropout(rate))
         in_features = fc_width
     layers += _head(m, in_features, num_classes)  # (B, K)
+    if m.activate_output:
+        layers.append(make_activation(m.activation, m.leaky_slope))
+        rates = m.layer_dropouts()
+        if rates and rates[-1]:
+            layers.append(Dropout(rates[-1]))
     return nn.Sequential(*layers)
 
 
