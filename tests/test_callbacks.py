@@ -112,6 +112,37 @@ def test_reduce_on_plateau_cooldown() -> None:
     assert plateau.reductions == 2
 
 
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_reduce_on_plateau_relative_threshold_follows_pytorch(mode: str) -> None:
+    """threshold_mode rel: the lr trajectory of torch.optim.lr_scheduler.ReduceLROnPlateau.
+
+    PyTorch reduces after more than ``patience`` bad evaluations, Keras and trainlab after
+    ``patience``: PyTorch's patience 2 is trainlab's 3."""
+    import torch
+
+    values = [100.0, 99.995, 99.992, 99.98, 99.979, 99.97, 99.96, 90.0, 89.999, 89.998, 89.997, 89.996, 89.995]
+    if mode == "max":
+        values = [-v + 200.0 for v in values]
+    monitor = "val_loss" if mode == "min" else "val_accuracy"
+    ours = ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=3, min_delta=1e-4, threshold_mode="rel")
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=0.5, patience=2,
+                                                        threshold=1e-4, threshold_mode="rel")
+    callbacks, state = CallbackList([ours]), TrainState(lr=1.0)
+    for step, value in enumerate(values, start=1):
+        evaluate(callbacks, state, step, **({"loss": value} if mode == "min" else {"accuracy": value}))
+        state.lr = state.lr_scale
+        theirs.step(value)
+        assert state.lr == pytest.approx(optimizer.param_groups[0]["lr"]), step
+    assert ours.reductions == 1
+    absolute = ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=3, min_delta=1e-4)
+    callbacks, state = CallbackList([absolute]), TrainState(lr=1.0)
+    for step, value in enumerate(values, start=1):
+        evaluate(callbacks, state, step, **({"loss": value} if mode == "min" else {"accuracy": value}))
+    assert absolute.reductions == 0  # the absolute rule counts 99.995 (and every later step) as better
+
+
 def test_checkpoint_trigger_every_n_and_on_stop() -> None:
     trigger = CheckpointTrigger(every=3)
     callbacks, state = CallbackList([trigger]), TrainState()

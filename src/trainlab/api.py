@@ -201,21 +201,8 @@ def run(
             print(message, flush=True)
 
     data_cfg = config_obj.data
-    data = prepare_data(
-        data_cfg.dataset,
-        data_dir=data_dir or data_cfg.data_dir,
-        val_fraction=data_cfg.val_fraction,
-        val_size=data_cfg.val_size,
-        limit=data_cfg.limits().model_dump(),
-        normalize=data_cfg.normalize,
-        scale=data_cfg.scale,
-        center_by=data_cfg.center_by,
-        val_split=data_cfg.val_split,
-        stats_from=data_cfg.stats_from,
-        resize=data_cfg.resize,
-        skip_corrupt=data_cfg.skip_corrupt,
-        seed=config_obj.seed,
-    )
+    data = prepare_data(data_cfg.dataset, data_dir=data_dir or data_cfg.data_dir, seed=config_obj.seed,
+                        **data_cfg.prepare_kwargs())
     if resume is None:
         resolved_dict = config_obj.model_dump(mode="json")
         resolved_dict[PROVENANCE_KEY] = {

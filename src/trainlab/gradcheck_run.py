@@ -65,18 +65,10 @@ def gradcheck(
     if n_values and layer is None:
         raise ConfigError("the N sweep differentiates one layer's weights: give --layer (e.g. --layer 2)")
     get_engine("numpy").check_config(cfg)
-    data = prepare_data(
-        cfg.data.dataset,
-        data_dir=data_dir or cfg.data.data_dir,
-        val_fraction=0.0,
-        limit={"train": max(batch_size, 100), "test": 100},
-        normalize=cfg.data.normalize,
-        scale=cfg.data.scale,
-        center_by=cfg.data.center_by,
-        resize=cfg.data.resize,
-        seed=cfg.seed,
-        dtype=np.float64,
-    )
+    options = {**cfg.data.prepare_kwargs(), "val_fraction": 0.0, "val_size": None,
+               "limit": {"train": max(batch_size, 100), "test": 100}}
+    data = prepare_data(cfg.data.dataset, data_dir=data_dir or cfg.data.data_dir, seed=cfg.seed, dtype=np.float64,
+                        **options)
     x = data.x_train[:batch_size].reshape(batch_size, -1)  # (N, D)
     y = data.y_train[:batch_size]
     model = build_model(cfg, x.shape[1], data.num_classes, np.random.default_rng([cfg.seed, 0]))

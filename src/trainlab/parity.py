@@ -104,9 +104,8 @@ def _real_batches(config: RunConfig, n: int, data_dir: str | Path | None) -> tup
     from trainlab.data import prepare_data
 
     d = config.data
-    data = prepare_data(d.dataset, data_dir=data_dir or d.data_dir, val_fraction=0.0, limit={"train": n},
-                        normalize=d.normalize, scale=d.scale, center_by=d.center_by, resize=d.resize,
-                        seed=config.seed, dtype=np.float64)
+    options = {**d.prepare_kwargs(), "val_fraction": 0.0, "val_size": None, "limit": {"train": n}}
+    data = prepare_data(d.dataset, data_dir=data_dir or d.data_dir, seed=config.seed, dtype=np.float64, **options)
     if len(data.y_train) < n:
         raise ConfigError(f"parity needs {n} training examples; {d.dataset} has {len(data.y_train)}")
     return data.x_train[:n], data.y_train[:n], data.num_classes, f"{d.dataset}, first {n} training images"

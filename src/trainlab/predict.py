@@ -88,10 +88,7 @@ def open_trained_run(run_dir: str | Path, *, data_dir: str | Path | None = None,
     provenance = saved.pop(PROVENANCE_KEY, None) or {}
     config = RunConfig.from_dict(saved, source=str(directory.config_path))
     d = config.data
-    data = prepare_data(d.dataset, data_dir=data_dir or d.data_dir, val_fraction=d.val_fraction,
-                        val_size=d.val_size, limit=d.limits().model_dump(), normalize=d.normalize, scale=d.scale,
-                        resize=d.resize, skip_corrupt=d.skip_corrupt, seed=config.seed, center_by=d.center_by,
-                        val_split=d.val_split, stats_from=d.stats_from)
+    data = prepare_data(d.dataset, data_dir=data_dir or d.data_dir, seed=config.seed, **d.prepare_kwargs())
     if config.engine == "torch":
         logits = _torch_logits(config, directory.checkpoint_path(".pt"), data, device)
     else:

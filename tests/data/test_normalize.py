@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
@@ -16,7 +15,6 @@ import trainlab.api as tl
 from trainlab.config import RunConfig, config_schema, with_overrides
 from trainlab.data import prepare_data
 from trainlab.data.normalize import apply_normalizer, feature_stats, fit_normalizer
-from trainlab.engines.torch.augment import PixelSpace, pack_images, unpack_images
 from trainlab.errors import ConfigError
 from trainlab.predict import evaluate_run
 
@@ -64,22 +62,17 @@ def test_center_scales_then_subtracts_the_mean_without_dividing(center_by: str) 
     assert np.asarray(normalizer["mean"]).shape == ((3,) if center_by == "channel" else (3, 5, 4))
 
 
-@pytest.mark.parametrize(("kind", "center_by"), [("feature", "channel"), ("center", "channel"),
-                                                 ("center", "pixel")])
-def test_the_torch_pixel_space_reads_the_new_kinds(kind: str, center_by: str) -> None:
-    """Batches packed as uint8 and unpacked equal the prepared arrays bit for bit; colour
-    augmentations map them to [0, 1] and back."""
-    normalizer = fit_normalizer(IMAGES, kind, 100.0, center_by)
-    normalised = apply_normalizer(IMAGES, normalizer)  # (N, C, H, W) float32
-    space = PixelSpace(normalizer, 3)
-    packed = pack_images(normalised, space)
-    assert packed.dtype == torch.uint8
-    assert torch.equal(packed, torch.from_numpy(IMAGES.transpose(0, 3, 1, 2).copy()))
-    assert torch.equal(unpack_images(packed, space), torch.from_numpy(normalised))
-    x = torch.from_numpy(normalised)
-    torch.testing.assert_close(space.to_unit(x) * 255, torch.from_numpy(as_nchw(IMAGES)).float(),
-                               atol=1e-3, rtol=1e-5)
-    torch.testing.assert_close(space.from_unit(space.to_unit(x)), x, atol=1e-4, rtol=1e-5)
+def test_fixed_constants_are_torchvisions_normalize() -> None:
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # ImageNet's
+    normalizer = fit_normalizer(IMAGES, "fixed", mean=mean, std=std)
+    out = apply_normalizer(IMAGES, normalizer, np.float64)  # (N, C, H, W)
+    expected = (as_nchw(IMAGES) / 255 - np.reshape(mean, (1, 3, 1, 1))) / np.reshape(std, (1, 3, 1, 1))
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    assert normalizer["fixed"] and normalizer["kind"] == "channel"  # the same affine map as channel
+    with pytest.raises(ConfigError, match="one mean and one std per channel"):
+        fit_normalizer(IMAGES, "fixed", mean=[0.5], std=[0.2])
+    with pytest.raises(ConfigError, match="needs mean and std"):
+        fit_normalizer(IMAGES, "fixed")
 
 
 def test_statistics_come_from_the_training_split_only(tmp_path: Path) -> None:
@@ -102,6 +95,14 @@ def test_config_checks_and_describes_them() -> None:
     # A study or an override that changes normalize drops a center_by it no longer uses.
     changed = with_overrides(build({"normalize": "center", "center_by": "pixel"}), ["data.normalize=feature"])
     assert (changed.data.normalize, changed.data.center_by) == ("feature", "channel")
+    fixed = build({"normalize": "fixed", "mean": [0.1307], "std": [0.3081]}).data
+    assert fixed.prepare_kwargs()["mean"] == [0.1307]
+    with pytest.raises(ConfigError, match=r"data\.mean: normalize: fixed needs"):
+        build({"normalize": "fixed"})
+    with pytest.raises(ConfigError, match=r"data\.std: only used by normalize: fixed"):
+        build({"std": [0.3]})
+    with pytest.raises(ConfigError, match=r"data\.std: every std must be > 0"):
+        build({"normalize": "fixed", "mean": [0.1], "std": [0.0]})
     fields = config_schema()["$defs"]["DataConfig"]["properties"]
     assert "feature:" in fields["normalize"]["description"] and "center:" in fields["normalize"]["description"]
     assert "mean image" in fields["center_by"]["description"]
@@ -126,6 +127,8 @@ def image_folder(root: Path, per_class: int = 24) -> Path:
     ("numpy", {"normalize": "feature"}),
     ("torch", {"normalize": "center", "center_by": "pixel", "scale": 100.0}),
     ("numpy", {"normalize": "center", "center_by": "channel", "scale": 10.0}),
+    ("torch", {"normalize": "fixed", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+               "val_split": "tail", "stats_from": "train+val"}),
 ])
 def test_evaluate_applies_the_runs_normalisation(tmp_path: Path, engine: str, data: dict[str, Any]) -> None:
     root = image_folder(tmp_path / "pets")

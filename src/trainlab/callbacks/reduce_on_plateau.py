@@ -21,6 +21,10 @@ class ReduceLROnPlateau(Callback):
         factor: multiplier applied on a plateau, in (0, 1). Default 0.1.
         patience: evaluations without improvement before reducing. Default 10.
         min_delta: smallest change that counts as an improvement. Default 1e-4.
+        threshold_mode: ``"abs"``: better by more than ``min_delta``; ``"rel"``: better by
+            more than ``min_delta`` times the best value, as PyTorch's default
+            (``value < best * (1 - min_delta)`` in min mode, ``> best * (1 + min_delta)``
+            in max mode). Default ``"abs"`` (Keras's rule).
         cooldown: evaluations to wait after a reduction before counting again. Default 0.
         min_lr: the learning rate never goes below this. Default 0.
 
@@ -37,9 +41,13 @@ class ReduceLROnPlateau(Callback):
         min_delta: float = 1e-4,
         cooldown: int = 0,
         min_lr: float = 0.0,
+        threshold_mode: str = "abs",
     ) -> None:
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor must be in (0, 1), got {factor}")
+        if threshold_mode not in ("abs", "rel"):
+            raise ValueError(f"threshold_mode must be 'abs' or 'rel', got {threshold_mode!r}")
+        self.threshold_mode = threshold_mode
         self.monitor = monitor
         self.mode = resolve_mode(monitor, mode)
         self.factor = factor
@@ -56,11 +64,10 @@ class ReduceLROnPlateau(Callback):
         value = monitored_value(state, self.monitor, "reduce_on_plateau")
         if math.isnan(value):
             return
-        gain = self.best - value if self.mode == "min" else value - self.best
         if self.cooldown_left > 0:
             self.cooldown_left -= 1
             self.wait = 0
-        if gain > self.min_delta:
+        if self._improved(value):
             self.best, self.wait = value, 0
             return
         if self.cooldown_left > 0:
@@ -71,6 +78,14 @@ class ReduceLROnPlateau(Callback):
             state.lr_scale *= new_lr / state.lr
             self.cooldown_left, self.wait = self.cooldown, 0
             self.reductions += 1
+
+    def _improved(self, value: float) -> bool:
+        if self.threshold_mode == "rel":
+            if self.mode == "min":
+                return value < self.best * (1.0 - self.min_delta)
+            return value > self.best * (1.0 + self.min_delta)
+        gain = self.best - value if self.mode == "min" else value - self.best
+        return gain > self.min_delta
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -57,14 +57,24 @@ class DataConfig(StrictModel):
         None,
         description="Cap examples: an int caps the training split only; {train, val, test} caps each.",
     )
-    normalize: Literal["none", "scale", "channel", "pixel", "feature", "center"] = Field(
+    normalize: Literal["none", "scale", "channel", "pixel", "feature", "center", "fixed"] = Field(
         "channel",
         description="none: raw 0..255; scale: pixels mapped to [0, scale]; channel: per-channel mean/std "
         "of the training split; pixel: subtract the per-pixel mean of the training split (raw 0..255 "
         "units, no division); feature: standardise each pixel-channel position by its own training-split "
         "mean and std (a position with std 0 is only centred); center: pixels mapped to [0, scale], then "
-        "the training-split mean subtracted without dividing by a std (center_by says which mean). "
-        "Statistics come from the training split only and are recomputed from it for predict/evaluate.",
+        "the training-split mean subtracted without dividing by a std (center_by says which mean); fixed: "
+        "(pixels / 255 - mean) / std with the given per-channel constants (torchvision's Normalize, e.g. "
+        "ImageNet's). Statistics come from the training split (see stats_from) and are recomputed from it "
+        "for predict/evaluate.",
+    )
+    mean: list[float] | None = Field(
+        None,
+        description="normalize: fixed: one mean per channel on the [0, 1] scale (ImageNet: [0.485, 0.456, 0.406]).",
+    )
+    std: list[float] | None = Field(
+        None,
+        description="normalize: fixed: one std per channel on the [0, 1] scale (ImageNet: [0.229, 0.224, 0.225]).",
     )
     stats_from: Literal["train", "train+val"] = Field(
         "train",
@@ -110,12 +120,41 @@ class DataConfig(StrictModel):
         )
 
     @model_validator(mode="after")
-    def _check_center_by(self) -> DataConfig:
+    def _check_normalize_options(self) -> DataConfig:
         if self.center_by != "channel" and self.normalize != "center":
             raise field_error(
                 "center_by", f"only used by normalize: center, not '{self.normalize}'", self.center_by
             )
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None and self.normalize != "fixed":
+                raise field_error(name, f"only used by normalize: fixed, not '{self.normalize}'", value)
+            if value is None and self.normalize == "fixed":
+                raise field_error(name, "normalize: fixed needs a mean and a std per channel, on the [0, 1] scale")
+        if self.mean is not None and self.std is not None:
+            if len(self.mean) != len(self.std):
+                raise field_error("std", f"has {len(self.std)} values for {len(self.mean)} means", self.std)
+            if min(self.std) <= 0:
+                raise field_error("std", "every std must be > 0", self.std)
         return self
+
+    def prepare_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``trainlab.data.prepare_data`` this section means (all but
+        ``dataset``, ``data_dir`` and the seed, which the caller passes)."""
+        return {
+            "val_fraction": self.val_fraction,
+            "val_size": self.val_size,
+            "val_split": self.val_split,
+            "limit": self.limits().model_dump(),
+            "normalize": self.normalize,
+            "scale": self.scale,
+            "center_by": self.center_by,
+            "stats_from": self.stats_from,
+            "mean": self.mean,
+            "std": self.std,
+            "resize": self.resize,
+            "skip_corrupt": self.skip_corrupt,
+        }
 
     @property
     def has_validation(self) -> bool:

@@ -50,7 +50,12 @@ class InitConfig(StrictModel):
     value: float | None = Field(
         None, description="Every weight's value for scheme constant (required there)."
     )
-    bias: float = Field(0.0, description="Initial value of every bias.")
+    bias: float | Literal["uniform_fan_in"] = Field(
+        0.0,
+        description="Initial value of every bias, or uniform_fan_in: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), "
+        "PyTorch's default bias, kept beside another weight scheme (code that re-initialises only the "
+        "weights, e.g. with xavier_uniform_).",
+    )
     dirac: bool = Field(
         False,
         description="After the scheme, set the first in_channels filters of every conv to the identity "

@@ -72,6 +72,11 @@ class ReduceOnPlateauConfig(StrictModel):
     factor: float = Field(0.1, gt=0.0, lt=1.0, description="New lr = lr * factor.")
     patience: int = Field(10, ge=0, description="Bad evaluations tolerated before reducing.")
     min_delta: float = Field(1e-4, ge=0.0, description="Smallest change that counts as better.")
+    threshold_mode: Literal["abs", "rel"] = Field(
+        "abs",
+        description="abs: better by more than min_delta (Keras); rel: better by more than min_delta times "
+        "the best value (PyTorch's ReduceLROnPlateau default, threshold_mode='rel').",
+    )
     min_lr: float = Field(0.0, ge=0.0, description="Never reduce below this.")
     cooldown: int = Field(
         0, ge=0, description="Evaluations to wait after a reduction before counting again."

@@ -15,6 +15,9 @@ scalar:
 - ``center``: ``(p - mean) * scale / 255``: pixels in [0, scale] less their training mean,
   no division; the mean is per channel (``center_by="channel"``) or the mean image
   (``"pixel"``).
+- ``fixed``: ``(p / 255 - mean_c) / std_c`` with given constants on the [0, 1] scale
+  (torchvision's ``Normalize`` after ``ToTensor``, e.g. ImageNet's); stored as a
+  ``channel`` normaliser with ``"fixed": true``, since the map is the same.
 
 Statistics are stored in 0..255 pixel units, per-position ones as (C, H, W) lists.
 """
@@ -28,7 +31,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-KINDS = ("none", "scale", "channel", "pixel", "feature", "center")
+KINDS = ("none", "scale", "channel", "pixel", "feature", "center", "fixed")
 CENTER_BY = ("channel", "pixel")
 _CHUNK = 4096  # images per chunk: bounds the float temporaries to a few tens of MB
 _HIST_CHUNK = 2048  # smaller blocks stay in cache while bincount walks them (measured 2x faster)
@@ -81,8 +84,28 @@ def feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(var)
 
 
+def fixed_normalizer(mean: list[float], std: list[float], channels: int) -> dict[str, Any]:
+    """The ``channel`` normaliser of given per-channel constants on the [0, 1] scale.
+
+    Raises:
+        ConfigError: not one positive std and one mean per channel.
+    """
+    if len(mean) != channels or len(std) != channels:
+        raise ConfigError(f"normalize: fixed needs one mean and one std per channel: the images have "
+                          f"{channels} channel(s), mean has {len(mean)} value(s) and std {len(std)}")
+    if min(std) <= 0:
+        raise ConfigError(f"normalize: fixed: every std must be > 0 (got {list(std)})")
+    return {"kind": "channel", "fixed": True, "mean": [float(m) * 255.0 for m in mean],
+            "std": [float(s) * 255.0 for s in std], "units": "0-255"}
+
+
 def fit_normalizer(
-    x_train: np.ndarray, kind: str, scale: float = 1.0, center_by: str = "channel"
+    x_train: np.ndarray,
+    kind: str,
+    scale: float = 1.0,
+    center_by: str = "channel",
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
 ) -> dict[str, Any]:
     """Compute the normaliser of ``kind`` from training images; a JSON-serialisable dict.
 
@@ -92,11 +115,17 @@ def fit_normalizer(
         scale: the upper end of the pixel range of ``scale`` and ``center``. Default 1.0.
         center_by: ``center`` only: subtract the mean of each ``channel`` or of each
             ``pixel`` position. Default "channel".
+        mean, std: ``fixed`` only (and required there): one constant per channel on the
+            [0, 1] scale. Default None.
 
     Statistics are stored in 0..255 pixel units; per-position ones as (C, H, W).
     """
     if kind not in KINDS:
         raise ConfigError(f"normalize={kind!r} is not one of {', '.join(KINDS)}")
+    if kind == "fixed":
+        if mean is None or std is None:
+            raise ConfigError("normalize: fixed needs mean and std (one value per channel, on the [0, 1] scale)")
+        return fixed_normalizer(mean, std, x_train.shape[-1])
     if kind == "none":
         return {"kind": "none"}
     if kind in ("scale", "center") and not scale > 0:
@@ -194,6 +223,7 @@ __all__ = [
     "channel_stats",
     "feature_stats",
     "fit_normalizer",
+    "fixed_normalizer",
     "normalizer_affine",
     "pixel_mean",
 ]

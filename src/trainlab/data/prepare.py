@@ -120,6 +120,8 @@ def prepare_data(
     center_by: str = "channel",
     val_split: str = "stratified",
     stats_from: str = "train",
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
 ) -> PreparedData:
     """Load ``dataset``, split off a validation set, subset, and normalise.
 
@@ -133,7 +135,8 @@ def prepare_data(
             each split it names. Subsets are stratified. Default None.
         normalize: "none" (raw 0..255 floats), "scale" (x / 255 * scale), "channel"
             (per-channel mean/std), "pixel" (per-pixel mean subtracted), "feature" (each
-            position's mean/std) or "center" (x / 255 * scale less its mean); see
+            position's mean/std), "center" (x / 255 * scale less its mean) or "fixed" (given
+            per-channel constants); see
             :mod:`.normalize`. Statistics come from the (limited) training split only.
             Default "channel".
         scale: the upper end of the range for ``normalize="scale"`` and ``"center"``.
@@ -149,6 +152,9 @@ def prepare_data(
         stats_from: "train" (the training split, after ``limit``) or "train+val" (the
             training and validation rows together: the training set before the hold-out,
             as some published code computes its mean image). Default "train".
+        mean, std: ``normalize="fixed"`` only: one constant per channel on the [0, 1]
+            scale (ImageNet's are [0.485, 0.456, 0.406] and [0.229, 0.224, 0.225]).
+            Default None.
     """
     if stats_from not in STATS_FROM:
         raise ConfigError(f"stats_from={stats_from!r}: choose one of {', '.join(STATS_FROM)}")
@@ -172,7 +178,7 @@ def prepare_data(
     stats_rows = x_train_u8
     if stats_from == "train+val" and len(val_idx):
         stats_rows = raw.x_train[np.sort(np.concatenate([train_idx, val_idx]))]
-    normalizer = fit_normalizer(stats_rows, normalize, scale, center_by)
+    normalizer = fit_normalizer(stats_rows, normalize, scale, center_by, mean, std)
     _, h, w, c = raw.x_train.shape
     return PreparedData(
         x_train=apply_normalizer(x_train_u8, normalizer, dtype),

@@ -307,7 +307,8 @@ class RunReport:
             cfg = self.art.config.get("data") or {}
             pool = data.train_idx[: 5000]  # the statistics of a subset are close enough for a preview
             normalizer = fit_normalizer(np.asarray(data.raw.x_train[np.sort(pool)]), str(cfg.get("normalize", "channel")),
-                                        float(cfg.get("scale", 1.0)), str(cfg.get("center_by", "channel")))
+                                        float(cfg.get("scale", 1.0)), str(cfg.get("center_by", "channel")),
+                                        cfg.get("mean"), cfg.get("std"))
             x, y = sample_per_class(data.raw.x_train, data.raw.y_train, data.train_idx, len(data.class_names), 1,
                                     seed=int(self.art.config.get("seed", 0)))
             previews = augmentation_preview(x[:10], y[:10], augment, normalizer, len(data.class_names))

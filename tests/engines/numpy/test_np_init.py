@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from trainlab.engines.numpy import init_weight
+from trainlab.engines.numpy import Linear, init_weight
 
 SHAPE = (400, 600)  # (D, M): fan_in 400, fan_out 600
 
@@ -60,3 +60,30 @@ def test_same_seed_same_weights_in_both_dtypes() -> None:
     a = init_weight((5, 4), "he_normal", np.random.default_rng(3))
     b = init_weight((5, 4), "he_normal", np.random.default_rng(3), dtype=np.float64)
     np.testing.assert_array_equal(a, b.astype(np.float32))
+
+
+def test_biases_start_constant_or_at_pytorchs_default() -> None:
+    constant = Linear(50, 400, rng=np.random.default_rng(0), bias_init=1e-5)
+    assert np.all(constant.params["b"] == np.float32(1e-5))
+    uniform = Linear(50, 4000, rng=np.random.default_rng(0), bias_init="uniform_fan_in")
+    bias = uniform.params["b"]
+    assert np.abs(bias).max() <= 50**-0.5 and np.abs(bias).max() > 0.99 * 50**-0.5
+    assert bias.std() == pytest.approx(50**-0.5 / math.sqrt(3), rel=0.05)  # U(-a, a) has std a / sqrt(3)
+    # a constant bias draws nothing, so the next layer's weights are the same as with 0
+    first, second = np.random.default_rng(1), np.random.default_rng(1)
+    Linear(5, 4, rng=first, bias_init=0.3), Linear(5, 4, rng=second)
+    assert np.array_equal(Linear(4, 3, rng=first).params["W"], Linear(4, 3, rng=second).params["W"])
+    with pytest.raises(ValueError, match="bias init"):
+        Linear(5, 4, rng=np.random.default_rng(0), bias_init="ones")
+
+
+def test_the_engine_honours_the_configs_bias_and_output_activation() -> None:
+    from trainlab.config import RunConfig
+    from trainlab.engines.numpy.engine import build_model
+
+    cfg = RunConfig.from_dict({"engine": "numpy", "data": {"dataset": "mnist"},
+                               "model": {"type": "mlp", "hidden": [6], "activation": "elu", "activate_output": True,
+                                         "init": {"scheme": "normal", "sigma": 1e-3, "bias": 1e-5}}})
+    model = build_model(cfg, 12, 3, np.random.default_rng(0))
+    assert [type(layer).__name__ for layer in model.layers] == ["Linear", "ELU", "Linear", "ELU"]
+    assert all(np.all(layer.params["b"] == np.float32(1e-5)) for layer in model.layers if "b" in layer.params)

@@ -209,20 +209,31 @@ def test_pixel_space_round_trip() -> None:
         torch.testing.assert_close(space.from_unit(space.to_unit(x)), x, atol=1e-4, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["channel", "pixel", "scale", "none"])
-def test_pack_images_round_trips_the_data_layer_exactly(kind: str) -> None:
+@pytest.mark.parametrize(("kind", "options"), [
+    ("channel", {}), ("pixel", {}), ("scale", {"scale": 100.0}), ("none", {}), ("feature", {}),
+    ("center", {"scale": 100.0, "center_by": "channel"}), ("center", {"scale": 100.0, "center_by": "pixel"}),
+    ("fixed", {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}),
+], ids=["channel", "pixel", "scale", "none", "feature", "center-channel", "center-pixel", "fixed"])
+def test_pack_images_round_trips_the_data_layer_exactly(kind: str, options: dict[str, Any]) -> None:
+    """Batches packed as uint8 and unpacked equal the prepared arrays bit for bit, for every
+    normalisation; colour augmentations map them to [0, 1] and back."""
     import numpy as np
 
     from trainlab.data.normalize import apply_normalizer, fit_normalizer
 
     images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)  # (N, H, W, C)
-    normalizer = fit_normalizer(images, kind, 100.0 if kind == "scale" else 1.0)
+    images[:, 0, 0, 1] = 77  # a constant position (std 0), like MNIST's corners
+    normalizer = fit_normalizer(images, kind, **options)
     normalised = apply_normalizer(images, normalizer)  # (N, C, H, W) float32
     space = PixelSpace(normalizer, 3)
     packed = pack_images(normalised, space)
     assert packed.dtype == torch.uint8
-    assert torch.equal(packed, torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))
+    pixels = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())  # (N, C, H, W)
+    assert torch.equal(packed, pixels)
     assert torch.equal(unpack_images(packed, space), torch.from_numpy(normalised))
+    x = torch.from_numpy(normalised)
+    torch.testing.assert_close(space.to_unit(x) * 255, pixels.float(), atol=1e-3, rtol=1e-5)
+    torch.testing.assert_close(space.from_unit(space.to_unit(x)), x, atol=1e-4, rtol=1e-5)
 
 
 def test_pack_images_keeps_floats_that_are_not_pixels() -> None:

@@ -116,6 +116,13 @@ def test_init_schemes() -> None:
     uniform = build_model(model_cfg({"type": "mlp", "hidden": [64], "init": {"scheme": "uniform", "scale": 0.01,
                                                                               "bias": 0.5}}), MNIST, 10)
     assert float(uniform[1].weight.abs().max()) <= 0.01 and float(uniform[1].bias.min()) == 0.5
+    # Xavier weights beside PyTorch's own biases (code that re-initialises only the weights)
+    kept = build_model(model_cfg({"type": "cnn", "conv": [{"filters": 256}], "fc": [512],
+                                  "init": {"scheme": "glorot_uniform", "bias": "uniform_fan_in"}}), CIFAR, 10)
+    conv, fc = kept[0], next(m for m in kept if isinstance(m, nn.Linear))
+    for module, fan_in in ((conv, 27), (fc, fc.in_features)):
+        bound = fan_in**-0.5
+        assert float(module.bias.abs().max()) <= bound and float(module.bias.abs().max()) > 0.8 * bound
 
 
 def test_same_seed_same_weights_and_global_rng_untouched() -> None:

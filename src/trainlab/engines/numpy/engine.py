@@ -66,6 +66,7 @@ def build_model(config: RunConfig, input_dim: int, num_classes: int, rng: np.ran
         sigma=init.sigma,
         scale=init.scale,
         value=init.value,
+        bias_init=init.bias,
         rng=rng,
         dtype=np.dtype(m.dtype),
         leaky_slope=m.leaky_slope,

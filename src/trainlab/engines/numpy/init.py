@@ -21,6 +21,7 @@ SCHEMES = (
     "uniform",
     "glorot_normal",
     "glorot_uniform",
+    "init_bias",
     "he_normal",
     "he_uniform",
 )
@@ -97,6 +98,28 @@ def he_uniform(
     """He/Kaiming uniform: U(-a, a) with a = sqrt(6 / fan_in)."""
     fan_in, _ = _fans(shape)
     return uniform(shape, math.sqrt(6.0 / fan_in), rng, dtype=dtype)
+
+
+def init_bias(
+    size: int,
+    fan_in: int,
+    value: float | str,
+    rng: np.random.Generator | None,
+    dtype: np.dtype | type = np.float32,
+) -> np.ndarray:
+    """A bias of ``size`` units: every entry ``value``, or with ``"uniform_fan_in"``
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) drawn from ``rng`` (PyTorch's default bias).
+
+    A constant draws nothing from ``rng``, so it leaves every later draw as it was.
+    """
+    if value == "uniform_fan_in":
+        if rng is None:
+            raise ValueError("bias 'uniform_fan_in' needs a random generator 'rng'")
+        bound = 1.0 / np.sqrt(max(int(fan_in), 1))
+        return rng.uniform(-bound, bound, int(size)).astype(dtype)
+    if isinstance(value, str):
+        raise ValueError(f"unknown bias init {value!r}; give a number or 'uniform_fan_in'")
+    return np.full(int(size), float(value), dtype=dtype)
 
 
 def init_weight(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainlab.engines.numpy.init import init_weight
+from trainlab.engines.numpy.init import init_bias, init_weight
 
 
 class Layer:
@@ -63,7 +63,9 @@ class Linear(Layer):
 
     Shapes: x (N, D) (or (N, d1, ..., dk) with D = d1*...*dk, flattened as a view),
     W (D, M), b (M,), out (N, M); backward: dout (N, M) -> dx like x, dW (D, M), db (M,).
-    ``bias=False`` drops ``b`` (used in front of BatchNorm, whose beta replaces it).
+    ``bias=False`` drops ``b`` (used in front of BatchNorm, whose beta replaces it);
+    ``bias_init`` is its start: a constant (default 0) or ``"uniform_fan_in"`` (see
+    :func:`init_bias`).
     An input whose dtype differs from W is cast once; feed W's dtype to avoid the copy.
 
     ``defer_weight_grad`` (set by the engine's fast path, ``fused.py``, for one backward)
@@ -82,6 +84,7 @@ class Linear(Layer):
         scale: float | None = None,
         value: float | None = None,
         bias: bool = True,
+        bias_init: float | str = 0.0,
         dtype: np.dtype | type = np.float32,
     ) -> None:
         super().__init__()
@@ -91,7 +94,7 @@ class Linear(Layer):
             sigma=sigma, scale=scale, value=value, dtype=dtype,
         )  # (D, M)
         if bias:
-            self.params["b"] = np.zeros(self.out_dim, dtype=dtype)  # (M,)
+            self.params["b"] = init_bias(self.out_dim, self.in_dim, bias_init, rng, dtype)  # (M,)
         self._make_grads()
         self.defer_weight_grad = False
         self.dW_factors: tuple[np.ndarray, np.ndarray] | None = None

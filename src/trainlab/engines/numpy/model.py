@@ -123,6 +123,7 @@ def build_mlp(
     sigma: float | None = None,
     scale: float | None = None,
     value: float | None = None,
+    bias_init: float | str = 0.0,
     rng: np.random.Generator,
     dtype: np.dtype | type = np.float32,
     leaky_slope: float = 0.01,
@@ -139,7 +140,8 @@ def build_mlp(
     [Dropout]`` with ``"after"``. ``dropout`` is one probability for every hidden layer or
     one per hidden layer (0 leaves it out). ``init_scheme="default"`` is ``he_normal``
     for the relu family (relu, leaky_relu, elu) and ``glorot_uniform`` otherwise; the
-    output layer uses the same scheme. Weights and dropout masks come from ``rng``.
+    output layer uses the same scheme; biases start at ``bias_init`` (a constant, default 0,
+    or ``"uniform_fan_in"``). Weights and dropout masks come from ``rng``.
     ReLU runs in place (no copy), so the ``last_output`` of a layer feeding a ReLU holds
     the activated values; read pre-activation statistics before the next layer runs.
     ``bn_momentum`` (default 0.1) and ``bn_eps`` (default 1e-5) are the config's, in
@@ -157,7 +159,7 @@ def build_mlp(
         raise ValueError(f"dropout has {len(drops)} values for {len(hidden)} hidden layers")
     if init_scheme == "default":
         init_scheme = "he_normal" if activation in RELU_FAMILY else "glorot_uniform"
-    init = {"init_scheme": init_scheme, "sigma": sigma, "scale": scale, "value": value}
+    init = {"init_scheme": init_scheme, "sigma": sigma, "scale": scale, "value": value, "bias_init": bias_init}
 
     def norm(dim: int) -> BatchNorm:
         return BatchNorm(dim, momentum=1.0 - float(bn_momentum), eps=float(bn_eps), dtype=dtype)

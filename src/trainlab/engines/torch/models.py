@@ -276,7 +276,8 @@ def build_resnet(m: ModelConfig, input_shape: tuple[int, int, int], num_classes:
 
 
 def init_weights(model: nn.Module, init: InitConfig, dense_init: InitConfig | None = None) -> None:
-    """Apply ``init`` to every conv and dense weight (biases get ``init.bias``), then, with
+    """Apply ``init`` to every conv and dense weight (biases get ``init.bias``: a constant, or
+    ``uniform_fan_in``, PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in))), then, with
     ``init.dirac``, the identity kernel to the first in_channels filters of every conv.
 
     ``dense_init``, when given, replaces ``init`` for the dense (``nn.Linear``) layers.
@@ -316,7 +317,11 @@ def _init_layer(module: nn.Linear | nn.Conv2d, init: InitConfig) -> None:
     elif init.scheme == "he_uniform":
         nn.init.kaiming_uniform_(weight, nonlinearity="relu")
     if module.bias is not None:
-        nn.init.constant_(module.bias, init.bias)
+        if init.bias == "uniform_fan_in":  # PyTorch's own default bias, kept beside another weight scheme
+            bound = 1.0 / math.sqrt(max(module.weight[0].numel(), 1))
+            nn.init.uniform_(module.bias, -bound, bound)
+        else:
+            nn.init.constant_(module.bias, float(init.bias))
 
 
 def build_model(
