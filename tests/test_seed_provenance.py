@@ -19,7 +19,8 @@ import yaml
 
 from trainlab.api import validate_files
 from trainlab.config import load_config_dict
-from trainlab.config.source import number_problems, quote_problems, uncovered
+from trainlab.config.source import uncovered
+from trainlab.config.source_checks import number_problems, quote_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "configs" / "reproductions.yaml"

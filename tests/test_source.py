@@ -17,11 +17,10 @@ from trainlab.config.source import (
     as_entries,
     covering_key,
     leaf_paths,
-    number_problems,
-    quote_problems,
     summarize,
     uncovered,
 )
+from trainlab.config.source_checks import number_problems, quote_problems
 from trainlab.config.source_listing import list_sources
 from trainlab.errors import ConfigError
 

@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 import yaml
 
-from trainlab.config.source import quote_problems
+from trainlab.config.source_checks import quote_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "configs" / "study-outcomes.yaml"

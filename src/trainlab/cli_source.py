@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from trainlab.config.source import quote_problems
+from trainlab.config.source_checks import quote_problems
 from trainlab.config.source_listing import list_sources
 
 QUOTE_CHARS = 90
