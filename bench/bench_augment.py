@@ -41,7 +41,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from trainlab.config import AugmentConfig
 from trainlab.engines.cpu_memory import retain_freed_memory
-from trainlab.engines.torch.augment import BatchAugment, PixelSpace, unpack_images
+from trainlab.engines.torch.augment import BatchAugment
+from trainlab.engines.torch.pixels import PixelSpace, unpack_images
 
 MEAN = np.array([125.3, 123.0, 113.9], dtype=np.float32)
 STD = np.array([63.0, 62.1, 66.7], dtype=np.float32)

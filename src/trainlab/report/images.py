@@ -136,7 +136,8 @@ def augmentation_preview(
 
     from trainlab.config import AugmentConfig
     from trainlab.data.normalize import apply_normalizer
-    from trainlab.engines.torch.augment import BatchAugment, PixelSpace
+    from trainlab.engines.torch.augment import BatchAugment
+    from trainlab.engines.torch.pixels import PixelSpace
 
     cfg = AugmentConfig.model_validate(dict(augment))
     rows: list[tuple[str, np.ndarray]] = [("original", np.asarray(images))]

@@ -21,12 +21,13 @@ from trainlab.config import AugmentConfig, RunConfig, WeightAverageConfig, load_
 from trainlab.data import PreparedData
 from trainlab.engines.base import FitContext
 from trainlab.engines.torch import TorchEngine
-from trainlab.engines.torch.augment import BatchAugment, PixelSpace
+from trainlab.engines.torch.augment import BatchAugment
 from trainlab.engines.torch.averaging import WeightAverage
 from trainlab.engines.torch.inference import TrainedModel
 from trainlab.engines.torch.layers import Whiten, patch_covariance, whitening_filters
 from trainlab.engines.torch.models import build_model, count_params
 from trainlab.engines.torch.muon import Muon, newton_schulz
+from trainlab.engines.torch.pixels import PixelSpace
 from trainlab.engines.torch.tta import shift_reflect, tta_logits, tta_views
 from trainlab.runs import create_run_dir, read_metrics_csv
 

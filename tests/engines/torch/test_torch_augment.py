@@ -11,18 +11,16 @@ from trainlab.config import AugmentConfig
 from trainlab.engines.torch.augment import (
     LUMA,
     BatchAugment,
-    PixelSpace,
     crop_flip,
     cutmix,
     cutout,
     grayscale,
     hflip,
     mixup,
-    pack_images,
     pad_crop,
     shift,
-    unpack_images,
 )
+from trainlab.engines.torch.pixels import PixelSpace, pack_images, unpack_images
 
 NORMALIZER = {"kind": "channel", "mean": [125.0, 122.0, 113.0], "std": [62.0, 61.0, 66.0]}
 ONE_EACH: dict[str, dict[str, Any]] = {

@@ -6,10 +6,11 @@ helpers are re-exported for tests, notebooks and benchmarks.
 
 from __future__ import annotations
 
-from trainlab.engines.torch.augment import BatchAugment, PixelSpace
+from trainlab.engines.torch.augment import BatchAugment
 from trainlab.engines.torch.engine import TorchEngine
 from trainlab.engines.torch.models import build_model, count_params, model_summary
 from trainlab.engines.torch.optim import build_optimizer, penalty
+from trainlab.engines.torch.pixels import PixelSpace
 
 __all__ = [
     "BatchAugment",

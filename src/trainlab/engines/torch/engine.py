@@ -29,7 +29,7 @@ import torch
 from trainlab.engines.base import FitContext
 from trainlab.engines.cpu_memory import retain_freed_memory
 from trainlab.engines.loop import TrainingLoop
-from trainlab.engines.torch.augment import BatchAugment, PixelSpace, pack_images, unpack_images
+from trainlab.engines.torch.augment import BatchAugment
 from trainlab.engines.torch.averaging import build_average
 from trainlab.engines.torch.checkpoint import load_checkpoint, save_checkpoint
 from trainlab.engines.torch.layers import drop_whiten_bias_grads, init_whitening
@@ -44,6 +44,7 @@ from trainlab.engines.torch.optim import (
     set_lr,
     shrink_before_step,
 )
+from trainlab.engines.torch.pixels import PixelSpace, pack_images, unpack_images
 from trainlab.engines.torch.runtime import (
     TrainOptions,
     autocast,
