@@ -12,14 +12,16 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from matplotlib.figure import Figure
 
 from trainlab.io import atomic_write_text
+from trainlab.report import figures as figs
 from trainlab.report.figures import SavedFigure
 
 
@@ -107,6 +109,31 @@ def figure(saved: SavedFigure) -> Block:
     return Block("figure", figure=saved)
 
 
+def draw_figure(
+    directory: Path,
+    name: str,
+    caption: str,
+    make: Callable[[], Figure | None],
+    saved: list[figs.SavedFigure] | None = None,
+) -> Block | None:
+    """Draw a figure with ``make`` and save it (PNG and SVG) under ``directory``.
+
+    Returns the report block, a warning note when drawing failed (one broken figure must
+    not cost the whole report), or None when there is nothing to draw. The saved figure is
+    appended to ``saved`` when given.
+    """
+    try:
+        fig = make()
+        if fig is None:
+            return None
+        result = figs.save_figure(fig, directory, name, caption)
+    except Exception as exc:
+        return note(f"the figure {name!r} could not be drawn: {type(exc).__name__}: {exc}", "warning")
+    if saved is not None:
+        saved.append(result)
+    return figure(result)
+
+
 def pre(value: str) -> Block:
     """Preformatted text (config, model summary, log lines)."""
     return Block("pre", text=value)
@@ -164,6 +191,7 @@ __all__ = [
     "Block",
     "Section",
     "bullet_list",
+    "draw_figure",
     "figure",
     "fmt",
     "note",

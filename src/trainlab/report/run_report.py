@@ -26,7 +26,7 @@ from trainlab.report.artifacts import RunArtifacts, load_artifacts
 from trainlab.report.html import (
     Block,
     Section,
-    figure,
+    draw_figure,
     fmt,
     note,
     pre,
@@ -44,31 +44,6 @@ SAMPLES_PER_CLASS = 10
 MAX_CLASSES_SHOWN = 20
 MAX_UNITS_SHOWN = 30
 LOG_TAIL = 40
-
-
-def draw_figure(
-    directory: Path,
-    name: str,
-    caption: str,
-    make: Callable[[], Figure | None],
-    saved: list[figs.SavedFigure] | None = None,
-) -> Block | None:
-    """Draw a figure with ``make`` and save it (PNG and SVG) under ``directory``.
-
-    Returns the report block, a warning note when drawing failed (one broken figure must
-    not cost the whole report), or None when there is nothing to draw. The saved figure is
-    appended to ``saved`` when given.
-    """
-    try:
-        fig = make()
-        if fig is None:
-            return None
-        result = figs.save_figure(fig, directory, name, caption)
-    except Exception as exc:
-        return note(f"the figure {name!r} could not be drawn: {type(exc).__name__}: {exc}", "warning")
-    if saved is not None:
-        saved.append(result)
-    return figure(result)
 
 
 class RunReport:

@@ -22,8 +22,17 @@ from trainlab.errors import ConfigError
 from trainlab.report import figures as figs
 from trainlab.report import sources
 from trainlab.report import study_figures as sfigs
-from trainlab.report.html import Block, Section, fmt, note, pre, table, text, write_report
-from trainlab.report.run_report import draw_figure
+from trainlab.report.html import (
+    Block,
+    Section,
+    draw_figure,
+    fmt,
+    note,
+    pre,
+    table,
+    text,
+    write_report,
+)
 from trainlab.report.study_data import (
     StudyData,
     last_intermediate,
