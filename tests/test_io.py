@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from trainlab.errors import FileAccessError
 from trainlab.io import atomic_save_npy, atomic_write_json, atomic_write_text
 
 WRITER = textwrap.dedent(
@@ -71,6 +73,7 @@ def test_npy_roundtrip_and_mmap(tmp_path: Path) -> None:
 
 
 def test_write_into_missing_folder_raises(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileAccessError) as caught:  # an OSError too, naming the target (not the temp file)
         atomic_write_text(tmp_path / "missing" / "x.txt", "x")
+    assert caught.value.errno == errno.ENOENT and caught.value.filename == str(tmp_path / "missing" / "x.txt")
     assert os.listdir(tmp_path) == []

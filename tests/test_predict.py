@@ -261,3 +261,17 @@ def test_cats_vs_dogs_submission_has_every_test_image(real_data: Path, tmp_path:
     files = {p.stem for p in (tmp_path / "cvd" / "test").iterdir()}
     assert result["rows"] == len(rows) == len(files) == 4999
     assert {r["id"] for r in rows} == files
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_predict_refuses_images_over_the_runs_pixel_limit(tmp_path: Path, channels: int) -> None:
+    from PIL import Image
+
+    from trainlab.data.imagefolder import ImageTooLargeError
+    from trainlab.predict import read_images
+
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(path)
+    assert read_images([path], (channels, 16, 16), None).shape == (1, 16, 16, channels)
+    with pytest.raises(ImageTooLargeError, match=r"big\.png.*16x16"):
+        read_images([path], (channels, 16, 16), None, max_pixels=100)

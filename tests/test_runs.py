@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from trainlab.errors import RunDirError
-from trainlab.runs import create_run_dir, open_run_dir, read_metrics_csv
+from trainlab.runs import MARKER_FILE, create_run_dir, open_run_dir, read_metrics_csv
 
 
 def test_run_dir_files(tmp_path: Path) -> None:
@@ -38,7 +38,7 @@ def test_existing_run_dir_is_refused_unless_resume_or_overwrite(tmp_path: Path) 
         create_run_dir(tmp_path, "s", "r")
     (run.path / "figures").mkdir()
     fresh = create_run_dir(tmp_path, "s", "r", overwrite=True)
-    assert list(fresh.path.iterdir()) == []
+    assert [p.name for p in fresh.path.iterdir()] == [MARKER_FILE]  # nothing of the old run is left
 
 
 def test_resume_truncates_rows_after_checkpoint(tmp_path: Path) -> None:

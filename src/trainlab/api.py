@@ -11,6 +11,7 @@ The CLI is a thin layer over these functions, so a notebook gets the same behavi
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,10 +30,18 @@ from trainlab.callbacks import (
 from trainlab.config import RunConfig, config_diff, load_config, with_overrides
 from trainlab.config.leakage import run_leakage_warning
 from trainlab.engines.base import FitContext, get_engine
+from trainlab.engines.resume import checkpoint_step, verify_resume_config, verify_resume_data
 from trainlab.engines.step_log import read_steps_csv
 from trainlab.errors import ConfigError, TrainlabError
 from trainlab.gradcheck_run import gradcheck
-from trainlab.runs import RunDir, create_run_dir, default_run_id, open_run_dir, package_versions
+from trainlab.runs import (
+    RunDir,
+    create_run_dir,
+    discard_run_dir,
+    open_run_dir,
+    package_versions,
+    resume_run_dir,
+)
 
 # config.yaml of a run holds the resolved config plus this section, which is not config.
 PROVENANCE_KEY = "provenance"
@@ -103,7 +112,8 @@ def _resolve_config(
     overrides: Sequence[str] | None,
     resume: str | Path | None,
 ) -> tuple[RunConfig, Path | None]:
-    """The config to run and, when resuming, the run directory (after checking they match)."""
+    """The config to run and, when resuming, the run directory (after checking that the config,
+    the run's config.yaml and its checkpoint's recorded config all match)."""
     if config is None and resume is None:
         raise ConfigError("nothing to run: give a config file, or --resume RUN_DIR")
     if isinstance(config, str | Path):
@@ -124,7 +134,17 @@ def _resolve_config(
             f"cannot resume {resume_dir.path}: its config differs from the one given "
             f"({listed}); resume without changes, or start a new run"
         )
+    # config.yaml may have been edited since the checkpoint: the checkpoint records its own config.
+    verify_resume_config(resume_dir.path, resolved)
     return resolved, resume_dir.path
+
+
+def _verify_resume_data(run_dir: RunDir, engine: str, fingerprint: str) -> None:
+    """Refuse to resume on data whose fingerprint differs from the checkpoint's (or, for a
+    checkpoint that records none, from config.yaml's provenance)."""
+    provenance = run_dir.read_config().get(PROVENANCE_KEY) or {}
+    recorded = (provenance.get("data") or {}).get("fingerprint") if isinstance(provenance, dict) else None
+    verify_resume_data(run_dir.path, engine, fingerprint, recorded if isinstance(recorded, str) else None)
 
 
 def build_callbacks(
@@ -167,33 +187,40 @@ def run(
         overrides: ``"a.b=value"`` strings applied on top of the config. Default None.
         resume: a run directory to continue from its last checkpoint. Default None.
         overwrite: start again in an existing run directory. Default False.
-        run_id: the run directory's name (default: a time stamp and the seed).
+        run_id: the run directory's name (letters, digits, ``.``, ``_``, ``-``); default
+            ``output.run_id``, else the start time, the seed and a random suffix.
         data_dir: where datasets are read from (overrides ``data.data_dir``). Default None.
         progress: show a progress bar or periodic progress lines. Default True.
         echo: print log lines to the console as well as to ``run.log``. Default True.
         callbacks: more callbacks to drive (e.g. a study's pruning), after the config's own
             and before the checkpoint trigger. Default none.
 
+    A start refused before the first training step (a missing dataset, a checkpoint that
+    cannot be resumed) leaves no new run directory behind, and a resumed one as it was.
+
     Raises:
-        ConfigError: the config is invalid, or differs from the one of the run being resumed.
-        RunDirError: the run directory exists (without resume/overwrite) or is not writable.
-        DataError: the dataset is missing or corrupt.
+        ConfigError: the config is invalid, ``run_id`` breaks the name rule, or the config
+            differs from the one of the run being resumed.
+        RunDirError: the run directory exists (without resume/overwrite), overwrite would
+            remove something that is not a trainlab run, or it is not writable.
+        DataError: the dataset is missing or corrupt, or is not the data of the run being
+            resumed (its fingerprint changed).
+        KeyboardInterrupt: Ctrl-C or SIGTERM stopped training; the run was checkpointed at
+            the step it stopped at and its summary says "interrupted".
     """
     from trainlab.data import prepare_data  # data readers are only needed once a run starts
+    from trainlab.engines.memory import check_memory
 
     config_obj, resume_dir = _resolve_config(config, overrides, resume)
     engine = get_engine(config_obj.engine)
     engine.check_config(config_obj)  # before touching the disk, so a bad config leaves nothing
+    check_memory(config_obj, data_dir)  # a run that cannot fit is refused here, not by a MemoryError
     if resume_dir is not None:
-        run_dir = create_run_dir(resume_dir.parent.parent, resume_dir.parent.name,
-                                 resume_dir.name, resume=True)
-    else:
-        run_dir = create_run_dir(
-            config_obj.output.dir,
-            config_obj.name,
-            run_id or config_obj.output.run_id or default_run_id(config_obj.seed),
-            overwrite=overwrite,
-        )
+        run_dir = resume_run_dir(resume_dir)  # the user named this folder: any path will do
+    else:  # the name rule checks run_id; None draws a default id no other run holds
+        run_dir = create_run_dir(config_obj.output.dir, config_obj.name,
+                                 run_id if run_id is not None else config_obj.output.run_id,
+                                 seed=config_obj.seed, overwrite=overwrite)
 
     def log(message: str) -> None:
         run_dir.log(message)
@@ -201,8 +228,14 @@ def run(
             print(message, flush=True)
 
     data_cfg = config_obj.data
-    data = prepare_data(data_cfg.dataset, data_dir=data_dir or data_cfg.data_dir, seed=config_obj.seed,
-                        **data_cfg.prepare_kwargs())
+    try:
+        data = prepare_data(data_cfg.dataset, data_dir=data_dir or data_cfg.data_dir, seed=config_obj.seed,
+                            **data_cfg.prepare_kwargs())
+    except BaseException:
+        discard_run_dir(run_dir)  # a refused start leaves no run directory behind
+        raise
+    if resume_dir is not None:  # before anything is written: a refused resume leaves the run as it was
+        _verify_resume_data(run_dir, config_obj.engine, data.fingerprint)
     if resume is None:
         resolved_dict = config_obj.model_dump(mode="json")
         resolved_dict[PROVENANCE_KEY] = {
@@ -224,9 +257,8 @@ def run(
     if leakage and resume is None:  # run.log keeps it (the report lists its warnings); once per run
         log(f"warning: {leakage}")
 
-    context = FitContext(run_dir=run_dir,
-                         callbacks=CallbackList(build_callbacks(config_obj, run_dir, callbacks)),
-                         state=TrainState(),
+    watch = _StartWatch(build_callbacks(config_obj, run_dir, callbacks))
+    context = FitContext(run_dir=run_dir, callbacks=watch, state=TrainState(),
                          resume=resume is not None, progress=progress, log=log)
     started = time.perf_counter()
     summary: dict[str, Any] = {"status": "running"}
@@ -235,23 +267,47 @@ def run(
         summary["status"] = "stopped_early" if context.state.stop_training else "completed"
         if context.state.stop_reason:
             summary["stop_reason"] = context.state.stop_reason
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the loop checkpointed the step it stopped at
         summary["status"] = "interrupted"
-        log(f"interrupted at step {context.state.step}; resume with: trainlab run --resume {run_dir.path}")
+        log(_interrupted_message(run_dir.path, config_obj))
         raise
     except Exception as exc:
         summary["status"] = "failed"
         summary["error"] = str(exc)
         raise
     finally:
-        summary.setdefault("steps", context.state.step)
-        summary.setdefault("train_seconds", time.perf_counter() - started)
-        summary["best_val_accuracy"] = _best(run_dir.metrics, "val", "accuracy")
-        run_dir.write_summary(summary)
-        if config_obj.output.report:
-            _report_quietly(run_dir.path, log)
+        if watch.began or sys.exc_info()[0] is None:  # trained, or nothing went wrong
+            summary.setdefault("steps", context.state.step)
+            summary.setdefault("train_seconds", time.perf_counter() - started)
+            summary["best_val_accuracy"] = _best(run_dir.metrics, "val", "accuracy")
+            run_dir.write_summary(summary)
+            if config_obj.output.report:
+                _report_quietly(run_dir.path, log)
+        else:  # refused before training: a new directory goes, a resumed one is left as it was
+            discard_run_dir(run_dir)
     log(_describe(summary))
     return open_run(run_dir.path)
+
+
+class _StartWatch(CallbackList):
+    """The run's callbacks, noting whether training began: ``on_train_begin`` comes once the
+    engine has built its model and loaded any checkpoint, just before the first step."""
+
+    began = False
+
+    def call(self, hook: str, state: TrainState, *args: Any) -> None:
+        if hook == "on_train_begin":
+            self.began = True
+        super().call(hook, state, *args)
+
+
+def _interrupted_message(run_path: Path, config: RunConfig) -> str:
+    """Where an interrupted run resumes from: the step its checkpoint on disk holds."""
+    step = checkpoint_step(run_path, config.engine)
+    if step is None:
+        off = "" if config.output.save_checkpoint else " (output.save_checkpoint is off)"
+        return f"interrupted before any checkpoint{off}: nothing to resume; start the run again"
+    return f"interrupted at step {step}; resume with: trainlab run --resume {run_path}"
 
 
 def _report_quietly(run_path: Path, log: Callable[[str], None]) -> None:
@@ -286,17 +342,19 @@ def validate_files(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]
 
     A file with a ``study:`` section is checked as a study file (its base run config, the
     search space's paths and values, every stage), so ``trainlab validate`` takes both kinds.
+    A run config (a study's base) must also fit in this machine's memory (``check_memory``).
     """
     from trainlab.config import load_config_dict
+    from trainlab.engines.memory import check_memory
     from trainlab.studies.spec import load_study
 
     results: list[tuple[Path, str | None]] = []
     for path in paths:
         try:
             if "study" in load_config_dict(path):
-                load_study(path)
+                check_memory(load_study(path).base)  # each trial's run checks its own
             else:
-                load_config(path)
+                check_memory(load_config(path))
             results.append((Path(path), None))
         except ConfigError as exc:
             results.append((Path(path), str(exc)))

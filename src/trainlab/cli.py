@@ -1,7 +1,8 @@
 """The ``trainlab`` command line: a thin layer over :mod:`trainlab.api`.
 
 Errors a user can act on (:class:`~trainlab.errors.TrainlabError`) are printed without a
-traceback and end the process with the error's exit code (2 for a bad config).
+traceback and end the process with the error's exit code (2 for a bad config); so is every
+``OSError`` (exit code 6, see :mod:`trainlab.errors`), as one line naming the path and the cause.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from trainlab.cli_checks import gradcheck_command, parity_command
 from trainlab.cli_common import DataDirOption, JsonOption, SetOption, console, err_console
 from trainlab.cli_study import study_app
-from trainlab.errors import TrainlabError
+from trainlab.errors import TrainlabError, user_error
 
 app = typer.Typer(
     help="Train, tune and explain image classifiers from one YAML file.",
@@ -38,14 +40,19 @@ def run_command(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue this run directory from its checkpoint.")
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Start again in an existing run directory.")] = False,
-    run_id: Annotated[str | None, typer.Option(help="Name of the run directory.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start again in an existing run directory (only one "
+                                            "that trainlab created for a run).")] = False,
+    run_id: Annotated[str | None, typer.Option(help="Name of the run directory: letters, digits, '.', "
+                                               "'_' and '-' (default: start time, seed, random suffix).")] = None,
     data_dir: DataDirOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar / progress lines.")] = True,
 ) -> None:
     """Train one run described by CONFIG (or resume one with --resume RUN_DIR)."""
     from trainlab import api
+    from trainlab.names import check_name
 
+    if run_id is not None:
+        check_name(run_id, "--run-id")  # here, so that the message names the option as typed
     run = api.run(
         config,
         overrides=set_,
@@ -194,7 +201,9 @@ def config_schema_command(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
+        from trainlab.io import atomic_write_text
+
+        atomic_write_text(output, text)
         console.print(f"wrote {output}")
 
 
@@ -366,9 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``trainlab`` script: runs the app and maps errors to exit codes."""
     try:
         app(args=argv, prog_name="trainlab")
-    except TrainlabError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True, markup=True)
-        return exc.exit_code
+    except (TrainlabError, OSError) as exc:  # OSError: permission, disk full, read-only, no such folder
+        error = user_error(exc)
+        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
+        return error.exit_code
     except SystemExit as exc:  # the app's normal way out, with its status
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0

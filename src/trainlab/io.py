@@ -9,12 +9,39 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from trainlab.errors import FileAccessError
+
+TEMP_SUFFIX = ".tmp"
+# What tempfile.mkstemp(prefix=".<target>.", suffix=TEMP_SUFFIX) names: 8 random characters.
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
+
+
+def _read_umask() -> int:
+    """The process umask, read without changing it (Linux), else set and restored at once."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import: setting and restoring it later could race with another thread's files.
+_UMASK = _read_umask()
+
+
+def is_temp_file_name(name: str) -> bool:
+    """Whether ``name`` is the temporary file of an atomic write (an orphan once its writer died)."""
+    return _TEMP_NAME.fullmatch(name) is not None
 
 
 @contextlib.contextmanager
@@ -25,21 +52,51 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         path: the final file path; its folder must exist.
         mode: ``"w"`` for text or ``"wb"`` for bytes. Default ``"w"``.
         encoding: text encoding, ignored for bytes. Default ``"utf-8"``.
+
+    Raises:
+        FileAccessError: the file cannot be written (no such folder, permission denied, disk
+            full, read-only file system); it names ``path``, not the temporary file, and the
+            temporary file is gone.
     """
     target = Path(path)
     binary = "b" in mode
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    except OSError as exc:
+        raise FileAccessError.from_os_error(exc, "write", target) from exc
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)  # mkstemp's 0600 -> what open() would give
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # a failed clean-up must not hide why the write failed
             os.unlink(tmp_name)
+        failure = _write_failure(exc, tmp_name)
+        if failure is not None:
+            raise FileAccessError.from_os_error(failure, "write", target) from exc
         raise
     _fsync_dir(target.parent)
+
+
+def _write_failure(exc: BaseException, tmp_name: str) -> OSError | None:
+    """The OSError of a failed write or rename behind ``exc``, if that is why it was raised.
+
+    Such an error names the temporary file or nothing, while the user knows only the target;
+    an OSError about another path (something the block read) is not about this write. Some
+    writers hide the OSError behind their own error (torch.save raises a RuntimeError), so
+    the chain of causes is searched too.
+    """
+    seen: BaseException | None = exc if isinstance(exc, Exception) else None  # never an interrupt
+    while seen is not None:
+        if isinstance(seen, FileAccessError):
+            return None
+        if isinstance(seen, OSError) and seen.filename in (None, tmp_name):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -99,6 +156,7 @@ def _json_default(value: Any) -> Any:
 
 
 __all__ = [
+    "TEMP_SUFFIX",
     "atomic_open",
     "atomic_save_npy",
     "atomic_save_npz",
@@ -106,4 +164,5 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "atomic_write_with",
+    "is_temp_file_name",
 ]

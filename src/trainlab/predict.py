@@ -26,7 +26,14 @@ from PIL import Image, UnidentifiedImageError
 
 from trainlab.config import RunConfig
 from trainlab.data import PreparedData
-from trainlab.data.imagefolder import IMAGE_EXTENSIONS, decode_image, natural_key, target_size
+from trainlab.data.imagefolder import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    IMAGE_EXTENSIONS,
+    decode_image,
+    natural_key,
+    open_image,
+    target_size,
+)
 from trainlab.data.normalize import apply_normalizer
 from trainlab.errors import ConfigError, CorruptDataError, DataError, RunDirError
 from trainlab.io import atomic_write_text
@@ -104,6 +111,7 @@ def _torch_logits(config: RunConfig, checkpoint: Path, data: PreparedData, devic
 
 
 def _numpy_logits(config: RunConfig, checkpoint: Path, data: PreparedData) -> Logits:
+    from trainlab.engines.numpy.checkpoint import load_arrays
     from trainlab.engines.numpy.engine import build_model
 
     if not checkpoint.exists():
@@ -112,10 +120,10 @@ def _numpy_logits(config: RunConfig, checkpoint: Path, data: PreparedData) -> Lo
     dtype = np.dtype(config.model.dtype)
     input_dim = int(np.prod(data.input_shape))
     model = build_model(config, input_dim, data.num_classes, np.random.default_rng(0))
-    with np.load(checkpoint, allow_pickle=False) as saved:
-        arrays = {k.removeprefix("model/"): saved[k] for k in saved.files if k.startswith("model/")}
+    # A truncated, damaged or pickle-holding file is a RunDirError naming it (as for checkpoint.pt).
+    arrays, _ = load_arrays(checkpoint, select=lambda key: key.startswith("model/"))
     try:
-        model.load_state_arrays(arrays)
+        model.load_state_arrays({k.removeprefix("model/"): v for k, v in arrays.items()})
     except ValueError as exc:
         raise RunDirError(
             f"{checkpoint} does not fit the model that {checkpoint.parent / 'config.yaml'} describes "
@@ -227,10 +235,12 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def read_images(files: list[Path], input_shape: tuple[int, int, int],
-                resize: int | tuple[int, int] | None) -> np.ndarray:
+                resize: int | tuple[int, int] | None,
+                max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decode ``files`` to uint8 (N, H, W, C) as training decoded its images.
 
     Raises:
+        ImageTooLargeError: a file over ``max_pixels`` pixels (the run's data.max_image_pixels).
         CorruptDataError: a file that cannot be decoded (named).
         DataError: an image whose size differs from training's and the run does not resize.
     """
@@ -240,9 +250,9 @@ def read_images(files: list[Path], input_shape: tuple[int, int, int],
     for i, path in enumerate(files):
         try:
             if channels == 3:
-                arr = decode_image(path, size)  # (H, W, 3), exactly the training reader
+                arr = decode_image(path, size, max_pixels)  # (H, W, 3), exactly the training reader
             else:
-                with Image.open(path) as im:
+                with open_image(path, max_pixels) as im:
                     im.load()
                     gray = im.convert("L")
                 if size is not None and gray.size != (size[1], size[0]):
@@ -297,7 +307,8 @@ def predict_folder(
     files = list_images(images)  # before the (slower) model and data loading: fail fast
     run = open_trained_run(run_dir, data_dir=data_dir, device=device)
     data = run.data
-    x = apply_normalizer(read_images(files, data.input_shape, run.config.data.resize), data.normalizer)
+    x = apply_normalizer(read_images(files, data.input_shape, run.config.data.resize,
+                                     run.config.data.max_image_pixels), data.normalizer)
     probs = run.probabilities(x, run.config.train.tta if tta is None else tta)  # (N, K)
     predicted = probs.argmax(1)
     names = data.class_names

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
+import inspect
 import io
 import os
 import pickle
+import struct
 import tarfile
+import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 from synthdata import idx_bytes, write_cifar, write_idx, write_image_folder
 
-from trainlab.data import load_dataset
+from trainlab.config import DataConfig
+from trainlab.config.data import DEFAULT_MAX_IMAGE_PIXELS
+from trainlab.data import load_dataset, prepare_data
+from trainlab.data.imagefolder import ImageTooLargeError
 from trainlab.errors import (
     CorruptDataError,
     DataError,
@@ -300,3 +309,127 @@ def test_truncated_tar_gz(tmp_path: Path) -> None:
     archive.write_bytes(archive.read_bytes()[:-300])
     with pytest.raises(CorruptDataError, match=r"pets\.tar\.gz"):
         load_dataset(str(archive))
+
+
+# ---- decompression bombs and the pixel limit ---------------------------------------------
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb's shape)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+def test_decompression_bomb_named_or_skipped(tmp_path: Path) -> None:
+    """Past Pillow's own limit, a clean error naming the file and its size (not Pillow's exception)."""
+    root = write_image_folder(tmp_path / "pets")
+    (root / "train" / "cat" / "bomb.png").write_bytes(_png_claiming(30_000, 30_000))
+    with pytest.raises(ImageTooLargeError) as err:
+        load_dataset(str(root))
+    assert isinstance(err.value, DataError)
+    message = str(err.value)
+    assert "bomb.png" in message and "30000x30000" in message and "900,000,000 pixels" in message
+    assert "data.max_image_pixels" in message and "skip_corrupt" in message
+    ds = load_dataset(str(root), skip_corrupt=True)
+    assert ds.skipped_corrupt == 1 and ds.x_train.shape == (12, 16, 16, 3)
+    assert Image.MAX_IMAGE_PIXELS == DEFAULT_MAX_IMAGE_PIXELS  # Pillow's global is left as it was
+
+
+def test_max_image_pixels_from_the_config(tmp_path: Path) -> None:
+    """``data.max_image_pixels: 100`` refuses a 16x16 file (256 pixels); skip_corrupt leaves it out."""
+    root = write_image_folder(tmp_path / "pets", size=(8, 8), test=None)
+    Image.new("RGB", (16, 16)).save(root / "train" / "dog" / "9.dog.png")
+    cfg = DataConfig(dataset=str(root), max_image_pixels=100, resize=8, val_fraction=0.0)
+    with pytest.raises(DataError, match=r"9\.dog\.png: image is 16x16 \(WxH\) = 256 pixels, over the limit of 100"):
+        prepare_data(cfg.dataset, **cfg.prepare_kwargs())
+    skipping = cfg.model_copy(update={"skip_corrupt": True})
+    data = prepare_data(skipping.dataset, **skipping.prepare_kwargs())
+    assert len(data.y_train) == 12  # the 13th file, over the limit, skipped
+    assert load_dataset(str(root), skip_corrupt=True, max_image_pixels=100).skipped_corrupt == 1
+    # the default limit reads it, and keeps the fingerprint a run made before the field existed
+    default = load_dataset(str(root), resize=8)
+    assert len(default.y_train) == 13
+    assert default.fingerprint != load_dataset(str(root), resize=8, max_image_pixels=300).fingerprint
+
+
+def test_prepare_kwargs_cover_the_data_section() -> None:
+    """Every field of the data section reaches prepare_data (but the dataset and its folder)."""
+    kwargs = DataConfig(dataset="cifar10").prepare_kwargs()
+    assert set(kwargs) == set(DataConfig.model_fields) - {"dataset", "data_dir"}
+    assert set(kwargs) <= set(inspect.signature(prepare_data).parameters)
+
+
+# ---- a cache folder that cannot be written ----------------------------------------------
+
+
+def _pets_archive(tmp_path: Path) -> Path:
+    src = write_image_folder(tmp_path / "src" / "pets")
+    archive = tmp_path / "pets.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname="pets")
+    return archive
+
+
+def test_cache_folder_that_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = _pets_archive(tmp_path)
+    (tmp_path / "not-a-folder").write_text("x")
+    monkeypatch.setenv("TRAINLAB_CACHE", str(tmp_path / "not-a-folder" / "cache"))
+    with pytest.raises(DataError) as err:
+        load_dataset(str(archive))
+    assert "not-a-folder" in str(err.value) and "pets.tar.gz" in str(err.value)
+    assert "TRAINLAB_CACHE" in str(err.value)
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["empty-cache", "cache-with-extracted"])
+def test_read_only_cache_with_an_archive(tmp_path: Path, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch,
+                                         existing: bool) -> None:
+    """A read-only file system under the cache (EROFS even for root): a DataError naming the folder."""
+    archive = _pets_archive(tmp_path)
+    fresh_cache.mkdir()
+    if existing:
+        (fresh_cache / "extracted").mkdir()
+    real_mkdir = os.mkdir
+
+    def read_only_mkdir(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path).is_relative_to(fresh_cache) and not Path(path).exists():  # EEXIST comes first
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", read_only_mkdir)
+    with pytest.raises(DataError) as err:
+        load_dataset(str(archive))
+    message = str(err.value)
+    assert str(fresh_cache / "extracted") in message and "Read-only file system" in message
+    assert "pets.tar.gz" in message and "cannot extract" in message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a 0555 folder")
+def test_unwritable_cache_folder_with_an_archive(tmp_path: Path, fresh_cache: Path) -> None:
+    archive = _pets_archive(tmp_path)
+    fresh_cache.mkdir(mode=0o555)
+    try:
+        with pytest.raises(DataError, match="cache"):
+            load_dataset(str(archive))
+    finally:
+        fresh_cache.chmod(0o755)
+
+
+def test_full_cache_while_extracting(tmp_path: Path, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while writing a member blames the folder being written, not the archive."""
+    archive = _pets_archive(tmp_path)
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("trainlab.data.archive.shutil.copyfileobj", disk_full)
+    with pytest.raises(DataError) as err:
+        load_dataset(str(archive))
+    assert not isinstance(err.value, CorruptDataError)  # the archive is fine
+    assert "No space left on device" in str(err.value) and "cannot extract" in str(err.value)
+    assert str(fresh_cache / "extracted") in str(err.value)
+    assert not any((fresh_cache / "extracted").iterdir())  # the half extraction is gone

@@ -7,6 +7,7 @@ workers, as on 3 machines) and against the default journal file (``--workers 3``
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import socket
@@ -185,6 +186,7 @@ def test_a_requeued_trial_is_not_taken_for_dead_again_while_it_is_claimed(
     dead.wait()  # a pid that no longer runs
     ostudy._storage.set_trial_user_attr(first, "worker", {"host": socket.gethostname(), "pid": dead.pid})
     assert reclaim_dead(handle, ostudy) == 1
+    assert ostudy._storage.get_trial(first).user_attrs["error"] == f"worker {socket.gethostname()}:{dead.pid} died"
     (retry,) = [t for t in ostudy.get_trials(states=(TrialState.WAITING,))
                 if t.user_attrs["key"] == ostudy._storage.get_trial(first).user_attrs["key"]]
     assert "worker" not in retry.user_attrs and "error" not in retry.user_attrs
@@ -197,3 +199,82 @@ def test_a_requeued_trial_is_not_taken_for_dead_again_while_it_is_claimed(
     monkeypatch.setattr(storage_module, "UNNAMED_CLAIM_GRACE_S", 0.0)
     assert reclaim_dead(handle, ostudy) == 1
     assert ostudy._storage.get_trial(retry._trial_id).state == TrialState.FAIL
+
+
+# -- the coordinator killed: its workers end, a relaunch finishes ----------------------------------
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for its new parent to reap it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def _children(parent: int) -> list[int]:
+    is_child = _child_of(parent)
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and is_child(int(p.name))]
+
+
+def _kill_mid_trial(parent: subprocess.Popen[bytes], study: Any, log: Path) -> list[int]:
+    """Wait until both workers of ``parent`` train a trial, then kill -9 ``parent``; its children."""
+    handle = None
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if handle is None and (study.dir / "study.journal").exists():
+            handle = open_study_storage(study, Options())
+        running = [t for t in _trials(handle) if t.state == TrialState.RUNNING] if handle else []
+        pids = {t.user_attrs.get("worker", {}).get("pid") for t in running}
+        training = [t for t in running if (study.dir / t.user_attrs["key"] / "metrics.csv").exists()]
+        if len(pids & set(_children(parent.pid))) == 2 and len(training) == 2:
+            children = _children(parent.pid)  # the workers, and multiprocessing's resource tracker
+            parent.kill()
+            return children
+        time.sleep(0.05)
+    raise AssertionError(f"the two workers never trained at once: {log.read_text()}")
+
+
+def test_killing_the_coordinator_ends_its_workers_and_a_relaunch_finishes(tmp_path: Path) -> None:
+    """kill -9 of ``trainlab study --workers 2`` while both workers train: they stop within
+    seconds (each handing back its trial), and the same command then finishes the study."""
+    space = {"optimizer.lr": [0.05, 0.1, 0.2, 0.4]}  # 4 trials of a few seconds each
+    path = write_study(tmp_path / "grid.yaml", {"space": space}, tmp_path / "runs", name="grid",
+                       data={"dataset": "mnist", "normalize": "scale", **SLOWER},
+                       train={"epochs": 100, "batch_size": 50}, output={"report": False})
+    study = load_study(path)
+    with (tmp_path / "first.log").open("wb") as log:  # a file: no pipe left unread once the parent is gone
+        command = [sys.executable, "-m", "trainlab.cli", "study", str(path), "-q", "--workers", "2"]
+        parent = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    children: list[int] = []
+    try:
+        children = _kill_mid_trial(parent, study, tmp_path / "first.log")
+        parent.wait()
+        stopped = time.monotonic() + 5  # they stop in about a second; unstopped, they would train 5 s more
+        while any(_alive(pid) for pid in children) and time.monotonic() < stopped:
+            time.sleep(0.05)
+        assert not [pid for pid in children if _alive(pid)], "workers outlived their coordinator"
+    finally:  # a failure must not leave them running
+        parent.kill()
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    handle = open_study_storage(study, Options())
+    states = Counter(t.state for t in _trials(handle))
+    # Handed back and queued again (either trial may have just ended between the look and the kill).
+    assert states[TrialState.RUNNING] == 0 and states[TrialState.FAIL] >= 1
+
+    again = _start(path, "--workers", "2")
+    out, _ = again.communicate(timeout=180)
+    assert again.returncode == 0, out.decode()
+    trials = _trials(handle)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert sorted(t.user_attrs["key"] for t in complete) == [f"t{i:04d}" for i in range(4)]  # each once
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    for failed in (t for t in trials if t.state == TrialState.FAIL):  # each abandoned trial ran again
+        (retry,) = [t for t in complete if t.system_attrs.get("failed_trial") == failed.number]
+        assert retry.user_attrs["key"] == failed.user_attrs["key"]
+    for trial in complete:
+        summary = json.loads((study.dir / trial.user_attrs["key"] / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["steps"] == 100 * 30

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import functools
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 #: Error type the message formatter recognises: ``ctx["field"]`` extends the error's path.
@@ -20,9 +30,28 @@ Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class StrictModel(BaseModel):
-    """Base of every config section: unknown keys are errors, never silently dropped."""
+    """Base of every config section: unknown keys are errors, never silently dropped.
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    Numbers are strict too, in every section: a float field refuses infinities and NaN
+    (``lr: .inf``), and a field that takes no boolean refuses ``true``/``false`` where
+    pydantic would read them as 1 and 0 (``epochs: true``).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, bool | list | tuple) or info.field_name is None:
+            return value
+        if _admits_bool(cls, info.field_name):
+            return value
+        if isinstance(value, bool):
+            raise field_error("", "must be a number, not true/false", value)
+        for index, item in enumerate(value):
+            if isinstance(item, bool):
+                raise field_error(f"[{index}]", "must be a number, not true/false", item)
+        return value
 
 
 def field_error(field: str, message: str, value: Any = None) -> PydanticCustomError:
@@ -34,6 +63,25 @@ def field_error(field: str, message: str, value: Any = None) -> PydanticCustomEr
     return PydanticCustomError(
         FIELD_ERROR, "{message}", {"field": field, "message": message, "value": value}
     )
+
+
+@functools.cache
+def _admits_bool(model: type[BaseModel], name: str) -> bool:
+    """Whether field ``name`` of ``model`` takes a boolean anywhere in its type."""
+    return _type_admits_bool(model.model_fields[name].annotation)
+
+
+def _type_admits_bool(tp: Any) -> bool:
+    if tp is bool or tp is Any or tp is object:
+        return True
+    origin = get_origin(tp)
+    if origin is Literal:
+        return any(isinstance(arg, bool) for arg in get_args(tp))
+    if origin is Annotated:
+        return _type_admits_bool(get_args(tp)[0])
+    if origin in (Union, types.UnionType, list, tuple, dict):
+        return any(_type_admits_bool(arg) for arg in get_args(tp))
+    return False  # a number, a string, a nested model: none of them is a boolean
 
 
 def _shape(value: Any) -> str:

@@ -11,6 +11,8 @@ from ._base import PositiveInt, StrictModel, field_error, scalar_or
 
 #: Dataset names trainlab knows how to find and download; anything else must be a path.
 KNOWN_DATASETS = ("cifar10", "mnist", "fashion-mnist", "cats-vs-dogs")
+#: Pillow's own decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``): width x height.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 
 
@@ -99,6 +101,12 @@ class DataConfig(StrictModel):
         False,
         description="Skip unreadable images in an image folder (counted and reported) instead of failing.",
     )
+    max_image_pixels: PositiveInt = Field(
+        DEFAULT_MAX_IMAGE_PIXELS,
+        description="Largest image (width x height) an image folder may hold; a file claiming more is "
+        "refused before it is decoded (a decompression bomb), or skipped with skip_corrupt. The "
+        "default is Pillow's limit.",
+    )
 
     @field_validator("dataset")
     @classmethod
@@ -154,6 +162,7 @@ class DataConfig(StrictModel):
             "std": self.std,
             "resize": self.resize,
             "skip_corrupt": self.skip_corrupt,
+            "max_image_pixels": self.max_image_pixels,
         }
 
     @property

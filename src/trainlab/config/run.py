@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from trainlab.errors import ConfigError
+from trainlab.names import MAX_NAME_LENGTH, NAME_PATTERN, name_problem
 
 from ._base import StrictModel, field_error
 from ._messages import validation_error_to_config_error
@@ -17,20 +18,34 @@ from .optim import LossConfig, OptimizerConfig, RegularizationConfig, ScheduleCo
 from .source import SourceEntry, key_problems
 from .train import TrainConfig
 
-_SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 NUMPY_MODELS = ("linear", "mlp")
 NUMPY_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad")
 DEFAULT_EPOCHS = 10
+
+
+def _check_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem is not None:
+        raise field_error("", problem, value)
+    return value
+
+
+#: A name that becomes a folder (run name, run id, study and stage names): see :mod:`trainlab.names`.
+SafeName = Annotated[
+    str,
+    AfterValidator(_check_name),
+    Field(json_schema_extra={"pattern": NAME_PATTERN, "maxLength": MAX_NAME_LENGTH}),
+]
 
 
 class OutputConfig(StrictModel):
     """Where and what a run writes."""
 
     dir: str = Field("runs", description="Folder that holds the run directories.")
-    run_id: str | None = Field(
+    run_id: SafeName | None = Field(
         None,
-        pattern=_SAFE_NAME,
-        description="Name of the run directory; null = generated (time + hash).",
+        description="Name of the run directory (letters, digits, . _ -); null = generated "
+        "(start time, seed and a random suffix).",
     )
     save_checkpoint: bool = Field(True, description="Write checkpoints (needed to resume).")
     save_predictions: bool = Field(
@@ -46,9 +61,7 @@ class OutputConfig(StrictModel):
 class RunConfig(StrictModel):
     """One training run: everything needed to reproduce it, in one file."""
 
-    name: str = Field(
-        "run", pattern=_SAFE_NAME, description="Name of the run (letters, digits, . _ -)."
-    )
+    name: SafeName = Field("run", description="Name of the run (letters, digits, . _ -).")
     seed: int = Field(
         0,
         ge=0,

@@ -8,15 +8,25 @@ process sees either no folder or a complete one.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tarfile
 import uuid
 from pathlib import Path, PurePosixPath
 
-from ..errors import CorruptDataError, UnsafeDataError
+from ..errors import CorruptDataError, DataError, UnsafeDataError
 
 _COMPLETE = ".trainlab-complete"  # written last inside the temp folder
+# Errors of writing the extracted files, not of reading the archive: the folder is at fault.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _unwritable(folder: Path, archive: Path, exc: OSError) -> DataError:
+    return DataError(
+        f"{folder}: cannot extract {archive} here ({exc.strerror or exc}); free space or make the "
+        "folder writable (an image-folder archive is extracted under $TRAINLAB_CACHE)"
+    )
 
 
 def check_member(member: tarfile.TarInfo, archive: Path) -> PurePosixPath:
@@ -59,6 +69,8 @@ def extract_into(archive: Path, target: Path) -> None:
     except OSError as exc:
         if isinstance(exc, (FileNotFoundError, PermissionError)) and not archive.exists():
             raise CorruptDataError(f"{archive}: cannot read the archive ({exc})") from exc
+        if exc.errno in _WRITE_ERRNOS and os.access(archive, os.R_OK):
+            raise _unwritable(target, archive, exc) from None
         raise CorruptDataError(
             f"{archive}: extraction failed ({type(exc).__name__}: {exc})"
         ) from exc
@@ -73,12 +85,20 @@ def extract_atomically(archive: Path, dest: Path) -> Path:
     """Extract ``archive`` so that ``dest`` appears complete or not at all; return ``dest``.
 
     If another process finishes first, its folder is kept and ours is discarded.
+
+    Raises:
+        DataError: ``dest``'s folder cannot be written (read-only, full); names the folder.
+        CorruptDataError: the archive is truncated or corrupt; UnsafeDataError: a member is
+            refused.
     """
     if is_complete(dest):
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as exc:  # a read-only or full cache folder: say which, not a traceback
+        raise _unwritable(dest.parent, archive, exc) from None
     try:
         extract_into(archive, tmp)
         (tmp / _COMPLETE).write_text("ok\n")

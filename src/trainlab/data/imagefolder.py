@@ -11,16 +11,24 @@ decoded arrays are cached, so this runs once per dataset.
 from __future__ import annotations
 
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..config.data import DEFAULT_MAX_IMAGE_PIXELS
 from ..errors import CorruptDataError, DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})
+
+
+class ImageTooLargeError(DataError):
+    """An image file claims more pixels than ``data.max_image_pixels`` (a decompression bomb)."""
 
 
 def natural_key(text: str) -> list[Any]:
@@ -111,9 +119,78 @@ def target_size(resize: int | tuple[int, int] | None) -> tuple[int, int] | None:
     return (int(h), int(w))
 
 
-def decode_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
-    """Decode one file to (H, W, 3) uint8 RGB, resized bilinearly to ``size`` (H, W) if given."""
-    with Image.open(path) as im:
+def _too_large(path: Path, what: str, max_pixels: int) -> ImageTooLargeError:
+    return ImageTooLargeError(
+        f"{path}: {what}, over the limit of {max_pixels:,} pixels (data.max_image_pixels); a file "
+        "this large may be a decompression bomb: raise data.max_image_pixels if you trust it, or "
+        "set data.skip_corrupt: true to leave such files out"
+    )
+
+
+@contextmanager
+def _pillow_limit(max_pixels: int | None) -> Iterator[None]:
+    """Pillow's module-wide decompression-bomb limit set to ``max_pixels`` (None: off) for one
+    decode.
+
+    Pillow warns past that limit and fails past twice it, in ``Image.open`` and while it
+    decodes (a GIF frame); the warning is silenced because :func:`open_image` makes the
+    decision itself. Decoding is serial, so setting the module-wide value does not race.
+    """
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def image_size(file: Path | IO[bytes]) -> tuple[int, int]:
+    """(height, width) of an image from its header alone; nothing is decoded, so no pixel limit.
+
+    Raises:
+        OSError, UnidentifiedImageError: the file is not an image Pillow can read.
+    """
+    with _pillow_limit(None), Image.open(file) as im:
+        width, height = im.size
+    return height, width
+
+
+@contextmanager
+def open_image(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Iterator[Image.Image]:
+    """``Image.open(path)`` refused when its header claims more than ``max_pixels`` pixels.
+
+    Use it as ``with open_image(path, limit) as im: im.load()``: the limit holds while the
+    image decodes (Pillow checks GIF frames as it reads them).
+
+    Raises:
+        ImageTooLargeError: the image is over the limit (named, with its size).
+    """
+    try:
+        with _pillow_limit(max_pixels):
+            with _pillow_limit(None):  # the header only; the check below can then give the size
+                im = Image.open(path)
+            with im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise _too_large(path, f"image is {width}x{height} (WxH) = {width * height:,} pixels",
+                                     max_pixels)
+                yield im
+    except Image.DecompressionBombError as exc:  # a frame past twice the limit, met while decoding
+        raise _too_large(path, f"Pillow refused it ({exc})", max_pixels) from None
+
+
+def decode_image(
+    path: Path, size: tuple[int, int] | None, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> np.ndarray:
+    """Decode one file to (H, W, 3) uint8 RGB, resized bilinearly to ``size`` (H, W) if given.
+
+    Raises:
+        ImageTooLargeError: the file's header claims more than ``max_pixels`` pixels (width x
+            height); nothing is decoded then.
+    """
+    with open_image(path, max_pixels) as im:
         im.load()  # decode now, so a truncated file fails here rather than later
         rgb = im.convert("RGB")
     if size is not None and rgb.size != (size[1], size[0]):
@@ -127,15 +204,25 @@ def decode_files(
     *,
     skip_corrupt: bool,
     expected_shape: tuple[int, ...] | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tuple[np.ndarray, np.ndarray, list[Path], int]:
-    """Decode ``files``; return (images (N,H,W,3), labels (N,), kept paths, skipped count)."""
+    """Decode ``files``; return (images (N,H,W,3), labels (N,), kept paths, skipped count).
+
+    With ``skip_corrupt``, unreadable files and files over ``max_pixels`` are left out and
+    counted; otherwise the first one raises (CorruptDataError, ImageTooLargeError).
+    """
     images: list[np.ndarray] = []
     labels: list[int] = []
     kept: list[Path] = []
     skipped = 0
     for path, label in files:
         try:
-            arr = decode_image(path, size)
+            arr = decode_image(path, size, max_pixels)
+        except ImageTooLargeError:
+            if skip_corrupt:
+                skipped += 1
+                continue
+            raise
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
             if skip_corrupt:
                 skipped += 1
@@ -169,11 +256,18 @@ def read_image_folder(
     resize: int | tuple[int, int] | None = None,
     skip_corrupt: bool = False,
     layout: FolderLayout | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> dict[str, Any]:
-    """Decode an image folder into uint8 arrays (see the module docstring for the layout)."""
+    """Decode an image folder into uint8 arrays (see the module docstring for the layout).
+
+    A file over ``max_image_pixels`` pixels is refused like an unreadable one (skipped and
+    counted with ``skip_corrupt``).
+    """
     layout = layout or scan_folder(root)
     size = target_size(resize)
-    x_train, y_train, _, skipped = decode_files(layout.train, size, skip_corrupt=skip_corrupt)
+    x_train, y_train, _, skipped = decode_files(
+        layout.train, size, skip_corrupt=skip_corrupt, max_pixels=max_image_pixels
+    )
     if len(x_train) == 0:
         raise DataError(f"{root / 'train'}: no readable training images")
     for label, name in enumerate(layout.class_names):
@@ -189,7 +283,8 @@ def read_image_folder(
     }
     if layout.has_test:
         x_test, y_test, kept, skipped_test = decode_files(
-            layout.test, size, skip_corrupt=skip_corrupt, expected_shape=x_train.shape[1:]
+            layout.test, size, skip_corrupt=skip_corrupt, expected_shape=x_train.shape[1:],
+            max_pixels=max_image_pixels,
         )
         skipped += skipped_test
         out["x_test"] = x_test
@@ -203,8 +298,11 @@ def read_image_folder(
 
 __all__ = [
     "FolderLayout",
+    "ImageTooLargeError",
     "decode_image",
+    "image_size",
     "natural_key",
+    "open_image",
     "read_image_folder",
     "scan_folder",
     "target_size",

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..config.data import DEFAULT_MAX_IMAGE_PIXELS
 from ..errors import DataError, DatasetNotFoundError
 from . import cache
 from .archive import extract_atomically, single_root
@@ -169,7 +170,30 @@ def resize_array(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def _decode(src: Source, resize: tuple[int, int] | None, skip_corrupt: bool) -> dict[str, Any]:
+def _extraction_folder(src: Source) -> Path:
+    """Where an image-folder archive is extracted: under the cache (the data folder may be
+    read-only), keyed by the archive's identity so a changed archive is extracted afresh.
+
+    Raises:
+        DataError: the cache folder cannot be created or written.
+    """
+    key = cache.digest(cache.source_identity([src.path]))
+    try:
+        extracted = cache_root() / "extracted"
+        extracted.mkdir(exist_ok=True)
+    except OSError as exc:
+        where = exc.filename or os.environ.get("TRAINLAB_CACHE") or "the cache folder"
+        raise DataError(
+            f"{where}: cannot extract {src.path} into the cache folder ({exc.strerror or exc}); "
+            "set TRAINLAB_CACHE to a writable folder, or extract the archive yourself and give "
+            "the extracted folder as data.dataset"
+        ) from None
+    return extracted / f"{src.name}-{key}"
+
+
+def _decode(
+    src: Source, resize: tuple[int, int] | None, skip_corrupt: bool, max_image_pixels: int
+) -> dict[str, Any]:
     if src.kind in ("cifar-folder", "cifar-tar"):
         reader = read_cifar_folder if src.kind == "cifar-folder" else read_cifar_tar
         arrays = reader(src.path, strict_counts=src.strict)
@@ -179,14 +203,12 @@ def _decode(src: Source, resize: tuple[int, int] | None, skip_corrupt: bool) -> 
     else:
         root = src.path
         if src.kind == "imagefolder-tar":
-            # Extracted under the cache (the data folder may be read-only), keyed by the
-            # archive's identity so a changed archive is extracted afresh.
-            key = cache.digest(cache.source_identity([src.path]))
-            dest = cache_root() / "extracted" / f"{src.name}-{key}"
-            root = single_root(extract_atomically(src.path, dest))
+            root = single_root(extract_atomically(src.path, _extraction_folder(src)))
         else:
             root = single_root(root)
-        return read_image_folder(root, resize=resize, skip_corrupt=skip_corrupt)
+        return read_image_folder(
+            root, resize=resize, skip_corrupt=skip_corrupt, max_image_pixels=max_image_pixels
+        )
     if resize is not None:
         arrays["x_train"] = resize_array(arrays["x_train"], resize)
         arrays["x_test"] = resize_array(arrays["x_test"], resize)
@@ -215,6 +237,7 @@ def load_dataset(
     *,
     resize: int | tuple[int, int] | None = None,
     skip_corrupt: bool = False,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> RawDataset:
     """Load a dataset by name (cifar10, mnist, fashion-mnist, cats-vs-dogs) or path.
 
@@ -229,10 +252,17 @@ def load_dataset(
             Default None (images must then all have the same size).
         skip_corrupt: leave unreadable images out (counted in ``skipped_corrupt``) instead of
             raising CorruptDataError. Default False.
+        max_image_pixels: an image-folder file with more pixels (width x height) is refused
+            before it is decoded (ImageTooLargeError), or skipped with ``skip_corrupt``.
+            Default Pillow's limit, 89,478,485.
     """
     src = locate(name_or_path, data_dir)
     size = target_size(resize)
-    options = {"resize": list(size) if size else None, "skip_corrupt": bool(skip_corrupt)}
+    options: dict[str, Any] = {"resize": list(size) if size else None, "skip_corrupt": bool(skip_corrupt)}
+    if src.kind.startswith("imagefolder") and max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS:
+        # Only a changed limit keys the cache (it decides which files are kept), so the
+        # fingerprints of datasets read with the default stay what they were.
+        options["max_image_pixels"] = int(max_image_pixels)
     identity = cache.source_identity(src.files)
     # The fingerprint ignores where the data folder is (relative names), the cache key does not.
     relative = [[os.path.relpath(p, src.path.parent), s, m] for p, s, m in identity]
@@ -258,7 +288,7 @@ def load_dataset(
             skipped_corrupt=int(meta["skipped_corrupt"]),
             cache_dir=entry,
         )
-    decoded = _decode(src, size, skip_corrupt)
+    decoded = _decode(src, size, skip_corrupt, max_image_pixels)
     _check_expected(src, decoded)
     meta = {
         "name": src.name,

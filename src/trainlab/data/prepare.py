@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config.data import DEFAULT_MAX_IMAGE_PIXELS
 from ..errors import ConfigError
 from .loader import RawDataset, load_dataset
 from .normalize import apply_normalizer, fit_normalizer
@@ -122,6 +123,7 @@ def prepare_data(
     stats_from: str = "train",
     mean: list[float] | None = None,
     std: list[float] | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> PreparedData:
     """Load ``dataset``, split off a validation set, subset, and normalise.
 
@@ -155,10 +157,12 @@ def prepare_data(
         mean, std: ``normalize="fixed"`` only: one constant per channel on the [0, 1]
             scale (ImageNet's are [0.485, 0.456, 0.406] and [0.229, 0.224, 0.225]).
             Default None.
+        max_image_pixels: passed to ``load_dataset``. Default Pillow's limit, 89,478,485.
     """
     if stats_from not in STATS_FROM:
         raise ConfigError(f"stats_from={stats_from!r}: choose one of {', '.join(STATS_FROM)}")
-    raw = load_dataset(dataset, data_dir, resize=resize, skip_corrupt=skip_corrupt)
+    raw = load_dataset(dataset, data_dir, resize=resize, skip_corrupt=skip_corrupt,
+                       max_image_pixels=max_image_pixels)
     train_idx, val_idx, test_idx = split_indices(
         raw, val_fraction=val_fraction, val_size=val_size, limit=limit, seed=seed, val_split=val_split
     )

@@ -12,6 +12,13 @@ a checkpoint holds and what the summary reports. The order of events is fixed he
 Every metrics row gets ``elapsed``: the training seconds at that evaluation, counted on from
 the checkpoint's ``train_seconds`` when a run is resumed. With ``train.log_steps`` the loop
 also writes ``steps.csv`` (see :mod:`trainlab.engines.step_log`).
+
+Interrupts: during :meth:`TrainingLoop.run`, SIGINT (Ctrl-C) and SIGTERM stop the run before
+the next step (:mod:`trainlab.engines.interrupts`); the loop then writes a checkpoint of the
+step reached (unless ``output.save_checkpoint`` is off) and raises KeyboardInterrupt. A
+resume from it continues as if nothing had happened: checkpoints hold the running sums of
+the evaluation interval they fall in. Checkpoints also record the config and data they were
+made with, which a resume verifies (:mod:`trainlab.engines.resume`).
 """
 
 from __future__ import annotations
@@ -19,8 +26,12 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from trainlab.engines.interrupts import StopSignals
+from trainlab.engines.resume import check_config, check_data, resume_record
 from trainlab.engines.step_log import StepLog
 from trainlab.progress import ProgressReporter
 from trainlab.schedules import scheduled_lr
@@ -41,6 +52,7 @@ class TrainingLoop(ABC):
         total_steps: the planned run length.
         eval_every: steps between evaluations.
         train_seconds: training time so far (carried over a resume by the checkpoint).
+        data_fingerprint: the prepared data's fingerprint (recorded in checkpoints).
         progress_every: steps between progress updates. Default 10.
     """
 
@@ -51,11 +63,14 @@ class TrainingLoop(ABC):
     total_steps: int
     eval_every: int
     train_seconds: float = 0.0
+    data_fingerprint: str = ""
     progress_every: int = 10
     # The clock of this session: train_seconds = seconds_before + (perf_counter() - started).
     _started: float = 0.0
     _seconds_before: float = 0.0
     _step_log: StepLog | None = None
+    # The step of the checkpoint on disk that this session wrote or resumed from (None: none).
+    _checkpoint_step: int | None = None
 
     # -- what an engine provides ----------------------------------------------------------
     @abstractmethod
@@ -139,6 +154,27 @@ class TrainingLoop(ABC):
         self.save_predictions("predictions.npz")
         return result
 
+    # -- checkpoints: what the loop adds to the engine's, and the interrupt -------------------
+    def resume_record(self) -> dict[str, Any]:
+        """What every checkpoint records besides the engine's state: the config and data it
+        was made with (:func:`trainlab.engines.resume.resume_record`) and why training stopped."""
+        state = self.context.state
+        return {**resume_record(self.config, self.data_fingerprint),
+                "stop_reason": state.stop_reason if state.stop_training else None}
+
+    def verify_checkpoint(self, meta: Mapping[str, Any], path: Path) -> None:
+        """Refuse a checkpoint of another config or other data (engines call it when they load
+        one), then take over its :meth:`resume_record` (a stop a callback asked for).
+
+        Raises:
+            ConfigError: the checkpoint was written with another config (fields named).
+            DataError: it was written on other data (both fingerprints given).
+        """
+        check_config(meta, self.config, path)
+        check_data(meta, self.data_fingerprint, path)
+        if meta.get("stop_reason"):  # an early-stopped run stays stopped
+            self.context.state.request_stop(str(meta["stop_reason"]))
+
     def _checkpoint_if_requested(self) -> None:
         state = self.context.state
         if state.checkpoint_requested:
@@ -147,6 +183,16 @@ class TrainingLoop(ABC):
             self.train_seconds = self.elapsed()  # a resumed clock includes this evaluation
             self.save_checkpoint()
             state.checkpoint_requested = False
+            self._checkpoint_step = state.step
+
+    def _stop_on_signal(self, name: str) -> NoReturn:
+        """Stop between two steps: checkpoint the step reached, then raise KeyboardInterrupt."""
+        state = self.context.state
+        self.context.log(f"{name} received: stopping at step {state.step}")
+        if self.config.output.save_checkpoint and self._checkpoint_step != state.step:
+            state.checkpoint_requested = True
+            self._checkpoint_if_requested()
+        raise KeyboardInterrupt(name)
 
     def _open_step_log(self) -> StepLog | None:
         """``steps.csv`` started (or truncated to the resumed step), or None when it is off."""
@@ -158,58 +204,78 @@ class TrainingLoop(ABC):
         return log
 
     def run(self) -> dict[str, Any]:
-        """Train to the end (or until a callback stops it) and return the summary."""
+        """Train to the end (or until a callback stops it) and return the summary.
+
+        Raises:
+            KeyboardInterrupt: SIGINT or SIGTERM stopped the run (after a checkpoint of the
+                step reached), or a second one stopped it at once.
+        """
         state, callbacks = self.context.state, self.context.callbacks
-        self.start()
-        self._step_log = step_log = self._open_step_log()
-        callbacks.call("on_train_begin", state)
-        progress = ProgressReporter(self.total_steps, enabled=self.context.progress)
-        progress.start(state.step)
-        self._started, self._seconds_before = time.perf_counter(), self.train_seconds
-        try:
-            while state.step < self.total_steps and not state.stop_training:
-                position = state.step % self.steps_per_epoch
-                if position == 0 and self.config.train.shuffle:
-                    self.shuffle()
-                lr = self.learning_rate(state.step)
-                self.step(position, lr)
-                state.step += 1
-                state.lr = lr
-                last = state.step == self.total_steps
-                epoch_done = state.step % self.steps_per_epoch == 0
-                if epoch_done:
-                    state.epoch += 1
-                if step_log is not None and step_log.due(state.step):
-                    step_log.record(state.step, self.step_loss(), lr, self.elapsed())
-                if state.step % self.progress_every == 0 or last:
-                    self.train_seconds = self.elapsed()
-                    progress.update(state.step, **self.progress_figures(), lr=lr,
-                                    **{"img/s": self.images_per_second()})
-                    if step_log is not None:  # the device was just read: the rows cost no extra wait
-                        step_log.flush()
-                if state.step % self.eval_every == 0 or last:
-                    self.train_seconds = self.elapsed()
-                    # elapsed first: it follows the fixed columns in metrics.csv
-                    rows = [{"elapsed": round(self.train_seconds, 4), **row} for row in self.evaluation_rows()]
-                    callbacks.call("on_evaluate", state, rows)
-                    self._checkpoint_if_requested()
-                if epoch_done:
-                    callbacks.call("on_epoch_end", state)
-            if step_log is not None:
-                step_log.flush()
-        except BaseException:
-            if step_log is not None:  # the rows up to a failure show where it went wrong
-                with contextlib.suppress(Exception):
+        with StopSignals() as signals:
+            self.start()
+            self._checkpoint_step = state.step if self.context.resume else None
+            self._step_log = step_log = self._open_step_log()
+            callbacks.call("on_train_begin", state)
+            progress = ProgressReporter(self.total_steps, enabled=self.context.progress)
+            progress.start(state.step)
+            self._started, self._seconds_before = time.perf_counter(), self.train_seconds
+            try:
+                while state.step < self.total_steps and not state.stop_training:
+                    if signals.requested:
+                        self._stop_on_signal(signals.requested)
+                    self._train_one_step(progress)
+                if signals.requested:  # before on_train_end, which a resume then calls
+                    self._stop_on_signal(signals.requested)
+                if step_log is not None:
                     step_log.flush()
-            raise
-        finally:
-            progress.close()
+            except BaseException:
+                if step_log is not None:  # the rows up to a failure show where it went wrong
+                    with contextlib.suppress(Exception):
+                        step_log.flush()
+                raise
+            finally:
+                progress.close()
+                self.train_seconds = self.elapsed()
+            callbacks.call("on_train_end", state)
+            if state.stop_reason:
+                self.context.log(state.stop_reason)
+            self._checkpoint_if_requested()
+            if signals.requested:
+                self._stop_on_signal(signals.requested)
+            # The final checkpoint holds this state: a signal may now end the summary at once.
+            signals.immediate = self._checkpoint_step == state.step
+            return self.summary()
+
+    def _train_one_step(self, progress: ProgressReporter) -> None:
+        """One step and what follows it: steps.csv, progress, evaluation, checkpoint, epoch end."""
+        state, callbacks, step_log = self.context.state, self.context.callbacks, self._step_log
+        position = state.step % self.steps_per_epoch
+        if position == 0 and self.config.train.shuffle:
+            self.shuffle()
+        lr = self.learning_rate(state.step)
+        self.step(position, lr)
+        state.step += 1
+        state.lr = lr
+        last = state.step == self.total_steps
+        epoch_done = state.step % self.steps_per_epoch == 0
+        if epoch_done:
+            state.epoch += 1
+        if step_log is not None and step_log.due(state.step):
+            step_log.record(state.step, self.step_loss(), lr, self.elapsed())
+        if state.step % self.progress_every == 0 or last:
             self.train_seconds = self.elapsed()
-        callbacks.call("on_train_end", state)
-        if state.stop_reason:
-            self.context.log(state.stop_reason)
-        self._checkpoint_if_requested()
-        return self.summary()
+            progress.update(state.step, **self.progress_figures(), lr=lr,
+                            **{"img/s": self.images_per_second()})
+            if step_log is not None:  # the device was just read: the rows cost no extra wait
+                step_log.flush()
+        if state.step % self.eval_every == 0 or last:
+            self.train_seconds = self.elapsed()
+            # elapsed first: it follows the fixed columns in metrics.csv
+            rows = [{"elapsed": round(self.train_seconds, 4), **row} for row in self.evaluation_rows()]
+            callbacks.call("on_evaluate", state, rows)
+            self._checkpoint_if_requested()
+        if epoch_done:
+            callbacks.call("on_epoch_end", state)
 
 
 __all__ = ["TrainingLoop"]

@@ -31,7 +31,7 @@ STATUS_TEXT = {
     "completed": "The run completed.",
     "stopped_early": "The run stopped early.",
     "failed": "The run failed.",
-    "interrupted": "The run was interrupted (Ctrl-C); it can be resumed.",
+    "interrupted": "The run was interrupted (Ctrl-C or SIGTERM); it can be resumed.",
     "running": "The run is still running, or was killed before it could finish.",
     "unknown": "The run has no summary.json: it is still running, or was killed before it finished.",
 }
@@ -122,8 +122,10 @@ def _read_predictions(path: Path) -> Predictions:
 
 
 def _numpy_weights(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as saved:
-        return {k.removeprefix("model/"): saved[k] for k in saved.files if k.startswith("model/")}
+    from trainlab.engines.numpy.checkpoint import load_arrays  # clean errors naming the file
+
+    arrays, _ = load_arrays(path, select=lambda key: key.startswith("model/"))
+    return {k.removeprefix("model/"): v for k, v in arrays.items()}
 
 
 def _torch_weights(path: Path) -> dict[str, np.ndarray]:

@@ -102,8 +102,10 @@ def load_run_data(config: Mapping[str, Any]) -> RunData:
         DataError: the dataset cannot be found or read.
     """
     data_cfg = dict(config.get("data") or {})
+    limit = data_cfg.get("max_image_pixels")  # the run's own, so the report reads the images the run did
     raw = load_dataset(str(data_cfg.get("dataset")), data_cfg.get("data_dir"),
-                       resize=data_cfg.get("resize"), skip_corrupt=bool(data_cfg.get("skip_corrupt")))
+                       resize=data_cfg.get("resize"), skip_corrupt=bool(data_cfg.get("skip_corrupt")),
+                       **({"max_image_pixels": int(limit)} if limit is not None else {}))
     return split_indices(raw, data_cfg, int(config.get("seed", 0)))
 
 

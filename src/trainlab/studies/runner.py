@@ -12,8 +12,6 @@ same run directory, resumed from its checkpoint when it has one).
 from __future__ import annotations
 
 import math
-import multiprocessing
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from optuna.trial import TrialState
 from trainlab.callbacks import Callback
 from trainlab.config import RunConfig, config_diff
 from trainlab.errors import ConfigError, TrainlabError
+from trainlab.names import NAME_RULE, is_safe_name
 
 from .pruning import PRUNED_PREFIX, PruningCallback, make_pruner
 from .results import (
@@ -49,6 +48,7 @@ from .storage import (
     setup_lock,
     worker_identity,
 )
+from .workers import abandonable, check_stop, run_workers
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -197,6 +197,7 @@ class Worker:
     def work(self, stage: Stage, ostudy: optuna.Study, params: list[Param]) -> None:
         """Claim and run trials of one stage until none is waiting or running."""
         while True:
+            check_stop()  # a worker whose coordinator is gone stops here, between trials
             reclaim_dead(self.handle, ostudy)
             trial_id = self._claim(ostudy)
             if trial_id is None:
@@ -243,10 +244,10 @@ class Worker:
                 callback = PruningCallback(trial, monitor, maximize="loss" not in monitor,
                                            study_maximizes=self.study.direction == "maximize")
                 callbacks.append(callback)
-            with Heartbeat(self.handle, trial_id):
+            with Heartbeat(self.handle, trial_id), abandonable():
                 summary = self.execute(config, run_dir, callbacks, self.options.data_dir)
         except KeyboardInterrupt:
-            requeue(ostudy, storage.get_trial(trial_id), "interrupted (Ctrl-C); it runs again on resume")
+            requeue(ostudy, storage.get_trial(trial_id), "interrupted (Ctrl-C, or stopped); it runs again")
             raise
         except Exception as error:  # a failed trial must not stop the study
             message = f"{type(error).__name__}: {error}" if not isinstance(error, TrainlabError) else str(error)
@@ -345,12 +346,10 @@ def open_study_storage(study: Study, options: Options) -> StorageHandle:
 
 def _worker_main(source: str, study_dir: str | None, options: Options, index: int,
                  overrides: tuple[str, ...] = (), name: str | None = None) -> None:
+    """One worker process of ``run_study`` (started by :func:`~trainlab.studies.workers.run_workers`)."""
     options.tag = f"[w{index}] "
     study = load_study(source, study_dir, overrides, name)
-    try:
-        Worker(study, open_study_storage(study, options), options).run()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    Worker(study, open_study_storage(study, options), options).run()
 
 
 def run_study(study: Study | str | Path, *, workers: int = 1, options: Options | None = None,
@@ -368,36 +367,20 @@ def run_study(study: Study | str | Path, *, workers: int = 1, options: Options |
     """
     options = options or Options()
     study = load_study(study) if isinstance(study, str | Path) else study
-    if not _safe(study.dir.name):
+    if not is_safe_name(study.dir.name):
         raise ConfigError(f"{study.source}: study.dir {study.dir}: its last part names the runs; "
-                          "use letters, digits, '.', '_' and '-'")
+                          f"use {NAME_RULE}")
     handle = open_study_storage(study, options)
     if workers <= 1:
         Worker(study, handle, options, execute).run()
     else:
         if execute is not execute_run:
             raise ValueError("a custom execute runs in-process only (workers=1)")
-        context = multiprocessing.get_context("spawn")
-        processes = [context.Process(target=_worker_main, args=(study.source, str(study.dir), options, i,
-                                                                     study.overrides, study.name))
-                     for i in range(workers)]
-        for process in processes:
-            process.start()
-        try:
-            for process in processes:
-                process.join()
-        except KeyboardInterrupt:
-            for process in processes:
-                process.join(timeout=30)
-            raise
-        died = [f"w{i} (exit {p.exitcode})" for i, p in enumerate(processes) if p.exitcode]
+        codes = run_workers(_worker_main, [(study.source, str(study.dir), options, i, study.overrides,
+                                            study.name) for i in range(workers)])
+        died = [f"w{i} (exit {code})" for i, code in enumerate(codes) if code]
         if died and options.echo:
             print(f"workers ended abnormally: {', '.join(died)}; finishing their trials here", flush=True)
         Worker(study, handle, options, execute).run()  # anything left (a dead worker's trial), and results
     return load_stages(handle, study.name).get(study.name, [])
 
-
-def _safe(name: str) -> bool:
-    import re
-
-    return re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", name) is not None

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import difflib
 import itertools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from trainlab.config import (
     RunConfig,
@@ -37,6 +36,7 @@ from trainlab.config import (
     validation_error_to_config_error,
     with_overrides,
 )
+from trainlab.config._base import StrictModel
 from trainlab.config.leakage import (
     SelectionOnTest,
     leakage_warning,
@@ -46,12 +46,13 @@ from trainlab.config.leakage import (
     run_selections,
 )
 from trainlab.config.overrides import deep_merge, parse_overrides
+from trainlab.config.run import SafeName
 from trainlab.errors import ConfigError
+from trainlab.names import check_name
 
 from .space import Param, grid_points, overrides_for, parse_space
 
 SamplerName = Literal["grid", "random", "tpe"]
-_SAFE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 #: Numbers a run's summary.json holds (both engines); the objective must be one of them.
 SUMMARY_METRICS = (
     "best_val_accuracy", "test_accuracy", "test_loss", "final_val_accuracy", "final_val_loss",
@@ -61,8 +62,10 @@ SUMMARY_METRICS = (
 MAX_CHECKED_POINTS = 2000
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(StrictModel):
+    """Unknown keys, infinities and booleans-as-numbers are refused, as in run configs."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=False)
 
 
 class ObjectiveSpec(_Strict):
@@ -95,7 +98,7 @@ class NarrowSpec(_Strict):
 class StageSpec(_Strict):
     """One stage of a multi-stage study."""
 
-    name: str = Field(pattern=_SAFE)
+    name: SafeName
     sampler: SamplerName | None = None
     n_trials: int | None = Field(None, ge=1)
     repeats: int | None = Field(None, ge=1)
@@ -109,7 +112,7 @@ class StageSpec(_Strict):
 class StudySection(_Strict):
     """The ``study:`` section of a study file."""
 
-    name: str | None = Field(None, pattern=_SAFE, description="Default: the run config's name.")
+    name: SafeName | None = Field(None, description="Default: the run config's name.")
     dir: str | None = Field(None, description="Study directory; default <output.dir>/<name>.")
     objective: ObjectiveSpec | str = "best_val_accuracy"
     sampler: SamplerName | None = None
@@ -193,6 +196,8 @@ def load_study(path: str | Path, dir_override: str | Path | None = None,
     Raises:
         ConfigError: naming the file and the field (``study.space['optimizer.lr']``...).
     """
+    if name is not None:
+        check_name(name, "--name")
     source = str(path)
     data = load_config_dict(path)
     raw = data.pop("study", None)
@@ -210,8 +215,6 @@ def load_study(path: str | Path, dir_override: str | Path | None = None,
     run_sets = [o for o in overrides if o not in study_sets]
     if run_sets:
         base = with_overrides(base, run_sets, source=f"{source}: --set")
-    if name is not None and not re.match(_SAFE, name):
-        raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
     objective = ObjectiveSpec(metric=section.objective) if isinstance(section.objective, str) else section.objective
     if objective.metric not in SUMMARY_METRICS:
         close = difflib.get_close_matches(objective.metric, SUMMARY_METRICS, n=1, cutoff=0.5)

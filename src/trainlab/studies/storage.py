@@ -185,12 +185,12 @@ def worker_alive(worker: dict[str, Any]) -> bool | None:
 def requeue(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
     """Fail a running trial and queue a copy with the same parameters; False if already done."""
     try:
+        # The reason first: a finished (failed) trial takes no more attributes.
+        study._storage.set_trial_user_attr(trial._trial_id, "error", reason)
         if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
-    with contextlib.suppress(Exception):
-        study._storage.set_trial_user_attr(trial._trial_id, "error", reason)
     enqueue_retry(study, trial)
     return True
 

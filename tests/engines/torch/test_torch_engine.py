@@ -21,7 +21,7 @@ from tests.helpers import timeless
 from trainlab.config import RunConfig
 from trainlab.engines.torch import TorchEngine
 from trainlab.engines.torch.runtime import TrainOptions
-from trainlab.errors import ConfigError, TrainingError
+from trainlab.errors import ConfigError, RunDirError, TrainingError
 from trainlab.runs import read_metrics_csv
 
 
@@ -120,7 +120,7 @@ def test_tampered_checkpoint_is_refused(fit_synthetic, base_config, tmp_path: Pa
     payload = torch.load(run_path / "checkpoint.pt", weights_only=True)
     payload["extra"] = _Evil(marker)
     torch.save(payload, run_path / "checkpoint.pt")
-    with pytest.raises(TrainingError, match="refused to load"):
+    with pytest.raises(RunDirError, match="refused to load"):
         fit_synthetic(base_config(train={"epochs": 1, "batch_size": 16}), resume=True)
     assert not marker.exists()
 

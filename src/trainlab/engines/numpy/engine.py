@@ -11,7 +11,6 @@ the same, SGD and momentum fold the weights' update into the GEMM of their gradi
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable
@@ -23,8 +22,8 @@ import numpy as np
 from trainlab.engines.base import FitContext
 from trainlab.engines.cpu_memory import retain_freed_memory
 from trainlab.engines.loop import TrainingLoop
+from trainlab.engines.numpy.checkpoint import load_training, save_training
 from trainlab.engines.numpy.fused import plan_fused_updates
-from trainlab.engines.numpy.layers import Dropout
 from trainlab.engines.numpy.losses import (
     accuracy,
     l1_penalty,
@@ -173,6 +172,7 @@ class _Training(TrainingLoop):
         self.permutation = np.arange(n)
         self.warnings = MonitorWarnings(context.log)
         self.checkpoint_path: Path = context.run_dir.checkpoint_path(".npz")
+        self.data_fingerprint = data.fingerprint
         self.state.total_steps, self.state.steps_per_epoch = self.total_steps, self.steps_per_epoch
         self.state.snapshot_weights = self.model.state_arrays
         self.state.restore_weights = self.model.load_state_arrays
@@ -279,62 +279,14 @@ class _Training(TrainingLoop):
             rows.append({"split": "test", "loss": loss, "accuracy": acc})
         return rows
 
-    # -- checkpoints ----------------------------------------------------------------------
-    def _dropout_layers(self) -> list[Dropout]:
-        return [layer for layer in self.model.layers if isinstance(layer, Dropout)]
-
+    # -- checkpoints (numpy/checkpoint.py) ------------------------------------------------
     def save_checkpoint(self) -> None:
-        arrays = {f"model/{k}": v for k, v in self.model.state_arrays().items()}
-        meta: dict[str, Any] = {
-            "step": self.state.step,
-            "epoch": self.state.epoch,
-            "lr_scale": self.state.lr_scale,
-            "train_seconds": self.train_seconds,
-            "init_rng": self.init_rng.bit_generator.state,
-            "data_rng": self.data_rng.bit_generator.state,
-            "dropout_rngs": [layer.rng.bit_generator.state for layer in self._dropout_layers()],
-            "callbacks": self.context.callbacks.state_dict(),
-            "optimizer_scalars": {},
-        }
-        for key, value in self.optimizer.state_dict().items():
-            if isinstance(value, np.ndarray):
-                arrays[f"optim/{key}"] = value
-            else:
-                meta["optimizer_scalars"][key] = value
-        for i, callback in enumerate(self.context.callbacks.callbacks):
-            best = getattr(callback, "best_weights", None)
-            if isinstance(best, dict):
-                arrays.update({f"best{i}/{k}": v for k, v in best.items()})
-        arrays["permutation"] = self.permutation
-        arrays["meta"] = np.array(json.dumps(meta))
-        atomic_save_npz(self.checkpoint_path, arrays)
+        save_training(self)
 
     def load_checkpoint(self) -> None:
-        if not self.checkpoint_path.exists():
-            raise TrainingError(f"cannot resume: {self.checkpoint_path} does not exist")
-        with np.load(self.checkpoint_path, allow_pickle=False) as saved:
-            arrays = {k: saved[k] for k in saved.files}
-        meta = json.loads(str(arrays.pop("meta")))
-        self.model.load_state_arrays(
-            {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
-        )
-        optim_state: dict[str, Any] = dict(meta["optimizer_scalars"])
-        optim_state.update({k.removeprefix("optim/"): v for k, v in arrays.items() if k.startswith("optim/")})
-        self.optimizer.load_state_dict(optim_state)
-        self.permutation = arrays["permutation"]
-        self.init_rng.bit_generator.state = meta["init_rng"]
-        self.data_rng.bit_generator.state = meta["data_rng"]
-        for layer, rng_state in zip(self._dropout_layers(), meta["dropout_rngs"], strict=True):
-            layer.rng.bit_generator.state = rng_state
-        self.context.callbacks.load_state_dict(meta["callbacks"])
-        for i, callback in enumerate(self.context.callbacks.callbacks):
-            prefix = f"best{i}/"
-            best = {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
-            if best and hasattr(callback, "best_weights"):
-                callback.best_weights = best
-        self.state.step, self.state.epoch = int(meta["step"]), int(meta["epoch"])
-        self.state.lr_scale = float(meta["lr_scale"])
-        self.train_seconds = float(meta["train_seconds"])
+        """Restore the checkpoint (once its config and data are verified) and drop metrics rows
+        logged after it."""
+        load_training(self)
         self.context.run_dir.truncate_metrics(self.state.step)
 
     # -- the loop's hooks -----------------------------------------------------------------

@@ -6,10 +6,10 @@ update; every ``eval_every`` steps evaluate, call the callbacks, checkpoint when
 Each step's loss and count of correct predictions stay in device buffers, read only at
 log intervals and evaluations, so the host does not wait on the device every step.
 
-A checkpoint holds the weights, optimizer state, every generator (initialisation, data
-order, augmentation, dropout), the epoch's permutation, the step and the weight average
-(``train.ema`` / ``train.lookahead``), so a resumed run reproduces an uninterrupted one
-bit for bit on CPU.
+A checkpoint (:mod:`.checkpoint`) holds the weights, optimizer state, every generator
+(initialisation, data order, augmentation, dropout), the epoch's permutation, the step and
+the weight average (``train.ema`` / ``train.lookahead``), so a resumed run reproduces an
+uninterrupted one bit for bit on CPU.
 
 Before the first step, a ``model.whiten`` layer is set from the first training images
 (:mod:`.layers`). With ``train.ema``, evaluations and the final metrics and predictions
@@ -20,7 +20,6 @@ evaluation (:mod:`.tta`).
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +30,7 @@ from trainlab.engines.cpu_memory import retain_freed_memory
 from trainlab.engines.loop import TrainingLoop
 from trainlab.engines.torch.augment import BatchAugment
 from trainlab.engines.torch.averaging import build_average
-from trainlab.engines.torch.checkpoint import load_checkpoint, save_checkpoint
+from trainlab.engines.torch.checkpoint import load_training, save_training
 from trainlab.engines.torch.layers import drop_whiten_bias_grads, init_whitening
 from trainlab.engines.torch.models import build_model, count_params, model_summary, output_weight
 from trainlab.engines.torch.monitors import layer_monitors
@@ -145,6 +144,7 @@ class _Training(TrainingLoop):
         self.permutation = torch.arange(n)
         self.warnings = MonitorWarnings(context.log)
         self.checkpoint_path = context.run_dir.checkpoint_path(".pt")
+        self.data_fingerprint = data.fingerprint
         self.state.total_steps, self.state.steps_per_epoch = self.total_steps, self.steps_per_epoch
         self.state.snapshot_weights = self.snapshot_weights
         self.state.restore_weights = self.restore_weights
@@ -306,58 +306,14 @@ class _Training(TrainingLoop):
             rows.append({"split": "test", "loss": loss, "accuracy": acc})
         return rows
 
-    # -- checkpoints ----------------------------------------------------------------------
-    def save(self) -> None:
-        """Write everything a bit-for-bit resume needs (see the module docstring)."""
-        meta = {
-            "step": self.state.step, "epoch": self.state.epoch, "lr_scale": self.state.lr_scale,
-            "train_seconds": self.train_seconds, "callbacks": self.context.callbacks.state_dict(),
-        }
-        best = {
-            str(i): cb.best_weights
-            for i, cb in enumerate(self.context.callbacks.callbacks)
-            if isinstance(getattr(cb, "best_weights", None), dict)
-        }
-        payload: dict[str, Any] = {
-            "meta": json.dumps(meta),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "permutation": self.permutation,
-            "data_gen": self.data_gen.get_state(),
-            "augment": self.augment.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "best_weights": best,
-        }
-        if self.average is not None:
-            payload["average"] = self.average.state_dict()
-        if self.device.type == "cuda":
-            payload["cuda_rng"] = torch.cuda.get_rng_state_all()
-        if self.scaler is not None:
-            payload["scaler"] = self.scaler.state_dict()
-        save_checkpoint(self.checkpoint_path, payload)
+    # -- checkpoints (torch/checkpoint.py) ------------------------------------------------
+    def save_checkpoint(self) -> None:
+        save_training(self)
 
     def load(self) -> None:
-        """Restore :meth:`save`'s checkpoint and drop metrics rows logged after it."""
-        payload = load_checkpoint(self.checkpoint_path)
-        meta = json.loads(payload["meta"])
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.permutation = payload["permutation"]
-        self.data_gen.set_state(payload["data_gen"])
-        self.augment.load_state_dict(payload["augment"])
-        if self.average is not None and "average" in payload:
-            self.average.load_state_dict(payload["average"])
-        torch.set_rng_state(payload["torch_rng"])
-        if "cuda_rng" in payload and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(payload["cuda_rng"])
-        if "scaler" in payload and self.scaler is not None:
-            self.scaler.load_state_dict(payload["scaler"])
-        self.context.callbacks.load_state_dict(meta["callbacks"])
-        for i, weights in payload["best_weights"].items():
-            self.context.callbacks.callbacks[int(i)].best_weights = weights  # type: ignore[attr-defined]
-        self.state.step, self.state.epoch = int(meta["step"]), int(meta["epoch"])
-        self.state.lr_scale = float(meta["lr_scale"])
-        self.train_seconds = float(meta["train_seconds"])
+        """Restore the checkpoint (once its config and data are verified) and drop metrics rows
+        logged after it."""
+        load_training(self)
         self.context.run_dir.truncate_metrics(self.state.step)
 
     # -- the loop's hooks -----------------------------------------------------------------
@@ -365,7 +321,6 @@ class _Training(TrainingLoop):
         log = self.context.log
         if self.context.resume:
             self.load()
-            self._reset_sums()  # the interval starts at the resumed step
             log(f"resumed at step {self.state.step} of {self.total_steps}")
         else:
             summary = model_summary(self.model, self.input_shape)  # type: ignore[arg-type]
@@ -398,9 +353,6 @@ class _Training(TrainingLoop):
     def _train_accuracy(self) -> float:
         """Training accuracy over the steps of the current interval (reads the device)."""
         return float(self.step_correct[: self.interval_steps].sum()) / max(1, self.seen)
-
-    def save_checkpoint(self) -> None:
-        self.save()
 
     def final_metrics(self, split: str) -> tuple[float, float] | None:
         if split == "train":  # training accuracy as trained: no test-time augmentation

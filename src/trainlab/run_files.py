@@ -1,0 +1,199 @@
+"""The files of one run directory, each named once, and :class:`RunDir`, which reads and writes them.
+
+Where run directories come from (creation, resume, overwrite, clean-up): :mod:`trainlab.runs`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainlab.errors import RunDirError
+from trainlab.io import atomic_write_json, atomic_write_text
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.csv"
+STEPS_FILE = "steps.csv"
+SUMMARY_FILE = "summary.json"
+LOG_FILE = "run.log"
+#: Written when trainlab creates a run directory: ``overwrite`` removes only folders holding it.
+MARKER_FILE = ".trainlab-run"
+#: Files a run may have written before its first training step: what a refused start leaves.
+START_FILES = frozenset({MARKER_FILE, CONFIG_FILE, LOG_FILE, SUMMARY_FILE, METRICS_FILE, STEPS_FILE,
+                         "checkpoint.npz", "checkpoint.pt", "predictions_initial.npz",
+                         "model_summary.txt"})
+
+# Leading metrics columns in a fixed order; engines may add any others after these.
+METRICS_COLUMNS = ("epoch", "step", "split", "loss", "accuracy", "lr")
+
+SUMMARY_KEYS = (
+    "test_accuracy",
+    "test_loss",
+    "best_val_accuracy",
+    "epochs",
+    "steps",
+    "train_seconds",
+    "images_per_second",
+    "params",
+    "status",
+)
+
+
+@dataclass
+class RunDir:
+    """One run's directory and its files. Get one from :func:`trainlab.runs.create_run_dir`,
+    :func:`~trainlab.runs.resume_run_dir` or :func:`~trainlab.runs.open_run_dir`.
+
+    Attributes:
+        path: the directory.
+        fresh: this process created it, so :func:`~trainlab.runs.discard_run_dir` may remove
+            it again after a refused start. Default False.
+    """
+
+    path: Path
+    _rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    _columns: list[str] = field(default_factory=lambda: list(METRICS_COLUMNS), repr=False)
+    fresh: bool = False
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def steps_path(self) -> Path:
+        return self.path / STEPS_FILE
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / SUMMARY_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG_FILE
+
+    def checkpoint_path(self, suffix: str = ".npz") -> Path:
+        """Path of the checkpoint file; the engine picks the suffix (``.npz`` or ``.pt``)."""
+        return self.path / f"checkpoint{suffix}"
+
+    # -- config ---------------------------------------------------------------------------
+    def write_config(self, resolved: Mapping[str, Any]) -> None:
+        """Write the resolved config (a plain dict) as YAML."""
+        text = yaml.safe_dump(dict(resolved), sort_keys=False, default_flow_style=None)
+        atomic_write_text(self.config_path, text)
+
+    def read_config(self) -> dict[str, Any]:
+        """The resolved config as written by :meth:`write_config`."""
+        if not self.config_path.exists():
+            raise RunDirError(f"{self.path}: no {CONFIG_FILE}; is this a trainlab run directory?")
+        loaded = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        if not isinstance(loaded, dict):
+            raise RunDirError(f"{self.config_path}: not a mapping")
+        return loaded
+
+    # -- metrics --------------------------------------------------------------------------
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """The metrics rows written so far (a copy)."""
+        return [dict(row) for row in self._rows]
+
+    def append_metrics(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Add rows and rewrite ``metrics.csv`` atomically (metrics files are small)."""
+        for row in rows:
+            for key in row:
+                if key not in self._columns:
+                    self._columns.append(key)
+            self._rows.append(dict(row))
+        self._flush_metrics()
+
+    def truncate_metrics(self, last_step: int) -> None:
+        """Drop rows after ``last_step``: on resume, rows logged after the checkpoint are redone."""
+        self._rows = [row for row in self._rows if int(row.get("step", 0)) <= last_step]
+        self._flush_metrics()
+
+    def _flush_metrics(self) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self._columns, lineterminator="\n")
+        writer.writeheader()
+        for row in self._rows:
+            writer.writerow({key: _csv_value(row.get(key)) for key in self._columns})
+        atomic_write_text(self.metrics_path, buffer.getvalue())
+
+    def load_metrics(self) -> None:
+        """Read ``metrics.csv`` back into memory (numbers parsed, empty cells dropped)."""
+        self._rows, self._columns = read_metrics_csv(self.metrics_path)
+
+    # -- summary and log ------------------------------------------------------------------
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        """Write ``summary.json`` atomically."""
+        atomic_write_json(self.summary_path, dict(summary))
+
+    def read_summary(self) -> dict[str, Any]:
+        """The summary, or an empty dict when the run has not written one yet."""
+        if not self.summary_path.exists():
+            return {}
+        return json.loads(self.summary_path.read_text(encoding="utf-8"))
+
+    def log(self, message: str) -> None:
+        """Append a time-stamped line to ``run.log`` (append-only, so a torn last line is harmless)."""
+        stamp = dt.datetime.now().isoformat(timespec="seconds")
+        with open(self.log_path, "a", encoding="utf-8") as handle:
+            handle.write(f"{stamp} {message}\n")
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    if hasattr(value, "item"):  # NumPy scalars
+        return _csv_value(value.item())
+    return value
+
+
+def _parse_cell(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def read_metrics_csv(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows (numbers parsed, empty cells left out) and column names of a ``metrics.csv``."""
+    if not path.exists():
+        return [], list(METRICS_COLUMNS)
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = list(reader.fieldnames or METRICS_COLUMNS)
+        rows = [{k: _parse_cell(v) for k, v in row.items() if v not in ("", None)} for row in reader]
+    return rows, columns
+
+
+__all__ = [
+    "CONFIG_FILE",
+    "LOG_FILE",
+    "MARKER_FILE",
+    "METRICS_COLUMNS",
+    "METRICS_FILE",
+    "START_FILES",
+    "STEPS_FILE",
+    "SUMMARY_FILE",
+    "SUMMARY_KEYS",
+    "RunDir",
+    "read_metrics_csv",
+]
