@@ -223,6 +223,17 @@ def test_resume_removes_orphaned_temp_files(tmp_path: Path) -> None:
     assert not any(p.exists() for p in orphans) and keep.exists()
 
 
+def test_resume_cuts_the_torn_last_line_of_run_log(tmp_path: Path) -> None:
+    """Before: after a kill in the middle of an append, the resume's first line ran on from the
+    torn one ("... completed: test 2026-... run ..."), one line holding two (scripts/faults.py)."""
+    run = create_run_dir(tmp_path, "t", "r")
+    run.log("first")
+    with open(run.log_path, "a", encoding="utf-8") as handle:
+        handle.write("2026-11-24T10:15:30 compl")  # the part of "completed: ..." written before the kill
+    resume_run_dir(run.path).log("resumed")
+    assert [line.split(" ", 1)[1] for line in run.log_path.read_text().splitlines()] == ["first", "resumed"]
+
+
 def test_opening_removes_only_stale_temp_files(tmp_path: Path) -> None:
     run = create_run_dir(tmp_path, "t", "r")
     run.write_config({"name": "t"})

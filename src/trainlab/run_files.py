@@ -9,6 +9,7 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +147,8 @@ class RunDir:
         return json.loads(self.summary_path.read_text(encoding="utf-8"))
 
     def log(self, message: str) -> None:
-        """Append a time-stamped line to ``run.log`` (append-only, so a torn last line is harmless)."""
+        """Append a time-stamped line to ``run.log``. Append-only: a kill can tear only the last
+        line, which a resume cuts off (:func:`drop_torn_line`) before it appends its own."""
         stamp = dt.datetime.now().isoformat(timespec="seconds")
         with open(self.log_path, "a", encoding="utf-8") as handle:
             handle.write(f"{stamp} {message}\n")
@@ -173,6 +175,22 @@ def _parse_cell(text: str) -> Any:
         return text
 
 
+def drop_torn_line(path: Path) -> bool:
+    """Cut an appended file (``run.log``) back to its last line end.
+
+    A kill in the middle of an append leaves a last line without its end; the next append
+    would run on from it, merging two lines into one. Returns whether a torn line was cut.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return False
+    if not data or data.endswith(b"\n"):
+        return False
+    os.truncate(path, data.rfind(b"\n") + 1)
+    return True
+
+
 def read_metrics_csv(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows (numbers parsed, empty cells left out) and column names of a ``metrics.csv``."""
     if not path.exists():
@@ -195,5 +213,6 @@ __all__ = [
     "SUMMARY_FILE",
     "SUMMARY_KEYS",
     "RunDir",
+    "drop_torn_line",
     "read_metrics_csv",
 ]

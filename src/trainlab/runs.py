@@ -48,6 +48,7 @@ from trainlab.run_files import (
     SUMMARY_FILE,
     SUMMARY_KEYS,
     RunDir,
+    drop_torn_line,
     read_metrics_csv,
 )
 
@@ -204,7 +205,8 @@ def _remove_for_overwrite(path: Path) -> None:
 
 
 def resume_run_dir(path: str | Path) -> RunDir:
-    """Reopen the run directory ``path`` to continue it, after removing orphaned temporary files.
+    """Reopen the run directory ``path`` to continue it, after removing orphaned temporary files
+    and the torn last line a kill in the middle of an append left in ``run.log``.
 
     Raises:
         RunDirError: it does not exist, is empty, or cannot be written.
@@ -214,6 +216,7 @@ def resume_run_dir(path: str | Path) -> RunDir:
         raise RunDirError(f"cannot resume {run_path}: it does not exist or is empty")
     try:
         remove_orphaned_temp_files(run_path, older_than=None, strict=True)
+        drop_torn_line(run_path / LOG_FILE)  # a kill mid-append; steps.csv is rewritten by StepLog.begin
         probe = run_path / ".write-test"
         probe.write_text("ok", encoding="utf-8")
         probe.unlink()
