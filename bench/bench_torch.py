@@ -17,7 +17,7 @@ Both sides hold the images as one uint8 tensor (N, 3, 32, 32), gather each batch
 in the same order (the engine's data-order generator), normalise it, and train in the
 same precision (fp32, or bf16 autocast), channels_last for the CNNs:
 
-- trainlab: the torch engine's own ``_Training`` object built from the config (model,
+- trainlab: the torch engine's own ``TorchTraining`` object built from the config (model,
   optimizer, penalty, clipping, device-side metric sums, NaN check every 20 steps), its
   step function and data-order/learning-rate bookkeeping as ``run()`` does them. The
   per-epoch evaluation, monitors and checkpoint are left out: they happen once an epoch,
@@ -77,7 +77,7 @@ from trainlab.data import PreparedData
 from trainlab.data.normalize import apply_normalizer, fit_normalizer
 from trainlab.engines.base import FitContext
 from trainlab.engines.cpu_memory import retain_freed_memory
-from trainlab.engines.torch.engine import _Training
+from trainlab.engines.torch.engine import TorchTraining
 from trainlab.engines.torch.models import build_model, count_params
 from trainlab.engines.torch.optim import penalized_params
 from trainlab.engines.torch.runtime import TrainOptions, stream_seed
@@ -148,13 +148,13 @@ def prepared(images: np.ndarray, labels: np.ndarray) -> PreparedData:
 
 
 class TrainlabSide:
-    """The torch engine's training object and its per-step loop body (as ``_Training.run``)."""
+    """The torch engine's training object and its per-step loop body (as ``TorchTraining.run``)."""
 
     def __init__(self, config: RunConfig, data: PreparedData, compile_model: bool = False) -> None:
         context = FitContext(run_dir=RunDir(Path(tempfile.gettempdir()) / "trainlab-bench"),
                              callbacks=CallbackList([]), state=TrainState(), progress=False, log=lambda _m: None)
         options = TrainOptions(device="cpu", precision=config.train.precision, compile=compile_model)
-        self.training = _Training(config, data, context, options)
+        self.training = TorchTraining(config, data, context, options)
 
     def steps(self, count: int) -> None:
         """The loop's own per-step hooks (shuffle, step, progress read), without evaluations."""

@@ -38,7 +38,7 @@ def _trials(handle: Any, name: str) -> list[Any]:
     trials: list[Any] = []
     for frozen in handle.storage.get_all_studies():
         if frozen.user_attrs.get("trainlab_study") == name:
-            trials += handle.storage.get_all_trials(frozen._study_id)
+            trials += handle.storage.get_all_trials(handle.storage.get_study_id_from_name(frozen.study_name))
     return trials
 
 

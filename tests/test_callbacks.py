@@ -181,3 +181,46 @@ def test_window_rule_alone_when_patience_is_not_given() -> None:
     assert windowed.patience is None
     assert EarlyStoppingConfig(monitor="val_loss").patience == 5
     assert EarlyStoppingConfig(monitor="test_accuracy", window=10, patience=7).patience == 7
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_early_stopping_defaults_are_the_configs(window: int | None) -> None:
+    """A callback built in Python stops like the same section in YAML (patience 5 without a
+    window and off with one, restore_best on, threshold 0)."""
+    from trainlab.config import EarlyStoppingConfig
+
+    config = EarlyStoppingConfig(window=window)
+    stopper = EarlyStopping(window=window)
+    for name in EarlyStoppingConfig.model_fields:
+        assert getattr(stopper, name) == getattr(config, name), name
+    assert (stopper.patience, stopper.restore_best) == ((5, True) if window is None else (None, True))
+
+
+def test_reduce_on_plateau_defaults_are_the_configs() -> None:
+    from trainlab.config import ReduceOnPlateauConfig
+
+    config, plateau = ReduceOnPlateauConfig(), ReduceLROnPlateau()
+    for name in ReduceOnPlateauConfig.model_fields:
+        assert getattr(plateau, name) == getattr(config, name), name
+
+
+@pytest.mark.parametrize(
+    ("monitor", "mode"),
+    [("val_loss", "min"), ("val_accuracy", "max"), ("train_seconds", "min"), ("val_top5", "max"),
+     ("images_per_second", "max")],
+)
+def test_one_auto_mode_rule_everywhere(monitor: str, mode: str) -> None:
+    """auto is min for losses and times, max otherwise, in the config, both callbacks and a
+    study's objective direction alike."""
+    from trainlab.config import EarlyStoppingConfig, resolve_mode
+    from trainlab.studies.spec import default_direction
+
+    assert resolve_mode(monitor, "auto") == mode
+    assert EarlyStopping(monitor=monitor).mode == mode
+    assert ReduceLROnPlateau(monitor=monitor).mode == mode
+    assert default_direction(monitor) == {"min": "minimize", "max": "maximize"}[mode]
+    if monitor in ("val_loss", "val_accuracy"):
+        assert EarlyStoppingConfig(monitor=monitor).mode == mode
+    assert resolve_mode(monitor, "max" if mode == "min" else "min") != mode  # explicit modes stay
+    with pytest.raises(ValueError, match="mode must be"):
+        resolve_mode(monitor, "best")

@@ -160,3 +160,16 @@ def test_inverse_time_is_described_in_the_schema() -> None:
     schedule = config_schema()["$defs"]["ScheduleConfig"]["properties"]
     assert "inverse_time" in schedule["type"]["description"]
     assert "1 + decay * t" in schedule["decay"]["description"]
+
+
+def test_switching_the_schedule_type_drops_every_field_of_the_old_type() -> None:
+    """start_lr is a field of some types only, like decay: an override of schedule.type drops
+    it instead of failing on it (the list of such fields is the config's, in one place)."""
+    from trainlab.config import RunConfig, with_overrides
+
+    cfg = RunConfig.from_dict({"data": {"dataset": "mnist"}, "model": {"type": "linear"},
+                               "schedule": {"type": "cosine", "warmup_steps": 3, "start_lr": 0.01}})
+    switched = with_overrides(cfg, ["schedule.type=step", "schedule.step_size=2"])
+    assert (switched.schedule.type, switched.schedule.start_lr, switched.schedule.warmup_steps) == ("step", None, None)
+    kept = with_overrides(cfg, ["schedule.type=constant", "schedule.start_lr=0.02"])
+    assert kept.schedule.start_lr == 0.02

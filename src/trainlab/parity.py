@@ -125,8 +125,8 @@ def _trainings(np_cfg: RunConfig, torch_cfg: RunConfig, data: Any) -> tuple[Any,
     """Each engine's own training object (its step, penalties, clipping, optimizer, schedule)."""
     from trainlab.callbacks import CallbackList, TrainState
     from trainlab.engines.base import FitContext
-    from trainlab.engines.numpy.engine import _Training as NumpyTraining
-    from trainlab.engines.torch.engine import _Training as TorchTraining
+    from trainlab.engines.numpy.engine import NumpyTraining
+    from trainlab.engines.torch.engine import TorchTraining
     from trainlab.engines.torch.runtime import TrainOptions
     from trainlab.runs import RunDir
 

@@ -7,8 +7,9 @@ Schedules count in *units*: ``u = step`` when ``per="step"``, ``u = step // step
 are in units too.
 
 Types and formulas:
-- ``constant``: ``base_lr``, after an optional linear warm-up from ``start_lr`` (default 0)
-  over ``warmup_steps`` (cosine and warmup_linear warm up the same way).
+- ``constant``: ``base_lr``, after an optional linear warm-up over ``w = warmup_steps``:
+  ``start_lr + (base_lr - start_lr) * u / w`` for ``u < w`` (``start_lr`` default 0).
+  cosine and warmup_linear warm up the same way.
 - ``step``: ``base_lr * gamma ** (u // step_size)``.
 - ``exponential``: ``base_lr * gamma ** u`` (gamma 0.95 per epoch = 5 % decay per epoch).
 - ``inverse_time``: ``base_lr / (1 + decay * u)``: Keras' legacy time-based decay,
@@ -24,8 +25,8 @@ Types and formulas:
 - ``cosine``: after an optional linear warm-up over ``w = warmup_steps``,
   ``min_lr + (base_lr - min_lr) * (1 + cos(pi * f)) / 2`` with ``f = min(1, (u - w) / (T - w))``
   (``min_lr`` default 0).
-- ``warmup_linear``: ``base_lr * u / w`` for ``u < w = warmup_steps``, then linearly down
-  to ``min_lr`` (default 0) at ``T``.
+- ``warmup_linear``: the warm-up above for ``u < w = warmup_steps`` (from ``start_lr``,
+  default 0), then linearly down from ``base_lr`` to ``min_lr`` (default 0) at ``T``.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def lr_at(
             raise ValueError("lr schedule 'cosine' needs a positive 'total_steps'")
         frac = min(1.0, (u - warm) / max(total - warm, 1e-12))
         return low + (base_lr - low) * (1 + math.cos(math.pi * frac)) / 2
-    # warmup_linear: up from 0 to base_lr over warmup_steps, then straight down to min_lr at T
+    # warmup_linear: up from start_lr to base_lr over warmup_steps, then straight down to min_lr at T
     w = _need("warmup_steps", warmup_steps, type)
     if u < w:
         return start + (float(base_lr) - start) * u / w

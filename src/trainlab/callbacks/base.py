@@ -1,7 +1,7 @@
 """The callback interface both engines drive, and the training state callbacks may change.
 
-Engines own the loop; at fixed points they call :class:`CallbackList` hooks by name. A
-callback never imports an engine: it reads :class:`TrainState` and changes it through
+The shared training loop (:mod:`trainlab.engines.loop`) calls :class:`CallbackList` hooks
+by name at fixed points, for both engines. A callback never imports an engine: it reads :class:`TrainState` and changes it through
 flags (``stop_training``, ``lr_scale``, ``checkpoint_requested``) and the two weight
 functions the engine provides (``snapshot_weights`` / ``restore_weights``).
 """
@@ -120,15 +120,6 @@ class CallbackList:
             key = f"{i}:{type(callback).__name__}"
             if key in state:
                 callback.load_state_dict(state[key])
-
-
-def resolve_mode(monitor: str, mode: str) -> str:
-    """``auto`` becomes ``max`` for accuracy-like quantities and ``min`` otherwise."""
-    if mode != "auto":
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
-        return mode
-    return "max" if "acc" in monitor else "min"
 
 
 def monitored_value(state: TrainState, monitor: str, who: str) -> float:

@@ -6,7 +6,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from trainlab.callbacks.base import Callback, TrainState, monitored_value, resolve_mode
+from trainlab.callbacks.base import Callback, TrainState, monitored_value
+from trainlab.config import EarlyStoppingConfig, resolve_mode
+from trainlab.config.train import DEFAULT_PATIENCE
+
+# The defaults are the config's (train.early_stopping), so Python and YAML agree.
+_DEFAULT = {name: field.default for name, field in EarlyStoppingConfig.model_fields.items()}
 
 
 class EarlyStopping(Callback):
@@ -18,38 +23,42 @@ class EarlyStopping(Callback):
       ``patience`` evaluations in a row (Keras' rule);
     - moving window (when ``window`` is set): the latest value improves on the mean of the
       previous ``window`` values by less than ``threshold`` (seed study A: "test accuracy
-      minus the moving mean of the last 10 < 1e-4"). With a window, ``patience`` is ignored
-      unless given explicitly.
+      minus the moving mean of the last 10 < 1e-4").
 
-    Neither rule fires before ``start_after`` steps.
+    ``patience`` None means 5 (:data:`~trainlab.config.train.DEFAULT_PATIENCE`) without a
+    window and off with one: a window alone uses only the moving-window rule. Neither rule
+    fires before ``start_after`` steps. Every default is that of
+    :class:`~trainlab.config.EarlyStoppingConfig`.
 
     Args:
         monitor: the quantity, e.g. ``"val_loss"`` or ``"val_accuracy"``. Default ``"val_loss"``.
-        mode: ``"min"``, ``"max"`` or ``"auto"`` (accuracy: max, otherwise min). Default ``"auto"``.
-        patience: evaluations without improvement before stopping; None disables the rule.
-            Default 3.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (:func:`~trainlab.config.resolve_mode`: min
+            for losses and times, max otherwise). Default ``"auto"``.
+        patience: evaluations without improvement before stopping. Default None (see above).
         min_delta: smallest change that counts as an improvement. Default 0.
         restore_best: put back the weights of the best evaluation when training ends.
-            Default False.
+            Default True.
         window: length of the moving window rule; None disables it. Default None.
-        threshold: the moving-window rule's minimum improvement. Default 1e-4.
+        threshold: the moving-window rule's minimum improvement. Default 0.
         start_after: steps before either rule may stop training. Default 0.
 
     Example:
-        >>> stopper = EarlyStopping(monitor="val_accuracy", patience=3, restore_best=True)
+        >>> stopper = EarlyStopping(monitor="val_accuracy", patience=3, restore_best=False)
     """
 
     def __init__(
         self,
-        monitor: str = "val_loss",
-        mode: str = "auto",
-        patience: int | None = 3,
-        min_delta: float = 0.0,
-        restore_best: bool = False,
-        window: int | None = None,
-        threshold: float = 1e-4,
-        start_after: int = 0,
+        monitor: str = _DEFAULT["monitor"],
+        mode: str = _DEFAULT["mode"],
+        patience: int | None = _DEFAULT["patience"],
+        min_delta: float = _DEFAULT["min_delta"],
+        restore_best: bool = _DEFAULT["restore_best"],
+        window: int | None = _DEFAULT["window"],
+        threshold: float = _DEFAULT["threshold"],
+        start_after: int = _DEFAULT["start_after"],
     ) -> None:
+        if patience is None and window is None:
+            patience = DEFAULT_PATIENCE
         if patience is not None and patience < 0:
             raise ValueError(f"patience must be >= 0, got {patience}")
         if window is not None and window < 1:

@@ -6,14 +6,19 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from trainlab.callbacks.base import Callback, TrainState, monitored_value, resolve_mode
+from trainlab.callbacks.base import Callback, TrainState, monitored_value
+from trainlab.config import ReduceOnPlateauConfig, resolve_mode
+
+# The defaults are the config's (train.reduce_on_plateau), so Python and YAML agree.
+_DEFAULT = {name: field.default for name, field in ReduceOnPlateauConfig.model_fields.items()}
 
 
 class ReduceLROnPlateau(Callback):
     """Multiply the learning rate by ``factor`` after ``patience`` evaluations without improvement.
 
     The engine multiplies its scheduled learning rate by ``state.lr_scale``; this callback
-    lowers that scale, never letting the learning rate fall below ``min_lr``.
+    lowers that scale, never letting the learning rate fall below ``min_lr``. Every default
+    is that of :class:`~trainlab.config.ReduceOnPlateauConfig`.
 
     Args:
         monitor: the quantity watched. Default ``"val_loss"``.
@@ -34,14 +39,14 @@ class ReduceLROnPlateau(Callback):
 
     def __init__(
         self,
-        monitor: str = "val_loss",
-        mode: str = "auto",
-        factor: float = 0.1,
-        patience: int = 10,
-        min_delta: float = 1e-4,
-        cooldown: int = 0,
-        min_lr: float = 0.0,
-        threshold_mode: str = "abs",
+        monitor: str = _DEFAULT["monitor"],
+        mode: str = _DEFAULT["mode"],
+        factor: float = _DEFAULT["factor"],
+        patience: int = _DEFAULT["patience"],
+        min_delta: float = _DEFAULT["min_delta"],
+        cooldown: int = _DEFAULT["cooldown"],
+        min_lr: float = _DEFAULT["min_lr"],
+        threshold_mode: str = _DEFAULT["threshold_mode"],
     ) -> None:
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor must be in (0, 1), got {factor}")

@@ -7,6 +7,7 @@ field path, the bad value and what is allowed.
 
 from __future__ import annotations
 
+from ._base import resolve_mode
 from ._messages import unknown_key_message, validation_error_to_config_error
 from .augment import AugmentConfig, ColorJitterConfig
 from .data import KNOWN_DATASETS, DataConfig, LimitConfig
@@ -48,6 +49,7 @@ __all__ = [
     "load_config",
     "load_config_dict",
     "parse_overrides",
+    "resolve_mode",
     "unknown_key_message",
     "validation_error_to_config_error",
     "with_overrides",

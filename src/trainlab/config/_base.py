@@ -117,8 +117,23 @@ def name_or(names: Any, number: Any) -> Any:
     ]
 
 
-def resolve_mode(monitor: str, mode: str) -> Literal["min", "max"]:
-    """``auto`` means max for an accuracy and min for a loss (Keras' rule)."""
-    if mode != "auto":
+#: Parts of a metric name that mark lower as better: losses and times.
+LOWER_IS_BETTER = ("loss", "seconds", "elapsed")
+
+
+def resolve_mode(monitor: str, mode: str = "auto") -> Literal["min", "max"]:
+    """Whether lower (``min``) or higher (``max``) values of ``monitor`` are better.
+
+    ``min`` and ``max`` are kept; ``auto`` is ``min`` for losses and times (a name that
+    contains ``loss``, ``seconds`` or ``elapsed``: ``val_loss``, ``train_seconds``) and
+    ``max`` for everything else (``val_accuracy``, ``images_per_second``). The one rule for
+    early stopping, reduce-on-plateau, pruners and a study's objective direction.
+
+    Raises:
+        ValueError: ``mode`` is not ``min``, ``max`` or ``auto``.
+    """
+    if mode in ("min", "max"):
         return mode  # type: ignore[return-value]
-    return "max" if monitor.endswith("accuracy") else "min"
+    if mode != "auto":
+        raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
+    return "min" if any(part in monitor for part in LOWER_IS_BETTER) else "max"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -30,6 +30,9 @@ InitScheme = Literal[
     "he_normal",
     "he_uniform",
 ]
+#: The weight schemes every engine implements: all of InitScheme but ``default`` (each
+#: engine's own choice). The NumPy engine's ``init.SCHEMES`` is this tuple.
+WEIGHT_SCHEMES: tuple[str, ...] = tuple(s for s in get_args(InitScheme) if s != "default")
 Dropout = scalar_or(Probability, list[Probability])
 
 

@@ -220,6 +220,19 @@ _SCHEDULE_FIELDS: dict[str, dict[str, Any]] = {
     "warmup_linear": {"warmup_steps": None, "min_lr": 0.0, "start_lr": _OPTIONAL},
 }
 _STEP_SCHEDULES = ("inverse_time", "cyclical", "one_cycle", "warmup_linear")
+#: The schedule fields that only some types use, in the order validation checks them. A
+#: change of ``schedule.type`` resets them (and ``per``): see ``config.overrides``.
+SCHEDULE_TYPE_FIELDS = (
+    "step_size",
+    "gamma",
+    "min_lr",
+    "max_lr",
+    "cycles",
+    "warmup_steps",
+    "pct_start",
+    "start_lr",
+    "decay",
+)
 
 
 class ScheduleConfig(StrictModel):
@@ -284,17 +297,7 @@ class ScheduleConfig(StrictModel):
     @model_validator(mode="after")
     def _fill_per_type(self) -> ScheduleConfig:
         fields = _SCHEDULE_FIELDS[self.type]
-        for name in (
-            "step_size",
-            "gamma",
-            "min_lr",
-            "max_lr",
-            "cycles",
-            "warmup_steps",
-            "pct_start",
-            "start_lr",
-            "decay",
-        ):
+        for name in SCHEDULE_TYPE_FIELDS:
             value = getattr(self, name)
             if name not in fields:
                 if value is not None:

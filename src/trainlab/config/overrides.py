@@ -11,6 +11,7 @@ from trainlab.errors import ConfigError
 
 from ._messages import format_path
 from ._yaml import yaml_load
+from .optim import SCHEDULE_TYPE_FIELDS
 
 if TYPE_CHECKING:
     from .run import RunConfig
@@ -141,20 +142,7 @@ def _show(value: Any) -> str:
 # so that they are derived again for the new value instead of clashing with it.
 _DERIVED: dict[str, tuple[str, ...]] = {
     "optimizer.type": tuple(f"optimizer.{f}" for f in ("momentum", "betas", "eps", "rho", "alpha")),
-    "schedule.type": tuple(
-        f"schedule.{f}"
-        for f in (
-            "per",
-            "step_size",
-            "gamma",
-            "min_lr",
-            "max_lr",
-            "cycles",
-            "warmup_steps",
-            "pct_start",
-            "decay",
-        )
-    ),
+    "schedule.type": tuple(f"schedule.{f}" for f in ("per", *SCHEDULE_TYPE_FIELDS)),
     "model.type": ("model.depth", "model.width"),
     "data.normalize": ("data.center_by",),
     "model.init.scheme": ("model.init.sigma", "model.init.scale", "model.init.value"),

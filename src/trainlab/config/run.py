@@ -13,13 +13,12 @@ from ._base import StrictModel, field_error
 from ._messages import validation_error_to_config_error
 from .augment import AugmentConfig
 from .data import DataConfig
+from .engine_support import NUMPY_MODELS, NUMPY_OPTIMIZERS
 from .model import ModelConfig
 from .optim import LossConfig, OptimizerConfig, RegularizationConfig, ScheduleConfig
 from .source import SourceEntry, key_problems
 from .train import TrainConfig
 
-NUMPY_MODELS = ("linear", "mlp")
-NUMPY_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad")
 DEFAULT_EPOCHS = 10
 
 

@@ -10,15 +10,19 @@ from ._base import Monitor, PositiveInt, StrictModel, field_error, name_or, reso
 
 Mode = Literal["min", "max", "auto"]
 
+#: Early stopping's patience when neither ``patience`` nor ``window`` is given.
+DEFAULT_PATIENCE = 5
+
 
 class EarlyStoppingConfig(StrictModel):
     """Stop when the monitored metric stops improving (Keras' EarlyStopping).
 
-    An evaluation is "bad" when it improves on the best value by less than ``min_delta``;
-    with ``window``, when it improves on the mean of the previous ``window`` values by less
-    than ``threshold``. Training stops after ``patience`` bad evaluations in a row (Keras'
-    rule), or at the first bad one under the window rule. With ``window``, the patience rule
-    is off unless ``patience`` is given.
+    An evaluation is "bad" when it improves on the best value by no more than
+    ``min_delta``; training stops at the ``patience``-th bad evaluation in a row (Keras'
+    rule; at the first with ``patience`` 0). With ``window``, it also stops at the first
+    evaluation that improves on the mean of the previous ``window`` values by less than
+    ``threshold``; the patience rule is then off unless ``patience`` is given. These are
+    also the defaults of :class:`trainlab.callbacks.EarlyStopping`.
     """
 
     monitor: Monitor = Field(
@@ -30,8 +34,8 @@ class EarlyStoppingConfig(StrictModel):
     patience: int | None = Field(
         None,
         ge=0,
-        description="Stop after this many evaluations in a row without improvement (default 5; with "
-        "window: off unless given).",
+        description=f"Stop after this many evaluations in a row without improvement (default "
+        f"{DEFAULT_PATIENCE}; with window: off unless given).",
     )
     min_delta: float = Field(
         0.0, ge=0.0, description="Smallest change over the best value that counts as better."
@@ -56,12 +60,15 @@ class EarlyStoppingConfig(StrictModel):
             )
         self.mode = resolve_mode(self.monitor, self.mode)
         if self.patience is None and self.window is None:
-            self.patience = 5
+            self.patience = DEFAULT_PATIENCE
         return self
 
 
 class ReduceOnPlateauConfig(StrictModel):
-    """Multiply the learning rate by ``factor`` when the monitored metric stops improving."""
+    """Multiply the learning rate by ``factor`` when the monitored metric stops improving.
+
+    These are also the defaults of :class:`trainlab.callbacks.ReduceLROnPlateau`.
+    """
 
     monitor: Monitor = Field(
         "val_loss", description="Metric to watch: {train,val,test}_{loss,accuracy}."

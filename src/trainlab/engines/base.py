@@ -1,8 +1,10 @@
 """The engine interface that the NumPy and PyTorch engines implement.
 
-An engine turns a validated run config and prepared data into a trained model. It owns
-its training loop; everything around the loop (data, the run directory, callbacks,
-summaries) is shared and never knows which engine ran.
+An engine turns a validated run config and prepared data into a trained model. The
+training loop is shared (:class:`trainlab.engines.loop.TrainingLoop`): an engine
+subclasses it with its own step, evaluation, checkpoint and summary figures. Everything
+around the loop (data, the run directory, callbacks, summaries) is shared too and never
+knows which engine ran.
 
 Call order, from :func:`trainlab.api.run`:
 

@@ -76,7 +76,8 @@ def load_stages(handle: StorageHandle, name: str | None = None) -> dict[str, lis
         owner = frozen.user_attrs.get(STUDY_ATTR)
         if owner is None or (name is not None and owner != name):
             continue
-        trials = handle.storage.get_all_trials(frozen._study_id, deepcopy=False)
+        study_id = handle.storage.get_study_id_from_name(frozen.study_name)
+        trials = handle.storage.get_all_trials(study_id, deepcopy=False)
         latest: dict[str, FrozenTrial] = {}
         attempts: dict[str, int] = {}
         for trial in sorted(trials, key=lambda t: t.number):

@@ -22,10 +22,11 @@ import optuna
 from optuna.trial import TrialState
 
 from trainlab.callbacks import Callback
-from trainlab.config import RunConfig, config_diff
+from trainlab.config import RunConfig, config_diff, resolve_mode
 from trainlab.errors import ConfigError, TrainlabError
 from trainlab.names import NAME_RULE, is_safe_name
 
+from .optuna_adapter import claim_waiting, open_trial
 from .pruning import PRUNED_PREFIX, PruningCallback, make_pruner
 from .results import (
     STUDY_ATTR,
@@ -207,22 +208,15 @@ class Worker:
                 continue
             self.run_trial(stage, ostudy, params, trial_id)
 
-    @staticmethod
-    def _claim(ostudy: optuna.Study) -> int | None:
-        storage = ostudy._storage
-        for trial in ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            try:
-                if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
-                    return trial._trial_id
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
-        return None
+    def _claim(self, ostudy: optuna.Study) -> int | None:
+        """Claim a WAITING trial of the stage for this worker; its id, or None if none waits."""
+        return claim_waiting(self.handle.storage, ostudy)
 
     def run_trial(self, stage: Stage, ostudy: optuna.Study, params: list[Param], trial_id: int) -> None:
         """Run one claimed trial and tell Optuna how it ended."""
-        storage = ostudy._storage
+        storage = self.handle.storage  # the one ostudy was opened on
         storage.set_trial_user_attr(trial_id, "worker", worker_identity())
-        trial = optuna.Trial(ostudy, trial_id)
+        trial = open_trial(ostudy, trial_id)
         attrs = storage.get_trial(trial_id).user_attrs
         key = str(attrs.get("key", f"t{trial.number:04d}"))
         values = {p.name: p.suggest(trial) for p in params}
@@ -241,13 +235,13 @@ class Worker:
             monitor = stage.pruner.monitor if stage.pruner else ""
             callbacks: list[Callback] = []
             if stage.pruner:
-                callback = PruningCallback(trial, monitor, maximize="loss" not in monitor,
+                callback = PruningCallback(trial, monitor, maximize=resolve_mode(monitor) == "max",
                                            study_maximizes=self.study.direction == "maximize")
                 callbacks.append(callback)
             with Heartbeat(self.handle, trial_id), abandonable():
                 summary = self.execute(config, run_dir, callbacks, self.options.data_dir)
         except KeyboardInterrupt:
-            requeue(ostudy, storage.get_trial(trial_id), "interrupted (Ctrl-C, or stopped); it runs again")
+            requeue(storage, ostudy, storage.get_trial(trial_id), "interrupted (Ctrl-C, or stopped); it runs again")
             raise
         except Exception as error:  # a failed trial must not stop the study
             message = f"{type(error).__name__}: {error}" if not isinstance(error, TrainlabError) else str(error)
@@ -289,11 +283,10 @@ class Worker:
         for done in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if (done.value is not None and done.user_attrs.get("seed", self.study.base.seed) == seed
                     and setting_key(done) == wanted):
-                storage = ostudy._storage
                 first = str(done.user_attrs.get("key", f"t{done.number:04d}"))
-                storage.set_trial_user_attr(trial._trial_id, "duplicate_of", first)
+                trial.set_user_attr("duplicate_of", first)
                 if "result" in done.user_attrs:
-                    storage.set_trial_user_attr(trial._trial_id, "result", done.user_attrs["result"])
+                    trial.set_user_attr("result", done.user_attrs["result"])
                 ostudy.tell(trial, float(done.value))
                 self._echo(f"{key}: the same setting and seed as {first}, not run again "
                            f"({self.study.metric} {done.value:.4f})")

@@ -33,6 +33,7 @@ from trainlab.config import (
     RunConfig,
     load_config,
     load_config_dict,
+    resolve_mode,
     validation_error_to_config_error,
     with_overrides,
 )
@@ -170,8 +171,8 @@ class Study:
 
 
 def default_direction(metric: str) -> Literal["maximize", "minimize"]:
-    """Minimize losses and times, maximize everything else."""
-    return "minimize" if ("loss" in metric or "seconds" in metric) else "maximize"
+    """Minimize losses and times, maximize everything else (:func:`trainlab.config.resolve_mode`)."""
+    return "minimize" if resolve_mode(metric) == "min" else "maximize"
 
 
 def _pruner(raw: Any) -> PrunerSpec | None:

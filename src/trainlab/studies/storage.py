@@ -31,6 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.errors import ConfigError
 
+from .optuna_adapter import rdb_engine, trial_id
+
 JOURNAL_FILE = "study.journal"
 LOCK_FILE = "study.lock"
 STORAGE_ENV = "TRAINLAB_STORAGE"
@@ -125,7 +127,7 @@ def setup_lock(handle: StorageHandle, name: str) -> Iterator[None]:
         from sqlalchemy import text
 
         key = int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
-        engine = handle.storage.engine  # type: ignore[attr-defined]
+        engine = rdb_engine(handle.storage)
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
             try:
@@ -182,12 +184,17 @@ def worker_alive(worker: dict[str, Any]) -> bool | None:
     return worker.get("start") in (None, _start_time(pid))
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
-    """Fail a running trial and queue a copy with the same parameters; False if already done."""
+def requeue(storage: optuna.storages.BaseStorage, study: optuna.Study, trial: FrozenTrial,
+            reason: str) -> bool:
+    """Fail a running trial and queue a copy with the same parameters; False if already done.
+
+    ``storage`` is the one ``study`` was opened on (``StorageHandle.storage``).
+    """
+    tid = trial_id(storage, study.study_name, trial.number)
     try:
         # The reason first: a finished (failed) trial takes no more attributes.
-        study._storage.set_trial_user_attr(trial._trial_id, "error", reason)
-        if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+        storage.set_trial_user_attr(tid, "error", reason)
+        if not storage.set_trial_state_values(tid, state=TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
@@ -228,10 +235,10 @@ def reclaim_dead(handle: StorageHandle, study: optuna.Study) -> int:
         worker = trial.user_attrs.get("worker")
         if isinstance(worker, dict):
             if worker_alive(worker) is False:
-                count += requeue(study, trial, f"worker {worker.get('host')}:{worker.get('pid')} died")
+                count += requeue(handle.storage, study, trial, f"worker {worker.get('host')}:{worker.get('pid')} died")
         elif (trial.datetime_start is not None
               and (now - trial.datetime_start).total_seconds() > UNNAMED_CLAIM_GRACE_S):
-            count += requeue(study, trial, "its worker died between claiming it and writing its name")
+            count += requeue(handle.storage, study, trial, "its worker died between claiming it and writing its name")
     return count
 
 

@@ -59,6 +59,17 @@ def test_optimizer_lists_agree() -> None:
     assert tuple(NUMPY_OPTIMIZERS) == engine_mod.SUPPORTED_OPTIMIZERS
 
 
+def test_engine_support_is_declared_once() -> None:
+    """What the NumPy engine trains is one declaration in config, which the engine's own
+    registry of update rules matches exactly."""
+    from trainlab.config import engine_support, run
+    from trainlab.engines.numpy.optim import OPTIMIZERS
+
+    assert tuple(OPTIMIZERS) == engine_support.NUMPY_OPTIMIZERS
+    assert run.NUMPY_OPTIMIZERS is engine_support.NUMPY_OPTIMIZERS is engine_mod.SUPPORTED_OPTIMIZERS
+    assert run.NUMPY_MODELS is engine_support.NUMPY_MODELS is engine_mod.SUPPORTED_MODELS
+
+
 def test_config_fields_validate_and_are_described() -> None:
     cfg = config(model={"type": "mlp", "hidden": [4], "batch_norm": True, "bn_momentum": 0.01, "bn_eps": 1e-3},
                  optimizer={"type": "rmsprop"}, regularization={"shrink": 0.001},
@@ -117,7 +128,7 @@ def test_shrink_is_w_minus_lr_dw_minus_shrink_w(tmp_path: Path, monkeypatch: pyt
         run_dir = create_run_dir(tmp_path / "runs", "t", f"s{shrink}", overwrite=True)
         context = FitContext(run_dir=run_dir, callbacks=CallbackList([]), state=TrainState(), progress=False,
                              log=lambda _m: None)
-        training = engine_mod._Training(cfg, synthetic_data(), context)
+        training = engine_mod.NumpyTraining(cfg, synthetic_data(), context)
         start = {k: v.copy() for k, v in training.model.parameters().items()}
         x, y = training.x_train[:16], training.y_train[:16]
         training.train_step(x, y, 0.5)

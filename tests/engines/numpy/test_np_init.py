@@ -87,3 +87,20 @@ def test_the_engine_honours_the_configs_bias_and_output_activation() -> None:
     model = build_model(cfg, 12, 3, np.random.default_rng(0))
     assert [type(layer).__name__ for layer in model.layers] == ["Linear", "ELU", "Linear", "ELU"]
     assert all(np.all(layer.params["b"] == np.float32(1e-5)) for layer in model.layers if "b" in layer.params)
+
+
+def test_schemes_are_the_configs() -> None:
+    """Every weight scheme the config accepts (but the engine's own ``default``) is drawn, and
+    a name that is no scheme, such as the bias initialiser's, is refused by name."""
+    from typing import get_args
+
+    from trainlab.config.model import InitScheme
+    from trainlab.engines.numpy.init import SCHEMES
+
+    assert set(SCHEMES) == set(get_args(InitScheme)) - {"default"}
+    rng = np.random.default_rng(0)
+    for scheme in SCHEMES:
+        options = {"sigma": 0.1, "scale": 0.1, "value": 0.5}
+        assert init_weight((3, 2), scheme, rng, **options).shape == (3, 2)
+    with pytest.raises(ValueError, match="unknown init scheme 'init_bias'"):
+        init_weight((3, 2), "init_bias", rng)

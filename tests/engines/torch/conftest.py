@@ -16,7 +16,7 @@ from trainlab.config import RunConfig
 from trainlab.data import PreparedData
 from trainlab.engines.base import FitContext
 from trainlab.engines.torch import TorchEngine
-from trainlab.engines.torch.engine import _Training
+from trainlab.engines.torch.engine import TorchTraining
 from trainlab.engines.torch.runtime import TrainOptions
 from trainlab.runs import create_run_dir
 
@@ -92,7 +92,7 @@ def fit_synthetic(tmp_path: Path) -> FitFn:
         if options is None:
             summary = engine.fit(config, data or synthetic_data(), context)
         else:
-            summary = _Training(config, data or synthetic_data(), context, options).run()
+            summary = TorchTraining(config, data or synthetic_data(), context, options).run()
         return summary, run_dir.path
 
     return fit

@@ -30,7 +30,7 @@ from trainlab.errors import RunDirError
 from trainlab.io import atomic_save_npz
 
 if TYPE_CHECKING:
-    from trainlab.engines.numpy.engine import _Training
+    from trainlab.engines.numpy.engine import NumpyTraining
     from trainlab.engines.numpy.model import Sequential
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -103,7 +103,7 @@ def _dropout_layers(model: Sequential) -> list[Dropout]:
     return [layer for layer in model.layers if isinstance(layer, Dropout)]
 
 
-def save_training(training: _Training) -> None:
+def save_training(training: NumpyTraining) -> None:
     """Write everything a bit-for-bit resume of ``training`` needs to its checkpoint, atomically."""
     arrays = {f"model/{k}": v for k, v in training.model.state_arrays().items()}
     callbacks = training.context.callbacks
@@ -154,7 +154,7 @@ def _check_fit(path: Path, arrays: dict[str, np.ndarray], params: dict[str, np.n
                           f"{n} training examples); it was tampered with, or comes from another run")
 
 
-def load_training(training: _Training) -> dict[str, Any]:
+def load_training(training: NumpyTraining) -> dict[str, Any]:
     """Restore :func:`save_training`'s checkpoint into ``training``; returns its ``meta``.
 
     Raises:

@@ -1,12 +1,14 @@
 """The NumPy engine: trains linear classifiers and MLPs written from scratch.
 
-One loop, readable top to bottom: shuffle, gather a batch, forward, loss and penalties,
-backward, clip, shrink (``regularization.shrink``), update; every ``eval_every`` steps
-evaluate, call the callbacks, and checkpoint when asked. The checkpoint holds the weights,
-the optimizer state, the random generators and the epoch's permutation, so a resumed run
-reproduces an uninterrupted one bit for bit on CPU. One fast path: where the update stays
-the same, SGD and momentum fold the weights' update into the GEMM of their gradient
-(``fused.py``).
+The shared loop (:class:`trainlab.engines.loop.TrainingLoop`) drives the run: when to
+draw the data order and to evaluate, the callbacks, checkpoints and progress.
+:class:`NumpyTraining` fills in the NumPy parts, readable top to bottom: one step (gather
+a batch, forward, loss and penalties, backward, clip, shrink (``regularization.shrink``),
+update) and the evaluation of each split. Its checkpoint (:mod:`.checkpoint`) holds the
+weights, the optimizer state, the random generators and the epoch's permutation, so a
+resumed run reproduces an uninterrupted one bit for bit on CPU. One fast path: where the
+update stays the same, SGD and momentum fold the weights' update into the GEMM of their
+gradient (``fused.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from trainlab.config.engine_support import NUMPY_MODELS, NUMPY_OPTIMIZERS
 from trainlab.engines.base import FitContext
 from trainlab.engines.cpu_memory import retain_freed_memory
 from trainlab.engines.loop import TrainingLoop
@@ -44,8 +47,16 @@ if TYPE_CHECKING:
     from trainlab.config import RunConfig
     from trainlab.data import PreparedData
 
-SUPPORTED_MODELS = ("linear", "mlp")
-SUPPORTED_OPTIMIZERS = tuple(OPTIMIZERS)  # config.NUMPY_OPTIMIZERS lists the same (a test checks)
+# What this engine trains is declared once, in config (which may not import engines); the
+# registry of update rules must be exactly that list, or config would accept a rule this
+# engine lacks (or refuse one it has).
+SUPPORTED_MODELS = NUMPY_MODELS
+SUPPORTED_OPTIMIZERS = NUMPY_OPTIMIZERS
+if tuple(OPTIMIZERS) != SUPPORTED_OPTIMIZERS:
+    raise ImportError(
+        f"engines/numpy/optim.py OPTIMIZERS ({', '.join(OPTIMIZERS)}) differ from "
+        f"config/engine_support.py NUMPY_OPTIMIZERS ({', '.join(SUPPORTED_OPTIMIZERS)})"
+    )
 EVAL_CHUNK = 4096
 
 
@@ -135,11 +146,11 @@ class NumpyEngine:
 
     def fit(self, config: RunConfig, data: PreparedData, context: FitContext) -> dict[str, Any]:
         """Train (or resume) and return the summary figures; see :class:`Engine`."""
-        return _Training(config, data, context).run()
+        return NumpyTraining(config, data, context).run()
 
 
-class _Training(TrainingLoop):
-    """The state of one training run of the NumPy engine."""
+class NumpyTraining(TrainingLoop):
+    """One training run of the NumPy engine: its state and the loop's engine hooks."""
 
     def __init__(self, config: RunConfig, data: PreparedData, context: FitContext) -> None:
         self.config, self.context, self.state = config, context, context.state
@@ -337,4 +348,4 @@ class _Training(TrainingLoop):
         atomic_save_npz(self.context.run_dir.path / filename, arrays)
 
 
-__all__ = ["NumpyEngine", "build_model", "build_optimizer", "make_loss"]
+__all__ = ["NumpyEngine", "NumpyTraining", "build_model", "build_optimizer", "make_loss"]

@@ -14,17 +14,10 @@ import math
 
 import numpy as np
 
-SCHEMES = (
-    "zero",
-    "constant",
-    "normal",
-    "uniform",
-    "glorot_normal",
-    "glorot_uniform",
-    "init_bias",
-    "he_normal",
-    "he_uniform",
-)
+from trainlab.config.model import WEIGHT_SCHEMES
+
+# The schemes model.init.scheme may name (but ``default``), declared once in config.
+SCHEMES = WEIGHT_SCHEMES
 
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:

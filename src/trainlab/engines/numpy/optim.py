@@ -327,6 +327,7 @@ class AdamW(Adam):
         super()._kernel(p, g, slots, tmp, lr)
 
 
+#: Every update rule by name; equal to config's NUMPY_OPTIMIZERS (checked by engine.py).
 OPTIMIZERS: dict[str, type[Optimizer]] = {
     "sgd": SGD,
     "momentum": Momentum,
@@ -339,7 +340,7 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 
 
 def make_optimizer(type: str, **options: float) -> Optimizer:
-    """Build an optimizer by name (sgd|momentum|nesterov|rmsprop|adam|adamw|adagrad).
+    """Build an optimizer by name: a key of :data:`OPTIMIZERS`.
 
     Unknown types or options raise ``ValueError`` naming them and the accepted ones.
     """

@@ -27,7 +27,7 @@ from trainlab.errors import RunDirError
 from trainlab.io import atomic_write_with
 
 if TYPE_CHECKING:
-    from trainlab.engines.torch.engine import _Training
+    from trainlab.engines.torch.engine import TorchTraining
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -76,7 +76,7 @@ def load_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def save_training(training: _Training) -> None:
+def save_training(training: TorchTraining) -> None:
     """Write everything a bit-for-bit resume of ``training`` needs (see the module docstring)."""
     state, callbacks = training.state, training.context.callbacks
     filled = training.interval_steps
@@ -113,7 +113,7 @@ def save_training(training: _Training) -> None:
     save_checkpoint(training.checkpoint_path, payload)
 
 
-def load_training(training: _Training) -> dict[str, Any]:
+def load_training(training: TorchTraining) -> dict[str, Any]:
     """Restore :func:`save_training`'s checkpoint into ``training``; returns its ``meta``.
 
     Raises:

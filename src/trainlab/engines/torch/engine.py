@@ -1,10 +1,12 @@
 """The torch engine: every model type, optimizer and schedule, with batched augmentation.
 
-The loop mirrors the NumPy engine's: shuffle by index, gather a batch from tensors held
-in memory, augment it on the device, forward, loss plus penalties, backward, clip,
-update; every ``eval_every`` steps evaluate, call the callbacks, checkpoint when asked.
-Each step's loss and count of correct predictions stay in device buffers, read only at
-log intervals and evaluations, so the host does not wait on the device every step.
+The shared loop (:class:`trainlab.engines.loop.TrainingLoop`) drives the run, as for the
+NumPy engine: when to draw the data order and to evaluate, the callbacks, checkpoints and
+progress. :class:`TorchTraining` fills in the torch parts: one step (gather a batch by
+index from tensors held in memory, augment it on the device, forward, loss plus
+penalties, backward, clip, update) and the evaluation of each split. Each step's loss and
+count of correct predictions stay in device buffers, read only at log intervals and
+evaluations, so the host does not wait on the device every step.
 
 A checkpoint (:mod:`.checkpoint`) holds the weights, optimizer state, every generator
 (initialisation, data order, augmentation, dropout), the epoch's permutation, the step and
@@ -84,11 +86,11 @@ class TorchEngine:
 
     def fit(self, config: RunConfig, data: PreparedData, context: FitContext) -> dict[str, Any]:
         """Train (or resume) and return the summary figures; see :class:`Engine`."""
-        return _Training(config, data, context, train_options(config)).run()
+        return TorchTraining(config, data, context, train_options(config)).run()
 
 
-class _Training(TrainingLoop):
-    """The state of one training run of the torch engine."""
+class TorchTraining(TrainingLoop):
+    """One training run of the torch engine: its state and the loop's engine hooks."""
 
     progress_every = 20  # steps between reads of the device-side running loss (a host sync)
 
@@ -385,4 +387,4 @@ class _Training(TrainingLoop):
         atomic_save_npz(self.context.run_dir.path / filename, arrays)
 
 
-__all__ = ["TorchEngine"]
+__all__ = ["TorchEngine", "TorchTraining"]

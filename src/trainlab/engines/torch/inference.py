@@ -2,7 +2,7 @@
 
 Evaluation here repeats what the training run did at its end (same chunking, autocast
 precision, channels_last layout, TTA views and, with ``train.ema``, the averaged weights
-as :meth:`_Training.logits_of`), so ``trainlab evaluate`` reproduces the run's test
+as :meth:`TorchTraining.logits_of`), so ``trainlab evaluate`` reproduces the run's test
 accuracy.
 """
 
