@@ -7,31 +7,19 @@ of models included) and tries the bad value on each field that takes a number.
 from __future__ import annotations
 
 import math
-import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import pytest
 from pydantic import BaseModel
 
 from trainlab.config import RunConfig, deep_merge, load_config
 from trainlab.errors import ConfigError
+from trainlab.studies.space import annotation_members
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL: dict[str, Any] = {"data": {"dataset": "cifar10"}, "model": {"type": "mlp", "hidden": [100]}}
-
-
-def _members(tp: Any) -> Iterator[Any]:
-    """The leaf types of an annotation (Annotated, Optional and unions taken apart)."""
-    origin = get_origin(tp)
-    if origin is Annotated:
-        yield from _members(get_args(tp)[0])
-    elif origin in (Union, types.UnionType):
-        for arg in get_args(tp):
-            yield from _members(arg)
-    else:
-        yield tp
 
 
 def _is_model(tp: Any) -> bool:
@@ -39,7 +27,7 @@ def _is_model(tp: Any) -> bool:
 
 
 def _takes_bool(tp: Any) -> bool:
-    for member in _members(tp):
+    for member in annotation_members(tp):
         if member is bool or (get_origin(member) is Literal and any(isinstance(a, bool) for a in get_args(member))):
             return True
         if get_origin(member) in (list, tuple) and any(_takes_bool(a) for a in get_args(member)):
@@ -50,7 +38,7 @@ def _takes_bool(tp: Any) -> bool:
 def _number_shapes(tp: Any) -> set[tuple[str, type]]:
     """How a field holds numbers: ("scalar", int|float) and/or ("list", int|float)."""
     shapes: set[tuple[str, type]] = set()
-    for member in _members(tp):
+    for member in annotation_members(tp):
         if member in (int, float):
             shapes.add(("scalar", member))
         elif get_origin(member) in (list, tuple):
@@ -66,11 +54,11 @@ def _number_fields(model: type[BaseModel], prefix: tuple[str | int, ...] = (),
         path = (*prefix, name)
         if _number_shapes(info.annotation):
             yield path, info.annotation
-        for member in _members(info.annotation):
+        for member in annotation_members(info.annotation):
             inner = [member]
             as_list = get_origin(member) is list
             if as_list:
-                inner = [m for arg in get_args(member) for m in _members(arg)]
+                inner = [m for arg in get_args(member) for m in annotation_members(arg)]
             for sub in inner:
                 if _is_model(sub) and sub not in seen:
                     sub_prefix = (*path, 0) if as_list else path

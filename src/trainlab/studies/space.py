@@ -237,14 +237,14 @@ def _split(path: str) -> list[str | int]:
     return parts
 
 
-def _members(tp: Any) -> Iterator[Any]:
+def annotation_members(tp: Any) -> Iterator[Any]:
     """The alternatives of an annotation (Annotated, Optional and unions unwrapped)."""
     origin = get_origin(tp)
     if origin is typing.Annotated:
-        yield from _members(get_args(tp)[0])
+        yield from annotation_members(get_args(tp)[0])
     elif origin in (Union, types.UnionType):
         for arg in get_args(tp):
-            yield from _members(arg)
+            yield from annotation_members(arg)
     else:
         yield tp
 
@@ -262,7 +262,7 @@ def check_path(path: str, where: str) -> None:
     tp: Any = RunConfig
     done: list[str] = []
     for part in _split(path):
-        members = list(_members(tp))
+        members = list(annotation_members(tp))
         if isinstance(part, int):
             lists = [m for m in members if get_origin(m) is list]
             if not lists:
