@@ -108,7 +108,7 @@ def save_training(training: TorchTraining) -> None:
         payload["average"] = training.average.state_dict()
     if training.device.type == "cuda":
         payload["cuda_rng"] = torch.cuda.get_rng_state_all()
-    if training.scaler is not None:
+    if training.scaler.is_enabled():
         payload["scaler"] = training.scaler.state_dict()
     save_checkpoint(training.checkpoint_path, payload)
 
@@ -140,7 +140,7 @@ def load_training(training: TorchTraining) -> dict[str, Any]:
         torch.set_rng_state(payload["torch_rng"])
         if "cuda_rng" in payload and training.device.type == "cuda":
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
-        if "scaler" in payload and training.scaler is not None:
+        if "scaler" in payload and training.scaler.is_enabled():
             training.scaler.load_state_dict(payload["scaler"])
         callbacks = training.context.callbacks
         callbacks.load_state_dict(meta["callbacks"])

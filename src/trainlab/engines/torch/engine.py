@@ -133,7 +133,9 @@ class TorchTraining(TrainingLoop):
             self.model = self.model.to(memory_format=torch.channels_last)
         # The compiled module shares the parameters; state dicts come from the original.
         self.forward = torch.compile(self.model) if self.options.compile else self.model
-        self.scaler = torch.amp.GradScaler("cuda") if self.options.precision == "fp16" else None
+        # Disabled, the scaler is the identity (scale, unscale_ and update do nothing; step is the
+        # optimizer's): one step path serves fp16 and every other precision.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.options.precision == "fp16")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.penalized = penalized_params(self.model, config.regularization.apply_to)
         self.optimizer = build_optimizer(self.params, config.optimizer, output_weight(self.model))
@@ -211,21 +213,17 @@ class TorchTraining(TrainingLoop):
         total = loss + extra if extra is not None else loss
         self.optimizer.zero_grad(set_to_none=True)
         train = self.config.train
-        if self.scaler is None:
-            total.backward()
-            self._drop_frozen_grads()
-            clip_gradients(self.params, train.grad_clip_value, train.grad_clip_norm)
-            self.optimizer.step()
-        else:  # fp16: scale the loss, unscale before clipping; inf/NaN steps are skipped
-            self.scaler.scale(total).backward()
-            self._drop_frozen_grads()
-            parts = optimizer_parts(self.optimizer)
-            for part in parts:
-                self.scaler.unscale_(part)
-            clip_gradients(self.params, train.grad_clip_value, train.grad_clip_norm)
-            for part in parts:
-                self.scaler.step(part)
-            self.scaler.update()
+        # fp16: the loss is scaled and the gradients unscaled before clipping; a step with an
+        # inf/NaN gradient is skipped. Otherwise the scaler passes everything through.
+        self.scaler.scale(total).backward()
+        self._drop_frozen_grads()
+        parts = optimizer_parts(self.optimizer)
+        for part in parts:
+            self.scaler.unscale_(part)
+        clip_gradients(self.params, train.grad_clip_value, train.grad_clip_norm)
+        for part in parts:
+            self.scaler.step(part)
+        self.scaler.update()
         with torch.no_grad():
             total = total.detach()
             hard = soft.argmax(1) if soft is not None else yb
