@@ -19,11 +19,12 @@ endif
 setup: $(STAMP)
 
 # torch first, from the CPU wheel; the constraint keeps pip from ever swapping it for a CUDA build.
+# The optional extras (export, trackers, dashboard, notebook) come too, so every test can run.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "$(TORCH_PIN)" > $(VENV)/constraints.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH_PIN) 2>&1 | { grep -v "is ignored" || true; }
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt -e ".[dev]" 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt -e ".[dev,all]" 2>&1 | { grep -v "is ignored" || true; }
 	$(BIN)/python -c "import torch, trainlab; print('trainlab', trainlab.__version__, 'torch', torch.__version__)"
 	@touch $(STAMP)
 

@@ -97,7 +97,8 @@ def time_direct(folder: Path, trials: int) -> float:
 
 
 def time_study(path: Path, storage: str | None, trials: int) -> float:
-    from trainlab.studies import Options, run_study
+    from trainlab.api import run_study
+    from trainlab.studies import Options
 
     start = time.perf_counter()
     (stage,) = run_study(path, options=Options(storage=storage, echo=False))

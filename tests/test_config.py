@@ -589,6 +589,25 @@ def test_with_overrides_rederives_filled_fields() -> None:
     assert with_overrides(adam, []) is adam
 
 
+def test_with_overrides_changes_the_optimizer_from_and_to_muon() -> None:
+    """Every field filled per optimizer type (muon's too) is reset when the type changes."""
+    muon = build(optimizer={"type": "muon"})
+    assert muon.optimizer.ns_steps == 5 and muon.optimizer.other is not None
+    sgd = with_overrides(muon, ["optimizer.type=sgd"])
+    assert (sgd.optimizer.momentum, sgd.optimizer.nesterov_momentum, sgd.optimizer.ns_steps,
+            sgd.optimizer.normalize_weights, sgd.optimizer.other) == (None, None, None, None, None)
+    assert with_overrides(sgd, ["optimizer.type=muon"]).optimizer == muon.optimizer
+
+
+def test_with_overrides_resets_derived_fields_to_their_model_defaults() -> None:
+    """A monitor's mode goes back to its default ``auto`` and is derived again."""
+    cfg = build(train={"early_stopping": {"monitor": "val_accuracy"}}, data={"normalize": "pixel"})
+    assert cfg.train.early_stopping is not None and cfg.train.early_stopping.mode == "max"
+    changed = with_overrides(cfg, ["train.early_stopping.monitor=val_loss", "data.normalize=channel"])
+    assert changed.train.early_stopping is not None and changed.train.early_stopping.mode == "min"
+    assert changed.data.center_by == build().data.center_by
+
+
 def test_with_overrides_errors_name_the_override() -> None:
     with pytest.raises(ConfigError) as info:
         with_overrides(build(), ["train.epoch=3"], source="runs/x/config.yaml")

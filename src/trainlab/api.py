@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainlab.callbacks import (
     Callback,
@@ -24,16 +24,20 @@ from trainlab.callbacks import (
     CheckpointTrigger,
     EarlyStopping,
     MetricsLogger,
+    MlflowLogger,
     ReduceLROnPlateau,
+    TensorBoardLogger,
     TrainState,
+    check_trackers,
+    finish_trackers,
 )
 from trainlab.config import RunConfig, config_diff, load_config, with_overrides
 from trainlab.config.leakage import run_leakage_warning
 from trainlab.engines.base import FitContext, get_engine
-from trainlab.engines.resume import checkpoint_step, verify_resume_config, verify_resume_data
+from trainlab.engines.resume import checkpoint_step, verify_resume, verify_resume_config
 from trainlab.engines.step_log import read_steps_csv
 from trainlab.errors import ConfigError, TrainlabError
-from trainlab.gradcheck_run import gradcheck
+from trainlab.gradcheck_run import gradcheck, write_gradcheck
 from trainlab.runs import (
     RunDir,
     create_run_dir,
@@ -42,6 +46,11 @@ from trainlab.runs import (
     package_versions,
     resume_run_dir,
 )
+
+if TYPE_CHECKING:  # studies sit below the API; imported where a study runs
+    from trainlab.studies import Options as StudyOptions
+    from trainlab.studies import Study
+    from trainlab.studies.results import StageData
 
 # config.yaml of a run holds the resolved config plus this section, which is not config.
 PROVENANCE_KEY = "provenance"
@@ -139,24 +148,21 @@ def _resolve_config(
     return resolved, resume_dir.path
 
 
-def _verify_resume_data(run_dir: RunDir, engine: str, fingerprint: str) -> None:
-    """Refuse to resume on data whose fingerprint differs from the checkpoint's (or, for a
-    checkpoint that records none, from config.yaml's provenance)."""
-    provenance = run_dir.read_config().get(PROVENANCE_KEY) or {}
-    recorded = (provenance.get("data") or {}).get("fingerprint") if isinstance(provenance, dict) else None
-    verify_resume_data(run_dir.path, engine, fingerprint, recorded if isinstance(recorded, str) else None)
-
-
 def build_callbacks(
     config: RunConfig, run_dir: RunDir, extra: Sequence[Callback] = ()
 ) -> list[Callback]:
     """The callbacks a config asks for, then ``extra``, in the order they must run.
 
-    The logger runs first (so a row is on disk before anything decides to stop) and the
-    checkpoint trigger last (so it sees a stop request made by the others).
+    The logger runs first (so a row is on disk before anything decides to stop), then the
+    trackers (``output.tensorboard``, ``output.mlflow``), and the checkpoint trigger last (so
+    it sees a stop request made by the others).
     """
     train = config.train
     callbacks: list[Callback] = [MetricsLogger(run_dir)]
+    if config.output.tensorboard:
+        callbacks.append(TensorBoardLogger(run_dir))
+    if config.output.mlflow is not None:
+        callbacks.append(MlflowLogger(config, run_dir))
     # The config sections carry exactly the callbacks' arguments, under the same names.
     if train.early_stopping is not None:
         callbacks.append(EarlyStopping(**train.early_stopping.model_dump()))
@@ -214,6 +220,7 @@ def run(
     config_obj, resume_dir = _resolve_config(config, overrides, resume)
     engine = get_engine(config_obj.engine)
     engine.check_config(config_obj)  # before touching the disk, so a bad config leaves nothing
+    check_trackers(config_obj)  # a tracker's missing package, too
     check_memory(config_obj, data_dir)  # a run that cannot fit is refused here, not by a MemoryError
     if resume_dir is not None:
         run_dir = resume_run_dir(resume_dir)  # the user named this folder: any path will do
@@ -235,7 +242,7 @@ def run(
         discard_run_dir(run_dir)  # a refused start leaves no run directory behind
         raise
     if resume_dir is not None:  # before anything is written: a refused resume leaves the run as it was
-        _verify_resume_data(run_dir, config_obj.engine, data.fingerprint)
+        verify_resume(run_dir, config_obj, data.fingerprint)
     if resume is None:
         resolved_dict = config_obj.model_dump(mode="json")
         resolved_dict[PROVENANCE_KEY] = {
@@ -251,6 +258,10 @@ def run(
             },
         }
         run_dir.write_config(resolved_dict)
+    if resume is None or not run_dir.model_path.exists():  # a run from before model.json gains it on resume
+        from trainlab.run_files import ModelSpec  # what predict needs: shape, classes, normaliser
+
+        run_dir.write_model(ModelSpec.of(config_obj.engine, data))
     log(f"run {run_dir.path}: engine {config_obj.engine}, dataset {data_cfg.dataset} "
         f"({len(data.y_train)} train / {len(data.y_val)} val)")
     leakage = run_leakage_warning(config_obj)
@@ -281,8 +292,10 @@ def run(
             summary.setdefault("train_seconds", time.perf_counter() - started)
             summary["best_val_accuracy"] = _best(run_dir.metrics, "val", "accuracy")
             run_dir.write_summary(summary)
+            _save_report_images(data, config_obj, run_dir.path, log)  # the report then needs no dataset
             if config_obj.output.report:
                 _report_quietly(run_dir.path, log)
+            finish_trackers(watch.callbacks, summary, run_dir.path, log)  # after the report they upload
         else:  # refused before training: a new directory goes, a resumed one is left as it was
             discard_run_dir(run_dir)
     log(_describe(summary))
@@ -316,6 +329,17 @@ def _report_quietly(run_path: Path, log: Callable[[str], None]) -> None:
         log(f"report: {write_report(run_path)}")
     except Exception as exc:  # the run's own outcome matters more than its report
         log(f"warning: report not written: {exc}")
+
+
+def _save_report_images(data: Any, config: RunConfig, run_path: Path, log: Callable[[str], None]) -> None:
+    """Save the images the run's report shows (``data``: the PreparedData it trained on); a
+    problem is logged, never raised over a training error."""
+    from trainlab.report.samples import save_report_images
+
+    try:
+        save_report_images(data, config.model_dump(mode="json"), run_path)
+    except Exception as exc:  # the report falls back to reading the dataset
+        log(f"warning: report images not saved: {exc}")
 
 
 def _best(rows: list[dict[str, Any]], split: str, column: str) -> float | None:
@@ -363,29 +387,103 @@ def validate_files(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]
 
 
 
-def write_report(run_path: str | Path) -> Path:
-    """Draw a run's figures (``RUN/figures``, PNG and SVG) and write ``RUN/report.html``.
+def write_report(path: str | Path, *, trials: Sequence[str] = (), table_format: str | None = None,
+                 storage: str | None = None) -> Path:
+    """Draw the figures (``PATH/figures``, PNG and SVG) and write ``PATH/report.html`` of a run or a study.
 
-    Works on finished, failed and interrupted runs alike: what is missing (a summary,
-    predictions, the dataset) is said in the report. Returns the report's path.
+    A study directory (it holds the study's journal), or any ``path`` given with ``storage``,
+    gets the study report; anything else the run report, which works on finished, failed and
+    interrupted runs alike (what is missing is said in the report). Returns the report's path.
+
+    Args:
+        path: a run directory or a study directory.
+        trials: study only: keys of the trials whose curves are overlaid (``t0003-r1``);
+            default: the best few.
+        table_format: study only: also write the settings table, ready to paste, as ``md`` or
+            ``tex`` to ``PATH/table.<format>``. Default None (no table).
+        storage: study only: its database URL when it is not the directory's journal.
 
     Raises:
-        RunDirError: ``run_path`` is not a run directory.
+        ConfigError: ``trials`` or ``table_format`` for a run directory; a ``table_format``
+            other than md or tex; a trial key the study does not have.
+        RunDirError: ``path`` is neither a study directory nor a run directory.
     """
     from trainlab.report import build_run_report  # matplotlib is imported only for reports
+    from trainlab.report.study_data import is_study_dir
 
-    return build_run_report(run_path)
+    study = is_study_dir(Path(path)) or storage is not None
+    if not study and (trials or table_format):
+        raise ConfigError(f"{path}: --trials and --format are for a study directory; this is not one")
+    if table_format is not None and table_format not in ("md", "tex"):
+        raise ConfigError(f"--format {table_format!r}: use md or tex")
+    if not study:
+        return build_run_report(path)
+    from trainlab.io import atomic_write_text
+    from trainlab.report.study_report import build_study_report, study_table
+
+    report = build_study_report(Path(path), list(trials), storage)
+    if table_format:
+        atomic_write_text(report.parent / f"table.{table_format}", study_table(Path(path), table_format, storage))
+    return report
+
+
+def execute_trial(config: RunConfig, run_dir: Path, callbacks: list[Callback],
+                  data_dir: str | None) -> dict[str, Any]:
+    """Run (or finish) one study trial's run directory with :func:`run`; the run's summary.
+
+    The studies' trial executor (:class:`trainlab.studies.TrialExecutor`), which
+    :func:`run_study` injects. A directory left by a dead worker is reused: its summary if
+    it finished with the same config, its checkpoint if it has one, else it is started again.
+    """
+    config_file = run_dir / "config.yaml"
+    resume: Path | None = None
+    if config_file.exists():
+        try:
+            previous = open_run(run_dir)
+            saved = {k: v for k, v in previous.config.items() if k != PROVENANCE_KEY}
+            same = not config_diff(RunConfig.from_dict(saved, str(config_file)), config, ignore=("source",))
+        except TrainlabError:
+            same = False
+        if same and previous.summary.get("status") in ("completed", "stopped_early"):
+            return previous.summary
+        if same and any(run_dir.glob("checkpoint.*")):
+            resume = run_dir
+    if resume is not None:
+        return run(resume=resume, data_dir=data_dir, progress=False, echo=False, callbacks=callbacks).summary
+    return run(config, run_id=run_dir.name, overwrite=True, data_dir=data_dir, progress=False, echo=False,
+               callbacks=callbacks).summary
+
+
+def run_study(study: Study | str | Path, *, workers: int = 1,
+              options: StudyOptions | None = None) -> dict[str, list[StageData]]:
+    """Run a study to the end (or resume it: the same call), its trials trained by :func:`execute_trial`.
+
+    Args:
+        study: a loaded study (:func:`trainlab.studies.load_study`), or the path of a study file.
+        workers: worker processes on this machine; 1 runs in this process. Default 1.
+        options: storage URL, heartbeat, data folder, output. Default ``Options()``.
+
+    Returns:
+        The study's stages as stored, after writing results.csv and results.md
+        (see :func:`trainlab.studies.run_study`).
+    """
+    from trainlab import studies  # looked up on the package at call time, so it can be replaced
+
+    return studies.run_study(study, workers=workers, options=options, execute=execute_trial)
 
 
 __all__ = [
     "PROVENANCE_KEY",
     "Run",
     "build_callbacks",
+    "execute_trial",
     "gradcheck",
     "load_config",
     "open_run",
     "run",
+    "run_study",
     "show_config",
     "validate_files",
+    "write_gradcheck",
     "write_report",
 ]

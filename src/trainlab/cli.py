@@ -18,6 +18,7 @@ from rich.table import Table
 
 from trainlab.cli_checks import gradcheck_command, parity_command
 from trainlab.cli_common import DataDirOption, JsonOption, SetOption, console, err_console
+from trainlab.cli_export import export_command
 from trainlab.cli_study import study_app
 from trainlab.errors import TrainlabError, user_error
 
@@ -322,28 +323,14 @@ def report_command(
     """
     import webbrowser
 
-    from trainlab.errors import ConfigError
-    from trainlab.report import build_run_report
-    from trainlab.report.study_data import is_study_dir
+    from trainlab.api import write_report
 
-    study = is_study_dir(path) or storage is not None
-    if not study and (trials or format_):
-        raise ConfigError(f"{path}: --trials and --format are for a study directory; this is not one")
-    if format_ is not None and format_ not in ("md", "tex"):
-        raise ConfigError(f"--format {format_!r}: use md or tex")
-    if study:
-        from trainlab.io import atomic_write_text
-        from trainlab.report.study_report import build_study_report, study_table
-
-        keys = [k.strip() for item in trials or [] for k in item.split(",") if k.strip()]
-        report = build_study_report(path, keys, storage)
-        if format_:
-            exported = study_table(path, format_, storage)
-            atomic_write_text(report.parent / f"table.{format_}", exported)
-            sys.stdout.write(exported)
-            console.print(f"table: {report.parent / f'table.{format_}'}")
-    else:
-        report = build_run_report(path)
+    keys = [k.strip() for item in trials or [] for k in item.split(",") if k.strip()]
+    report = write_report(path, trials=keys, table_format=format_, storage=storage)
+    if format_:
+        table = report.parent / f"table.{format_}"
+        sys.stdout.write(table.read_text(encoding="utf-8"))
+        console.print(f"table: {table}")
     figures = sorted((report.parent / "figures").glob("*.png"))
     console.print(f"{len(figures)} figures in {report.parent / 'figures'} (PNG and SVG)")
     console.print(f"report: {report}")
@@ -369,6 +356,7 @@ def compare_command(
 # The checks live in cli_checks.py; registered here, after validate's group, as before the split.
 app.command("gradcheck")(gradcheck_command)
 app.command("parity")(parity_command)
+app.command("export")(export_command)
 
 
 def main(argv: list[str] | None = None) -> int:

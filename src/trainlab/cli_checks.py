@@ -50,22 +50,16 @@ def gradcheck_command(
 
     Exits with status 1 when any relative error is above --threshold.
     """
-    from trainlab.api import gradcheck
+    from trainlab.api import gradcheck, write_gradcheck
     from trainlab.engines.numpy.gradcheck import n_grid
 
     sweep = [10.0**-k for k in range(1, 10)] if eps_sweep else None
     result = gradcheck(config, overrides=set_, batch_size=batch_size, entries=entries or None,
                        eps=eps, eps_values=sweep, data_dir=data_dir, layer=layer,
-                       n_values=n_grid(n_k, n_i) if n_sweep else None)
-    result["threshold"] = threshold
-    result["passed"] = result["max_rel_error"] <= threshold
-    if save is not None:
-        from trainlab.io import atomic_write_json
-        from trainlab.runs import open_run_dir
-
-        atomic_write_json(open_run_dir(save).path / "gradcheck.json", result)
-    if out is not None:
-        _write_gradcheck_out(result, out)
+                       n_values=n_grid(n_k, n_i) if n_sweep else None, threshold=threshold)
+    written = write_gradcheck(result, out=out, run_dir=save)
+    if "csv" in written:
+        err_console.print(f"wrote {written['csv']} and {written['png']}")
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
@@ -73,7 +67,7 @@ def gradcheck_command(
         for column in ("parameter", "shape", "entries", "max rel error", "max abs error"):
             table.add_column(column, justify="left" if column == "parameter" else "right")
         for row in result["rows"]:
-            style = "red" if row["max_rel_error"] > threshold else None
+            style = "red" if row["max_rel_error"] > result["threshold"] else None
             table.add_row(row["name"], "x".join(map(str, row["shape"])), str(row["entries"]),
                           f"{row['max_rel_error']:.2e}", f"{row['max_abs_error']:.2e}", style=style)
         console.print(table)
@@ -89,24 +83,9 @@ def gradcheck_command(
             _print_n_sweep(result)
         verdict = "[green]passed[/green]" if result["passed"] else "[red]failed[/red]"
         console.print(f"{verdict}: largest relative error {result['max_rel_error']:.2e} "
-                      f"(threshold {threshold:g})")
+                      f"(threshold {result['threshold']:g})")
     if not result["passed"]:
         raise typer.Exit(1)
-
-
-def _write_gradcheck_out(result: dict[str, Any], out: Path) -> None:
-    """gradcheck.json, and the N sweep's CSV and figure, into ``out``."""
-    from trainlab.io import atomic_write_json
-
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "gradcheck.json", result)
-    if result["n_sweep"]:
-        from trainlab.report.gradcheck_sweep import write_n_sweep
-
-        title = (f"{result['config']}: first {result['rows'][0]['entries']} weights of layer {result['layer']} "
-                 f"({result['layer_key']})")
-        written = write_n_sweep(result["n_sweep"], out, title)
-        err_console.print(f"wrote {written['csv']} and {written['png']}")
 
 
 def _print_n_sweep(result: dict[str, Any]) -> None:

@@ -60,7 +60,8 @@ def run_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per trial.")] = False,
 ) -> None:
     """Run (or resume: same command) a study; trials are run directories in the study directory."""
-    from trainlab.studies import Options, load_study, run_study, stage_status
+    from trainlab.api import run_study
+    from trainlab.studies import Options, load_study, stage_status
     from trainlab.studies.results import RESULTS_MD
 
     study = load_study(file, study_dir, set_, name)

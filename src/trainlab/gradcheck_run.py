@@ -1,6 +1,7 @@
 """A numerical gradient check of a NumPy-engine config on a small real batch (``trainlab gradcheck``).
 
-Re-exported by :mod:`trainlab.api` as ``gradcheck``.
+The check, its verdict against a threshold, and where its result is written. Re-exported by
+:mod:`trainlab.api` as ``gradcheck`` and ``write_gradcheck``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from typing import Any
 from trainlab.config import RunConfig, load_config, with_overrides
 from trainlab.engines.base import get_engine
 from trainlab.errors import ConfigError
+
+#: The largest relative error of a passing check: float64 differences of a correct backward
+#: pass land near 1e-8 and below; a wrong one is off by far more than this.
+DEFAULT_THRESHOLD = 1e-6
 
 
 def gradcheck(
@@ -25,6 +30,7 @@ def gradcheck(
     data_dir: str | Path | None = None,
     layer: int | None = None,
     n_values: Sequence[int] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> dict[str, Any]:
     """Numerical gradient check of a NumPy-engine config's model on a small real batch.
 
@@ -44,10 +50,12 @@ def gradcheck(
             first ``entries`` weights rather than a sample (seed B's check). Default None.
         n_values: also difference those weights with eps = 1/N for each N (seed B's sweep;
             ``engines.numpy.gradcheck.n_grid()``); needs ``layer``. Default None.
+        threshold: the largest relative error (``max_rel_error``) that passes. Default 1e-6.
 
     Returns:
-        ``{"rows": [...], "max_rel_error": float, "eps_sweep": [...], "layer": int or None,
-        "layer_key": its parameter key ("2.W") or None, "n_sweep": [...]}``; each row has
+        ``{"config": name, "eps": eps, "rows": [...], "max_rel_error": float, "eps_sweep": [...],
+        "layer": int or None, "layer_key": its parameter key ("2.W") or None, "n_sweep": [...],
+        "threshold": threshold, "passed": max_rel_error <= threshold}``; each row has
         ``name``, ``shape``, ``entries``, ``max_rel_error`` and ``max_abs_error``; each
         ``n_sweep`` row ``n``, ``eps``, ``max_abs_diff``, ``max_rel_error`` and ``zeros``.
     """
@@ -88,16 +96,61 @@ def gradcheck(
     if n_values and key is not None:
         swept = n_sweep(model, x, y, list(n_values), key=key, num_entries=entries, loss=options["loss"],
                         l2=reg.l2, l1=reg.l1, apply_to=reg.apply_to)
+    worst = max(row.max_rel_error for row in rows)
     return {
         "config": cfg.name,
         "eps": eps,
         "rows": [row._asdict() for row in rows],
-        "max_rel_error": max(row.max_rel_error for row in rows),
+        "max_rel_error": worst,
         "eps_sweep": [{"eps": e, "max_rel_error": r, "max_abs_error": a} for e, r, a in sweep],
         "layer": layer,
         "layer_key": key,
         "n_sweep": [row._asdict() for row in swept],
+        "threshold": threshold,
+        "passed": worst <= threshold,
     }
 
 
-__all__ = ["gradcheck"]
+def write_gradcheck(result: dict[str, Any], *, out: str | Path | None = None,
+                    run_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write a :func:`gradcheck` result where it was asked for; the files written, by kind.
+
+    Args:
+        result: what :func:`gradcheck` returned.
+        out: a folder for ``gradcheck.json`` and, when the result has an N sweep, its table
+            (``n_sweep.csv``) and figure (``n_sweep.png``/``.svg``: max |grad - approx| against
+            N and eps, log-log). Default None.
+        run_dir: a run directory: ``gradcheck.json`` goes in it, and its report shows it.
+            Default None.
+
+    Returns:
+        ``{"saved": run_dir's gradcheck.json, "json": out's gradcheck.json, "csv", "png",
+        "svg": the sweep's files}``, each key present only when that file was written.
+
+    Raises:
+        RunDirError: ``run_dir`` is not a run directory.
+    """
+    from trainlab.io import atomic_write_json
+    from trainlab.report.artifacts import GRADCHECK_FILE  # the name the run report reads
+    from trainlab.runs import open_run_dir
+
+    written: dict[str, Path] = {}
+    if run_dir is not None:
+        written["saved"] = open_run_dir(run_dir).path / GRADCHECK_FILE
+        atomic_write_json(written["saved"], result)
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        written["json"] = folder / GRADCHECK_FILE
+        atomic_write_json(written["json"], result)
+        if result["n_sweep"]:
+            # matplotlib is imported only when there is a figure to draw
+            from trainlab.report.gradcheck_sweep import write_n_sweep
+
+            title = (f"{result['config']}: first {result['rows'][0]['entries']} weights of layer "
+                     f"{result['layer']} ({result['layer_key']})")
+            written.update(write_n_sweep(result["n_sweep"], folder, title))
+    return written
+
+
+__all__ = ["DEFAULT_THRESHOLD", "gradcheck", "write_gradcheck"]

@@ -1,9 +1,15 @@
 """Use a trained run: evaluate it on its test split, or predict a folder of new images.
 
 Both rebuild the run's model from its ``config.yaml`` and load its checkpoint (the final
-weights: the checkpoint is written after restore-best), and prepare the run's dataset
-again with the same seed, so the test split and the normaliser are exactly the ones of
-training. :func:`evaluate_run` therefore reproduces the run's ``test_accuracy``.
+weights: the checkpoint is written after restore-best) with its engine's loader
+(``trainlab.engines.<engine>.inference.TrainedModel``). Predicting needs nothing else from
+the run directory than its ``model.json`` and ``normalizer.npz`` (:class:`ModelSpec`: input
+shape, class names, the normaliser of training), so a run directory copied to another
+machine predicts without its training data. A run written before trainlab wrote those
+files gets them from its dataset, prepared again with the same seed, as a line on stderr says.
+
+:func:`evaluate_run` prepares the run's dataset again with the same seed, so its test split
+is exactly the one of training and it reproduces the run's ``test_accuracy``.
 
 :func:`predict_folder` writes a Kaggle-style submission: ``id,label`` with one row per
 image of a flat folder (such as the 4,999 unlabelled Cats vs Dogs test images), the id
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +42,12 @@ from trainlab.data.imagefolder import (
     target_size,
 )
 from trainlab.data.normalize import apply_normalizer
-from trainlab.errors import ConfigError, CorruptDataError, DataError, RunDirError
+from trainlab.errors import ConfigError, CorruptDataError, DataError
 from trainlab.io import atomic_write_text
+from trainlab.run_files import MODEL_FILE, ModelSpec, RunDir
 from trainlab.runs import open_run_dir
 
 PROVENANCE_KEY = "provenance"  # as trainlab.api.PROVENANCE_KEY (not imported: api imports every engine)
-NUMPY_EVAL_CHUNK = 4096
 
 Logits = Callable[[np.ndarray, bool], np.ndarray]
 
@@ -52,7 +59,7 @@ class TrainedRun:
     Attributes:
         path: the run directory.
         config: its resolved config.
-        data: its dataset prepared as in training (splits, normaliser, class names).
+        spec: what its model takes and gives: input shape, class names, normaliser.
         logits: ``logits(x, tta) -> (N, K)`` float32 for normalised images x (N, C, H, W).
         summary: its ``summary.json`` (empty while unfinished).
         provenance: what the run recorded about its data and versions.
@@ -60,7 +67,7 @@ class TrainedRun:
 
     path: Path
     config: RunConfig
-    data: PreparedData
+    spec: ModelSpec
     logits: Logits
     summary: dict[str, Any]
     provenance: dict[str, Any]
@@ -75,74 +82,65 @@ class TrainedRun:
 
 def open_trained_run(run_dir: str | Path, *, data_dir: str | Path | None = None,
                      device: str | None = None) -> TrainedRun:
-    """Open ``run_dir``, prepare its dataset as training did, and load its trained model.
+    """Open ``run_dir`` and load its trained model, from the run directory alone.
 
     Args:
-        run_dir: a run directory (holding ``config.yaml`` and a checkpoint).
-        data_dir: where the run's dataset is read from. Default None (the config's, then
-            ``$TRAINLAB_DATA``).
+        run_dir: a run directory (holding ``config.yaml``, ``model.json`` and a checkpoint).
+        data_dir: a run without ``model.json`` (written before trainlab wrote one) only:
+            where its dataset is read from. Default None (the config's, then ``$TRAINLAB_DATA``).
         device: torch runs only: where to compute. Default the run's ``train.device``.
 
     Raises:
-        RunDirError: not a run directory, no checkpoint, or a checkpoint that does not fit
-            the config's model.
-        DataError: the run's dataset cannot be read.
+        RunDirError: not a run directory, no checkpoint, an unreadable ``model.json``, or a
+            checkpoint that does not fit the config's model.
+        DataError: a run without ``model.json`` whose dataset cannot be read.
     """
-    from trainlab.data import prepare_data
-
     directory = open_run_dir(run_dir)
+    config, provenance = _read_config(directory)
+    spec = directory.read_model()
+    if spec is None:
+        print(f"{directory.path}: no {MODEL_FILE} (a run from an older trainlab): preparing its dataset "
+              "again for the normaliser, input shape and class names", file=sys.stderr, flush=True)
+        spec = ModelSpec.of(config.engine, _prepare(config, data_dir))
+    return _trained_run(directory, config, provenance, spec, device)
+
+
+def _read_config(directory: RunDir) -> tuple[RunConfig, dict[str, Any]]:
+    """The run's config and its provenance section."""
     saved = directory.read_config()
     provenance = saved.pop(PROVENANCE_KEY, None) or {}
-    config = RunConfig.from_dict(saved, source=str(directory.config_path))
+    return RunConfig.from_dict(saved, source=str(directory.config_path)), provenance
+
+
+def _prepare(config: RunConfig, data_dir: str | Path | None) -> PreparedData:
+    """The run's dataset, prepared as training prepared it (same seed, splits, normaliser)."""
+    from trainlab.data import prepare_data
+
     d = config.data
-    data = prepare_data(d.dataset, data_dir=data_dir or d.data_dir, seed=config.seed, **d.prepare_kwargs())
+    return prepare_data(d.dataset, data_dir=data_dir or d.data_dir, seed=config.seed, **d.prepare_kwargs())
+
+
+def _trained_run(directory: RunDir, config: RunConfig, provenance: dict[str, Any], spec: ModelSpec,
+                 device: str | None) -> TrainedRun:
+    """Load the run's model with its engine's loader."""
     if config.engine == "torch":
-        logits = _torch_logits(config, directory.checkpoint_path(".pt"), data, device)
+        logits = _torch_logits(config, directory.checkpoint_path(".pt"), spec, device)
     else:
-        logits = _numpy_logits(config, directory.checkpoint_path(".npz"), data)
-    return TrainedRun(directory.path, config, data, logits, directory.read_summary(), provenance)
+        logits = _numpy_logits(config, directory.checkpoint_path(".npz"), spec)
+    return TrainedRun(directory.path, config, spec, logits, directory.read_summary(), provenance)
 
 
-def _torch_logits(config: RunConfig, checkpoint: Path, data: PreparedData, device: str | None) -> Logits:
+def _torch_logits(config: RunConfig, checkpoint: Path, spec: ModelSpec, device: str | None) -> Logits:
     from trainlab.engines.torch.inference import TrainedModel
 
-    model = TrainedModel(config, checkpoint, data.input_shape, data.num_classes, device)
+    model = TrainedModel(config, checkpoint, spec.input_shape, spec.num_classes, device)
     return lambda x, tta: model.logits(x, tta).numpy()
 
 
-def _numpy_logits(config: RunConfig, checkpoint: Path, data: PreparedData) -> Logits:
-    from trainlab.engines.numpy.checkpoint import load_arrays
-    from trainlab.engines.numpy.engine import build_model
+def _numpy_logits(config: RunConfig, checkpoint: Path, spec: ModelSpec) -> Logits:
+    from trainlab.engines.numpy.inference import TrainedModel
 
-    if not checkpoint.exists():
-        raise RunDirError(f"{checkpoint.parent}: no checkpoint.npz, so there is no trained model to load "
-                          "(was the run trained with output.save_checkpoint: false?)")
-    dtype = np.dtype(config.model.dtype)
-    input_dim = int(np.prod(data.input_shape))
-    model = build_model(config, input_dim, data.num_classes, np.random.default_rng(0))
-    # A truncated, damaged or pickle-holding file is a RunDirError naming it (as for checkpoint.pt).
-    arrays, _ = load_arrays(checkpoint, select=lambda key: key.startswith("model/"))
-    try:
-        model.load_state_arrays({k.removeprefix("model/"): v for k, v in arrays.items()})
-    except ValueError as exc:
-        raise RunDirError(
-            f"{checkpoint} does not fit the model that {checkpoint.parent / 'config.yaml'} describes "
-            f"({config.model.type}, {data.num_classes} classes, {input_dim} inputs): {exc}. The checkpoint comes "
-            "from a run with another model or dataset config; use the run directory it was written in"
-        ) from None
-
-    def logits(x: np.ndarray, tta: bool) -> np.ndarray:
-        chunks = []
-        for start in range(0, len(x), NUMPY_EVAL_CHUNK):
-            xb = x[start : start + NUMPY_EVAL_CHUNK]  # (n, C, H, W)
-            out = model.forward(np.ascontiguousarray(xb.reshape(len(xb), -1), dtype=dtype), False)
-            if tta:
-                flipped = np.ascontiguousarray(xb[..., ::-1].reshape(len(xb), -1), dtype=dtype)
-                out = (out + model.forward(flipped, False)) / 2
-            chunks.append(out.astype(np.float32))
-        return np.concatenate(chunks) if chunks else np.zeros((0, data.num_classes), np.float32)
-
-    return logits
+    return TrainedModel(config, checkpoint, spec.input_shape, spec.num_classes).logits
 
 
 def _accuracy(config: RunConfig, logits: np.ndarray, y: np.ndarray) -> float:
@@ -175,7 +173,8 @@ def evaluate_run(run_dir: str | Path, *, tta: bool | None = None, data_dir: str 
     Args:
         run_dir: the run directory.
         tta: average with the mirror images; default the run's ``train.tta``.
-        data_dir: where the run's dataset is read from. Default None.
+        data_dir: where the run's dataset is read from. Default None (the config's, then
+            ``$TRAINLAB_DATA``).
         device: torch runs only: where to compute. Default the run's ``train.device``.
 
     Returns:
@@ -186,11 +185,15 @@ def evaluate_run(run_dir: str | Path, *, tta: bool | None = None, data_dir: str 
     Raises:
         DataError: the run's dataset has no labelled test split.
     """
-    run = open_trained_run(run_dir, data_dir=data_dir, device=device)
-    data = run.data
+    directory = open_run_dir(run_dir)
+    config, provenance = _read_config(directory)
+    data = _prepare(config, data_dir)
     if data.x_test is None or data.y_test is None:
-        raise DataError(f"{run.config.data.dataset} has no labelled test split to evaluate on; "
-                        f"use `trainlab predict {run.path} --images DIR --out FILE` for unlabelled images")
+        raise DataError(f"{config.data.dataset} has no labelled test split to evaluate on; "
+                        f"use `trainlab predict {directory.path} --images DIR --out FILE` for unlabelled images")
+    # The run's own spec when it has one: its model is built for the shape it was trained on.
+    spec = directory.read_model() or ModelSpec.of(config.engine, data)
+    run = _trained_run(directory, config, provenance, spec, device)
     use_tta = run.config.train.tta if tta is None else tta
     logits = run.logits(data.x_test, use_tta)  # (N, K)
     accuracy = _accuracy(run.config, logits, data.y_test)
@@ -291,7 +294,8 @@ def predict_folder(
         probabilities: add one ``prob_<class>`` column per class. Default False.
         label_names: write class names instead of class indices in ``label``. Default False.
         tta: average with the mirror images; default the run's ``train.tta``.
-        data_dir: where the run's dataset is read from (for its normaliser). Default None.
+        data_dir: a run without ``model.json`` only: where its dataset is read from (for its
+            normaliser, input shape and class names). Default None.
         device: torch runs only: where to compute. Default the run's ``train.device``.
 
     Returns:
@@ -306,12 +310,12 @@ def predict_folder(
         raise ConfigError(f"--out {out_path} is a folder; give a file name such as submission.csv")
     files = list_images(images)  # before the (slower) model and data loading: fail fast
     run = open_trained_run(run_dir, data_dir=data_dir, device=device)
-    data = run.data
-    x = apply_normalizer(read_images(files, data.input_shape, run.config.data.resize,
-                                     run.config.data.max_image_pixels), data.normalizer)
+    spec = run.spec
+    x = apply_normalizer(read_images(files, spec.input_shape, run.config.data.resize,
+                                     run.config.data.max_image_pixels), spec.normalizer)
     probs = run.probabilities(x, run.config.train.tta if tta is None else tta)  # (N, K)
     predicted = probs.argmax(1)
-    names = data.class_names
+    names = spec.class_names
     columns = ["id", "label"] + ([f"prob_{name}" for name in names] if probabilities else [])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -1,7 +1,14 @@
-"""Training progress: a live bar on a terminal, plain periodic lines elsewhere (logs, CI)."""
+"""Training progress: a live bar on a terminal, plain periodic lines elsewhere (logs, CI).
+
+Like Keras and Lightning: the bar names the epoch and the running training figures (the mean
+over the steps since the last evaluation, labelled so), a line after each evaluation gives the
+validation loss and accuracy with the best so far, and a last line gives the best validation
+and the test figures.
+"""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any, TextIO
@@ -37,8 +44,44 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def evaluation_line(epoch: float, total_epochs: float, step: int, rows: list[dict[str, Any]],
+                    best: tuple[float, float] | None) -> str | None:
+    """The line printed after an evaluation, or None when it has no validation row.
+
+    ``best`` is (accuracy, epoch) of the best validation accuracy so far, this one included.
+    Example: ``epoch 3/20 (step 1170): val loss 0.9121 acc 0.6810 | best acc 0.6900 (epoch 2)``.
+    """
+    val = next((row for row in rows if row.get("split") == "val"), None)
+    if val is None:
+        return None
+    line = (f"epoch {_epoch_text(epoch)}/{_epoch_text(total_epochs)} (step {step}): "
+            f"val loss {float(val['loss']):.4f} acc {float(val['accuracy']):.4f}")
+    if best is not None:
+        line += f" | best acc {best[0]:.4f} (epoch {_epoch_text(best[1])})"
+    return line
+
+
+def final_line(summary: dict[str, Any], best: tuple[float, float] | None) -> str:
+    """The last line of a run: best validation accuracy (and its epoch), final val and test."""
+    parts = []
+    if best is not None:
+        parts.append(f"best val acc {best[0]:.4f} (epoch {_epoch_text(best[1])})")
+    for key, label in (("final_val_accuracy", "final val acc"), ("test_accuracy", "test acc"),
+                       ("test_loss", "test loss")):
+        value = summary.get(key)
+        if value is not None:
+            parts.append(f"{label} {float(value):.4f}")
+    return "done: " + (", ".join(parts) if parts else "no validation or test split to measure")
+
+
+def _epoch_text(epoch: float) -> str:
+    """Whole epochs as ints; a run stopped mid-epoch (train.steps) keeps one decimal."""
+    return str(round(epoch)) if abs(epoch - round(epoch)) < 1e-9 else f"{epoch:.1f}"
+
+
 class ProgressReporter:
-    """Reports steps done, loss, accuracy, learning rate, images/s and the time left.
+    """Reports the epoch, steps done, running loss and accuracy, learning rate, images/s and the
+    time left; prints a line per evaluation and one at the end (:meth:`evaluation`, :meth:`final`).
 
     Args:
         total_steps: the number of steps planned.
@@ -47,10 +90,12 @@ class ProgressReporter:
         stream: where to write. Default ``sys.stderr``.
         interval_seconds: the gap between plain lines when ``stream`` is not a terminal.
             Default 10.
+        steps_per_epoch: steps in one epoch; given, the bar and lines name the epoch. Default
+            None.
 
     Example:
-        >>> with ProgressReporter(1500) as bar:
-        ...     bar.update(10, loss=2.1, acc=0.2)
+        >>> with ProgressReporter(1500, steps_per_epoch=150) as bar:
+        ...     bar.update(10, **{"train loss": 2.1, "train acc": 0.2})
     """
 
     def __init__(
@@ -60,8 +105,11 @@ class ProgressReporter:
         enabled: bool = True,
         stream: TextIO | None = None,
         interval_seconds: float = 10.0,
+        steps_per_epoch: int | None = None,
     ) -> None:
         self.total_steps = max(1, total_steps)
+        self.steps_per_epoch = steps_per_epoch
+        self.best: tuple[float, float] | None = None  # (val accuracy, epoch) of the best evaluation
         self.description = description
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
@@ -101,13 +149,23 @@ class ProgressReporter:
                 self.description, total=self.total_steps, completed=initial_step, info=""
             )
 
+    def _epoch_of(self, step: int) -> str | None:
+        """``"epoch 3/20"`` for the epoch that ``step`` is in (the last one once it is done)."""
+        if not self.steps_per_epoch:
+            return None
+        total = self.total_steps / self.steps_per_epoch
+        current = min(step // self.steps_per_epoch + 1, math.ceil(total))
+        return f"epoch {current}/{_epoch_text(total)}"
+
     def update(self, step: int, **fields: Any) -> None:
         """Report that ``step`` steps are done, with the latest figures."""
         if not self.enabled:
             return
+        epoch = self._epoch_of(step)
         info = format_fields(fields)
         if self._progress is not None:
-            self._progress.update(self._task, completed=step, info=info)
+            description = f"{self.description} {epoch}" if epoch else self.description
+            self._progress.update(self._task, completed=step, info=info, description=description)
             return
         now = time.perf_counter()
         if now - self._last_line < self.interval_seconds and step < self.total_steps:
@@ -117,12 +175,37 @@ class ProgressReporter:
         elapsed = now - self._start_time
         eta = elapsed / done * (self.total_steps - step) if done > 0 else 0.0
         percent = 100.0 * step / self.total_steps
+        where = f"{epoch} " if epoch else ""
         print(
-            f"{self.description} step {step}/{self.total_steps} ({percent:.0f}%) {info} "
+            f"{self.description} {where}step {step}/{self.total_steps} ({percent:.0f}%) {info} "
             f"elapsed {format_seconds(elapsed)} ETA {format_seconds(eta)}",
             file=self.stream,
             flush=True,
         )
+
+    def _print(self, line: str) -> None:
+        """A line above the live bar (which stays at the bottom), or a plain line."""
+        if self._progress is not None:
+            self._progress.console.print(line, markup=False, highlight=False)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def evaluation(self, step: int, rows: list[dict[str, Any]]) -> None:
+        """After an evaluation: print its validation loss and accuracy and the best so far."""
+        val = next((row for row in rows if row.get("split") == "val"), None)
+        epoch = step / self.steps_per_epoch if self.steps_per_epoch else float(step)
+        if val is not None and (self.best is None or float(val["accuracy"]) > self.best[0]):
+            self.best = (float(val["accuracy"]), epoch)
+        if not self.enabled or not self.steps_per_epoch:
+            return
+        line = evaluation_line(epoch, self.total_steps / self.steps_per_epoch, step, rows, self.best)
+        if line is not None:
+            self._print(line)
+
+    def final(self, summary: dict[str, Any]) -> None:
+        """The run's last line: best validation accuracy, final validation and test figures."""
+        if self.enabled:
+            self._print(final_line(summary, self.best))
 
     def close(self) -> None:
         """Stop the live bar (plain mode needs nothing)."""
@@ -131,4 +214,4 @@ class ProgressReporter:
             self._progress = None
 
 
-__all__ = ["ProgressReporter", "format_fields", "format_seconds"]
+__all__ = ["ProgressReporter", "evaluation_line", "final_line", "format_fields", "format_seconds"]

@@ -1,5 +1,10 @@
 """The files of one run directory, each named once, and :class:`RunDir`, which reads and writes them.
 
+A run directory holds everything needed to use its model without the training data: the
+model (``config.yaml``), its trained weights (the checkpoint) and, in :data:`MODEL_FILE` and
+:data:`NORMALIZER_FILE`, what the data contributed (:class:`ModelSpec`: input shape, classes,
+normaliser), written when the run starts.
+
 Where run directories come from (creation, resume, overwrite, clean-up): :mod:`trainlab.runs`.
 """
 
@@ -10,15 +15,21 @@ import datetime as dt
 import io
 import json
 import os
+import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import yaml
 
 from trainlab.errors import RunDirError
-from trainlab.io import atomic_write_json, atomic_write_text
+from trainlab.io import atomic_save_npz, atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from trainlab.data import PreparedData
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
@@ -27,10 +38,20 @@ SUMMARY_FILE = "summary.json"
 LOG_FILE = "run.log"
 #: Written when trainlab creates a run directory: ``overwrite`` removes only folders holding it.
 MARKER_FILE = ".trainlab-run"
+#: What the model needs from the data to predict new images (:class:`ModelSpec`), as JSON.
+MODEL_FILE = "model.json"
+#: The normaliser's arrays (per-channel or per-position statistics) that MODEL_FILE names.
+NORMALIZER_FILE = "normalizer.npz"
+#: The images a run's report shows, saved when training ends (:mod:`trainlab.report.samples`).
+REPORT_IMAGES_FILE = "report_images.npz"
 #: Files a run may have written before its first training step: what a refused start leaves.
 START_FILES = frozenset({MARKER_FILE, CONFIG_FILE, LOG_FILE, SUMMARY_FILE, METRICS_FILE, STEPS_FILE,
-                         "checkpoint.npz", "checkpoint.pt", "predictions_initial.npz",
-                         "model_summary.txt"})
+                         MODEL_FILE, NORMALIZER_FILE, "checkpoint.npz", "checkpoint.pt",
+                         "predictions_initial.npz", "model_summary.txt"})
+# Bumped when MODEL_FILE changes in a way an older reader would misread.
+MODEL_FORMAT = 1
+# What np.load raises on a missing, damaged or pickle-holding archive.
+_UNREADABLE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
 
 # Leading metrics columns in a fixed order; engines may add any others after these.
 METRICS_COLUMNS = ("epoch", "step", "split", "loss", "accuracy", "lr")
@@ -46,6 +67,33 @@ SUMMARY_KEYS = (
     "params",
     "status",
 )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a trained model needs from its dataset to predict new images.
+
+    Attributes:
+        engine: the engine that trained it (numpy or torch).
+        input_shape: (C, H, W) of the images it takes.
+        num_classes: units of its output layer.
+        class_names: the name of each class index, in training's order.
+        normalizer: the :func:`trainlab.data.normalize.fit_normalizer` dict that turned the
+            training images into its inputs (statistics as lists, so it equals the original).
+    """
+
+    engine: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    class_names: list[str]
+    normalizer: dict[str, Any]
+
+    @classmethod
+    def of(cls, engine: str, data: PreparedData) -> ModelSpec:
+        """The spec of a model trained by ``engine`` on the prepared ``data``."""
+        channels, height, width = data.input_shape
+        return cls(engine, (int(channels), int(height), int(width)), int(data.num_classes),
+                   [str(name) for name in data.class_names], dict(data.normalizer))
 
 
 @dataclass
@@ -84,9 +132,69 @@ class RunDir:
     def log_path(self) -> Path:
         return self.path / LOG_FILE
 
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
     def checkpoint_path(self, suffix: str = ".npz") -> Path:
         """Path of the checkpoint file; the engine picks the suffix (``.npz`` or ``.pt``)."""
         return self.path / f"checkpoint{suffix}"
+
+    # -- model spec -----------------------------------------------------------------------
+    def write_model(self, spec: ModelSpec) -> None:
+        """Write :data:`MODEL_FILE` and :data:`NORMALIZER_FILE` atomically.
+
+        The normaliser's list-valued statistics go to the ``.npz`` (float64, exact), the rest
+        to the JSON. The arrays are written first: a ``model.json`` on disk always has its
+        arrays beside it, so a kill between the two writes leaves no spec, never half of one.
+        """
+        arrays = {key: np.asarray(value, dtype=np.float64)
+                  for key, value in spec.normalizer.items() if isinstance(value, list)}
+        atomic_save_npz(self.path / NORMALIZER_FILE, arrays)
+        atomic_write_json(self.model_path, {
+            "format": MODEL_FORMAT,
+            "engine": spec.engine,
+            "input_shape": list(spec.input_shape),
+            "num_classes": spec.num_classes,
+            "class_names": list(spec.class_names),
+            "normalizer": {k: v for k, v in spec.normalizer.items() if k not in arrays},
+            "normalizer_arrays": sorted(arrays),
+        })
+
+    def read_model(self) -> ModelSpec | None:
+        """The spec :meth:`write_model` wrote; None for a run from before model specs existed.
+
+        Raises:
+            RunDirError: ``model.json`` or its ``normalizer.npz`` is missing, unreadable or
+                malformed (named).
+        """
+        if not self.model_path.exists():
+            return None
+        try:
+            saved = json.loads(self.model_path.read_text(encoding="utf-8"))
+            shape = tuple(int(n) for n in saved["input_shape"])
+            if saved.get("format") != MODEL_FORMAT or len(shape) != 3:
+                raise ValueError(f"format {saved.get('format')!r}, input_shape {shape}")
+            normalizer = dict(saved["normalizer"])
+            normalizer.update(self._normalizer_arrays(list(saved["normalizer_arrays"])))
+            return ModelSpec(str(saved["engine"]), (shape[0], shape[1], shape[2]), int(saved["num_classes"]),
+                             [str(name) for name in saved["class_names"]], normalizer)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunDirError(f"{self.model_path} is not a model spec this trainlab can read "
+                              f"({type(exc).__name__}: {exc})") from None
+
+    def _normalizer_arrays(self, keys: list[str]) -> dict[str, Any]:
+        """The named arrays of :data:`NORMALIZER_FILE`, as the nested lists the normaliser had."""
+        path = self.path / NORMALIZER_FILE
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                missing = sorted(set(keys) - set(saved.files))
+                if missing:
+                    raise RunDirError(f"{path} lacks {', '.join(missing)}, which {self.model_path} names")
+                return {key: saved[key].tolist() for key in keys}
+        except _UNREADABLE as exc:  # missing, truncated, not an npz, pickled objects: all unusable
+            raise RunDirError(f"cannot read {path} ({type(exc).__name__}: {exc}); the run's model spec "
+                              f"({self.model_path}) needs it") from None
 
     # -- config ---------------------------------------------------------------------------
     def write_config(self, resolved: Mapping[str, Any]) -> None:
@@ -208,10 +316,13 @@ __all__ = [
     "MARKER_FILE",
     "METRICS_COLUMNS",
     "METRICS_FILE",
+    "MODEL_FILE",
+    "NORMALIZER_FILE",
     "START_FILES",
     "STEPS_FILE",
     "SUMMARY_FILE",
     "SUMMARY_KEYS",
+    "ModelSpec",
     "RunDir",
     "drop_torn_line",
     "read_metrics_csv",

@@ -17,6 +17,7 @@ from trainlab.cli import main
 from trainlab.data import prepare_data
 from trainlab.errors import RunDirError
 from trainlab.report.images import load_run_data
+from trainlab.run_files import REPORT_IMAGES_FILE
 
 SECTIONS = ("overview", "curves", "confusion", "top-losses", "calibration", "weights", "monitors", "data",
             "model", "config", "environment", "log")
@@ -122,8 +123,9 @@ def test_log_text_is_escaped(report_runs: ReportRuns, tmp_path: Path) -> None:
 
 
 def test_missing_dataset_is_a_note(report_runs: ReportRuns, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    shutil.copytree(report_runs.linear, run, ignore=shutil.ignore_patterns("figures", "report.html"))
+    run = tmp_path / "run"  # a run from before report_images.npz: its report reads the dataset
+    shutil.copytree(report_runs.linear, run, ignore=shutil.ignore_patterns("figures", "report.html",
+                                                                           REPORT_IMAGES_FILE))
     config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
     config["data"]["dataset"] = str(tmp_path / "no-such-dataset")
     (run / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -16,12 +16,13 @@ import pytest
 
 from tests.report.test_report_browser import _open
 from tests.studies.conftest import write_study
+from trainlab.api import run_study
 from trainlab.cli import main
 from trainlab.report import study_figures as sfigs
 from trainlab.report.study_data import is_study_dir, open_study
 from trainlab.report.study_report import build_study_report
 from trainlab.report.study_tables import export, tex_escape
-from trainlab.studies import Options, run_study
+from trainlab.studies import Options
 
 pytestmark = pytest.mark.usefixtures("real_data")
 STUDY_SECTIONS = ["overview", "settings", "trials", "best", "parameters", "curves", "importance", "export"]

@@ -32,7 +32,8 @@ def test_study_run_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_real_pruning_stops_a_clearly_worse_trial(tmp_path: Path) -> None:
     from optuna.trial import TrialState
 
-    from trainlab.studies import Options, run_study
+    from trainlab.api import run_study
+    from trainlab.studies import Options
 
     path = write_study(tmp_path / "p.yaml", {"pruner": {"type": "median", "n_startup_trials": 3},
                                              "space": {"optimizer.lr": [0.1, 0.2, 0.3, 1.0e-6]}},

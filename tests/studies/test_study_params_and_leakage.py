@@ -116,7 +116,7 @@ def test_study_command_prints_the_warning_once(tmp_path: Path, monkeypatch: pyte
                                                capsys: pytest.CaptureFixture[str]) -> None:
     real = studies.run_study
 
-    def run_with_fake(study: Any, workers: int, options: Options) -> Any:
+    def run_with_fake(study: Any, workers: int, options: Options, execute: Any) -> Any:
         return real(study, workers=workers, options=options, execute=fake_run())
 
     monkeypatch.setattr(studies, "run_study", run_with_fake)

@@ -6,8 +6,10 @@ and, when asked, plays out evaluations through the callbacks, as the engines do.
 
 from __future__ import annotations
 
+import ast
 import csv
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ import numpy as np
 import pytest
 from optuna.trial import TrialState
 
+import trainlab.studies as studies_package
 from tests.studies.conftest import write_study
+from trainlab.api import execute_trial
 from trainlab.callbacks import Callback, TrainState
 from trainlab.config import RunConfig
 from trainlab.studies import Options, load_stages, load_study, open_study_storage, run_study
@@ -188,3 +192,33 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
     assert states == {0.1: TrialState.COMPLETE, 1.0: TrialState.FAIL, 0.01: TrialState.COMPLETE}
     failed = next(t for t in stage.trials if t.state == TrialState.FAIL)
     assert "loss is NaN" in failed.user_attrs["error"]
+
+
+def test_workers_need_an_executor_they_can_unpickle(tmp_path: Path) -> None:
+    """Worker processes get the executor pickled: one that cannot be is refused up front."""
+    path = write_study(tmp_path / "w.yaml", {"space": {"optimizer.lr": [0.1]}}, tmp_path / "runs", name="w")
+    with pytest.raises(ValueError, match="must pickle"):
+        run_study(path, workers=2, options=Options(echo=False), execute=lambda *args: {})
+    assert not (tmp_path / "runs" / "w").exists()  # refused before the study was created
+    assert pickle.loads(pickle.dumps(execute_trial)) is execute_trial  # the API's travels by name
+
+
+def _imported_names(path: Path) -> list[tuple[int, str]]:
+    """``(line, dotted name)`` of every absolute import in one file."""
+    names: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return names
+
+
+def test_studies_import_neither_the_api_nor_the_cli() -> None:
+    """Imports flow one way (... -> studies -> api -> cli): the trial executor is injected."""
+    folder = Path(studies_package.__file__).parent
+    found = [f"{path.name}:{line}: {name}" for path in sorted(folder.glob("*.py"))
+             for line, name in _imported_names(path)
+             if name.split(".")[:2] in (["trainlab", "api"], ["trainlab", "cli"])
+             or name.startswith("trainlab.cli_")]
+    assert found == []

@@ -24,7 +24,9 @@ from optuna.trial import TrialState
 
 import trainlab.studies.storage as storage_module
 from tests.studies.conftest import write_study
+from trainlab.api import execute_trial
 from trainlab.studies import Options, load_study, open_storage, open_study_storage
+from trainlab.studies.optuna_adapter import trial_id as trial_id_of
 from trainlab.studies.results import RESULTS_CSV
 from trainlab.studies.runner import Worker
 from trainlab.studies.storage import Heartbeat, reclaim_dead
@@ -52,7 +54,7 @@ def _trials(handle: Any) -> list[Any]:
     out: list[Any] = []
     for frozen in handle.storage.get_all_studies():
         if frozen.user_attrs.get("trainlab_study") == "grid":
-            out += handle.storage.get_all_trials(frozen._study_id)
+            out += handle.storage.get_all_trials(handle.storage.get_study_id_from_name(frozen.study_name))
     return out
 
 
@@ -154,18 +156,19 @@ def test_heartbeat_requeues_the_trial_of_a_silent_worker(tmp_path: Path, postgre
     path = write_study(tmp_path / "hb.yaml", {"space": {"optimizer.lr": [0.1, 0.2]}}, tmp_path / "runs", name="hb")
     study = load_study(path)
     handle = open_storage(postgres_url, heartbeat=1)
-    worker = Worker(study, handle, Options(echo=False))
+    worker = Worker(study, handle, Options(echo=False), execute=execute_trial)
     ostudy, _ = worker.prepare(study.stages[0])
+    storage = handle.storage  # the one ostudy was opened on
     trial_id = worker._claim(ostudy)
     assert trial_id is not None
-    ostudy._storage.set_trial_user_attr(trial_id, "worker", {"host": "elsewhere", "pid": 1})
+    storage.set_trial_user_attr(trial_id, "worker", {"host": "elsewhere", "pid": 1})
     with Heartbeat(handle, trial_id):
         time.sleep(1.5)
         reclaim_dead(handle, ostudy)  # beating: not stale
-        assert ostudy._storage.get_trial(trial_id).state == TrialState.RUNNING
+        assert storage.get_trial(trial_id).state == TrialState.RUNNING
     time.sleep(3.5)  # silent for longer than the grace period (3 beats)
     reclaim_dead(handle, ostudy)
-    assert ostudy._storage.get_trial(trial_id).state == TrialState.FAIL
+    assert storage.get_trial(trial_id).state == TrialState.FAIL
     waiting = ostudy.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 2 and {t.user_attrs["key"] for t in waiting} == {"t0000", "t0001"}
 
@@ -178,27 +181,29 @@ def test_a_requeued_trial_is_not_taken_for_dead_again_while_it_is_claimed(
     path = write_study(tmp_path / "rq.yaml", {"space": {"optimizer.lr": [0.1, 0.2]}}, tmp_path / "runs", name="rq")
     study = load_study(path)
     handle = open_study_storage(study, Options(echo=False))
-    worker = Worker(study, handle, Options(echo=False))
+    worker = Worker(study, handle, Options(echo=False), execute=execute_trial)
     ostudy, _ = worker.prepare(study.stages[0])
+    storage = handle.storage  # the one ostudy was opened on
     first = worker._claim(ostudy)
     assert first is not None
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that no longer runs
-    ostudy._storage.set_trial_user_attr(first, "worker", {"host": socket.gethostname(), "pid": dead.pid})
+    storage.set_trial_user_attr(first, "worker", {"host": socket.gethostname(), "pid": dead.pid})
     assert reclaim_dead(handle, ostudy) == 1
-    assert ostudy._storage.get_trial(first).user_attrs["error"] == f"worker {socket.gethostname()}:{dead.pid} died"
+    assert storage.get_trial(first).user_attrs["error"] == f"worker {socket.gethostname()}:{dead.pid} died"
     (retry,) = [t for t in ostudy.get_trials(states=(TrialState.WAITING,))
-                if t.user_attrs["key"] == ostudy._storage.get_trial(first).user_attrs["key"]]
+                if t.user_attrs["key"] == storage.get_trial(first).user_attrs["key"]]
     assert "worker" not in retry.user_attrs and "error" not in retry.user_attrs
-    assert retry.system_attrs["failed_trial"] == ostudy._storage.get_trial(first).number
-    claimed = ostudy._storage.set_trial_state_values(retry._trial_id, state=TrialState.RUNNING)
+    assert retry.system_attrs["failed_trial"] == storage.get_trial(first).number
+    retry_id = trial_id_of(storage, ostudy.study_name, retry.number)
+    claimed = storage.set_trial_state_values(retry_id, state=TrialState.RUNNING)
     assert claimed  # claimed; its worker has not written its name yet
     assert reclaim_dead(handle, ostudy) == 0
-    assert ostudy._storage.get_trial(retry._trial_id).state == TrialState.RUNNING
+    assert storage.get_trial(retry_id).state == TrialState.RUNNING
     # A claim that never gets a name (its worker died in that moment) is requeued after a grace.
     monkeypatch.setattr(storage_module, "UNNAMED_CLAIM_GRACE_S", 0.0)
     assert reclaim_dead(handle, ostudy) == 1
-    assert ostudy._storage.get_trial(retry._trial_id).state == TrialState.FAIL
+    assert storage.get_trial(retry_id).state == TrialState.FAIL
 
 
 # -- the coordinator killed: its workers end, a relaunch finishes ----------------------------------

@@ -1,9 +1,11 @@
 """The callback interface both engines drive, and the training state callbacks may change.
 
-The shared training loop (:mod:`trainlab.engines.loop`) calls :class:`CallbackList` hooks
-by name at fixed points, for both engines. A callback never imports an engine: it reads :class:`TrainState` and changes it through
-flags (``stop_training``, ``lr_scale``, ``checkpoint_requested``) and the two weight
-functions the engine provides (``snapshot_weights`` / ``restore_weights``).
+No engine has a loop of its own: the shared training loop (:mod:`trainlab.engines.loop`)
+calls :class:`CallbackList` hooks by name at fixed points, the same for both engines, and
+saves and restores the callbacks' state in every checkpoint. A callback never imports an
+engine: it reads :class:`TrainState` and changes it through flags (``stop_training``,
+``lr_scale``, ``checkpoint_requested``) and the two weight functions the engine provides
+(``snapshot_weights`` / ``restore_weights``).
 """
 
 from __future__ import annotations

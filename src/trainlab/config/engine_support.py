@@ -8,7 +8,8 @@ engine: the declaration lives here and the engines import it.
 
 from __future__ import annotations
 
-#: The models the NumPy engine builds (``model.type``).
+#: The models the NumPy engine builds (``model.type``); the others (cnn, resnet, fast_cifar and
+#: custom, a torch module from a factory) are the torch engine's alone.
 NUMPY_MODELS = ("linear", "mlp")
 #: The NumPy engine's update rules (``optimizer.type``), in the order of its registry.
 NUMPY_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad")

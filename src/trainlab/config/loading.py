@@ -9,6 +9,7 @@ from trainlab.errors import ConfigError
 
 from ._messages import format_path
 from ._yaml import yaml_dump, yaml_load
+from .model_factory import anchor_model_factory
 from .overrides import _parse_override, _record_origins, apply_overrides, deep_merge
 from .run import RunConfig, _validate
 
@@ -39,6 +40,7 @@ def _resolve(path: Path, chain: list[Path], origins: dict[str, str]) -> dict[str
         cycle = " -> ".join(str(p) for p in [*chain[resolved.index(path.resolve()) :], path])
         raise ConfigError(f"{chain[0]}: base files form a cycle: {cycle}")
     data = _read_mapping(path)
+    anchor_model_factory(data, path)  # a model.factory file path is relative to this file
     if not isinstance(data.get("source") or {}, dict):
         raise ConfigError(
             f"{path}: source: must be a mapping of field paths to entries, not a "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -15,10 +15,11 @@ from ._base import (
     name_or,
     scalar_or,
 )
+from .model_factory import check_custom_model
 
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 
-ModelType = Literal["linear", "mlp", "cnn", "resnet", "fast_cifar"]
+ModelType = Literal["linear", "mlp", "cnn", "resnet", "fast_cifar", "custom"]
 InitScheme = Literal[
     "default",
     "zero",
@@ -161,7 +162,8 @@ class ModelConfig(StrictModel):
 
     type: ModelType = Field(
         description="linear (softmax/linear classifier), mlp (hidden dense layers), cnn (conv blocks + fc), "
-        "resnet (depth, width), fast_cifar (a small fast CIFAR-10 ResNet)."
+        "resnet (depth, width), fast_cifar (a small fast CIFAR-10 ResNet), custom (your own torch "
+        "module, built by model.factory)."
     )
     hidden: list[PositiveInt] = Field(
         default_factory=list, description="mlp: widths of the hidden layers."
@@ -248,6 +250,19 @@ class ModelConfig(StrictModel):
     head_scale: PositiveFloat = Field(
         1.0, description="linear/mlp/cnn: multiply the logits by this constant (airbench: 1/9)."
     )
+    factory: str | None = Field(
+        None,
+        description="custom: the function that builds the model, 'package.module:function' or "
+        "'path/to/file.py:function' (a relative path is relative to the config file). It is called as "
+        "function(input_shape=(C, H, W), num_classes=K, **options) under the run's seed and returns a "
+        "torch.nn.Module mapping (N, C, H, W) images to (N, K) logits. model.init, when set, "
+        "re-initialises its Linear and Conv2d layers; by default the module keeps its own initialisation.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="custom: keyword arguments passed to the factory, e.g. {width: 32}; a study can "
+        "search them (model.options.width).",
+    )
 
     @model_validator(mode="after")
     def _check_architecture(self) -> ModelConfig:
@@ -262,6 +277,8 @@ class ModelConfig(StrictModel):
             "width": t in ("resnet", "fast_cifar"),
             "whiten": t == "cnn",
             "fc_init": t == "cnn",
+            "factory": t == "custom",
+            "options": t == "custom",
         }
         hints = {
             "hidden": "use type: mlp",
@@ -273,12 +290,14 @@ class ModelConfig(StrictModel):
             "width": "use type: resnet",
             "whiten": "use type: cnn",
             "fc_init": "use type: cnn (other types have one init)",
+            "factory": "use type: custom",
+            "options": "use type: custom (model.options are the factory's arguments)",
         }
         if t == "cnn":
             hints["hidden"] = "a cnn's dense layers go in fc"
         for name, used in uses.items():
             value = getattr(self, name)
-            if not used and value not in (None, []):
+            if not used and value not in (None, [], {}):
                 raise field_error(name, f"not used by model type '{t}'; {hints[name]}", value)
         cnn_only = {"conv_bias": True, "global_pool": "none"}
         head_only = {"head_bias": True, "head_scale": 1.0}
@@ -299,6 +318,8 @@ class ModelConfig(StrictModel):
             )
         if t == "cnn" and not self.conv:
             raise field_error("conv", "type 'cnn' needs at least one conv block", [])
+        if t == "custom":
+            check_custom_model(self)
         self._check_dropout_lengths()
         if t == "resnet":
             self.depth = self.depth or 18

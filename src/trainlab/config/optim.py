@@ -104,6 +104,9 @@ _OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
     "ns_steps": {"muon": 5},
     "normalize_weights": {"muon": False},
 }
+#: The optimizer fields that validation fills per type, and muon's ``other`` optimizer. A
+#: change of ``optimizer.type`` resets them: see ``config.overrides``.
+OPTIMIZER_TYPE_FIELDS = (*_OPTIMIZER_DEFAULTS, "other")
 
 
 class OptimizerConfig(StrictModel):

@@ -11,7 +11,7 @@ from trainlab.errors import ConfigError
 
 from ._messages import format_path
 from ._yaml import yaml_load
-from .optim import SCHEDULE_TYPE_FIELDS
+from .optim import OPTIMIZER_TYPE_FIELDS, SCHEDULE_TYPE_FIELDS
 
 if TYPE_CHECKING:
     from .run import RunConfig
@@ -138,10 +138,11 @@ def _show(value: Any) -> str:
 
 
 # Fields that validation derives from another field, and so hold a value the user may never
-# have written: when an override changes the key, these are reset (unless also overridden)
-# so that they are derived again for the new value instead of clashing with it.
+# have written: when an override changes the key, these are reset to their model's default
+# (unless also overridden) so that they are derived again for the new value instead of
+# clashing with it.
 _DERIVED: dict[str, tuple[str, ...]] = {
-    "optimizer.type": tuple(f"optimizer.{f}" for f in ("momentum", "betas", "eps", "rho", "alpha")),
+    "optimizer.type": tuple(f"optimizer.{f}" for f in OPTIMIZER_TYPE_FIELDS),
     "schedule.type": tuple(f"schedule.{f}" for f in ("per", *SCHEDULE_TYPE_FIELDS)),
     "model.type": ("model.depth", "model.width"),
     "data.normalize": ("data.center_by",),
@@ -151,7 +152,6 @@ _DERIVED: dict[str, tuple[str, ...]] = {
     "train.early_stopping.monitor": ("train.early_stopping.mode",),
     "train.reduce_on_plateau.monitor": ("train.reduce_on_plateau.mode",),
 }
-_RESET_TO = {"mode": "auto", "center_by": "channel"}
 
 
 def with_overrides(
@@ -189,12 +189,20 @@ def with_overrides(
     for target in sorted(derived - touched):
         *parents, leaf = target.split(".")
         node: Any = data
+        model: Any = cfg
         for name in parents:
             node = node.get(name) if isinstance(node, dict) else None
+            model = getattr(model, name, None)
         if isinstance(node, dict) and leaf in node:
-            node[leaf] = _RESET_TO.get(leaf)
+            node[leaf] = _field_default(model, leaf)
     origins: dict[str, str] = {}
     return _validate(apply_overrides(data, parsed, source, origins), source, origins)
+
+
+def _field_default(model: Any, name: str) -> Any:
+    """The default of field ``name`` of the config model ``model`` (a section of the config)."""
+    field = type(model).model_fields[name]
+    return field.get_default(call_default_factory=True)
 
 
 def _checked_key(key: str) -> list[str | int]:

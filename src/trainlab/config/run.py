@@ -37,6 +37,29 @@ SafeName = Annotated[
 ]
 
 
+def _boolean_too(schema: dict[str, Any]) -> None:
+    """A section that also takes ``true``/``false`` says so in the JSON schema (editors check it)."""
+    schema["anyOf"].append({"type": "boolean"})
+
+
+class MlflowConfig(StrictModel):
+    """Where a run is logged in MLflow (``output.mlflow``; needs the trackers extra)."""
+
+    tracking_uri: str | None = Field(
+        None,
+        min_length=1,
+        description="MLflow tracking URI: a server (http://host:5000) or a database "
+        "(sqlite:///path/mlflow.db); null = the SQLite file mlflow.db in output.dir, which the "
+        "runs of one project share.",
+    )
+    experiment: str | None = Field(
+        None,
+        min_length=1,
+        description="MLflow experiment the run is logged under; null = the run name (for a "
+        "study's trials: the study's name).",
+    )
+
+
 class OutputConfig(StrictModel):
     """Where and what a run writes."""
 
@@ -55,6 +78,28 @@ class OutputConfig(StrictModel):
     report: bool = Field(
         True, description="Write figures/ and report.html when the run ends (a few seconds)."
     )
+    tensorboard: bool = Field(
+        False,
+        description="Write TensorBoard event files to <run dir>/tensorboard/: loss and accuracy "
+        "of each split and the learning rate at each evaluation. Needs the trackers extra "
+        "(pip install 'trainlab[trackers]').",
+    )
+    mlflow: MlflowConfig | None = Field(
+        None,
+        description="Log the run to MLflow: the config as params, metrics at each evaluation, "
+        "the summary, and the report as an artifact (a study's trials as child runs of one "
+        "study run). true = the defaults; null = off. Needs the trackers extra.",
+        json_schema_extra=_boolean_too,
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mlflow_shorthand(cls, data: Any) -> Any:
+        """``mlflow: true`` means the defaults and ``false`` means off (read before the
+        strict check that refuses booleans where a section is expected)."""
+        if isinstance(data, dict) and isinstance(data.get("mlflow"), bool):
+            data = {**data, "mlflow": {} if data["mlflow"] else None}
+        return data
 
 
 class RunConfig(StrictModel):

@@ -1,10 +1,11 @@
 """The engine interface that the NumPy and PyTorch engines implement.
 
-An engine turns a validated run config and prepared data into a trained model. The
-training loop is shared (:class:`trainlab.engines.loop.TrainingLoop`): an engine
-subclasses it with its own step, evaluation, checkpoint and summary figures. Everything
-around the loop (data, the run directory, callbacks, summaries) is shared too and never
-knows which engine ran.
+An engine turns a validated run config and prepared data into a trained model. It does not
+own a training loop: the shared loop (:class:`trainlab.engines.loop.TrainingLoop`) owns the
+run (its length, the order of events, metrics rows, final figures, predictions, checkpoints'
+common part and resume), and an engine subclasses it with only its step, its evaluation,
+its state arrays and a loader for them. Everything around the loop (data, the run
+directory, callbacks, summaries) is shared too and never knows which engine ran.
 
 Call order, from :func:`trainlab.api.run`:
 

@@ -1,9 +1,11 @@
-"""The training loop both engines share: batches in a seeded order, evaluations, callbacks,
-checkpoints and progress, called from one place.
+"""The training loop both engines share: it owns the run and everything the engines have in
+common, so an engine supplies only its step, its evaluation, its state arrays and a loader.
 
-An engine subclasses :class:`TrainingLoop` and fills in what differs between NumPy and
-PyTorch: how an order is drawn, what one step does, how an evaluation is measured, what
-a checkpoint holds and what the summary reports. The order of events is fixed here:
+:class:`TrainingLoop` plans the run length (:func:`plan_length`), builds each evaluation's
+metrics rows, measures the final figures, writes the test-split predictions, words the error
+of a NaN/inf loss, holds the part of a checkpoint both engines share (:meth:`loop_state`) and
+verifies a resume (:func:`trainlab.engines.resume.verify_resume`). ``NumpyTraining`` and
+``TorchTraining`` fill in the abstract hooks. The order of events is fixed here:
 
     start -> on_train_begin -> [shuffle at each epoch start] -> step -> (steps.csv row)
           -> (progress) -> (evaluate -> on_evaluate -> checkpoint if requested)
@@ -27,43 +29,81 @@ import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import numpy as np
+
 from trainlab.engines.interrupts import StopSignals
-from trainlab.engines.resume import check_config, check_data, resume_record
+from trainlab.engines.resume import resume_record, verify_resume
 from trainlab.engines.step_log import StepLog
+from trainlab.errors import ConfigError, TrainingError
+from trainlab.io import atomic_save_npz
+from trainlab.monitoring import MonitorWarnings
 from trainlab.progress import ProgressReporter
 from trainlab.schedules import scheduled_lr
 
 if TYPE_CHECKING:
-    from trainlab.config import RunConfig
+    from trainlab.config import RunConfig, TrainConfig
+    from trainlab.data import PreparedData
     from trainlab.engines.base import FitContext
 
+SPLITS = ("train", "val", "test")
 
-class TrainingLoop(ABC):
-    """Drives one run; subclasses set the attributes below in ``__init__``.
+
+@dataclass(frozen=True)
+class RunLength:
+    """How long a run is and how often it evaluates, in steps.
 
     Attributes:
-        config: the run config.
-        context: the run directory, callbacks, state and log of this run.
-        batch_size: examples per step.
+        batch_size: examples per step (``train.batch_size``, at most the training split).
         steps_per_epoch: full batches in one pass over the training split.
-        total_steps: the planned run length.
-        eval_every: steps between evaluations.
-        train_seconds: training time so far (carried over a resume by the checkpoint).
-        data_fingerprint: the prepared data's fingerprint (recorded in checkpoints).
-        progress_every: steps between progress updates. Default 10.
+        total_steps: the planned run length (``train.steps``, else ``train.epochs`` passes).
+        eval_every: steps between evaluations (``train.eval_every``, else one epoch).
     """
 
-    config: RunConfig
-    context: FitContext
     batch_size: int
     steps_per_epoch: int
     total_steps: int
     eval_every: int
-    train_seconds: float = 0.0
-    data_fingerprint: str = ""
+
+
+def plan_length(train: TrainConfig, n: int) -> RunLength:
+    """The run length of ``train`` settings on ``n`` training examples.
+
+    Raises:
+        ConfigError: the training split is empty.
+    """
+    if n == 0:
+        raise ConfigError("data: the training split is empty")
+    batch_size = n if train.batch_size == "full" else min(int(train.batch_size), n)
+    steps_per_epoch = max(1, n // batch_size)
+    return RunLength(
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=train.steps or (train.epochs or 10) * steps_per_epoch,
+        eval_every=train.eval_every or steps_per_epoch,
+    )
+
+
+class TrainingLoop(ABC):
+    """Drives one run; a subclass calls ``super().__init__`` first and supplies the hooks.
+
+    Attributes:
+        config: the run config.
+        context: the run directory, callbacks, state and log of this run.
+        state: ``context.state``, the training state the callbacks share.
+        batch_size, steps_per_epoch, total_steps, eval_every: the run length
+            (:class:`RunLength`).
+        labelled: whether each split (train, val, test) has labelled rows to measure.
+        test_labels: the test split's labels (None when it has none), for predictions.
+        train_seconds: training time so far (carried over a resume by the checkpoint).
+        data_fingerprint: the prepared data's fingerprint (recorded in checkpoints).
+        warnings: the layer-monitor warnings of this run (each logged once).
+        progress_every: steps between progress updates. Default 10.
+    """
+
     progress_every: int = 10
     # The clock of this session: train_seconds = seconds_before + (perf_counter() - started).
     _started: float = 0.0
@@ -72,10 +112,49 @@ class TrainingLoop(ABC):
     # The step of the checkpoint on disk that this session wrote or resumed from (None: none).
     _checkpoint_step: int | None = None
 
+    def __init__(self, config: RunConfig, data: PreparedData, context: FitContext) -> None:
+        """The part of a run both engines set up alike: its length, what the loop reads of the
+        data, and the weight functions the callbacks call.
+
+        Raises:
+            ConfigError: the training split is empty.
+        """
+        self.config, self.context, self.state = config, context, context.state
+        length = plan_length(config.train, len(data.y_train))
+        self.batch_size, self.steps_per_epoch = length.batch_size, length.steps_per_epoch
+        self.total_steps, self.eval_every = length.total_steps, length.eval_every
+        self.test_labels = np.asarray(data.y_test) if data.y_test is not None else None
+        self.has_test_images = data.x_test is not None
+        labelled_test = self.has_test_images and self.test_labels is not None and len(self.test_labels) > 0
+        self.labelled = {"train": True, "val": len(data.y_val) > 0, "test": labelled_test}
+        self.train_seconds = 0.0
+        self.data_fingerprint = data.fingerprint
+        self.warnings = MonitorWarnings(context.log)
+        self.state.total_steps, self.state.steps_per_epoch = self.total_steps, self.steps_per_epoch
+        self.state.snapshot_weights = self.snapshot_weights
+        self.state.restore_weights = self.restore_weights
+
     # -- what an engine provides ----------------------------------------------------------
     @abstractmethod
-    def start(self) -> None:
-        """Before the first step: load the checkpoint when resuming, else describe the model."""
+    def describe(self) -> None:
+        """Log the model (and write what describes it) when a run starts afresh."""
+
+    @abstractmethod
+    def load_checkpoint(self) -> None:
+        """Restore the checkpoint: :meth:`verify_checkpoint` first, the engine's own state,
+        then :meth:`restore_loop_state`."""
+
+    @abstractmethod
+    def save_checkpoint(self) -> None:
+        """Write :meth:`loop_state` and everything else an exact resume needs, atomically."""
+
+    @abstractmethod
+    def snapshot_weights(self) -> Any:
+        """A copy of the weights evaluations use (early stopping's restore-best)."""
+
+    @abstractmethod
+    def restore_weights(self, weights: Any) -> None:
+        """Put a :meth:`snapshot_weights` copy back."""
 
     @abstractmethod
     def shuffle(self) -> None:
@@ -90,25 +169,26 @@ class TrainingLoop(ABC):
         """Loss and accuracy for the progress line (may raise on a NaN loss)."""
 
     @abstractmethod
-    def evaluation_rows(self) -> list[dict[str, Any]]:
-        """One metrics row per split for this evaluation; resets the training interval."""
+    def interval_figures(self) -> tuple[float, float]:
+        """Mean training loss and accuracy of the steps since the last evaluation; starts the
+        next interval (may raise on a NaN loss)."""
 
     @abstractmethod
-    def save_checkpoint(self) -> None:
-        """Write everything an exact resume needs, atomically."""
+    def monitors(self) -> dict[str, float]:
+        """The layer monitors (:mod:`trainlab.monitoring`) of a fixed training batch."""
 
     @abstractmethod
-    def final_metrics(self, split: str) -> tuple[float, float] | None:
-        """Loss and accuracy of ``split`` (train, val or test) at the end; None when it has
-        no labelled rows."""
+    def evaluate_split(self, split: str, final: bool = False) -> tuple[float, float]:
+        """Mean data loss and accuracy of ``split`` (train, val or test, with labelled rows) in
+        eval mode; ``final``: the end-of-run figures of the summary."""
+
+    @abstractmethod
+    def test_probabilities(self) -> np.ndarray:
+        """Class probabilities (N, K) float32 of the test split, with the weights evaluations use."""
 
     @abstractmethod
     def run_facts(self) -> dict[str, Any]:
         """What the summary says about the engine and model (engine, params, device...)."""
-
-    @abstractmethod
-    def save_predictions(self, filename: str) -> None:
-        """Test-split probabilities (and labels) into the run directory, when asked for."""
 
     def step_loss(self) -> Any:
         """The training loss of the step just taken, for ``steps.csv`` (``train.log_steps``).
@@ -120,6 +200,17 @@ class TrainingLoop(ABC):
         return self.progress_figures()["loss"]
 
     # -- shared ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Before the first step: restore the checkpoint when resuming (metrics rows logged
+        after it are dropped), else describe the model and save the predictions before training."""
+        if self.context.resume:
+            self.load_checkpoint()
+            self.context.run_dir.truncate_metrics(self.state.step)
+            self.context.log(f"resumed at step {self.state.step} of {self.total_steps}")
+        else:
+            self.describe()
+            self.save_predictions("predictions_initial.npz")  # the confusion matrix before training
+
     def elapsed(self) -> float:
         """Training seconds so far: the checkpoint's time plus this session's."""
         return self._seconds_before + time.perf_counter() - self._started
@@ -136,6 +227,43 @@ class TrainingLoop(ABC):
         """Training throughput over the whole run so far."""
         return self.context.state.step * self.batch_size / max(self.train_seconds, 1e-9)
 
+    def loss_error(self, loss: str, step: int) -> TrainingError:
+        """The error that stops a run whose loss became ``loss`` (nan, inf...) at ``step``."""
+        return TrainingError(
+            f"the loss became {loss} at step {step}; training stopped. "
+            f"The last good checkpoint is kept in {self.context.run_dir.path}. "
+            "Try a lower optimizer.lr, train.grad_clip_norm, or batch_norm"
+        )
+
+    def evaluation_rows(self) -> list[dict[str, Any]]:
+        """One metrics row per split for this evaluation: train (the interval's figures and
+        the monitors), val when it has rows, test with ``train.eval_on_test``."""
+        train_loss, train_accuracy = self.interval_figures()
+        monitors = self.monitors()
+        self.warnings.check(self.state.step, monitors)
+        rows: list[dict[str, Any]] = [
+            {"split": "train", "loss": train_loss, "accuracy": train_accuracy, **monitors}
+        ]
+        for split in ("val", "test"):
+            if self.labelled[split] and (split == "val" or self.config.train.eval_on_test):
+                loss, accuracy = self.evaluate_split(split)
+                rows.append({"split": split, "loss": loss, "accuracy": accuracy})
+        return rows
+
+    def final_metrics(self, split: str) -> tuple[float, float] | None:
+        """Loss and accuracy of ``split`` (train, val or test) at the end; None when it has
+        no labelled rows."""
+        return self.evaluate_split(split, final=True) if self.labelled[split] else None
+
+    def save_predictions(self, filename: str) -> None:
+        """Test-split probabilities (and labels) into the run directory, when asked for."""
+        if not self.config.output.save_predictions or not self.has_test_images:
+            return
+        arrays = {"probabilities": self.test_probabilities()}
+        if self.test_labels is not None:
+            arrays["labels"] = self.test_labels
+        atomic_save_npz(self.context.run_dir.path / filename, arrays)
+
     def summary(self) -> dict[str, Any]:
         """Final figures on every split, and ``predictions.npz`` for the test split."""
         result: dict[str, Any] = {
@@ -147,33 +275,65 @@ class TrainingLoop(ABC):
             "test_accuracy": None,
             "test_loss": None,
         }
-        for split, prefix in (("train", "final_train"), ("val", "final_val"), ("test", "test")):
+        for split, prefix in zip(SPLITS, ("final_train", "final_val", "test"), strict=True):
             measured = self.final_metrics(split)
             if measured is not None:
                 result[f"{prefix}_loss"], result[f"{prefix}_accuracy"] = measured
         self.save_predictions("predictions.npz")
         return result
 
-    # -- checkpoints: what the loop adds to the engine's, and the interrupt -------------------
-    def resume_record(self) -> dict[str, Any]:
-        """What every checkpoint records besides the engine's state: the config and data it
-        was made with (:func:`trainlab.engines.resume.resume_record`) and why training stopped."""
+    # -- checkpoints: the part both engines hold, and the interrupt ------------------------
+    def loop_state(self) -> dict[str, Any]:
+        """What every checkpoint's metadata holds besides the engine's state (JSON): step,
+        epoch, lr scale, training time, the callbacks' state, the config and data the run was
+        made with (:func:`trainlab.engines.resume.resume_record`) and why training stopped."""
         state = self.context.state
-        return {**resume_record(self.config, self.data_fingerprint),
-                "stop_reason": state.stop_reason if state.stop_training else None}
+        return {
+            "step": state.step,
+            "epoch": state.epoch,
+            "lr_scale": state.lr_scale,
+            "train_seconds": self.train_seconds,
+            "callbacks": self.context.callbacks.state_dict(),
+            **resume_record(self.config, self.data_fingerprint),
+            "stop_reason": state.stop_reason if state.stop_training else None,
+        }
+
+    def best_weights(self) -> dict[int, Any]:
+        """The best weights callbacks keep (early stopping's restore-best), by callback index."""
+        return {i: callback.best_weights for i, callback in enumerate(self.context.callbacks.callbacks)
+                if isinstance(getattr(callback, "best_weights", None), dict)}
 
     def verify_checkpoint(self, meta: Mapping[str, Any], path: Path) -> None:
-        """Refuse a checkpoint of another config or other data (engines call it when they load
-        one), then take over its :meth:`resume_record` (a stop a callback asked for).
+        """Refuse a checkpoint of another config or other data (the one check of a resume,
+        :func:`~trainlab.engines.resume.verify_resume`), then take over a stop a callback
+        asked for (an early-stopped run stays stopped).
 
         Raises:
             ConfigError: the checkpoint was written with another config (fields named).
             DataError: it was written on other data (both fingerprints given).
         """
-        check_config(meta, self.config, path)
-        check_data(meta, self.data_fingerprint, path)
-        if meta.get("stop_reason"):  # an early-stopped run stays stopped
+        verify_resume(self.context.run_dir, self.config, self.data_fingerprint, (path, meta))
+        if meta.get("stop_reason"):
             self.context.state.request_stop(str(meta["stop_reason"]))
+
+    def restore_loop_state(self, meta: Mapping[str, Any], best_weights: Mapping[int, Any]) -> None:
+        """Take over a checkpoint's :meth:`loop_state` and :meth:`best_weights`.
+
+        Raises:
+            KeyError, IndexError, TypeError, ValueError: an entry is missing or malformed
+                (loaders call it within :func:`trainlab.engines.resume.checkpoint_fits`).
+        """
+        state, callbacks = self.context.state, self.context.callbacks
+        callbacks.load_state_dict(meta["callbacks"])
+        for i, weights in best_weights.items():
+            if not 0 <= i < len(callbacks.callbacks):
+                raise IndexError(f"best weights of callback {i}, of {len(callbacks.callbacks)}")
+            callback = callbacks.callbacks[i]
+            if hasattr(callback, "best_weights"):
+                callback.best_weights = weights
+        state.step, state.epoch = int(meta["step"]), int(meta["epoch"])
+        state.lr_scale = float(meta["lr_scale"])
+        self.train_seconds = float(meta["train_seconds"])
 
     def _checkpoint_if_requested(self) -> None:
         state = self.context.state

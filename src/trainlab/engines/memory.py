@@ -17,7 +17,8 @@ The interpreter and its libraries (torch's own memory) come on top; a step's tem
 
 The sizes come from the config alone: the model is counted layer by layer
 (:mod:`.model_size`), the dataset from its known size or its file count
-(:func:`trainlab.data.dataset_shape`). A torch run on a CUDA GPU (``train.device: cuda``)
+(:func:`trainlab.data.dataset_shape`); a custom model (``model.type: custom``) is built
+and measured instead, which imports torch. A torch run on a CUDA GPU (``train.device: cuda``)
 keeps its model and batches there, so only the dataset counts against the host (an Apple
 GPU, ``mps``, shares the host's memory). ``device: auto`` is counted as the host: telling
 whether a GPU is there would import torch.
@@ -216,7 +217,8 @@ def _advice(estimate: MemoryEstimate) -> str:
     largest = max(("parameters", estimate.parameters), ("activations", estimate.activations),
                   ("dataset", estimate.dataset), key=lambda part: part[1])[0]
     return {
-        "parameters": "use a smaller model (model.hidden, model.conv, model.fc, model.width)",
+        "parameters": "use a smaller model (model.hidden, model.conv, model.fc, model.width; a custom "
+                      "model's model.options)",
         "activations": "use a smaller model, train.batch_size or data.resize",
         "dataset": "use a smaller data.resize or data.limit",
     }[largest]

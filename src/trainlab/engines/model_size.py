@@ -5,6 +5,10 @@ models.py``; the NumPy engine's linear and mlp models are the same layers) and c
 parameters and the values each layer outputs for one example. The memory estimate turns
 those into bytes; importing torch for that would cost ``trainlab validate`` seconds.
 ``tests/test_memory_estimate.py`` checks the counts against the built torch models.
+
+A custom model (``model.type: custom``) is the exception: its layers are known only to the
+module its factory builds, so it is built (on torch's meta device when it allows) and
+measured by a forward pass (``engines/torch/custom.py``).
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ def model_size(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: i
                engine: str = "torch") -> ModelSize:
     """Count the model of ``m`` for images of ``input_shape`` (C, H, W) and ``num_classes``,
     as ``engine`` builds it (the NumPy engine drops the bias of a Linear its batch norm follows)."""
+    if m.type == "custom":  # only the module itself knows its layers: build it (torch is needed then)
+        from trainlab.engines.torch.custom import custom_model_size
+
+        return custom_model_size(m, input_shape, num_classes)
     size = ModelSize()
     size.output(input_shape[0] * input_shape[1] * input_shape[2])
     if m.type in ("linear", "mlp"):

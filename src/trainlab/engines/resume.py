@@ -14,12 +14,13 @@ data's fingerprint changed (:func:`check_data`, a DataError with both fingerprin
 run directory never describes one run while holding the results of another. Extending a
 run (more epochs) is such a change, refused like any other.
 
-:func:`trainlab.api.run` checks both before it writes anything (:func:`verify_resume_config`
-before the data are read, :func:`verify_resume_data` once they are; both read the metadata
-alone); the engines check again when they load the checkpoint
-(:meth:`trainlab.engines.loop.TrainingLoop.verify_checkpoint`). Checkpoints written before
-the record existed carry none of it and resume unchecked, except for the data fingerprint
-that ``config.yaml``'s provenance holds.
+:func:`trainlab.api.run` checks the config before the data are read
+(:func:`verify_resume_config`, the metadata alone), then config and data once they are
+(:func:`verify_resume`), before it writes anything. :func:`verify_resume` is the one check of
+config and data: the training loop makes it too, on the checkpoint it loads
+(:meth:`trainlab.engines.loop.TrainingLoop.verify_checkpoint`), for callers that bypass
+``api.run``. Checkpoints written before the record existed carry none of it and resume
+unchecked, except for the data fingerprint that ``config.yaml``'s provenance holds.
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ from trainlab.errors import ConfigError, DataError, RunDirError
 
 if TYPE_CHECKING:
     from trainlab.config import RunConfig
+    from trainlab.runs import RunDir
 
 # The config section a resume ignores (as api._resolve_config does): it documents, never runs.
 IGNORED_SECTIONS = ("source",)
 # The checkpoint file of each engine, as the engines name it through RunDir.checkpoint_path.
 CHECKPOINT_SUFFIX = {"numpy": ".npz", "torch": ".pt"}
+# config.yaml's section that records the data, as trainlab.api.PROVENANCE_KEY (api sits above engines).
+PROVENANCE_KEY = "provenance"
 
 
 def resolved_config(config: RunConfig) -> dict[str, Any]:
@@ -171,17 +175,47 @@ def verify_resume_config(run_path: Path, config: RunConfig) -> None:
     check_config(read_checkpoint_meta(path), config, path)
 
 
-def verify_resume_data(run_path: Path, engine: str, fingerprint: str,
-                       provenance_fingerprint: str | None = None) -> None:
-    """Once the data are prepared, before anything is written: they are the checkpoint's data.
+def _provenance_fingerprint(run_dir: RunDir) -> str | None:
+    """The data fingerprint ``config.yaml`` recorded when the run started (None without one)."""
+    if not run_dir.config_path.exists():  # a run directory made without api.run (tests, tools)
+        return None
+    provenance = run_dir.read_config().get(PROVENANCE_KEY)
+    data = provenance.get("data") if isinstance(provenance, dict) else None
+    recorded = data.get("fingerprint") if isinstance(data, dict) else None
+    return recorded if isinstance(recorded, str) else None
+
+
+def verify_resume(run_dir: RunDir, config: RunConfig, fingerprint: str,
+                  checkpoint: tuple[Path, Mapping[str, Any]] | None = None) -> None:
+    """Refuse to resume ``run_dir`` under another config or on other data than its checkpoint's.
+
+    The one check of a resume once the data are prepared: :func:`trainlab.api.run` makes it
+    before it writes anything, so a refused resume leaves the run as it was, and the training
+    loop makes it on the checkpoint it loads
+    (:meth:`~trainlab.engines.loop.TrainingLoop.verify_checkpoint`), so callers of
+    ``Engine.fit`` that bypass ``api.run`` are refused alike.
+
+    Args:
+        run_dir: the run to resume.
+        config: the config it would continue under.
+        fingerprint: the fingerprint of the data prepared for it.
+        checkpoint: the checkpoint's path and metadata when they are already read; default:
+            ``run_dir``'s checkpoint, its metadata alone.
 
     Raises:
-        RunDirError: the checkpoint cannot be read.
-        DataError: the data changed (see :func:`check_data`).
+        RunDirError: the run has no checkpoint, or it cannot be read.
+        ConfigError: the checkpoint was written with another config (see :func:`check_config`).
+        DataError: it was written on other data (see :func:`check_data`); a checkpoint that
+            records no fingerprint (older versions) is compared with ``config.yaml``'s provenance.
     """
-    path = find_checkpoint(run_path, engine)
-    meta = read_checkpoint_meta(path) if path is not None else {}
-    check_data(meta, fingerprint, path or run_path / "checkpoint", provenance_fingerprint)
+    if checkpoint is None:
+        path = find_checkpoint(run_dir.path, config.engine)
+        if path is None:
+            raise RunDirError(f"cannot resume {run_dir.path}: it holds no checkpoint")
+        checkpoint = (path, read_checkpoint_meta(path))
+    path, meta = checkpoint
+    check_config(meta, config, path)
+    check_data(meta, fingerprint, path, _provenance_fingerprint(run_dir))
 
 
 @contextlib.contextmanager
@@ -209,6 +243,6 @@ __all__ = [
     "read_checkpoint_meta",
     "resolved_config",
     "resume_record",
+    "verify_resume",
     "verify_resume_config",
-    "verify_resume_data",
 ]

@@ -122,10 +122,9 @@ def _read_predictions(path: Path) -> Predictions:
 
 
 def _numpy_weights(path: Path) -> dict[str, np.ndarray]:
-    from trainlab.engines.numpy.checkpoint import load_arrays  # clean errors naming the file
+    from trainlab.engines.numpy.checkpoint import load_model_arrays  # clean errors naming the file
 
-    arrays, _ = load_arrays(path, select=lambda key: key.startswith("model/"))
-    return {k.removeprefix("model/"): v for k, v in arrays.items()}
+    return load_model_arrays(path)
 
 
 def _torch_weights(path: Path) -> dict[str, np.ndarray]:

@@ -4,6 +4,9 @@ test images behind ``predictions.npz``, and an augmentation preview.
 Images are read as uint8 (N, H, W, C) from the dataset cache (memory-mapped), and the
 split indices are computed the way :func:`trainlab.data.prepare_data` computes them, from
 the run's seed and limits, so no split is ever normalised to floats just to be shown.
+
+A run report reads its images from the run directory (:mod:`.samples`); the dataset is
+read again only for a run saved before that file existed.
 """
 
 from __future__ import annotations

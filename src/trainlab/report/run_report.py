@@ -3,6 +3,9 @@
 Each section is drawn on its own; anything that is missing (no summary of a killed run,
 no predictions of a failed one, no dataset on this machine) or that fails to draw becomes
 a note in the report, never an exception.
+
+The images it shows come from the run directory (:mod:`.samples`, saved when training ended);
+only a run saved before that file existed has its dataset read again.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
@@ -34,14 +36,18 @@ from trainlab.report.html import (
     text,
     write_report,
 )
-from trainlab.report.images import RunData, augmentation_preview, load_run_data, sample_per_class
+from trainlab.report.samples import (
+    MAX_CLASSES_SHOWN,
+    TOP_LOSSES,
+    ReportImages,
+    load_report_images,
+    report_images_from_dataset,
+)
+from trainlab.run_files import REPORT_IMAGES_FILE
 from trainlab.runs import STEPS_FILE
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
-TOP_LOSSES = 18
-SAMPLES_PER_CLASS = 10
-MAX_CLASSES_SHOWN = 20
 MAX_UNITS_SHOWN = 30
 LOG_TAIL = 40
 
@@ -53,12 +59,26 @@ class RunReport:
         self.art = artifacts
         self.figure_dir = artifacts.path / FIGURES_DIR
         self.saved: list[figs.SavedFigure] = []
-        self.data: RunData | None = None
         self.data_note = ""
+        self.from_run_dir = False  # the images come from REPORT_IMAGES_FILE, not from the dataset
+        self.images: ReportImages | None = None
         try:
-            self.data = load_run_data(artifacts.config)
+            self.images = load_report_images(artifacts.path)
+            self.from_run_dir = self.images is not None
+        except (OSError, ValueError, KeyError) as exc:  # read the dataset instead, as for an older run
+            self.data_note = f"{REPORT_IMAGES_FILE} could not be read ({exc}); "
+        if self.images is None:
+            self.images = self._dataset_images()
+
+    def _dataset_images(self) -> ReportImages | None:
+        """The images read from the run's dataset (None, with ``data_note`` set, when it cannot be)."""
+        preds = self.art.predictions
+        try:
+            return report_images_from_dataset(self.art.config,
+                                              None if preds is None else (preds.probabilities, preds.labels))
         except (TrainlabError, OSError, ValueError) as exc:
-            self.data_note = f"the dataset could not be loaded on this machine, so images are left out: {exc}"
+            self.data_note += f"the dataset could not be loaded on this machine, so images are left out: {exc}"
+            return None
 
     # -- helpers --------------------------------------------------------------------------
     def draw(self, name: str, caption: str, make: Callable[[], Figure | None]) -> Block | None:
@@ -69,8 +89,8 @@ class RunReport:
     def class_names(self) -> list[str]:
         """The dataset's class names, or class indices when they are unknown."""
         k = self.art.num_classes
-        if self.data is not None and (k is None or len(self.data.class_names) == k):
-            return self.data.class_names
+        if self.images is not None and (k is None or len(self.images.class_names) == k):
+            return self.images.class_names
         return [str(i) for i in range(k or 0)]
 
     # -- sections -------------------------------------------------------------------------
@@ -192,19 +212,21 @@ class RunReport:
         section.add(table(["test index", "true", "predicted", "confidence", "p(true)", "loss"],
                           [[i.index, names[i.label], names[i.predicted], f"{i.confidence:.1%}",
                             f"{i.true_probability:.2%}", fmt(i.loss, 3)] for i in items[:10]]))
-        data = self.data
-        if data is None:
-            section.add(note(self.data_note, "warning"))
+        rows = [i.index for i in items]
+        images = self.images.test_images_for(rows, labels) if self.images is not None else []
+        if not images and self.from_run_dir:  # predictions newer than the saved images: try the dataset
+            from_dataset = self._dataset_images()
+            images = from_dataset.test_images_for(rows, labels) if from_dataset is not None else []
+            reason = from_dataset.test_note if from_dataset is not None else self.data_note
+        else:
+            reason = self.images.test_note if self.images is not None else self.data_note
+        if not images:
+            section.add(note(reason or "no test images were saved for these predictions", "warning"))
             return
-        test_labels = data.test_labels()
-        if test_labels is None or len(test_labels) != len(labels) or not np.array_equal(test_labels, labels):
-            section.add(note("the test images of this machine's dataset do not match the run's predictions "
-                             "(another dataset version or limit), so they are not shown", "warning"))
-            return
-        images = [data.test_image(i.index) for i in items]
+        shown = items[: len(images)]  # large images: the run directory keeps fewer of them
         section.add(self.draw("top_losses", "The most confident mistakes: true class, prediction with its "
                               "probability, and the probability of the true class.",
-                              lambda: grids.top_losses_grid(images, items, names)))
+                              lambda: grids.top_losses_grid(images, shown, names)))
 
     def weights(self) -> Section:
         """Weight templates of the first dense (or conv) layer."""
@@ -212,7 +234,7 @@ class RunReport:
         weights = self.art.weights
         if not weights:
             return section.add(note(self.art.notes.get("weights", "no weights"), "warning"))
-        found = dg.first_layer_templates(weights, self.art.engine, self.data.image_shape if self.data else None)
+        found = dg.first_layer_templates(weights, self.art.engine, self.images.image_shape if self.images else None)
         if found is None:
             return section.add(text("The first layer has no weights that can be drawn as images."))
         templates, what = found
@@ -251,47 +273,33 @@ class RunReport:
         return section
 
     def data_section(self) -> Section:
-        """Class counts, samples per class and the augmentation preview."""
+        """Class counts, samples per class and, for a run that augments, the augmentation preview."""
         section = Section("data", "Data")
-        data = self.data
-        if data is None:
+        images = self.images
+        if images is None:
             return section.add(note(self.data_note, "warning"))
-        names = data.class_names
-        counts = data.counts()
+        names = images.class_names
+        counts = images.counts()
         section.add(table(["class", *[s for s, c in counts.items() if c is not None]],
                           [[name, *[fmt(int(c[i])) for c in counts.values() if c is not None]]
                            for i, name in enumerate(names)]))
         section.add(self.draw("class_counts", "Examples per class in each split of this run.",
                               lambda: figs.class_counts(counts, names)))
         shown = min(len(names), MAX_CLASSES_SHOWN)
-        x, y = data.train_samples(SAMPLES_PER_CLASS, seed=int(self.art.config.get("seed", 0)))
+        x, y = images.samples_x, images.samples_y
         keep = y < shown
         labels = [f"{n} ({int(counts['train'][i]):,})" for i, n in enumerate(names[:shown])]
         section.add(self.draw("samples", "Training images of each class, as stored (before normalisation); "
                               "in brackets: training examples of the class.",
                               lambda: grids.sample_grid(x[keep], y[keep], labels, "training samples per class")))
-        augment = self.art.config.get("augment") or {}
-        if any(v not in (None, False, 0, 0.0) for v in augment.values()):
-            section.add(self._augmentation(data, augment))
+        if images.preview:
+            preview = images.preview
+            section.add(self.draw("augmentation", "The same training images through each configured augmentation "
+                                  "(one random draw each), then all together.",
+                                  lambda: grids.augmentation_grid(preview)))
+        elif images.preview_note:
+            section.add(note(f"no augmentation preview: {images.preview_note}", "warning"))
         return section
-
-    def _augmentation(self, data: RunData, augment: dict[str, Any]) -> Block | None:
-        from trainlab.data.normalize import fit_normalizer
-
-        try:
-            cfg = self.art.config.get("data") or {}
-            pool = data.train_idx[: 5000]  # the statistics of a subset are close enough for a preview
-            normalizer = fit_normalizer(np.asarray(data.raw.x_train[np.sort(pool)]), str(cfg.get("normalize", "channel")),
-                                        float(cfg.get("scale", 1.0)), str(cfg.get("center_by", "channel")),
-                                        cfg.get("mean"), cfg.get("std"))
-            x, y = sample_per_class(data.raw.x_train, data.raw.y_train, data.train_idx, len(data.class_names), 1,
-                                    seed=int(self.art.config.get("seed", 0)))
-            previews = augmentation_preview(x[:10], y[:10], augment, normalizer, len(data.class_names))
-        except Exception as exc:
-            return note(f"no augmentation preview: {type(exc).__name__}: {exc}", "warning")
-        return self.draw("augmentation", "The same training images through each configured augmentation "
-                         "(one random draw each), then all together.",
-                         lambda: grids.augmentation_grid(previews))
 
     def model(self) -> Section:
         """Model summary and parameter table."""

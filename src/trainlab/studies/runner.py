@@ -7,22 +7,26 @@ run directory ``<study dir>/<trial key>``, and tells the result. Nothing is ever
 outside the plan, so each planned trial runs exactly once however many workers share the
 study; a trial whose worker died is failed and queued again under the same key (and the
 same run directory, resumed from its checkpoint when it has one).
+
+How a trial's run is trained is injected (:class:`TrialExecutor`): studies sit below the
+API in the import order, so :func:`trainlab.api.run_study` passes the API's executor.
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
 
 from trainlab.callbacks import Callback
-from trainlab.config import RunConfig, config_diff, resolve_mode
+from trainlab.callbacks.mlflow import study_run
+from trainlab.config import RunConfig, resolve_mode
 from trainlab.errors import ConfigError, TrainlabError
 from trainlab.names import NAME_RULE, is_safe_name
 
@@ -53,8 +57,22 @@ from .workers import abandonable, check_stop, run_workers
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-#: execute(config, run_dir, callbacks, data_dir) -> the run's summary
-Executor = Callable[[RunConfig, Path, list[Callback], str | None], dict[str, Any]]
+
+class TrialExecutor(Protocol):
+    """How a worker runs one trial: ``execute(config, run_dir, callbacks, data_dir) -> summary``.
+
+    Studies never import :mod:`trainlab.api` (it sits above them); its caller injects this.
+    :func:`trainlab.api.execute_trial` is the real one; tests pass fakes. It trains
+    ``config`` as the run directory ``run_dir`` (the trial's key under the study directory)
+    with the given ``callbacks`` (the pruner's, when the stage prunes) and data folder, and
+    returns the run's ``summary.json`` contents. It must also finish a directory left by a
+    dead worker (the trial is queued again under the same key). With ``workers > 1`` it is
+    sent to each worker process, so it must pickle: a module-level function.
+    """
+
+    def __call__(self, config: RunConfig, run_dir: Path, callbacks: list[Callback],
+                 data_dir: str | None, /) -> dict[str, Any]:
+        """Run (or finish) the trial's run directory and return its summary."""
 
 
 @dataclass
@@ -70,37 +88,6 @@ class Options:
     tag: str = ""
 
 
-def execute_run(config: RunConfig, run_dir: Path, callbacks: list[Callback],
-                data_dir: str | None) -> dict[str, Any]:
-    """Run (or finish) one trial's run directory with :func:`trainlab.api.run`.
-
-    A directory left by a dead worker is reused: its summary if it finished with the same
-    config, its checkpoint if it has one, else it is started again.
-    """
-    from trainlab import api
-
-    config_file = run_dir / "config.yaml"
-    resume: Path | None = None
-    if config_file.exists():
-        try:
-            previous = api.open_run(run_dir)
-            saved = {k: v for k, v in previous.config.items() if k != api.PROVENANCE_KEY}
-            same = not config_diff(RunConfig.from_dict(saved, str(config_file)), config, ignore=("source",))
-        except TrainlabError:
-            same = False
-        if same and previous.summary.get("status") in ("completed", "stopped_early"):
-            return previous.summary
-        if same and any(run_dir.glob("checkpoint.*")):
-            resume = run_dir
-    if resume is not None:
-        run = api.run(resume=resume, data_dir=data_dir, progress=False, echo=False,
-                      callbacks=callbacks)
-    else:
-        run = api.run(config, run_id=run_dir.name, overwrite=True, data_dir=data_dir,
-                      progress=False, echo=False, callbacks=callbacks)
-    return run.summary
-
-
 @dataclass
 class Worker:
     """Takes trials of a study until every stage is done."""
@@ -108,7 +95,7 @@ class Worker:
     study: Study
     handle: StorageHandle
     options: Options = field(default_factory=Options)
-    execute: Executor = execute_run
+    execute: TrialExecutor = field(kw_only=True)  # no default: studies cannot import the API's
     _last_results: float = 0.0
 
     # -- stages -------------------------------------------------------------------------
@@ -338,22 +325,38 @@ def open_study_storage(study: Study, options: Options) -> StorageHandle:
 
 
 def _worker_main(source: str, study_dir: str | None, options: Options, index: int,
-                 overrides: tuple[str, ...] = (), name: str | None = None) -> None:
-    """One worker process of ``run_study`` (started by :func:`~trainlab.studies.workers.run_workers`)."""
+                 overrides: tuple[str, ...], name: str | None, execute: TrialExecutor) -> None:
+    """One worker process of ``run_study`` (started by :func:`~trainlab.studies.workers.run_workers`).
+
+    ``execute`` arrived pickled, by name: unpickling it imported its module (the API) here.
+    """
     options.tag = f"[w{index}] "
     study = load_study(source, study_dir, overrides, name)
-    Worker(study, open_study_storage(study, options), options).run()
+    Worker(study, open_study_storage(study, options), options, execute=execute).run()
 
 
-def run_study(study: Study | str | Path, *, workers: int = 1, options: Options | None = None,
-              execute: Executor = execute_run) -> dict[str, list[StageData]]:
+def _check_picklable(execute: TrialExecutor, workers: int) -> None:
+    """Worker processes get ``execute`` pickled; say so here rather than in each of them."""
+    try:
+        pickle.dumps(execute)
+    except (pickle.PicklingError, AttributeError, TypeError) as error:
+        raise ValueError(f"workers={workers}: the trial executor is sent to worker processes and must "
+                         f"pickle (a module-level function); {error}") from None
+
+
+def run_study(study: Study | str | Path, *, execute: TrialExecutor, workers: int = 1,
+              options: Options | None = None) -> dict[str, list[StageData]]:
     """Run a study to the end (or resume it) with ``workers`` local processes.
 
     Args:
         study: a loaded study, or the path of a study file.
         workers: worker processes on this machine; 1 runs in this process. Default 1.
         options: storage URL, heartbeat, data folder, output. Default Options().
-        execute: how one trial's run is done (tests replace it). Default :func:`execute_run`.
+        execute: how one trial's run is done (:class:`TrialExecutor`): the API's
+            :func:`trainlab.api.execute_trial` (``trainlab.api.run_study`` passes it), or a fake.
+
+    Raises:
+        ValueError: ``workers > 1`` with an ``execute`` that cannot be pickled.
 
     Returns:
         The study's stages as stored, after writing results.csv and results.md.
@@ -363,17 +366,19 @@ def run_study(study: Study | str | Path, *, workers: int = 1, options: Options |
     if not is_safe_name(study.dir.name):
         raise ConfigError(f"{study.source}: study.dir {study.dir}: its last part names the runs; "
                           f"use {NAME_RULE}")
+    if workers > 1:
+        _check_picklable(execute, workers)
     handle = open_study_storage(study, options)
-    if workers <= 1:
-        Worker(study, handle, options, execute).run()
-    else:
-        if execute is not execute_run:
-            raise ValueError("a custom execute runs in-process only (workers=1)")
-        codes = run_workers(_worker_main, [(study.source, str(study.dir), options, i, study.overrides,
-                                            study.name) for i in range(workers)])
-        died = [f"w{i} (exit {code})" for i, code in enumerate(codes) if code]
-        if died and options.echo:
-            print(f"workers ended abnormally: {', '.join(died)}; finishing their trials here", flush=True)
-        Worker(study, handle, options, execute).run()  # anything left (a dead worker's trial), and results
+    # With output.mlflow, the study's MLflow run: each trial's run is logged as its child.
+    with study_run(study.dir, study.base, study.name):
+        if workers <= 1:
+            Worker(study, handle, options, execute=execute).run()
+        else:
+            codes = run_workers(_worker_main, [(study.source, str(study.dir), options, i, study.overrides,
+                                                study.name, execute) for i in range(workers)])
+            died = [f"w{i} (exit {code})" for i, code in enumerate(codes) if code]
+            if died and options.echo:
+                print(f"workers ended abnormally: {', '.join(died)}; finishing their trials here", flush=True)
+            Worker(study, handle, options, execute=execute).run()  # anything left (a dead worker's trial), and results
     return load_stages(handle, study.name).get(study.name, [])
 

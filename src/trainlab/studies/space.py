@@ -269,6 +269,8 @@ def check_path(path: str, where: str) -> None:
                 raise ConfigError(f"{where}: {path}: {'.'.join(done)} is not a list, [{part}] does not apply")
             tp = get_args(lists[0])[0]
             continue
+        if any(get_origin(m) is dict and get_args(m)[1] is Any for m in members):  # model.options: free keys
+            return
         models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
         owner = next((m for m in models if part in m.model_fields), None)
         if owner is None:

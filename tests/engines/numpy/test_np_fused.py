@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,87 @@ def test_deferring_is_for_one_backward_only() -> None:
     np.testing.assert_allclose(model.gradients()["0.W"], dW, rtol=1e-6)
     with pytest.raises(ValueError, match="not fusable"):
         make_optimizer("adam").step(model.parameters(), model.gradients(), 0.1, products=products)
+
+
+@needs_blas
+@pytest.mark.parametrize("shape", [(4, 6), (4, 2, 3)], ids=["flat", "image"])
+def test_deferred_backward_is_the_plain_one_less_dW(shape: tuple[int, ...]) -> None:
+    """The fast path's copy of Linear's backward: the same db and dx, and dW's factors."""
+    rng = np.random.default_rng(3)
+    layer = Linear(6, 5, rng=rng, dtype=np.float32)
+    plan = FusedUpdates({"0.W": layer})
+    x, dout = rng.standard_normal(shape).astype(np.float32), rng.standard_normal((4, 5))  # dout float64: cast
+    layer.forward(x, True)
+    dx_plain, db_plain = layer.backward(dout), layer.grads["b"].copy()
+    dW_plain = layer.grads["W"].copy()
+    layer.grads["W"][...] = layer.grads["b"][...] = 0.0
+    with plan.deferring():
+        dx_fast = layer.backward(dout)
+    np.testing.assert_array_equal(dx_fast, dx_plain)
+    assert dx_fast.shape == shape
+    np.testing.assert_array_equal(layer.grads["b"], db_plain)
+    assert not layer.grads["W"].any()
+    product = plan.products()["0.W"]
+    assert product.dout.dtype == np.float32
+    np.testing.assert_array_equal(np.dot(product.x.T, product.dout), dW_plain)
+    layer.need_dx = False
+    with plan.deferring():
+        assert layer.backward(dout) is None
+
+
+def test_deferring_leaves_linear_plain_afterwards_even_on_error() -> None:
+    model = build_mlp(6, 3, [5], rng=np.random.default_rng(0))
+    plan = FusedUpdates({"0.W": model.layers[0], "2.W": model.layers[2]})
+    with pytest.raises(KeyError), plan.deferring():
+        assert all("backward" in vars(layer) for layer in plan.layers.values())
+        raise KeyError("stop")
+    assert all("backward" not in vars(layer) for layer in plan.layers.values())
+    assert model.layers[0].backward.__func__ is Linear.backward
+
+
+@needs_blas
+def test_a_rule_without_fused_form_raises_before_any_update() -> None:
+    model = build_mlp(6, 3, [5], rng=np.random.default_rng(0))
+    plan = plan_fused_updates(model, make_optimizer("sgd"))
+    x, y = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32), np.array([0, 1, 2, 0])
+    _, dlogits = softmax_cross_entropy(model.forward(x, True), y)
+    with plan.deferring():
+        model.backward(dlogits)
+    before = {k: v.copy() for k, v in model.parameters().items()}
+    with pytest.raises(ValueError, match="Nesterov takes no gradient products"):
+        make_optimizer("nesterov").step(model.parameters(), model.gradients(), 0.1, products=plan.products())
+    for key, value in model.parameters().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def _numpy_engine_imports(module: str) -> set[str]:
+    """The engines.numpy modules ``module`` imports, TYPE_CHECKING blocks included."""
+    path = Path(engine_mod.__file__).with_name(f"{module}.py")
+    prefix = "trainlab.engines.numpy."
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(prefix):
+            found.add(node.module.removeprefix(prefix).split(".")[0])
+    return found
+
+
+def _reachable(start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(_numpy_engine_imports(start))
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += _numpy_engine_imports(module)
+    return seen
+
+
+def test_the_fast_path_is_a_room_of_its_own() -> None:
+    """Layers and update rules import nothing of the fast path, and it imports no circle."""
+    for plain in ("layers", "optim"):
+        assert not {"fused", "blas"} & _reachable(plain), plain
+    assert {"blas", "layers", "optim"} <= _numpy_engine_imports("fused")
+    assert "fused" not in _reachable("fused")
 
 
 # -- through the engine --------------------------------------------------------------------

@@ -94,9 +94,9 @@ def load_weights(path: Path, model: Sequential) -> None:
         RunDirError: the file is unreadable (see :func:`load_arrays`) or its weights do not
             fit ``model``.
     """
-    arrays, _ = load_arrays(path, select=lambda key: key.startswith("model/"))
+    arrays = load_model_arrays(path)
     with checkpoint_fits(path):
-        model.load_state_arrays({k.removeprefix("model/"): v for k, v in arrays.items()})
+        model.load_state_arrays(arrays)
 
 
 def _dropout_layers(model: Sequential) -> list[Dropout]:
@@ -105,33 +105,24 @@ def _dropout_layers(model: Sequential) -> list[Dropout]:
 
 def save_training(training: NumpyTraining) -> None:
     """Write everything a bit-for-bit resume of ``training`` needs to its checkpoint, atomically."""
-    arrays = {f"model/{k}": v for k, v in training.model.state_arrays().items()}
-    callbacks = training.context.callbacks
-    state = training.state
+    arrays = {f"{MODEL_PREFIX}{k}": v for k, v in training.model.state_arrays().items()}
     meta: dict[str, Any] = {
-        "step": state.step,
-        "epoch": state.epoch,
-        "lr_scale": state.lr_scale,
-        "train_seconds": training.train_seconds,
+        **training.loop_state(),
         "init_rng": training.init_rng.bit_generator.state,
         "data_rng": training.data_rng.bit_generator.state,
         "dropout_rngs": [layer.rng.bit_generator.state for layer in _dropout_layers(training.model)],
-        "callbacks": callbacks.state_dict(),
         "optimizer_scalars": {},
         # An interrupt checkpoints between evaluations: the interval's sums make its train row.
         "interval": {"loss": training.interval_loss, "accuracy": training.interval_accuracy,
                      "steps": training.interval_steps},
-        **training.resume_record(),
     }
     for key, value in training.optimizer.state_dict().items():
         if isinstance(value, np.ndarray):
             arrays[f"optim/{key}"] = value
         else:
             meta["optimizer_scalars"][key] = value
-    for i, callback in enumerate(callbacks.callbacks):
-        best = getattr(callback, "best_weights", None)
-        if isinstance(best, dict):
-            arrays.update({f"best{i}/{k}": v for k, v in best.items()})
+    for i, best in training.best_weights().items():
+        arrays.update({f"best{i}/{k}": v for k, v in best.items()})
     arrays["permutation"] = training.permutation
     arrays["meta"] = np.array(json.dumps(meta))
     atomic_save_npz(training.checkpoint_path, arrays)
@@ -154,6 +145,16 @@ def _check_fit(path: Path, arrays: dict[str, np.ndarray], params: dict[str, np.n
                           f"{n} training examples); it was tampered with, or comes from another run")
 
 
+def _best_weights(arrays: dict[str, np.ndarray]) -> dict[int, dict[str, np.ndarray]]:
+    """The ``best<i>/<key>`` entries as ``{i: {key: array}}``; a malformed index raises ValueError."""
+    best: dict[int, dict[str, np.ndarray]] = {}
+    for name, value in arrays.items():
+        if name.startswith("best"):
+            index, key = name.removeprefix("best").split("/", 1)
+            best.setdefault(int(index), {})[key] = value
+    return best
+
+
 def load_training(training: NumpyTraining) -> dict[str, Any]:
     """Restore :func:`save_training`'s checkpoint into ``training``; returns its ``meta``.
 
@@ -166,11 +167,8 @@ def load_training(training: NumpyTraining) -> dict[str, Any]:
     arrays, meta = load_arrays(path)
     training.verify_checkpoint(meta, path)
     _check_fit(path, arrays, training.model.parameters(), len(training.y_train))
-    state, callbacks = training.state, training.context.callbacks
     with checkpoint_fits(path):
-        training.model.load_state_arrays(
-            {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
-        )
+        training.model.load_state_arrays(model_arrays(arrays))
         optim_state: dict[str, Any] = dict(meta["optimizer_scalars"])
         optim_state.update({k.removeprefix("optim/"): v for k, v in arrays.items() if k.startswith("optim/")})
         training.optimizer.load_state_dict(optim_state)
@@ -179,15 +177,7 @@ def load_training(training: NumpyTraining) -> dict[str, Any]:
         training.data_rng.bit_generator.state = meta["data_rng"]
         for layer, rng_state in zip(_dropout_layers(training.model), meta["dropout_rngs"], strict=True):
             layer.rng.bit_generator.state = rng_state
-        callbacks.load_state_dict(meta["callbacks"])
-        for i, callback in enumerate(callbacks.callbacks):
-            prefix = f"best{i}/"
-            best = {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
-            if best and hasattr(callback, "best_weights"):
-                callback.best_weights = best
-        state.step, state.epoch = int(meta["step"]), int(meta["epoch"])
-        state.lr_scale = float(meta["lr_scale"])
-        training.train_seconds = float(meta["train_seconds"])
+        training.restore_loop_state(meta, _best_weights(arrays))
         interval = meta.get("interval") or {}  # absent from checkpoints of older versions
         training.interval_loss = float(interval.get("loss", 0.0))
         training.interval_accuracy = float(interval.get("accuracy", 0.0))
@@ -195,4 +185,25 @@ def load_training(training: NumpyTraining) -> dict[str, Any]:
     return meta
 
 
-__all__ = ["load_arrays", "load_meta", "load_training", "load_weights", "save_training"]
+MODEL_PREFIX = "model/"  # the checkpoint keys of the model's weights and buffers
+
+
+def model_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The model's weights and buffers among a checkpoint's ``arrays``, keyed as
+    :meth:`~trainlab.engines.numpy.model.Sequential.state_arrays` keys them (``0.W``, ...):
+    the one reader of the ``model/`` entries (resume, predict, evaluate, reports)."""
+    return {key.removeprefix(MODEL_PREFIX): value for key, value in arrays.items() if key.startswith(MODEL_PREFIX)}
+
+
+def load_model_arrays(path: Path) -> dict[str, np.ndarray]:
+    """:func:`model_arrays` of the checkpoint ``path``, read without its other arrays.
+
+    Raises:
+        RunDirError: the file is unreadable (see :func:`load_arrays`).
+    """
+    arrays, _ = load_arrays(path, select=lambda key: key.startswith(MODEL_PREFIX))
+    return model_arrays(arrays)
+
+
+__all__ = ["MODEL_PREFIX", "load_arrays", "load_meta", "load_model_arrays", "load_training", "load_weights",
+           "model_arrays", "save_training"]

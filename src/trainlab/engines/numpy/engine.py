@@ -1,14 +1,15 @@
 """The NumPy engine: trains linear classifiers and MLPs written from scratch.
 
-The shared loop (:class:`trainlab.engines.loop.TrainingLoop`) drives the run: when to
-draw the data order and to evaluate, the callbacks, checkpoints and progress.
-:class:`NumpyTraining` fills in the NumPy parts, readable top to bottom: one step (gather
-a batch, forward, loss and penalties, backward, clip, shrink (``regularization.shrink``),
-update) and the evaluation of each split. Its checkpoint (:mod:`.checkpoint`) holds the
-weights, the optimizer state, the random generators and the epoch's permutation, so a
-resumed run reproduces an uninterrupted one bit for bit on CPU. One fast path: where the
-update stays the same, SGD and momentum fold the weights' update into the GEMM of their
-gradient (``fused.py``).
+The shared loop (:class:`trainlab.engines.loop.TrainingLoop`) owns the run: its length,
+when to draw the data order and to evaluate, the metrics rows, the final figures and
+predictions, the callbacks, checkpoints, resume and progress. :class:`NumpyTraining`
+supplies only the NumPy parts, readable top to bottom: one step (gather a batch, forward,
+loss and penalties, backward, clip, shrink (``regularization.shrink``), update), the
+evaluation of a split, its state arrays and their loader. Its checkpoint
+(:mod:`.checkpoint`) adds the weights, the optimizer state, the random generators and the
+epoch's permutation to the loop's part, so a resumed run reproduces an uninterrupted one
+bit for bit on CPU. One fast path: where the update stays the same, SGD and momentum fold
+the weights' update into the GEMM of their gradient (``fused.py``).
 """
 
 from __future__ import annotations
@@ -39,9 +40,7 @@ from trainlab.engines.numpy.losses import (
 from trainlab.engines.numpy.model import Sequential, build_mlp
 from trainlab.engines.numpy.monitors import layer_monitors
 from trainlab.engines.numpy.optim import OPTIMIZERS, Optimizer, make_optimizer
-from trainlab.errors import ConfigError, TrainingError
-from trainlab.io import atomic_save_npz
-from trainlab.monitoring import MonitorWarnings
+from trainlab.errors import ConfigError
 
 if TYPE_CHECKING:
     from trainlab.config import RunConfig
@@ -153,7 +152,7 @@ class NumpyTraining(TrainingLoop):
     """One training run of the NumPy engine: its state and the loop's engine hooks."""
 
     def __init__(self, config: RunConfig, data: PreparedData, context: FitContext) -> None:
-        self.config, self.context, self.state = config, context, context.state
+        super().__init__(config, data, context)
         retain_freed_memory()  # large per-step temporaries reuse the last step's pages
         dtype = np.dtype(config.model.dtype)
         self.x_train, self.y_train = _flat(data.x_train, dtype), np.asarray(data.y_train)
@@ -161,13 +160,7 @@ class NumpyTraining(TrainingLoop):
         self.x_test = _flat(data.x_test, dtype) if data.x_test is not None else None
         self.y_test = np.asarray(data.y_test) if data.y_test is not None else None
         n = len(self.y_train)
-        if n == 0:
-            raise ConfigError("data: the training split is empty")
         train = config.train
-        self.batch_size = n if train.batch_size == "full" else min(int(train.batch_size), n)
-        self.steps_per_epoch = max(1, n // self.batch_size)
-        self.total_steps = train.steps or (train.epochs or 10) * self.steps_per_epoch
-        self.eval_every = train.eval_every or self.steps_per_epoch
         # Independent streams: initialisation (and dropout masks), data order.
         self.init_rng = np.random.default_rng([config.seed, 0])
         self.data_rng = np.random.default_rng([config.seed, 1])
@@ -181,13 +174,7 @@ class NumpyTraining(TrainingLoop):
         )
         self.loss_fn = make_loss(config)
         self.permutation = np.arange(n)
-        self.warnings = MonitorWarnings(context.log)
         self.checkpoint_path: Path = context.run_dir.checkpoint_path(".npz")
-        self.data_fingerprint = data.fingerprint
-        self.state.total_steps, self.state.steps_per_epoch = self.total_steps, self.steps_per_epoch
-        self.state.snapshot_weights = self.model.state_arrays
-        self.state.restore_weights = self.model.load_state_arrays
-        self.train_seconds = 0.0
         # A full batch is the whole training set in any order: its gradient does not depend on
         # the permutation, so the step reads x_train in place instead of copying it every step.
         self.full_batch = self.batch_size == n
@@ -238,11 +225,7 @@ class NumpyTraining(TrainingLoop):
         loss += self.penalties(add_to_grads=True)
         self.clip_gradients()
         if not math.isfinite(loss):
-            raise TrainingError(
-                f"the loss became {loss} at step {self.state.step + 1}; training stopped. "
-                f"The last good checkpoint is kept in {self.context.run_dir.path}. "
-                "Try a lower optimizer.lr, train.grad_clip_norm, or batch_norm"
-            )
+            raise self.loss_error(str(loss), self.state.step + 1)
         reg = self.config.regularization
         if reg.shrink:  # before the update: W = W - lr*dW - shrink*W, both terms at the W of dW
             shrink_weights(self.model.parameters(), reg.shrink, apply_to=reg.apply_to)
@@ -251,8 +234,8 @@ class NumpyTraining(TrainingLoop):
         return loss, batch_accuracy
 
     # -- evaluation -----------------------------------------------------------------------
-    def evaluate_split(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """Mean data loss and accuracy in eval mode."""
+    def measure(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Mean data loss and accuracy of ``x`` against labels ``y`` in eval mode."""
         total_loss, correct = 0.0, 0
         for start in range(0, len(y), EVAL_CHUNK):
             xb, yb = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
@@ -263,55 +246,59 @@ class NumpyTraining(TrainingLoop):
             correct += int((logits.argmax(axis=1) == yb).sum())
         return total_loss / len(y), correct / len(y)
 
+    def evaluate_split(self, split: str, final: bool = False) -> tuple[float, float]:
+        """Mean data loss and accuracy of ``split`` (the same whether ``final`` or not)."""
+        x, y = {"train": (self.x_train, self.y_train), "val": (self.x_val, self.y_val),
+                "test": (self.x_test, self.y_test)}[split]
+        if x is None or y is None:
+            raise ValueError(f"the {split} split has no labelled rows")
+        return self.measure(x, y)
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, K) float32 of ``x`` in eval mode."""
         chunks = [softmax(self.model.forward(x[s : s + EVAL_CHUNK], False)) for s in range(0, len(x), EVAL_CHUNK)]
         return np.concatenate(chunks).astype(np.float32)
+
+    def test_probabilities(self) -> np.ndarray:
+        if self.x_test is None:
+            raise ValueError("the data have no test split")
+        return self.predict_proba(self.x_test)
+
+    def interval_figures(self) -> tuple[float, float]:
+        steps = max(1, self.interval_steps)
+        figures = self.interval_loss / steps, self.interval_accuracy / steps
+        self.interval_loss = self.interval_accuracy = 0.0
+        self.interval_steps = 0
+        return figures
+
+    def monitors(self) -> dict[str, float]:
+        monitor_x = self.x_train[: min(len(self.y_train), 512)]
+        monitor_y = self.y_train[: len(monitor_x)]
+        return layer_monitors(self.model, monitor_x, lambda logits: self.loss_fn(logits, monitor_y)[1])
 
     def progress_figures(self) -> dict[str, float]:
         return {"loss": self.last_loss, "acc": self.last_accuracy}
 
-    def evaluation_rows(self) -> list[dict[str, Any]]:
-        steps = max(1, self.interval_steps)
-        train_loss, train_acc = self.interval_loss / steps, self.interval_accuracy / steps
-        self.interval_loss = self.interval_accuracy = 0.0
-        self.interval_steps = 0
-        monitor_x = self.x_train[: min(len(self.y_train), 512)]
-        monitor_y = self.y_train[: len(monitor_x)]
-        monitors = layer_monitors(self.model, monitor_x, lambda logits: self.loss_fn(logits, monitor_y)[1])
-        self.warnings.check(self.state.step, monitors)
-        rows: list[dict[str, Any]] = [
-            {"split": "train", "loss": train_loss, "accuracy": train_acc, **monitors}
-        ]
-        if len(self.y_val):
-            loss, acc = self.evaluate_split(self.x_val, self.y_val)
-            rows.append({"split": "val", "loss": loss, "accuracy": acc})
-        if self.config.train.eval_on_test and self.x_test is not None and self.y_test is not None:
-            loss, acc = self.evaluate_split(self.x_test, self.y_test)
-            rows.append({"split": "test", "loss": loss, "accuracy": acc})
-        return rows
+    # -- state arrays and checkpoints (numpy/checkpoint.py) -------------------------------
+    def snapshot_weights(self) -> dict[str, np.ndarray]:
+        return self.model.state_arrays()
 
-    # -- checkpoints (numpy/checkpoint.py) ------------------------------------------------
+    def restore_weights(self, weights: dict[str, np.ndarray]) -> None:
+        self.model.load_state_arrays(weights)
+
     def save_checkpoint(self) -> None:
         save_training(self)
 
     def load_checkpoint(self) -> None:
-        """Restore the checkpoint (once its config and data are verified) and drop metrics rows
-        logged after it."""
         load_training(self)
-        self.context.run_dir.truncate_metrics(self.state.step)
 
     # -- the loop's hooks -----------------------------------------------------------------
-    def start(self) -> None:
-        if self.context.resume:
-            self.load_checkpoint()
-            self.context.log(f"resumed at step {self.state.step} of {self.total_steps}")
-        else:
-            self.context.log(
-                f"model: {self.model.num_params():,} parameters, {self.total_steps} steps of "
-                f"batch {self.batch_size} ({self.steps_per_epoch} steps per epoch) on the CPU, "
-                f"{self.config.model.dtype}, BLAS: {blas_threads()} threads"
-            )
-            self.save_predictions("predictions_initial.npz")  # the confusion matrix before training
+    def describe(self) -> None:
+        self.context.log(
+            f"model: {self.model.num_params():,} parameters, {self.total_steps} steps of "
+            f"batch {self.batch_size} ({self.steps_per_epoch} steps per epoch) on the CPU, "
+            f"{self.config.model.dtype}, BLAS: {blas_threads()} threads"
+        )
 
     def shuffle(self) -> None:
         self.permutation = self.data_rng.permutation(len(self.y_train))
@@ -330,22 +317,8 @@ class NumpyTraining(TrainingLoop):
         self.interval_accuracy += self.last_accuracy
         self.interval_steps += 1
 
-    def final_metrics(self, split: str) -> tuple[float, float] | None:
-        x, y = {"train": (self.x_train, self.y_train), "val": (self.x_val, self.y_val),
-                "test": (self.x_test, self.y_test)}[split]
-        return self.evaluate_split(x, y) if x is not None and y is not None and len(y) else None
-
     def run_facts(self) -> dict[str, Any]:
         return {"engine": "numpy", "params": self.model.num_params()}
-
-    def save_predictions(self, filename: str) -> None:
-        """Test-split probabilities (and labels) into the run directory, when asked for."""
-        if not self.config.output.save_predictions or self.x_test is None:
-            return
-        arrays = {"probabilities": self.predict_proba(self.x_test)}
-        if self.y_test is not None:
-            arrays["labels"] = self.y_test
-        atomic_save_npz(self.context.run_dir.path / filename, arrays)
 
 
 __all__ = ["NumpyEngine", "NumpyTraining", "build_model", "build_optimizer", "make_loss"]

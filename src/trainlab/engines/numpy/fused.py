@@ -5,7 +5,7 @@ gradient ``dW = x.T @ dout`` (one GEMM per Linear layer), then the optimizer rea
 slot and W and writes them back, a few element-wise NumPy passes over every weight array
 on one core (about a fifth of a step of the benchmark's 3072-500-500-10 MLP). For SGD and
 momentum those passes fold into the GEMM that forms the gradient, because BLAS computes
-``C = alpha * A @ B + beta * C`` in one call::
+``C = alpha * A @ B + beta * C`` in one call (:mod:`.blas`)::
 
     SGD       W = (1 - lr * decay) * W - lr * x.T @ dout            one GEMM into W
     momentum  v = mu * v - lr * x.T @ dout                          one GEMM into v
@@ -15,6 +15,12 @@ momentum those passes fold into the GEMM that forms the gradient, because BLAS c
 the plain one, ``v = mu * v - lr * (dW + decay * W)``; only float rounding differs (the
 GEMM accumulates in its own order). dW itself is never stored.
 
+All of it lives here, so that ``layers.py`` and ``optim.py`` stay the plain math: while
+:meth:`FusedUpdates.deferring` is active, the fused Linear layers run this module's
+backward (theirs less the dW GEMM, keeping its factors), and each factor pair becomes a
+:class:`WeightProduct` that the optimizer's ``step`` hands its key to (``products=``); the
+product applies its rule's fused form from :data:`FUSED_RULES`, chosen by optimizer class.
+
 :func:`plan_fused_updates` says where the engine uses it; automatically, for every Linear
 weight, and only where the update is the same and nobody reads dW: float32 models
 (float64 is the dtype of the checks, gradcheck and parity, which read every gradient and
@@ -23,34 +29,24 @@ gradient before any update), no L1 penalty, no ``regularization.shrink`` (it res
 weights between the gradient and the update), and NumPy's BLAS exposing gemm and axpy.
 Biases, batch norm and every other case keep the plain path. Monitors run their own plain
 backward between steps, so they always see dW.
-
-NumPy has no gemm with beta. ``scipy.linalg.blas`` has, but SciPy's wheels carry their own
-copy of OpenBLAS, and calling two OpenBLAS copies in turn makes each one's spinning worker
-threads fight the other's (measured: the benchmark's eight GEMMs took 5x as long on 2
-cores with three of them on SciPy's copy). So the two calls below go to NumPy's own BLAS
-(CBLAS symbols looked up through NumPy's extension module, with ctypes) and are checked
-once against ``np.dot`` before use; where that fails the engine keeps the plain path.
 """
 
 from __future__ import annotations
 
-import ctypes
-import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from trainlab.engines.numpy.blas import BLAS_AVAILABLE, axpy, gemm_tn
 from trainlab.engines.numpy.layers import Linear
+from trainlab.engines.numpy.optim import SGD, Momentum, Optimizer
 
 if TYPE_CHECKING:
     from trainlab.engines.numpy.model import Sequential
-    from trainlab.engines.numpy.optim import Optimizer
-
-# CBLAS enum values (cblas.h).
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
 @dataclass(frozen=True)
@@ -64,91 +60,40 @@ class WeightProduct:
     dout: np.ndarray
     decay: float = 0.0
 
+    def update(self, optimizer: Optimizer, key: str, p: np.ndarray, lr: float) -> None:
+        """Apply ``optimizer``'s update to the weight ``p`` (key ``key``) from this gradient.
 
-# -- NumPy's own BLAS ---------------------------------------------------------------------
-def _find_blas() -> dict[np.dtype, dict[str, Any]]:
-    """CBLAS gemm and axpy of the library NumPy calls, per dtype; empty when not found.
-
-    Only symbols whose integer width the name tells are used: ``..64_`` (ILP64, NumPy's
-    wheels) and SciPy-OpenBLAS's 32-bit ``scipy_cblas_*``.
-    """
-    try:
-        multiarray = importlib.import_module("numpy._core._multiarray_umath")
-    except ImportError:  # NumPy 1.x
-        multiarray = importlib.import_module("numpy.core._multiarray_umath")
-    try:
-        lib = ctypes.CDLL(multiarray.__file__)  # its BLAS is among its dependencies
-    except OSError:
-        return {}
-    for prefix, suffix, blasint in (("scipy_cblas_", "64_", ctypes.c_int64),
-                                    ("cblas_", "64_", ctypes.c_int64),
-                                    ("scipy_cblas_", "", ctypes.c_int32)):
-        found: dict[np.dtype, dict[str, Any]] = {}
-        for letter, dtype, real in (("s", np.float32, ctypes.c_float), ("d", np.float64, ctypes.c_double)):
-            try:
-                gemm = getattr(lib, f"{prefix}{letter}gemm{suffix}")
-                axpy = getattr(lib, f"{prefix}{letter}axpy{suffix}")
-            except AttributeError:
-                break
-            i, p = blasint, ctypes.c_void_p
-            gemm.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, real, p, i, p, i, real, p, i]
-            axpy.argtypes = [i, real, p, i, p, i]
-            gemm.restype = axpy.restype = None
-            found[np.dtype(dtype)] = {"gemm": gemm, "axpy": axpy}
-        if len(found) == 2:
-            return found
-    return {}
+        Raises:
+            ValueError: the optimizer's rule has no fused form (not in :data:`FUSED_RULES`).
+        """
+        rule = FUSED_RULES.get(type(optimizer))
+        if rule is None:
+            raise ValueError(f"{type(optimizer).__name__} takes no gradient products (not fusable)")
+        rule(optimizer, key, p, self, lr)
 
 
-_BLAS = _find_blas()
+# -- the fused update rules -----------------------------------------------------------------
+def _sgd_update(optimizer: SGD, key: str, p: np.ndarray, product: WeightProduct, lr: float) -> None:
+    """SGD's ``p -= lr * g`` from ``g = x.T @ dout + decay * p``: one GEMM into p."""
+    decay = product.decay + optimizer.weight_decay
+    # p - lr * (x.T @ dout + decay * p) = (1 - lr * decay) * p - lr * x.T @ dout
+    gemm_tn(product.x, product.dout, p, alpha=-lr, beta=1.0 - lr * decay)
 
 
-def gemm_tn(x: np.ndarray, dout: np.ndarray, c: np.ndarray, alpha: float, beta: float) -> None:
-    """``c = alpha * x.T @ dout + beta * c`` in place, one BLAS call.
-
-    Shapes: x (N, D), dout (N, M), c (D, M), c C-contiguous; x and dout are made
-    C-contiguous in c's dtype (no copy when they are already).
-    """
-    n, d = x.shape
-    m = dout.shape[1]
-    if c.shape != (d, m) or not c.flags.c_contiguous:
-        raise ValueError(f"gemm_tn: c must be a C-contiguous ({d}, {m}) array, got {c.shape}")
-    x = np.ascontiguousarray(x, dtype=c.dtype)
-    dout = np.ascontiguousarray(dout, dtype=c.dtype)
-    _BLAS[c.dtype]["gemm"](_ROW_MAJOR, _TRANS, _NO_TRANS, d, m, n, alpha, x.ctypes.data, d,
-                           dout.ctypes.data, m, beta, c.ctypes.data, m)
+def _momentum_update(optimizer: Momentum, key: str, p: np.ndarray, product: WeightProduct,
+                     lr: float) -> None:
+    """Momentum's ``v = mu * v - lr * g; p += v``: one GEMM into v, then axpy into p."""
+    decay = product.decay + optimizer.weight_decay
+    v = optimizer.slot("v", key, p)
+    gemm_tn(product.x, product.dout, v, alpha=-lr, beta=optimizer.momentum)  # mu v - lr x.T dout
+    if decay:
+        axpy(-lr * decay, p, v)  # ... - lr * decay * p
+    axpy(1.0, v, p)
 
 
-def axpy(alpha: float, x: np.ndarray, y: np.ndarray) -> None:
-    """``y += alpha * x`` in place, one BLAS call (threaded for large arrays).
-
-    x and y: C-contiguous arrays of the same shape and dtype.
-    """
-    if x.shape != y.shape or x.dtype != y.dtype or not (x.flags.c_contiguous and y.flags.c_contiguous):
-        raise ValueError("axpy: x and y must be C-contiguous arrays of one shape and dtype")
-    _BLAS[y.dtype]["axpy"](y.size, alpha, x.ctypes.data, 1, y.ctypes.data, 1)
-
-
-def _blas_checked() -> bool:
-    """Both calls agree with NumPy on a small case in both dtypes (run once, at import)."""
-    if not _BLAS:
-        return False
-    rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
-        x, dout = rng.standard_normal((5, 7)).astype(dtype), rng.standard_normal((5, 3)).astype(dtype)
-        c = rng.standard_normal((7, 3)).astype(dtype)
-        expected = 0.5 * c - 2.0 * (x.T @ dout)
-        gemm_tn(x, dout, c, -2.0, 0.5)
-        y = rng.standard_normal((7, 3)).astype(dtype)
-        expected_y = y + 0.25 * c
-        axpy(0.25, c, y)
-        if not (np.allclose(c, expected, rtol=1e-5, atol=1e-5)
-                and np.allclose(y, expected_y, rtol=1e-5, atol=1e-5)):
-            return False
-    return True
-
-
-BLAS_AVAILABLE = _blas_checked()
+#: The fused form of each update rule that has one, by optimizer class. The class must match
+#: exactly: a subclass may change the rule, and would then silently get its parent's.
+FUSED_RULES: dict[type[Optimizer], Callable[..., None]] = {SGD: _sgd_update, Momentum: _momentum_update}
 
 
 # -- when the engine uses it ----------------------------------------------------------------
@@ -169,6 +114,7 @@ class FusedUpdates:
     def __init__(self, layers: dict[str, Linear] | None = None, decay: float = 0.0) -> None:
         self.layers = dict(layers or {})
         self.decay = float(decay)
+        self._factors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def keys(self) -> list[str]:
@@ -177,24 +123,48 @@ class FusedUpdates:
 
     @contextmanager
     def deferring(self) -> Iterator[None]:
-        """While inside, the layers' backward leaves dW to the optimizer (``dW_factors``)."""
-        for layer in self.layers.values():
-            layer.defer_weight_grad = True
+        """While inside, the layers' backward leaves dW to the optimizer (see :meth:`products`)."""
+        # An instance attribute shadows the class's method, so Linear itself stays plain and
+        # every other caller of backward (monitors, gradcheck) keeps forming dW.
+        for key, layer in self.layers.items():
+            layer.backward = partial(self._backward_keeping_factors, key, layer)  # type: ignore[method-assign]
         try:
             yield
         finally:
             for layer in self.layers.values():
-                layer.defer_weight_grad = False
+                vars(layer).pop("backward", None)
+
+    def _backward_keeping_factors(self, key: str, layer: Linear, dout: np.ndarray) -> np.ndarray | None:
+        """:meth:`Linear.backward` less its dW GEMM: the factors ``(x, dout)`` are kept instead.
+
+        dout (N, M) -> dx (N, D) (or None when the layer's ``need_dx`` is False); fills db.
+        The rest is Linear's backward line for line (a test holds the two together).
+        """
+        x, in_shape = layer.cache  # (N, D)
+        W = layer.params["W"]  # (D, M)
+        if dout.dtype != W.dtype:
+            dout = dout.astype(W.dtype)
+        self._factors[key] = (x, dout)  # dW = x.T @ dout, formed inside the update
+        if "b" in layer.params:
+            np.sum(dout, axis=0, out=layer.grads["b"])  # (M,)
+        if not layer.need_dx:
+            return None
+        dx = np.dot(dout, W.T)  # (N, D)
+        return dx.reshape(in_shape)
 
     def products(self) -> dict[str, WeightProduct]:
-        """Each weight's gradient as factors, from the last backward run by ``deferring``."""
+        """Each weight's gradient as factors, from the last backward run by ``deferring``.
+
+        Raises:
+            RuntimeError: a layer ran no backward inside ``deferring`` since the last call.
+        """
         products = {}
-        for key, layer in self.layers.items():
-            if layer.dW_factors is None:
+        for key in self.layers:
+            # popped: used once, a stale product must never update twice
+            factors = self._factors.pop(key, None)
+            if factors is None:
                 raise RuntimeError(f"{key}: no deferred gradient; run backward inside deferring()")
-            x, dout = layer.dW_factors
-            products[key] = WeightProduct(x, dout, self.decay)
-            layer.dW_factors = None  # used once: a stale product must never update twice
+            products[key] = WeightProduct(*factors, self.decay)
         return products
 
     def __repr__(self) -> str:
@@ -215,7 +185,7 @@ def plan_fused_updates(
 
     Args:
         model: the network.
-        optimizer: its update rule; only those with ``fusable`` (SGD, momentum) fuse.
+        optimizer: its update rule; only those in :data:`FUSED_RULES` (SGD, momentum) fuse.
         dtype: the model's dtype; only float32 fuses (float64 keeps the checks' plain path).
             Default float32.
         clipping: whether gradients are clipped (by value or norm); then nothing fuses.
@@ -227,11 +197,19 @@ def plan_fused_updates(
     Returns:
         The layers to fuse, or an empty :class:`FusedUpdates` (the plain path).
     """
-    if (np.dtype(dtype) != np.float32 or not getattr(optimizer, "fusable", False) or clipping
+    if (np.dtype(dtype) != np.float32 or type(optimizer) not in FUSED_RULES or clipping
             or l1 or shrink or not BLAS_AVAILABLE):
         return FusedUpdates()
     layers = {f"{i}.W": layer for i, layer in enumerate(model.layers) if isinstance(layer, Linear)}
     return FusedUpdates(layers, decay=2.0 * float(l2))
 
 
-__all__ = ["BLAS_AVAILABLE", "FusedUpdates", "WeightProduct", "axpy", "gemm_tn", "plan_fused_updates"]
+__all__ = [
+    "BLAS_AVAILABLE",
+    "FUSED_RULES",
+    "FusedUpdates",
+    "WeightProduct",
+    "axpy",
+    "gemm_tn",
+    "plan_fused_updates",
+]

@@ -67,10 +67,6 @@ class Linear(Layer):
     ``bias_init`` is its start: a constant (default 0) or ``"uniform_fan_in"`` (see
     :func:`init_bias`).
     An input whose dtype differs from W is cast once; feed W's dtype to avoid the copy.
-
-    ``defer_weight_grad`` (set by the engine's fast path, ``fused.py``, for one backward)
-    skips forming dW: backward keeps its factors in ``dW_factors = (x, dout)`` and the
-    optimizer folds ``x.T @ dout`` into its update.
     """
 
     def __init__(
@@ -96,8 +92,6 @@ class Linear(Layer):
         if bias:
             self.params["b"] = init_bias(self.out_dim, self.in_dim, bias_init, rng, dtype)  # (M,)
         self._make_grads()
-        self.defer_weight_grad = False
-        self.dW_factors: tuple[np.ndarray, np.ndarray] | None = None
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         """x (N, D) -> out (N, M); caches x (N, D) and the input shape."""
@@ -120,10 +114,7 @@ class Linear(Layer):
         W = self.params["W"]  # (D, M)
         if dout.dtype != W.dtype:
             dout = dout.astype(W.dtype)
-        if self.defer_weight_grad:
-            self.dW_factors = (x, dout)  # dW = x.T @ dout, formed inside the update
-        else:
-            np.dot(x.T, dout, out=self.grads["W"])  # (D, M)
+        np.dot(x.T, dout, out=self.grads["W"])  # (D, M)
         if "b" in self.params:
             np.sum(dout, axis=0, out=self.grads["b"])  # (M,)
         if not self.need_dx:

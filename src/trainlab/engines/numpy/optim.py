@@ -11,24 +11,30 @@ gradient before the update, for every parameter handed to ``step``; AdamW's
 ``weight_decay`` is decoupled (``p -= lr * weight_decay * p`` before the Adam step).
 Gradients are never modified.
 
-SGD and momentum also take a weight gradient left as its factors (``products``, the
-engine's fast path, see ``fused.py``) and fold it into their update with BLAS calls.
+The engine's fast path (``fused.py``) keeps its own forms of these rules; ``step`` only hands
+it the keys whose gradients it holds (``products``).
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
+from typing import Protocol
 
 import numpy as np
-
-from trainlab.engines.numpy.fused import WeightProduct, axpy, gemm_tn
 
 # Elements per work item: the update runs chunk by chunk so that the scratch array and the
 # slot being updated stay in the L2 cache between the few NumPy calls of one update
 # (measured: ~25 % less optimizer time than whole-array passes, 1.8M-parameter MLP).
 # Threads were tried and lost: OpenBLAS's worker threads keep spinning after each GEMM.
-# (SGD and momentum's fast path runs its element-wise part on those threads: fused.py.)
 CHUNK = 131072
+
+
+class GradientProduct(Protocol):
+    """A gradient its holder did not form, that updates its parameter itself (``fused.py``)."""
+
+    def update(self, optimizer: Optimizer, key: str, p: np.ndarray, lr: float) -> None:
+        """Apply ``optimizer``'s update rule to ``p`` (key ``key``) from this gradient."""
 
 
 def _scaled_descent(
@@ -47,20 +53,18 @@ class Optimizer:
 
     Subclasses name their per-parameter slot arrays in ``slots`` and write the update of
     one contiguous piece in ``_kernel``. The update is element-wise, so ``step`` runs it
-    over cache-sized chunks; the result is bit-identical to a single pass. Those with
-    ``fusable = True`` also write ``_fused_update`` (the same update from a
-    :class:`WeightProduct`).
+    over cache-sized chunks; the result is bit-identical to a single pass.
     """
 
     slots: tuple[str, ...] = ()
-    fusable = False
 
     def __init__(self, weight_decay: float = 0.0) -> None:
         self.weight_decay = float(weight_decay)
         self.state: dict[str, np.ndarray | int] = {"t": 0}
         self._scratch: dict[str, np.ndarray] = {}
 
-    def _slot(self, slot: str, key: str, like: np.ndarray) -> np.ndarray:
+    def slot(self, slot: str, key: str, like: np.ndarray) -> np.ndarray:
+        """The slot array ``slot`` of parameter ``key`` (zeros like ``like`` on first use)."""
         name = f"{slot}:{key}"
         arr = self.state.get(name)
         if arr is None:
@@ -80,18 +84,21 @@ class Optimizer:
         params: dict[str, np.ndarray],
         grads: dict[str, np.ndarray],
         lr: float,
-        products: dict[str, WeightProduct] | None = None,
+        products: Mapping[str, GradientProduct] | None = None,
     ) -> None:
         """Update every array of ``params`` in place from ``grads`` (same keys).
 
-        ``products`` (fusable optimizers only) gives some keys' gradients as factors
-        instead; those keys are updated by ``_fused_update`` and their ``grads`` unread.
+        Args:
+            params: the parameters by key, updated in place.
+            grads: their gradients, same keys and shapes; never modified.
+            lr: this step's learning rate.
+            products: keys whose gradient the engine's fast path holds instead of ``grads``
+                (``fused.py``): each product updates its own parameter and that key's
+                ``grads`` entry is unread. Default None: every key from ``grads``.
         """
         self.state["t"] = int(self.state["t"]) + 1
         lr = float(lr)
         products = products or {}
-        if products and not self.fusable:
-            raise ValueError(f"{type(self).__name__} takes no gradient products (not fusable)")
         work = []
         for key, p in params.items():
             if key in products:
@@ -102,16 +109,17 @@ class Optimizer:
             if not p.flags.c_contiguous:
                 raise ValueError(f"parameter {key!r} must be C-contiguous (updated in place)")
             flat = [p.reshape(-1), np.ascontiguousarray(g).reshape(-1)]  # (P,) views
-            flat += [self._slot(s, key, p).reshape(-1) for s in self.slots]
+            flat += [self.slot(s, key, p).reshape(-1) for s in self.slots]
             scratch = [self._tmp("tmp", p.dtype)]
             if self.weight_decay and self._coupled_decay:
                 scratch.append(self._tmp("wd", p.dtype))
             for lo in range(0, p.size, CHUNK):
                 n = min(CHUNK, p.size - lo)
                 work.append([a[lo:lo + n] for a in flat] + [t[:n] for t in scratch])
-        self._run(work, lr)
+        # Products first: one that cannot update under this rule raises before any parameter changed.
         for key, product in products.items():
-            self._fused_update(key, params[key], product, product.decay + self.weight_decay, lr)
+            product.update(self, key, params[key], lr)
+        self._run(work, lr)
 
     _coupled_decay = True
 
@@ -131,12 +139,6 @@ class Optimizer:
     ) -> None:
         """Update the piece p in place from g; ``slots`` as named in ``self.slots``;
         ``tmp`` is scratch space like p. All are 1-D views of the same length."""
-        raise NotImplementedError
-
-    def _fused_update(self, key: str, p: np.ndarray, product: WeightProduct, decay: float,
-                      lr: float) -> None:
-        """The update of ``p`` from ``g = product.x.T @ product.dout + decay * p``
-        (``decay`` includes the coupled weight decay)."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray | float | int]:
@@ -163,8 +165,6 @@ class Optimizer:
 class SGD(Optimizer):
     """Vanilla SGD: ``p -= lr * g``."""
 
-    fusable = True
-
     def __init__(self, weight_decay: float = 0.0) -> None:
         super().__init__(weight_decay)
 
@@ -172,16 +172,11 @@ class SGD(Optimizer):
         np.multiply(g, lr, out=tmp)
         p -= tmp
 
-    def _fused_update(self, key, p, product, decay, lr):  # type: ignore[no-untyped-def]
-        # p - lr * (x.T @ dout + decay * p) = (1 - lr * decay) * p - lr * x.T @ dout
-        gemm_tn(product.x, product.dout, p, alpha=-lr, beta=1.0 - lr * decay)
-
 
 class Momentum(Optimizer):
     """Classical momentum: ``v = mu * v - lr * g; p += v`` (v starts at zero)."""
 
     slots = ("v",)
-    fusable = True
 
     def __init__(self, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
         super().__init__(weight_decay)
@@ -193,13 +188,6 @@ class Momentum(Optimizer):
         v *= self.momentum
         v -= tmp
         p += v
-
-    def _fused_update(self, key, p, product, decay, lr):  # type: ignore[no-untyped-def]
-        v = self._slot("v", key, p)
-        gemm_tn(product.x, product.dout, v, alpha=-lr, beta=self.momentum)  # mu v - lr x.T dout
-        if decay:
-            axpy(-lr * decay, p, v)  # ... - lr * decay * p
-        axpy(1.0, v, p)
 
 
 class Nesterov(Optimizer):
@@ -363,6 +351,7 @@ __all__ = [
     "Adagrad",
     "Adam",
     "AdamW",
+    "GradientProduct",
     "Momentum",
     "Nesterov",
     "Optimizer",

@@ -6,11 +6,12 @@ current evaluation interval, and a JSON string of scalars), so it loads with
 ``torch.load(weights_only=True)``: a file holding any other pickled object (a tampered
 checkpoint that would run code) is refused, never executed.
 
-What it holds is listed by :func:`save_training`: weights, optimizer state, every generator
-(initialisation, data order, augmentation, dropout), the epoch's permutation, the step, the
-weight average (``train.ema`` / ``train.lookahead``) and the record that verifies a resume
-(:mod:`trainlab.engines.resume`), so a resumed run reproduces an uninterrupted one bit for
-bit on CPU, also from a checkpoint taken between evaluations (an interrupt).
+What it holds is listed by :func:`save_training`: the loop's part
+(:meth:`~trainlab.engines.loop.TrainingLoop.loop_state`: the step, the callbacks' state and
+the record that verifies a resume), then weights, optimizer state, every generator
+(initialisation, data order, augmentation, dropout), the epoch's permutation and the weight
+average (``train.ema`` / ``train.lookahead``), so a resumed run reproduces an uninterrupted
+one bit for bit on CPU, also from a checkpoint taken between evaluations (an interrupt).
 """
 
 from __future__ import annotations
@@ -78,19 +79,12 @@ def load_meta(path: Path) -> dict[str, Any]:
 
 def save_training(training: TorchTraining) -> None:
     """Write everything a bit-for-bit resume of ``training`` needs (see the module docstring)."""
-    state, callbacks = training.state, training.context.callbacks
     filled = training.interval_steps
     meta = {
-        "step": state.step, "epoch": state.epoch, "lr_scale": state.lr_scale,
-        "train_seconds": training.train_seconds, "callbacks": callbacks.state_dict(),
+        **training.loop_state(),
         "interval": {"seen": training.seen, "steps": filled, "start": training.interval_start},
-        **training.resume_record(),
     }
-    best = {
-        str(i): cb.best_weights
-        for i, cb in enumerate(callbacks.callbacks)
-        if isinstance(getattr(cb, "best_weights", None), dict)
-    }
+    best = {str(i): weights for i, weights in training.best_weights().items()}
     payload: dict[str, Any] = {
         "meta": json.dumps(meta),
         "model": training.model.state_dict(),
@@ -142,15 +136,8 @@ def load_training(training: TorchTraining) -> dict[str, Any]:
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
         if "scaler" in payload and training.scaler.is_enabled():
             training.scaler.load_state_dict(payload["scaler"])
-        callbacks = training.context.callbacks
-        callbacks.load_state_dict(meta["callbacks"])
-        for i, weights in payload["best_weights"].items():
-            callbacks.callbacks[int(i)].best_weights = weights  # type: ignore[attr-defined]
-        state = training.state
-        state.step, state.epoch = int(meta["step"]), int(meta["epoch"])
-        state.lr_scale = float(meta["lr_scale"])
-        training.train_seconds = float(meta["train_seconds"])
-        training._reset_sums()  # the interval starts at the resumed step, unless it was saved mid-way
+        training.restore_loop_state(meta, {int(i): weights for i, weights in payload["best_weights"].items()})
+        training.reset_interval()  # the interval starts at the resumed step, unless it was saved mid-way
         interval = meta.get("interval")
         if interval is not None and "interval_losses" in payload:
             filled = int(interval["steps"])

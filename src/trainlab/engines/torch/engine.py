@@ -1,17 +1,18 @@
 """The torch engine: every model type, optimizer and schedule, with batched augmentation.
 
-The shared loop (:class:`trainlab.engines.loop.TrainingLoop`) drives the run, as for the
-NumPy engine: when to draw the data order and to evaluate, the callbacks, checkpoints and
-progress. :class:`TorchTraining` fills in the torch parts: one step (gather a batch by
-index from tensors held in memory, augment it on the device, forward, loss plus
-penalties, backward, clip, update) and the evaluation of each split. Each step's loss and
-count of correct predictions stay in device buffers, read only at log intervals and
-evaluations, so the host does not wait on the device every step.
+The shared loop (:class:`trainlab.engines.loop.TrainingLoop`) owns the run, as for the
+NumPy engine: its length, when to draw the data order and to evaluate, the metrics rows,
+the final figures and predictions, the callbacks, checkpoints, resume and progress.
+:class:`TorchTraining` supplies only the torch parts: one step (gather a batch by index
+from tensors held in memory, augment it on the device, forward, loss plus penalties,
+backward, clip, update), the evaluation of a split, its state tensors and their loader.
+Each step's loss and count of correct predictions stay in device buffers, read only at log
+intervals and evaluations, so the host does not wait on the device every step.
 
-A checkpoint (:mod:`.checkpoint`) holds the weights, optimizer state, every generator
-(initialisation, data order, augmentation, dropout), the epoch's permutation, the step and
-the weight average (``train.ema`` / ``train.lookahead``), so a resumed run reproduces an
-uninterrupted one bit for bit on CPU.
+A checkpoint (:mod:`.checkpoint`) adds to the loop's part the weights, optimizer state,
+every generator (initialisation, data order, augmentation, dropout), the epoch's
+permutation and the weight average (``train.ema`` / ``train.lookahead``), so a resumed run
+reproduces an uninterrupted one bit for bit on CPU.
 
 Before the first step, a ``model.whiten`` layer is set from the first training images
 (:mod:`.layers`). With ``train.ema``, evaluations and the final metrics and predictions
@@ -56,9 +57,8 @@ from trainlab.engines.torch.runtime import (
     train_options,
 )
 from trainlab.engines.torch.tta import tta_logits, tta_mode
-from trainlab.errors import ConfigError, TrainingError
-from trainlab.io import atomic_save_npz, atomic_write_text
-from trainlab.monitoring import MonitorWarnings
+from trainlab.errors import ConfigError
+from trainlab.io import atomic_write_text
 
 if TYPE_CHECKING:
     from trainlab.config import RunConfig
@@ -96,16 +96,14 @@ class TorchTraining(TrainingLoop):
 
     def __init__(self, config: RunConfig, data: PreparedData, context: FitContext,
                  options: TrainOptions | None = None) -> None:
-        self.config, self.context, self.state = config, context, context.state
         self.options = options or TrainOptions()
         self.device = pick_device(self.options.device)
         autocast(self.device, self.options.precision)  # fails here, before any work, for fp16 on a CPU
+        super().__init__(config, data, context)
         if self.device.type == "cpu":
             torch.set_num_threads(cpu_threads())
             retain_freed_memory()  # each step reuses the last one's pages (see cpu_memory)
         n = len(data.y_train)
-        if n == 0:
-            raise ConfigError("data: the training split is empty")
         self.dtype = torch.float64 if config.model.dtype == "float64" else torch.float32
         self.pixels = PixelSpace(data.normalizer, int(data.input_shape[0]), self.device)
         # Whole splits stay in memory on the device as uint8 pixels; batches are gathered
@@ -116,10 +114,6 @@ class TorchTraining(TrainingLoop):
         self.x_test = pack_images(data.x_test, self.pixels, self.device) if data.x_test is not None else None
         self.y_test = torch.as_tensor(np.asarray(data.y_test)) if data.y_test is not None else None
         train = config.train
-        self.batch_size = n if train.batch_size == "full" else min(int(train.batch_size), n)
-        self.steps_per_epoch = max(1, n // self.batch_size)
-        self.total_steps = train.steps or (train.epochs or 10) * self.steps_per_epoch
-        self.eval_every = train.eval_every or self.steps_per_epoch
         self.input_shape = tuple(int(d) for d in data.input_shape)
         self.model = build_model(config.model, self.input_shape, data.num_classes,  # type: ignore[arg-type]
                                  seed=stream_seed(config.seed, 0)).to(self.device)
@@ -146,24 +140,18 @@ class TorchTraining(TrainingLoop):
                                     seed=stream_seed(config.seed, 2), num_examples=n)
         torch.manual_seed(stream_seed(config.seed, 3))  # dropout masks
         self.permutation = torch.arange(n)
-        self.warnings = MonitorWarnings(context.log)
         self.checkpoint_path = context.run_dir.checkpoint_path(".pt")
-        self.data_fingerprint = data.fingerprint
-        self.state.total_steps, self.state.steps_per_epoch = self.total_steps, self.steps_per_epoch
-        self.state.snapshot_weights = self.snapshot_weights
-        self.state.restore_weights = self.restore_weights
-        self.train_seconds = 0.0
         self.final_test_logits: torch.Tensor | None = None  # kept for predictions.npz
         slots = max(1, self.eval_every)  # a training run's interval never holds more steps
         self.step_losses = torch.zeros(slots, dtype=torch.float64, device=self.device)
         self.step_correct = torch.zeros(slots, dtype=torch.int64, device=self.device)
-        self._reset_sums()
+        self.reset_interval()
 
     def _floats(self, xb: torch.Tensor) -> torch.Tensor:
         """Normalised floats of a gathered batch."""
         return unpack_images(xb, self.pixels, self.dtype)
 
-    def _reset_sums(self) -> None:
+    def reset_interval(self) -> None:
         """Start a new interval of device-side per-step records (loss, correct predictions).
 
         Each step writes its loss and its count of correct predictions into slot
@@ -247,12 +235,7 @@ class TorchTraining(TrainingLoop):
         if self.interval_steps == 0 or bool(torch.isfinite(losses).all()):
             return
         first = int((~torch.isfinite(losses)).nonzero()[0, 0])
-        bad_step = self.interval_start + first + 1
-        raise TrainingError(
-            f"the loss became NaN or infinite at step {bad_step}; training stopped. "
-            f"The last good checkpoint is kept in {self.context.run_dir.path}. "
-            "Try a lower optimizer.lr, train.grad_clip_norm, or batch_norm"
-        )
+        raise self.loss_error("NaN or infinite", self.interval_start + first + 1)
 
     # -- evaluation -----------------------------------------------------------------------
     @torch.no_grad()
@@ -281,57 +264,63 @@ class TorchTraining(TrainingLoop):
         per_example = loss / len(y) if self.config.loss.reduction == "sum" else loss
         return per_example, float((logits.argmax(1) == y).float().mean())
 
-    def evaluate_split(self, x: torch.Tensor, y: torch.Tensor, tta: bool | str = False) -> tuple[float, float]:
-        """Mean data loss and accuracy in eval mode, with the weights evaluations use."""
+    def evaluate_split(self, split: str, final: bool = False) -> tuple[float, float]:
+        """Mean data loss and accuracy of ``split`` in eval mode, with the weights evaluations
+        use; the ``final`` figures of val and test average in the views of ``train.tta``
+        (training accuracy stays as trained)."""
+        if split == "train":  # labels on the host, as split_metrics compares there
+            x, y = self.x_train, self.y_train.cpu()
+        else:
+            x, y = (self.x_val, self.y_val) if split == "val" else (self.x_test, self.y_test)
+        if x is None or y is None:
+            raise ValueError(f"the {split} split has no labelled rows")
         with self.evaluated_weights():
-            return self.split_metrics(self.logits_of(x, tta), y)
+            logits = self.logits_of(x, self.options.tta if final and split != "train" else False)
+        if final and split == "test":
+            self.final_test_logits = logits  # predictions.npz reuses them: the views cost a pass each
+        return self.split_metrics(logits, y)
 
-    def evaluation_rows(self) -> list[dict[str, Any]]:
-        """One row per split, the train row with the monitors; resets the running sums."""
+    def test_probabilities(self) -> np.ndarray:
+        """Test-split probabilities: of the final evaluation's logits once it has run."""
+        if self.x_test is None:
+            raise ValueError("the data have no test split")
+        logits = self.final_test_logits
+        if logits is None:
+            with self.evaluated_weights():
+                logits = self.logits_of(self.x_test, self.options.tta)
+        return torch.softmax(logits, 1).cpu().numpy().astype(np.float32)
+
+    def interval_figures(self) -> tuple[float, float]:
+        """The interval's mean loss and accuracy (after the NaN check); resets the records."""
         self.check_finite()
         train_loss = float(self.step_losses[: self.interval_steps].sum()) / max(1, self.interval_steps)
         train_acc = self._train_accuracy()
-        self._reset_sums()
+        self.reset_interval()
+        return train_loss, train_acc
+
+    def monitors(self) -> dict[str, float]:
         x_mon = self._input(self._floats(self.x_train[:MONITOR_BATCH]))
         y_mon = self.y_train[:MONITOR_BATCH]
         with autocast(self.device, self.options.precision):  # measured as trained (bf16: ~3x faster)
-            monitors = layer_monitors(self.model, x_mon, lambda logits: data_loss(self.config, logits, y_mon, None))
-        self.warnings.check(self.state.step, monitors)
-        rows: list[dict[str, Any]] = [{"split": "train", "loss": train_loss, "accuracy": train_acc, **monitors}]
-        if len(self.y_val):
-            loss, acc = self.evaluate_split(self.x_val, self.y_val)
-            rows.append({"split": "val", "loss": loss, "accuracy": acc})
-        if self.config.train.eval_on_test and self.x_test is not None and self.y_test is not None:
-            loss, acc = self.evaluate_split(self.x_test, self.y_test)
-            rows.append({"split": "test", "loss": loss, "accuracy": acc})
-        return rows
+            return layer_monitors(self.model, x_mon, lambda logits: data_loss(self.config, logits, y_mon, None))
 
     # -- checkpoints (torch/checkpoint.py) ------------------------------------------------
     def save_checkpoint(self) -> None:
         save_training(self)
 
-    def load(self) -> None:
-        """Restore the checkpoint (once its config and data are verified) and drop metrics rows
-        logged after it."""
+    def load_checkpoint(self) -> None:
         load_training(self)
-        self.context.run_dir.truncate_metrics(self.state.step)
 
     # -- the loop's hooks -----------------------------------------------------------------
-    def start(self) -> None:
+    def describe(self) -> None:
         log = self.context.log
-        if self.context.resume:
-            self.load()
-            log(f"resumed at step {self.state.step} of {self.total_steps}")
-        else:
-            summary = model_summary(self.model, self.input_shape)  # type: ignore[arg-type]
-            atomic_write_text(self.context.run_dir.path / "model_summary.txt", summary + "\n")
-            log(summary)
-            threads = f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""
-            log(f"model: {count_params(self.model):,} parameters, {self.total_steps} steps of batch "
-                f"{self.batch_size} ({self.steps_per_epoch} steps per epoch) on {self.device}, "
-                f"{self.options.precision}{threads}")
-            self.save_predictions("predictions_initial.npz")  # confusion before training
-        self.model.train()
+        summary = model_summary(self.model, self.input_shape)  # type: ignore[arg-type]
+        atomic_write_text(self.context.run_dir.path / "model_summary.txt", summary + "\n")
+        log(summary)
+        threads = f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""
+        log(f"model: {count_params(self.model):,} parameters, {self.total_steps} steps of batch "
+            f"{self.batch_size} ({self.steps_per_epoch} steps per epoch) on {self.device}, "
+            f"{self.options.precision}{threads}")
 
     def shuffle(self) -> None:
         self.permutation = torch.randperm(len(self.y_train), generator=self.data_gen)
@@ -354,35 +343,9 @@ class TorchTraining(TrainingLoop):
         """Training accuracy over the steps of the current interval (reads the device)."""
         return float(self.step_correct[: self.interval_steps].sum()) / max(1, self.seen)
 
-    def final_metrics(self, split: str) -> tuple[float, float] | None:
-        if split == "train":  # training accuracy as trained: no test-time augmentation
-            return self.evaluate_split(self.x_train, self.y_train.cpu())
-        x, y = (self.x_val, self.y_val) if split == "val" else (self.x_test, self.y_test)
-        if x is None or y is None or not len(y):
-            return None
-        with self.evaluated_weights():
-            logits = self.logits_of(x, self.options.tta)
-        if split == "test":
-            self.final_test_logits = logits  # predictions.npz reuses them: the views cost a pass each
-        return self.split_metrics(logits, y)
-
     def run_facts(self) -> dict[str, Any]:
         return {"engine": "torch", "device": str(self.device), "precision": self.options.precision,
                 "tta": self.options.tta, "params": count_params(self.model)}
-
-    def save_predictions(self, filename: str) -> None:
-        """Test-split probabilities (and labels) into the run directory, when asked for."""
-        if not self.config.output.save_predictions or self.x_test is None:
-            return
-        logits = self.final_test_logits if filename == "predictions.npz" else None
-        if logits is None:
-            with self.evaluated_weights():
-                logits = self.logits_of(self.x_test, self.options.tta)
-        probabilities = torch.softmax(logits, 1).cpu().numpy()
-        arrays = {"probabilities": probabilities.astype(np.float32)}
-        if self.y_test is not None:
-            arrays["labels"] = self.y_test.numpy()
-        atomic_save_npz(self.context.run_dir.path / filename, arrays)
 
 
 __all__ = ["TorchEngine", "TorchTraining"]

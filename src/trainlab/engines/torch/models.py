@@ -5,6 +5,9 @@ parameter count follows from the config alone, so published counts can be checke
 seed B's MNIST MLP 784-512-512-10 has 669,706 parameters, its CNN 18-36-72-72 + FC 750
 has 570,436, seed E's Keras CNN has 122,570.
 
+A custom model comes from the user's factory (:mod:`.custom`); the rest of this module
+(summary, counts) works on any module.
+
 Initialisation (:mod:`.init`) is applied after construction, to the weights of every conv
 and dense layer (``model.init``), with ``torch``'s global generator forked and seeded so
 that building a model never moves the training run's random streams.
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from trainlab.engines.torch.custom import build_custom, output_tensors
 from trainlab.engines.torch.init import init_weights
 from trainlab.engines.torch.layers import Dropout, Scale, Whiten, make_batch_norm
 from trainlab.errors import ConfigError
@@ -286,6 +290,14 @@ def build_model(
         input_shape: (C, H, W) of one image.
         num_classes: units of the output layer.
         seed: seed of the initial weights. Default 0.
+
+    A custom model (``model.factory``) is built by its factory under the same seeded RNG;
+    ``model.init`` then applies to its Linear and Conv2d layers only when set (its default,
+    ``default``, leaves the factory's own initialisation alone).
+
+    Raises:
+        ConfigError: the config describes a model that cannot be built (a custom factory that
+            fails or returns a wrong model: see :func:`build_custom`).
     """
     builders = {
         "linear": build_mlp,
@@ -293,6 +305,7 @@ def build_model(
         "cnn": build_cnn,
         "resnet": build_resnet,
         "fast_cifar": build_resnet9,
+        "custom": build_custom,
     }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -325,10 +338,11 @@ def model_summary(model: nn.Module, input_shape: tuple[int, int, int]) -> str:
         return isinstance(module, BasicBlock) or not any(True for _ in module.children())
 
     def hook(name: str) -> object:
-        def record(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        def record(module: nn.Module, _inputs: object, output: object) -> None:
             params = sum(p.numel() for p in module.parameters())
-            shape = "(None, " + ", ".join(str(d) for d in output.shape[1:]) + ")"
-            rows.append((f"{name} ({type(module).__name__})", shape, params))
+            # A custom model's leaf may return several tensors (an LSTM's output and state).
+            shape = " ".join("(None, " + ", ".join(str(d) for d in t.shape[1:]) + ")" for t in output_tensors(output))
+            rows.append((f"{name} ({type(module).__name__})", shape or "-", params))
         return record
 
     def visit(module: nn.Module, prefix: str) -> None:

@@ -1,11 +1,16 @@
 """Training monitors of the torch engine, measured at evaluations, off the hot path.
 
 On one monitoring batch, in training mode and without an update, record per trainable conv/dense
-layer ``k`` (in forward order): ``weight_norm_k``, ``grad_norm_k`` (the data-loss
+layer ``k`` (numbered as below): ``weight_norm_k``, ``grad_norm_k`` (the data-loss
 gradient), ``dead_relu_k`` (fraction of the units, or conv channels, after layer k whose
 ReLU never fired on the batch) and ``logit_norm`` (per-example norm of the logits). The
 names match the NumPy engine's, so reports read both. Batch-norm running statistics and
 the random generators are restored afterwards: looking never changes training.
+
+Layers are numbered in registration order (``model.modules()``), the forward order of the
+built-in models (but for a resnet's shortcut convs). A custom model (``model.type: custom``)
+is numbered the same way, whatever order its forward calls them in, and only its ``nn.ReLU``
+modules count for ``dead_relu_k`` (a functional ``F.relu`` has no module to watch).
 """
 
 from __future__ import annotations
