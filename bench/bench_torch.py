@@ -81,7 +81,7 @@ from trainlab.engines.torch.engine import TorchTraining
 from trainlab.engines.torch.models import build_model, count_params
 from trainlab.engines.torch.optim import penalized_params
 from trainlab.engines.torch.runtime import TrainOptions, stream_seed
-from trainlab.runs import RunDir
+from trainlab.run_files import RunDir
 
 BENCHMARK = Path(__file__).stem
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import pytest
 import trainlab.api as tl
 from tests.helpers import timeless, write_config
 from trainlab.errors import ConfigError, RunDirError
-from trainlab.runs import METRICS_COLUMNS
+from trainlab.run_files import METRICS_COLUMNS
 
 pytestmark = pytest.mark.usefixtures("real_data")
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import typer
+from rich.text import Text
+from typer import _click as click
 
 from tests.helpers import write_config
-from trainlab.cli import main
+from trainlab.cli import app, main
+from trainlab.cli_common import close_commands, echo, print_error
 
 EXAMPLES = sorted(Path(__file__).resolve().parents[1].glob("configs/examples/*.yaml"))
 
@@ -100,3 +105,78 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for command in ("run", "validate", "config", "data"):
         assert command in out
+
+
+@pytest.mark.parametrize(("typed", "suggested"), [
+    ("trian", "'run'"),  # there is no train command: its alias and the typo lead to run
+    ("train", "'run'"),
+    ("stduy", "'study'"),
+    ("evalute", "'evaluate'"),
+    ("eval", "'evaluate'"),
+])
+def test_unknown_command_suggests_the_closest(typed: str, suggested: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([typed]) == 2
+    assert f"No such command '{typed}'. Did you mean {suggested}" in capsys.readouterr().err
+
+
+def test_unknown_command_without_a_close_one_suggests_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["xyzzy"]) == 2
+    err = capsys.readouterr().err
+    assert "No such command 'xyzzy'." in err and "Did you mean" not in err
+
+
+def test_close_commands_maps_aliases_and_drops_repeats() -> None:
+    commands = ["run", "report", "study", "status"]
+    assert close_commands("trian", commands, {"train": "run", "tune": "study"}) == ["run"]
+    assert close_commands("run", commands, {"rnu": "run"}) == ["run"]
+    assert close_commands("statsu", commands) == ["status"]
+    assert close_commands("nothing", commands, {"fit": "missing"}) == []
+
+
+def test_study_subcommand_typo_is_not_taken_for_a_study_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", "stauts"]) == 2
+    assert "No such command 'stauts'. Did you mean 'status'?" in capsys.readouterr().err
+    assert main(["study", "missing-study.yaml"]) == 2  # a file name: run's own error
+    assert "missing-study.yaml" in capsys.readouterr().err
+
+
+STUDY_FILE = Path(__file__).resolve().parents[1] / "configs" / "demo" / "study.yaml"
+
+
+@pytest.mark.parametrize("file", [str(STUDY_FILE), "not-there.yaml"])
+def test_study_file_help_is_the_help_of_study_run(file: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", file, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "trainlab study run [OPTIONS]" in out and "--workers" in out
+
+
+def test_study_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "trainlab study [OPTIONS] COMMAND" in out and "--workers" not in out
+    for command in ("run", "status"):
+        assert f"│ {command} " in out
+
+
+def _help_texts(command: click.Command, path: str) -> Iterator[tuple[str, str]]:
+    """(where, text) of every help text of ``command`` and its subcommands."""
+    yield path, command.help or ""
+    for param in command.params:
+        yield f"{path} {param.name}", getattr(param, "help", None) or ""
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _help_texts(sub, f"{path} {name}")
+
+
+def test_help_texts_keep_their_brackets() -> None:
+    """Help is rich markup: 'trainlab[export]' must be written 'trainlab\\[export]' to show."""
+    for where, text in _help_texts(typer.main.get_command(app), "trainlab"):
+        assert Text.from_markup(text).plain == text.replace("\\[", "["), where
+
+
+def test_echo_and_print_error_print_markup_verbatim(capsys: pytest.CaptureFixture[str]) -> None:
+    echo("--set optimizer.type=[adam] [bold]x[/bold]")
+    print_error("malformed key '[x]' in [red]")
+    captured = capsys.readouterr()
+    assert captured.out == "--set optimizer.type=[adam] [bold]x[/bold]\n"
+    assert captured.err == "error: malformed key '[x]' in [red]\n"

@@ -266,3 +266,39 @@ def test_the_first_of_chained_os_errors_is_shown() -> None:
     except OSError as exc:
         shown = user_error(exc)
     assert str(shown) == "cannot write runs/x/checkpoint.npz: No space left on device" and shown.exit_code == 6
+
+
+# -- user text keeps its [brackets]: rich would read [adam] or [exp] as console markup ----------
+
+
+@pytest.mark.parametrize(("override", "shown"), [
+    ("optimizer.type=[adam]", "(--set optimizer.type=[adam]): optimizer.type:"),
+    ("optimizer..lr=1", "--set 'optimizer..lr=1': malformed key 'optimizer..lr'"),
+    ("[x]=1", "--set '[x]=1': malformed key '[x]'"),
+])
+def test_set_errors_show_the_override_as_typed(override: str, shown: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config(tmp_path, tmp_path / "runs")
+    assert main(["config", "show", str(config), "--set", override]) == 2
+    _one_error_line(capsys.readouterr().err, shown)
+
+
+def test_validate_and_run_echo_paths_with_brackets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "[exp]"
+    folder.mkdir()
+    good = _config(folder, folder / "[runs]")
+    bad = folder / "bad.yaml"
+    bad.write_text(good.read_text().replace("type: sgd", "type: '[sgd]'"))
+    assert main(["validate", str(good), str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert f"ok {good}" in captured.out
+    assert f"invalid {bad}: optimizer.type:" in captured.err and "'[sgd]'" in captured.err
+    assert main(["run", str(good), "--run-id", "r", "--no-progress"]) == 0
+    assert f"run directory: {folder / '[runs]' / 't' / 'r'}" in capsys.readouterr().out
+
+
+def test_study_echoes_its_overrides_as_typed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "[exp]"
+    assert main(["study", str(_study_file(tmp_path)), "--set", f"output.dir={out}", "--dir",
+                 str(tmp_path / "s"), "-q"]) == 0
+    assert f"base config overridden: output.dir={out}" in capsys.readouterr().out

@@ -275,3 +275,176 @@ def test_predict_refuses_images_over_the_runs_pixel_limit(tmp_path: Path, channe
     assert read_images([path], (channels, 16, 16), None).shape == (1, 16, 16, channels)
     with pytest.raises(ImageTooLargeError, match=r"big\.png.*16x16"):
         read_images([path], (channels, 16, 16), None, max_pixels=100)
+
+
+# -- issue 27: --resize, --skip-corrupt, nested folders, probability columns, evaluate on val -----
+def test_resize_option_equals_a_manual_bilinear_resize(runs: dict[str, Path], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from trainlab.predict import open_trained_run, predict_arrays, predict_paths
+
+    new_images(tmp_path / "imgs", ["1.png", "2.png"], size=20)
+    new_images(tmp_path / "imgs", ["3.png"], size=12)
+    new_images(tmp_path / "imgs", ["4.png"])  # already 8x8: kept as it is
+    files = sorted((tmp_path / "imgs").iterdir())
+    trained = open_trained_run(runs["mlp"])
+    manual = np.stack([np.asarray(Image.open(f).convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+                       for f in files])  # (N, H, W, C)
+    labels, probs = predict_arrays(trained, manual)
+    result = predict_paths(trained, files, resize=True)
+    assert result.kept == files and result.skipped == []
+    np.testing.assert_array_equal(result.probabilities, probs)
+    np.testing.assert_array_equal(result.labels, labels)
+    # Without --resize the CLI refuses, naming the option.
+    assert main(["predict", str(runs["mlp"]), "--images", str(tmp_path / "imgs"), "--out",
+                 str(tmp_path / "x.csv")]) == DataError.exit_code
+    assert "--resize" in capsys.readouterr().err
+    assert main(["predict", str(runs["mlp"]), "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "r.csv"),
+                 "--resize", "--label-names"]) == 0
+    assert [r["label"] for r in read_csv(tmp_path / "r.csv")] == [CLASSES[k] for k in labels]
+
+
+def test_predict_arrays_takes_uint8_or_float_pixels_in_nhwc(runs: dict[str, Path]) -> None:
+    from trainlab.predict import open_trained_run, predict_arrays
+
+    trained = open_trained_run(runs["numpy"])
+    pixels = np.stack([np.asarray(image(k, np.random.default_rng(k))) for k in (0, 1, 0)])  # (3, 8, 8, 3)
+    labels, probs = predict_arrays(trained, pixels)
+    assert labels.shape == (3,) and probs.shape == (3, 2) and labels.dtype == np.int64
+    as_float = predict_arrays(trained, pixels.astype(np.float64))
+    np.testing.assert_array_equal(as_float[1], probs)
+    with pytest.raises(DataError, match=r"\(N, 8, 8, 3\).*transpose"):
+        predict_arrays(trained, pixels.transpose(0, 3, 1, 2))  # (N, C, H, W)
+    empty_labels, empty_probs = predict_arrays(trained, pixels[:0])
+    assert empty_labels.shape == (0,) and empty_probs.shape == (0, 2)
+
+
+def test_skip_corrupt_leaves_bad_files_out_and_lists_them(runs: dict[str, Path], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "imgs"
+    new_images(folder, ["1.png", "2.png", "5.png"])
+    (folder / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
+    good = (folder / "1.png").read_bytes()
+    (folder / "sub").mkdir()
+    (folder / "sub" / "4.png").write_bytes(good[: len(good) // 2])  # truncated
+    out = tmp_path / "out.csv"
+    args = ["predict", str(runs["cnn"]), "--images", str(folder), "--out", str(out), "--probabilities"]
+    # Without the flag: a clean error naming the file and the flag, and no CSV.
+    assert main(args) == CorruptDataError.exit_code
+    err = capsys.readouterr().err
+    assert "3.png: corrupt or unreadable image" in err and "--skip-corrupt" in err and not out.exists()
+    assert main([*args, "--skip-corrupt", "--tta"]) == 0
+    captured = capsys.readouterr()
+    assert "wrote 3 rows" in captured.out
+    assert "skipped 2" in captured.err and "3.png" in captured.err and "4.png" in captured.err
+    rows = read_csv(out)
+    assert [r["id"] for r in rows] == ["1", "2", "5"] and list(rows[0]) == ["id", "label", "prob_cat", "prob_dog"]
+    listed = (tmp_path / "out.csv.skipped.txt").read_text().splitlines()
+    assert [line.split("\t")[0] for line in listed] == [str(folder / "3.png"), str(folder / "sub" / "4.png")]
+    assert all("corrupt or unreadable image" in line.split("\t")[1] for line in listed)
+    # The Python API returns them too; a later prediction with nothing to skip removes the stale list.
+    result = predict_folder(runs["cnn"], folder, out, skip_corrupt=True)
+    assert [p for p, _ in result["skipped"]] == [str(folder / "3.png"), str(folder / "sub" / "4.png")]
+    (folder / "3.png").unlink()
+    (folder / "sub" / "4.png").unlink()
+    assert predict_folder(runs["cnn"], folder, out, skip_corrupt=True)["skipped_file"] is None
+    assert not (tmp_path / "out.csv.skipped.txt").exists()
+
+
+def test_skip_corrupt_also_skips_files_over_the_pixel_limit(runs: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(runs["mlp"], copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["data"]["max_image_pixels"] = 100  # 8x8 images pass, 20x20 ones do not
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+    new_images(tmp_path / "imgs", ["a.png"])
+    new_images(tmp_path / "imgs", ["b.png"], size=20)
+    from trainlab.data.imagefolder import ImageTooLargeError
+
+    with pytest.raises(ImageTooLargeError, match=r"b\.png: image is 20x20.*--skip-corrupt"):
+        predict_folder(copy, tmp_path / "imgs", tmp_path / "x.csv", resize=True)
+    result = predict_folder(copy, tmp_path / "imgs", tmp_path / "x.csv", resize=True, skip_corrupt=True)
+    assert result["rows"] == 1 and len(result["skipped"]) == 1
+    assert result["skipped"][0][0].endswith("b.png") and "400 pixels" in result["skipped"][0][1]
+    # Nothing readable at all is an error, not an empty submission.
+    (tmp_path / "imgs" / "a.png").unlink()
+    with pytest.raises(DataError, match="none of its 1 image files could be read"):
+        predict_folder(copy, tmp_path / "imgs", tmp_path / "x.csv", resize=True, skip_corrupt=True)
+
+
+def test_nested_folders_give_relative_path_ids(runs: dict[str, Path], tmp_path: Path) -> None:
+    from trainlab.predict import open_trained_run, predict_paths
+    from trainlab.predict_files import list_images
+
+    folder = tmp_path / "imgs"
+    new_images(folder / "b", ["1.png", "10.png", "2.png"])
+    new_images(folder / "a", ["1.png"])
+    new_images(folder, ["2.png"])
+    new_images(folder / ".cache", ["9.png"])  # hidden folder and file: not listed
+    new_images(folder / "a", [".thumb.png"])
+    assert [p.relative_to(folder).as_posix() for p in list_images(folder)] == [
+        "2.png", "a/1.png", "b/1.png", "b/2.png", "b/10.png"]
+    result = predict_folder(runs["mlp"], folder, tmp_path / "n.csv")
+    rows = read_csv(tmp_path / "n.csv")
+    assert result["rows"] == 5 and [r["id"] for r in rows] == ["2", "a/1", "b/1", "b/2", "b/10"]
+    expected = predict_paths(open_trained_run(runs["mlp"]), [folder / "a" / "1.png", folder / "b" / "1.png"])
+    assert [int(rows[1]["label"]), int(rows[2]["label"])] == expected.labels.tolist()
+    new_images(folder / "a", ["1.jpg"])  # a/1 twice: the ids would clash
+    with pytest.raises(DataError, match="same id 'a/1'"):
+        predict_folder(runs["mlp"], folder, tmp_path / "n.csv")
+
+
+# Class names a CSV must quote (a comma, a double quote) or keep as they are (spaces).
+ODD_CLASSES = ("big \"dog\"", "tabby, cat")
+
+
+@pytest.fixture(scope="module")
+def unlabelled_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run on an image folder whose test/ is unlabelled (Kaggle style), with odd class names."""
+    root = tmp_path_factory.mktemp("odd")
+    rng = np.random.default_rng(2)
+    for label, name in enumerate(ODD_CLASSES):
+        (root / "train" / name).mkdir(parents=True)
+        for i in range(30):
+            image(label, rng).save(root / "train" / name / f"{i}.png")
+    (root / "test").mkdir()
+    for i in range(6):
+        image(i % 2, rng).save(root / "test" / f"{i}.png")
+    return train(root, tmp_path_factory.mktemp("odd-runs"), "odd", data={"dataset": str(root), "val_fraction": 0.2})
+
+
+def test_probability_columns_with_label_names_and_odd_class_names(unlabelled_run: Path, tmp_path: Path) -> None:
+    new_images(tmp_path / "imgs", ["1.png", "2.png", "3.png", "4.png"])
+    (tmp_path / "imgs" / "5.png").write_bytes(b"not an image")
+    result = predict_folder(unlabelled_run, tmp_path / "imgs", tmp_path / "p.csv", probabilities=True,
+                            label_names=True, tta=True, skip_corrupt=True)
+    columns = ["id", "label", *(f"prob_{name}" for name in ODD_CLASSES)]
+    assert result["columns"] == columns and result["rows"] == 4 and len(result["skipped"]) == 1
+    text = (tmp_path / "p.csv").read_text()
+    assert text.splitlines()[0] == 'id,label,"prob_big ""dog""","prob_tabby, cat"'
+    rows = read_csv(tmp_path / "p.csv")
+    assert all(list(row) == columns for row in rows)
+    for row in rows:
+        p = np.array([float(row[c]) for c in columns[2:]])
+        assert p.sum() == pytest.approx(1.0, abs=1e-5) and row["label"] == ODD_CLASSES[int(p.argmax())]
+
+
+def test_evaluate_without_a_labelled_test_split_reports_on_val(unlabelled_run: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    result = evaluate_run(unlabelled_run)
+    summary = tl.open_run(unlabelled_run).summary
+    assert result["split"] == "val" and result["examples"] == 12
+    assert result["val_accuracy"] == result["accuracy"] == summary["final_val_accuracy"]
+    assert result["val_loss"] == pytest.approx(summary["final_val_loss"], rel=1e-5)
+    assert result["matches_summary"] is True and "test_accuracy" not in result
+    assert main(["evaluate", str(unlabelled_run)]) == 0
+    out = capsys.readouterr().out
+    assert "12 val images" in out and "val accuracy" in out and "(no labelled test split)" in out
+    # No validation split either: a clean error.
+    copy = tmp_path / "copy"
+    shutil.copytree(unlabelled_run, copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["data"]["val_fraction"] = 0.0
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(DataError, match="no labelled test split and the run has no validation split"):
+        evaluate_run(copy)
+    assert main(["evaluate", str(copy)]) == DataError.exit_code

@@ -23,8 +23,8 @@ from trainlab.cli import main
 from trainlab.config import RunConfig
 from trainlab.errors import ConfigError, DataError, RunDirError, TrainlabError
 from trainlab.names import NAME_RULE, check_name, is_safe_name
+from trainlab.run_files import MARKER_FILE
 from trainlab.runs import (
-    MARKER_FILE,
     STALE_TEMP_SECONDS,
     create_run_dir,
     default_run_id,
@@ -264,7 +264,7 @@ def test_a_refused_start_leaves_no_run_directory(tmp_path: Path) -> None:
         tl.run(cfg, run_id="r", progress=False, echo=False)
     with pytest.raises(DataError):
         tl.run(cfg, progress=False, echo=False)
-    assert not any((tmp_path / "runs" / "t").iterdir())
+    assert not (tmp_path / "runs" / "t").exists()  # nor the run name's folder it would have made
 
 
 def test_discard_keeps_what_it_did_not_write(tmp_path: Path) -> None:

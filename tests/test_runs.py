@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from trainlab.errors import RunDirError
-from trainlab.runs import MARKER_FILE, create_run_dir, open_run_dir, read_metrics_csv
+from trainlab.run_files import MARKER_FILE, read_metrics_csv
+from trainlab.runs import create_run_dir, open_run_dir
 
 
 def test_run_dir_files(tmp_path: Path) -> None:

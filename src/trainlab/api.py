@@ -1,59 +1,38 @@
-"""The Python API: load and override a config, run it, open a finished run.
+"""The Python API: run a config (a file, a dict or a RunConfig), train your own module, load a
+trained run and predict with it, run studies, write reports.
 
 The CLI is a thin layer over these functions, so a notebook gets the same behaviour::
 
     import trainlab.api as tl
-    cfg = tl.load_config("configs/seed-d/2x50.yaml", overrides=["train.epochs=2"])
-    run = tl.run(cfg)
-    run.summary["test_accuracy"], run.metrics[-1]
+    run = tl.run("configs/examples/mnist-mlp-numpy.yaml", overrides=["train.epochs=1"])
+    model = tl.load(run.path)                  # from the run directory alone
+    model.predict(images).labels, model.metrics
+    model.export("onnx")
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainlab.callbacks import (
-    Callback,
-    CallbackList,
-    CheckpointTrigger,
-    EarlyStopping,
-    MetricsLogger,
-    MlflowLogger,
-    ReduceLROnPlateau,
-    TensorBoardLogger,
-    TrainState,
-    check_trackers,
-    finish_trackers,
-)
-from trainlab.config import RunConfig, config_diff, load_config, with_overrides
-from trainlab.config.leakage import run_leakage_warning
-from trainlab.engines.base import FitContext, get_engine
-from trainlab.engines.resume import checkpoint_step, verify_resume, verify_resume_config
+from trainlab import pipeline
+from trainlab.callbacks import Callback, build_callbacks
+from trainlab.config import PROVENANCE_KEY, RunConfig, config_diff, load_config
 from trainlab.engines.step_log import read_steps_csv
 from trainlab.errors import ConfigError, TrainlabError
 from trainlab.gradcheck_run import gradcheck, write_gradcheck
-from trainlab.runs import (
-    RunDir,
-    create_run_dir,
-    discard_run_dir,
-    open_run_dir,
-    package_versions,
-    resume_run_dir,
-)
+from trainlab.runs import open_run_dir
+from trainlab.trained import Model, Predictions, load
 
 if TYPE_CHECKING:  # studies sit below the API; imported where a study runs
+    from torch import nn
+
     from trainlab.studies import Options as StudyOptions
     from trainlab.studies import Study
     from trainlab.studies.results import StageData
 
-# config.yaml of a run holds the resolved config plus this section, which is not config.
-PROVENANCE_KEY = "provenance"
 # What Run.series can pair values with: metrics.csv columns that place a row in training.
 SERIES_X = ("step", "epoch", "elapsed")
 
@@ -106,79 +85,12 @@ def open_run(path: str | Path) -> Run:
                read_steps_csv(run_dir.steps_path))
 
 
-def _config_from_run_dir(run_dir: RunDir) -> RunConfig:
-    saved = run_dir.read_config()
-    saved.pop(PROVENANCE_KEY, None)
-    return RunConfig.from_dict(saved, source=str(run_dir.config_path))
-
-
-def _with_overrides(config: RunConfig, overrides: Sequence[str] | None) -> RunConfig:
-    return with_overrides(config, list(overrides), source="--set") if overrides else config
-
-
-def _resolve_config(
-    config: RunConfig | str | Path | None,
-    overrides: Sequence[str] | None,
-    resume: str | Path | None,
-) -> tuple[RunConfig, Path | None]:
-    """The config to run and, when resuming, the run directory (after checking that the config,
-    the run's config.yaml and its checkpoint's recorded config all match)."""
-    if config is None and resume is None:
-        raise ConfigError("nothing to run: give a config file, or --resume RUN_DIR")
-    if isinstance(config, str | Path):
-        resolved = load_config(config, list(overrides or []))
-    elif config is not None:
-        resolved = _with_overrides(config, overrides)
-    if resume is None:
-        return resolved, None
-    resume_dir = open_run_dir(resume)
-    saved = _config_from_run_dir(resume_dir)
-    if config is None:
-        resolved = _with_overrides(saved, overrides)
-    # The source section documents where settings come from; editing it changes nothing that runs.
-    differences = config_diff(saved, resolved, ignore=("source",))
-    if differences:
-        listed = "; ".join(f"{path}: {old!r} -> {new!r}" for path, old, new in differences[:10])
-        raise ConfigError(
-            f"cannot resume {resume_dir.path}: its config differs from the one given "
-            f"({listed}); resume without changes, or start a new run"
-        )
-    # config.yaml may have been edited since the checkpoint: the checkpoint records its own config.
-    verify_resume_config(resume_dir.path, resolved)
-    return resolved, resume_dir.path
-
-
-def build_callbacks(
-    config: RunConfig, run_dir: RunDir, extra: Sequence[Callback] = ()
-) -> list[Callback]:
-    """The callbacks a config asks for, then ``extra``, in the order they must run.
-
-    The logger runs first (so a row is on disk before anything decides to stop), then the
-    trackers (``output.tensorboard``, ``output.mlflow``), and the checkpoint trigger last (so
-    it sees a stop request made by the others).
-    """
-    train = config.train
-    callbacks: list[Callback] = [MetricsLogger(run_dir)]
-    if config.output.tensorboard:
-        callbacks.append(TensorBoardLogger(run_dir))
-    if config.output.mlflow is not None:
-        callbacks.append(MlflowLogger(config, run_dir))
-    # The config sections carry exactly the callbacks' arguments, under the same names.
-    if train.early_stopping is not None:
-        callbacks.append(EarlyStopping(**train.early_stopping.model_dump()))
-    if train.reduce_on_plateau is not None:
-        callbacks.append(ReduceLROnPlateau(**train.reduce_on_plateau.model_dump()))
-    callbacks.extend(extra)
-    if config.output.save_checkpoint:
-        callbacks.append(CheckpointTrigger(every=train.checkpoint_every or 1))
-    return callbacks
-
-
 def run(
-    config: RunConfig | str | Path | None = None,
+    config: RunConfig | str | Path | Mapping[str, Any] | None = None,
     *,
     overrides: Sequence[str] | None = None,
     resume: str | Path | None = None,
+    epochs: int | None = None,
     overwrite: bool = False,
     run_id: str | None = None,
     data_dir: str | Path | None = None,
@@ -188,10 +100,18 @@ def run(
 ) -> Run:
     """Train one run and return it, opened.
 
+    The stages of :mod:`trainlab.pipeline` in order: resolve, open, prepare, fit, finalise,
+    report. Every ending of training (completed, stopped early, failed, interrupted) is
+    finalised and reported before its error, if any, is raised.
+
     Args:
-        config: a :class:`RunConfig` or a YAML path; may be None when ``resume`` is given.
+        config: a :class:`RunConfig`, a YAML path (a run's own ``config.yaml`` reruns it) or
+            a dict of sections; may be None when ``resume`` is given.
         overrides: ``"a.b=value"`` strings applied on top of the config. Default None.
         resume: a run directory to continue from its last checkpoint. Default None.
+        epochs: with ``resume``: extend the run (finished or not) to this many epochs; the
+            extension is recorded in its provenance, and the lr schedule is computed over the
+            new length (see :func:`trainlab.pipeline.extension_of`). Default None.
         overwrite: start again in an existing run directory. Default False.
         run_id: the run directory's name (letters, digits, ``.``, ``_``, ``-``); default
             ``output.run_id``, else the start time, the seed and a random suffix.
@@ -205,8 +125,8 @@ def run(
     cannot be resumed) leaves no new run directory behind, and a resumed one as it was.
 
     Raises:
-        ConfigError: the config is invalid, ``run_id`` breaks the name rule, or the config
-            differs from the one of the run being resumed.
+        ConfigError: the config is invalid, ``run_id`` breaks the name rule, the config
+            differs from the one of the run being resumed, or ``epochs`` cannot extend it.
         RunDirError: the run directory exists (without resume/overwrite), overwrite would
             remove something that is not a trainlab run, or it is not writable.
         DataError: the dataset is missing or corrupt, or is not the data of the run being
@@ -214,144 +134,46 @@ def run(
         KeyboardInterrupt: Ctrl-C or SIGTERM stopped training; the run was checkpointed at
             the step it stopped at and its summary says "interrupted".
     """
-    from trainlab.data import prepare_data  # data readers are only needed once a run starts
-    from trainlab.engines.memory import check_memory
-
-    config_obj, resume_dir = _resolve_config(config, overrides, resume)
-    engine = get_engine(config_obj.engine)
-    engine.check_config(config_obj)  # before touching the disk, so a bad config leaves nothing
-    check_trackers(config_obj)  # a tracker's missing package, too
-    check_memory(config_obj, data_dir)  # a run that cannot fit is refused here, not by a MemoryError
-    if resume_dir is not None:
-        run_dir = resume_run_dir(resume_dir)  # the user named this folder: any path will do
-    else:  # the name rule checks run_id; None draws a default id no other run holds
-        run_dir = create_run_dir(config_obj.output.dir, config_obj.name,
-                                 run_id if run_id is not None else config_obj.output.run_id,
-                                 seed=config_obj.seed, overwrite=overwrite)
-
-    def log(message: str) -> None:
-        run_dir.log(message)
-        if echo:
-            print(message, flush=True)
-
-    data_cfg = config_obj.data
-    try:
-        data = prepare_data(data_cfg.dataset, data_dir=data_dir or data_cfg.data_dir, seed=config_obj.seed,
-                            **data_cfg.prepare_kwargs())
-    except BaseException:
-        discard_run_dir(run_dir)  # a refused start leaves no run directory behind
-        raise
-    if resume_dir is not None:  # before anything is written: a refused resume leaves the run as it was
-        verify_resume(run_dir, config_obj, data.fingerprint)
-    if resume is None:
-        resolved_dict = config_obj.model_dump(mode="json")
-        resolved_dict[PROVENANCE_KEY] = {
-            "created": dt.datetime.now().isoformat(timespec="seconds"),
-            "versions": package_versions(),
-            "data": {
-                "fingerprint": data.fingerprint,
-                "source": str(data.source),
-                "train": len(data.y_train),
-                "val": len(data.y_val),
-                "test": len(data.x_test) if data.x_test is not None else 0,
-                "normalizer": {k: v for k, v in data.normalizer.items() if k == "kind"},
-            },
-        }
-        run_dir.write_config(resolved_dict)
-    if resume is None or not run_dir.model_path.exists():  # a run from before model.json gains it on resume
-        from trainlab.run_files import ModelSpec  # what predict needs: shape, classes, normaliser
-
-        run_dir.write_model(ModelSpec.of(config_obj.engine, data))
-    log(f"run {run_dir.path}: engine {config_obj.engine}, dataset {data_cfg.dataset} "
-        f"({len(data.y_train)} train / {len(data.y_val)} val)")
-    leakage = run_leakage_warning(config_obj)
-    if leakage and resume is None:  # run.log keeps it (the report lists its warnings); once per run
-        log(f"warning: {leakage}")
-
-    watch = _StartWatch(build_callbacks(config_obj, run_dir, callbacks))
-    context = FitContext(run_dir=run_dir, callbacks=watch, state=TrainState(),
-                         resume=resume is not None, progress=progress, log=log)
-    started = time.perf_counter()
-    summary: dict[str, Any] = {"status": "running"}
-    try:
-        summary.update(engine.fit(config_obj, data, context))
-        summary["status"] = "stopped_early" if context.state.stop_training else "completed"
-        if context.state.stop_reason:
-            summary["stop_reason"] = context.state.stop_reason
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the loop checkpointed the step it stopped at
-        summary["status"] = "interrupted"
-        log(_interrupted_message(run_dir.path, config_obj))
-        raise
-    except Exception as exc:
-        summary["status"] = "failed"
-        summary["error"] = str(exc)
-        raise
-    finally:
-        if watch.began or sys.exc_info()[0] is None:  # trained, or nothing went wrong
-            summary.setdefault("steps", context.state.step)
-            summary.setdefault("train_seconds", time.perf_counter() - started)
-            summary["best_val_accuracy"] = _best(run_dir.metrics, "val", "accuracy")
-            run_dir.write_summary(summary)
-            _save_report_images(data, config_obj, run_dir.path, log)  # the report then needs no dataset
-            if config_obj.output.report:
-                _report_quietly(run_dir.path, log)
-            finish_trackers(watch.callbacks, summary, run_dir.path, log)  # after the report they upload
-        else:  # refused before training: a new directory goes, a resumed one is left as it was
-            discard_run_dir(run_dir)
-    log(_describe(summary))
-    return open_run(run_dir.path)
+    plan = pipeline.resolve(dict(config) if isinstance(config, Mapping) else config, overrides, resume,
+                            epochs=epochs, data_dir=data_dir)
+    session = pipeline.open_run(plan, run_id=run_id, overwrite=overwrite, echo=echo)
+    data = pipeline.prepare(session, data_dir)
+    outcome = pipeline.fit(session, data, callbacks, progress)
+    pipeline.finalise(session, data, outcome)
+    pipeline.report(session, outcome, write=write_report)
+    if outcome.error is not None:
+        raise outcome.error
+    return open_run(session.run_dir.path)
 
 
-class _StartWatch(CallbackList):
-    """The run's callbacks, noting whether training began: ``on_train_begin`` comes once the
-    engine has built its model and loaded any checkpoint, just before the first step."""
+def fit(module: nn.Module, config: RunConfig | str | Path | Mapping[str, Any], *, name: str | None = None,
+        **run_kwargs: Any) -> Run:
+    """Train a torch module built in Python under ``config`` and return the run, opened.
 
-    began = False
+    ``config``'s model section is replaced by the module
+    (:func:`trainlab.custom_model.config_for_module` keeps its ``dtype``); data, optimizer,
+    callbacks, monitors, checkpoints and the report work as for a built-in model. The run
+    trains a copy of ``module``; when it ends with a checkpoint, the trained weights are copied
+    back into ``module``. Resuming with ``resume=`` works in the same process only: a module
+    object cannot be rebuilt by another one (put its class in a file and use
+    ``model.factory`` for that).
 
-    def call(self, hook: str, state: TrainState, *args: Any) -> None:
-        if hook == "on_train_begin":
-            self.began = True
-        super().call(hook, state, *args)
+    Args:
+        module: an ``nn.Module`` mapping (N, C, H, W) images to (N, K) logits.
+        config: a RunConfig, a YAML path, or a mapping of sections (the model section may be absent).
+        name: its registry name (``model.factory: trainlab.custom_model:registered.<name>``);
+            default its class name and a number, the same for the same object.
+        **run_kwargs: passed to :func:`run` (overrides, resume, run_id, data_dir, callbacks...).
 
+    Raises:
+        ConfigError: the module or the config is invalid (as :func:`run`).
+    """
+    from trainlab.custom_model import config_for_module, load_trained_weights
 
-def _interrupted_message(run_path: Path, config: RunConfig) -> str:
-    """Where an interrupted run resumes from: the step its checkpoint on disk holds."""
-    step = checkpoint_step(run_path, config.engine)
-    if step is None:
-        off = "" if config.output.save_checkpoint else " (output.save_checkpoint is off)"
-        return f"interrupted before any checkpoint{off}: nothing to resume; start the run again"
-    return f"interrupted at step {step}; resume with: trainlab run --resume {run_path}"
-
-
-def _report_quietly(run_path: Path, log: Callable[[str], None]) -> None:
-    """Write the run's report; a report problem is logged, never raised over a training error."""
-    try:
-        log(f"report: {write_report(run_path)}")
-    except Exception as exc:  # the run's own outcome matters more than its report
-        log(f"warning: report not written: {exc}")
-
-
-def _save_report_images(data: Any, config: RunConfig, run_path: Path, log: Callable[[str], None]) -> None:
-    """Save the images the run's report shows (``data``: the PreparedData it trained on); a
-    problem is logged, never raised over a training error."""
-    from trainlab.report.samples import save_report_images
-
-    try:
-        save_report_images(data, config.model_dump(mode="json"), run_path)
-    except Exception as exc:  # the report falls back to reading the dataset
-        log(f"warning: report images not saved: {exc}")
-
-
-def _best(rows: list[dict[str, Any]], split: str, column: str) -> float | None:
-    values = [float(r[column]) for r in rows if r.get("split") == split and column in r]
-    return max(values) if values else None
-
-
-def _describe(summary: dict[str, Any]) -> str:
-    acc = summary.get("test_accuracy")
-    acc_text = f"test accuracy {acc:.4f}" if isinstance(acc, float) else "no test labels"
-    return (f"{summary['status']}: {acc_text}, {summary.get('steps')} steps in "
-            f"{summary.get('train_seconds', 0.0):.1f} s")
+    done = run(config_for_module(module, config, name=name), **run_kwargs)
+    if (done.path / "checkpoint.pt").exists():
+        load_trained_weights(module, done.path)
+    return done
 
 
 def show_config(path: str | Path, overrides: Sequence[str] | None = None) -> str:
@@ -474,10 +296,14 @@ def run_study(study: Study | str | Path, *, workers: int = 1,
 
 __all__ = [
     "PROVENANCE_KEY",
+    "Model",
+    "Predictions",
     "Run",
     "build_callbacks",
     "execute_trial",
+    "fit",
     "gradcheck",
+    "load",
     "load_config",
     "open_run",
     "run",

@@ -15,14 +15,26 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from trainlab.cli_checks import gradcheck_command, parity_command
-from trainlab.cli_common import DataDirOption, JsonOption, SetOption, console, err_console
+from trainlab.cli_common import (
+    DataDirOption,
+    JsonOption,
+    SetOption,
+    TrainlabGroup,
+    console,
+    echo,
+    err_console,
+    labelled,
+    print_error,
+)
 from trainlab.cli_export import export_command
-from trainlab.cli_study import study_app
+from trainlab.cli_study import dashboard_command, study_app
 from trainlab.errors import TrainlabError, user_error
 
 app = typer.Typer(
+    cls=TrainlabGroup,  # "No such command" suggests commands, `trainlab train` suggests run
     help="Train, tune and explain image classifiers from one YAML file.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -41,6 +53,10 @@ def run_command(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue this run directory from its checkpoint.")
     ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="With --resume: extend the run (finished or not) to N "
+                                 "epochs; recorded in its provenance; the lr schedule follows the new length.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Start again in an existing run directory (only one "
                                             "that trainlab created for a run).")] = False,
     run_id: Annotated[str | None, typer.Option(help="Name of the run directory: letters, digits, '.', "
@@ -48,7 +64,8 @@ def run_command(
     data_dir: DataDirOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar / progress lines.")] = True,
 ) -> None:
-    """Train one run described by CONFIG (or resume one with --resume RUN_DIR)."""
+    """Train one run described by CONFIG (a run's own config.yaml reruns it), or continue one
+    with --resume RUN_DIR (and extend it with --epochs N)."""
     from trainlab import api
     from trainlab.names import check_name
 
@@ -58,12 +75,13 @@ def run_command(
         config,
         overrides=set_,
         resume=resume,
+        epochs=epochs,
         overwrite=overwrite,
         run_id=run_id,
         data_dir=data_dir,
         progress=progress,
     )
-    console.print(f"run directory: {run.path}")
+    echo(f"run directory: {run.path}")
 
 
 @app.command("validate")
@@ -77,13 +95,13 @@ def validate_command(
     failures = 0
     for path, error in validate_files(files):
         if error is None:
-            console.print(f"[green]ok[/green] {path}")
+            echo(labelled("ok", "green", path))
             leakage = file_leakage_warning(path)  # valid, but choosing on the test split: say so, once
             if leakage:
-                err_console.print(f"[yellow]warning[/yellow] {path}: {leakage}", soft_wrap=True)
+                echo(labelled("warning", "yellow", f"{path}: {leakage}"), stderr=True)
         else:
             failures += 1
-            err_console.print(f"[red]invalid[/red] {error}")
+            echo(labelled("invalid", "red", error), stderr=True)
     if failures:
         raise typer.Exit(2)
 
@@ -101,18 +119,21 @@ def evaluate_command(
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Accuracy and loss of a trained run on its test split (reproduces the run's test_accuracy)."""
+    """Accuracy and loss of a trained run on its test split (reproduces the run's test_accuracy),
+    or on its validation split when the dataset has no labelled test split."""
     from trainlab.predict import evaluate_run
 
     result = evaluate_run(run_dir, tta=tta, data_dir=data_dir)
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
-    console.print(f"{result['run']} ({result['engine']} engine), {result['examples']} test images"
+    split = result["split"]
+    console.print(f"{result['run']} ({result['engine']} engine), {result['examples']} {split} images"
                   f"{', with TTA' if result['tta'] else ''}", soft_wrap=True)
-    console.print(f"test accuracy {result['test_accuracy']:.4f}, test loss {result['test_loss']:.4f}")
+    console.print(f"{split} accuracy {result['accuracy']:.4f}, {split} loss {result['loss']:.4f}"
+                  f"{' (no labelled test split)' if split == 'val' else ''}")
     if result["matches_summary"] is False:
-        console.print(f"[yellow]the run recorded test accuracy {result['summary_test_accuracy']:.4f}[/yellow]")
+        console.print(f"[yellow]the run recorded {split} accuracy {result['summary_accuracy']:.4f}[/yellow]")
     if result["data_fingerprint_matches"] is False:
         console.print("[yellow]the dataset differs from the one the run was trained on[/yellow]")
 
@@ -120,7 +141,7 @@ def evaluate_command(
 @app.command("predict")
 def predict_command(
     run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],
-    images: Annotated[Path, typer.Option("--images", help="Folder of image files to predict.")],
+    images: Annotated[Path, typer.Option("--images", help="Folder of image files to predict (subfolders too).")],
     out: Annotated[Path, typer.Option("--out", help="CSV file to write (id,label,...).")],
     probabilities: Annotated[
         bool, typer.Option("--probabilities", help="Add one prob_<class> column per class.")
@@ -128,16 +149,29 @@ def predict_command(
     label_names: Annotated[
         bool, typer.Option("--label-names", help="Write class names instead of class indices as labels.")
     ] = False,
+    resize: Annotated[bool, typer.Option(
+        "--resize", help="Resize images of another size to the run's input size (bilinear, as training "
+        "resizes for data.resize); without it they are refused.")] = False,
+    skip_corrupt: Annotated[bool, typer.Option(
+        "--skip-corrupt", help="Leave out unreadable or too large files and list them, with the reason, "
+        "in <out>.skipped.txt; without it the first one stops.")] = False,
     tta: TtaOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Predict a folder of images and write a Kaggle-style CSV: id (file name), label."""
+    """Predict a folder of images (and its subfolders) and write a Kaggle-style CSV: id (the
+    path relative to the folder, without extension), label."""
     from trainlab.predict import predict_folder
 
     result = predict_folder(run_dir, images, out, probabilities=probabilities, label_names=label_names, tta=tta,
-                            data_dir=data_dir)
+                            resize=resize, skip_corrupt=skip_corrupt, data_dir=data_dir)
     counts = ", ".join(f"{name} {count}" for name, count in result["counts"].items())
     console.print(f"wrote {result['rows']} rows to {result['out']} ({counts})", soft_wrap=True)
+    if result["skipped"]:
+        names = [path for path, _ in result["skipped"]]
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        err_console.print(f"[yellow]skipped {len(names)} unreadable or too large image file(s)[/yellow] "
+                          f"(listed in {escape(result['skipped_file'])}): {escape(shown)}", soft_wrap=True,
+                          highlight=False)
 
 
 @app.command("lr-find")
@@ -161,11 +195,11 @@ def lr_find_command(
     if as_json:
         sys.stdout.write(json.dumps(result.as_dict(), indent=2) + "\n")
     else:
-        console.print(f"suggested learning rate: [bold]{result.suggestion:.3g}[/bold] "
-                      f"(steepest descent; the loss is lowest at {result.min_loss_lr:.3g}); "
-                      f"{len(result.lrs)} steps, plot: {result.run_dir / 'lr_find.png'}")
+        echo(Text.assemble("suggested learning rate: ", (f"{result.suggestion:.3g}", "bold"),
+                           f" (steepest descent; the loss is lowest at {result.min_loss_lr:.3g}); "
+                           f"{len(result.lrs)} steps, plot: {result.run_dir / 'lr_find.png'}"))
     if apply:
-        console.print(f"wrote {apply_suggestion(config, result.suggestion)}")
+        echo(f"wrote {apply_suggestion(config, result.suggestion)}")
 
 
 @config_app.command("show")
@@ -205,7 +239,7 @@ def config_schema_command(
         from trainlab.io import atomic_write_text
 
         atomic_write_text(output, text)
-        console.print(f"wrote {output}")
+        echo(f"wrote {output}")
 
 
 @data_app.command("list")
@@ -243,7 +277,7 @@ def data_info(
 
 def _print_info(info: dict[str, Any]) -> None:
     """A dataset_info dict as a short header and a table of counts per class and split."""
-    console.print(f"[bold]{info.get('name', '')}[/bold]")
+    echo(Text(str(info.get("name", "")), style="bold"))
     for key, value in info.items():
         if key in ("name", "per_class"):
             continue
@@ -251,7 +285,7 @@ def _print_info(info: dict[str, Any]) -> None:
             value = ", ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in value)
         elif isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
-        console.print(f"  {key}: {value}", soft_wrap=True)
+        echo(f"  {key}: {value}")
     per_class = info.get("per_class")
     if isinstance(per_class, dict) and per_class:
         splits = list(per_class)
@@ -276,7 +310,7 @@ def data_fetch(
     from trainlab.data import fetch_dataset
 
     path = fetch_dataset(name, data_dir, progress=True)
-    console.print(f"{name} is ready in {path}")
+    echo(f"{name} is ready in {path}")
 
 
 @data_app.command("show")
@@ -292,7 +326,7 @@ def data_show(
     from trainlab.report import dataset_figure
 
     target = out or Path(f"{Path(name).name.split('.')[0] or 'dataset'}-samples.png")
-    console.print(f"wrote {dataset_figure(name, target, data_dir, per_class=per_class)}")
+    echo(f"wrote {dataset_figure(name, target, data_dir, per_class=per_class)}")
 
 
 @app.command("report")
@@ -330,10 +364,10 @@ def report_command(
     if format_:
         table = report.parent / f"table.{format_}"
         sys.stdout.write(table.read_text(encoding="utf-8"))
-        console.print(f"table: {table}")
+        echo(f"table: {table}")
     figures = sorted((report.parent / "figures").glob("*.png"))
-    console.print(f"{len(figures)} figures in {report.parent / 'figures'} (PNG and SVG)")
-    console.print(f"report: {report}")
+    echo(f"{len(figures)} figures in {report.parent / 'figures'} (PNG and SVG)")
+    echo(f"report: {report}")
     if open_figures:
         webbrowser.open(report.resolve().as_uri())
         webbrowser.open((report.parent / "figures").resolve().as_uri())
@@ -350,13 +384,14 @@ def compare_command(
     from trainlab.report.compare import build_compare_report
 
     report = build_compare_report(run_dirs, out, x=x)
-    console.print(f"report: {report}")
+    echo(f"report: {report}")
 
 
 # The checks live in cli_checks.py; registered here, after validate's group, as before the split.
 app.command("gradcheck")(gradcheck_command)
 app.command("parity")(parity_command)
 app.command("export")(export_command)
+app.command("dashboard")(dashboard_command)  # also `trainlab study dashboard`
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="trainlab")
     except (TrainlabError, OSError) as exc:  # OSError: permission, disk full, read-only, no such folder
         error = user_error(exc)
-        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
+        print_error(error)
         return error.exit_code
     except SystemExit as exc:  # the app's normal way out, with its status
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

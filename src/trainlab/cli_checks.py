@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from trainlab.cli_common import DataDirOption, JsonOption, SetOption, console, err_console
+from trainlab.cli_common import DataDirOption, JsonOption, SetOption, console, echo, err_console
 
 
 def gradcheck_command(
@@ -59,7 +59,7 @@ def gradcheck_command(
                        n_values=n_grid(n_k, n_i) if n_sweep else None, threshold=threshold)
     written = write_gradcheck(result, out=out, run_dir=save)
     if "csv" in written:
-        err_console.print(f"wrote {written['csv']} and {written['png']}")
+        echo(f"wrote {written['csv']} and {written['png']}", stderr=True)
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:

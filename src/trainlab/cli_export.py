@@ -42,7 +42,8 @@ def export_command(
     given, gives = description["input"], description["output"]
     console.print(f"wrote {escape(str(path))} ({format_}): input {given['name']} "
                   f"({', '.join(map(str, given['shape']))}) float32 in 0..255, output {gives['name']} "
-                  f"({', '.join(map(str, gives['shape']))}); described in {sidecar_path(path)}", soft_wrap=True)
+                  f"({', '.join(map(str, gives['shape']))}); described in {escape(str(sidecar_path(path)))}",
+                  soft_wrap=True)
     check = description["check"]
     if check.get("max_abs_logit_difference") is not None:
         console.print(f"check: largest logit difference from the run's own {check['max_abs_logit_difference']:.2g} "

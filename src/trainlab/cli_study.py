@@ -1,6 +1,7 @@
-"""``trainlab study``: run a study file, or show how far a study has got.
+"""``trainlab study``: run a study file, show how far a study has got, or open it in optuna-dashboard.
 
-``trainlab study FILE`` is short for ``trainlab study run FILE``.
+``trainlab study FILE`` is short for ``trainlab study run FILE``; ``trainlab dashboard`` is
+``trainlab study dashboard`` (cli.py registers it at the top level too).
 """
 
 from __future__ import annotations
@@ -14,18 +15,31 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from typer import _click as click
-from typer.core import TyperGroup
+
+from trainlab.cli_common import SuggestingGroup, close_commands, echo, labelled
 
 console = Console()
 
 
-class _RunByDefault(TyperGroup):
-    """A group whose first argument, when it is not a subcommand, is the study file of ``run``."""
+class _RunByDefault(SuggestingGroup):
+    """A group whose first argument, when it is not a subcommand, is the study file of ``run``.
+
+    So ``study FILE --help`` is the help of ``study run`` and ``study --help`` the group's. A
+    first word that is no file and is close to a subcommand (``study stauts``) stays a
+    subcommand, so that the error suggests the subcommand instead of a missing study file.
+    """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names \
+                and not self._mistyped_command(args[0]):
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+    def _mistyped_command(self, word: str) -> bool:
+        """Whether ``word`` reads as a misspelt subcommand rather than a study file or an option."""
+        if word.startswith("-") or Path(word).suffix or Path(word).exists():
+            return False
+        return bool(close_commands(word, list(self.commands)))
 
 
 study_app = typer.Typer(
@@ -70,9 +84,9 @@ def run_command(
     console.print(f"study {study.name}: {len(study.stages)} stage(s), objective {study.metric} "
                   f"({study.direction}), directory {study.dir}")
     if study.overrides:
-        console.print(f"base config overridden: {', '.join(study.overrides)}")
+        echo(f"base config overridden: {', '.join(study.overrides)}")  # the --set values verbatim
     if study.leakage:
-        Console(stderr=True).print(f"[yellow]warning[/yellow]: {study.leakage}", soft_wrap=True)
+        echo(labelled("warning:", "yellow", study.leakage), stderr=True)
     stages = run_study(study, workers=workers, options=options)
     _print_status(study.name, [stage_status(s) for s in stages], len(study.stages))
     console.print(f"results: {study.dir / RESULTS_MD}")
@@ -115,6 +129,28 @@ def status_command(
         found = load_stages(handle, name)
     for study_name, stages in found.items():
         _print_status(study_name, [stage_status(s) for s in stages], len(stages[0].attrs.get("stages", [])))
+
+
+@study_app.command("dashboard")
+def dashboard_command(
+    study_dir: Annotated[Path, typer.Argument(help="A study directory (its study.journal, or with --storage "
+                                              "the database it ran on).")],
+    storage: StorageOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: other machines too).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8080,
+) -> None:
+    """Browse a study's trials in optuna-dashboard (needs: pip install 'trainlab\\[dashboard]'); Ctrl-C stops it."""
+    from trainlab.report.study_data import open_study
+    from trainlab.studies.dashboard import serve_dashboard
+
+    # The same lookup as `trainlab report STUDY_DIR`: the folder's journal, or --storage.
+    study = open_study(study_dir, storage)
+
+    def ready(url: str) -> None:
+        console.print(f"study {study.name} ({study.handle.url}) in optuna-dashboard: {url}  (Ctrl-C stops it)",
+                      soft_wrap=True)
+
+    serve_dashboard(study.handle, host, port, on_ready=ready)
 
 
 def _print_status(name: str, rows: list[dict[str, Any]], total_stages: int) -> None:

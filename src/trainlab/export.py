@@ -40,7 +40,7 @@ from trainlab.engines.torch.tta import tta_logits, tta_mode
 from trainlab.errors import ConfigError, TrainlabError
 from trainlab.io import atomic_write_bytes, atomic_write_json
 from trainlab.predict import TrainedRun, open_trained_run
-from trainlab.run_files import REPORT_IMAGES_FILE, START_FILES, RunDir
+from trainlab.run_files import REPORT_IMAGES_FILE, START_FILES
 
 FORMATS = ("torchscript", "onnx")
 #: Default file name of each format, in the run directory.
@@ -149,19 +149,12 @@ def _torch_layer(layer: np_layers.Layer) -> nn.Module | None:
 
 
 def _network(run: TrainedRun) -> nn.Module:
-    """The run's trained network on the CPU in eval mode, loaded by its engine's loader."""
-    spec, config = run.spec, run.config
-    if config.engine == "torch":
-        from trainlab.engines.torch.inference import TrainedModel as TorchModel
-
-        loaded = TorchModel(config, RunDir(run.path).checkpoint_path(".pt"), spec.input_shape, spec.num_classes,
-                            "cpu")
+    """The run's trained network in eval mode, as its engine's loader loaded it (on the CPU:
+    :func:`export_run` opens the run there); a NumPy network as its torch equivalent."""
+    if run.config.engine == "torch":
         # The loader keeps conv nets channels_last (faster on the CPU); an export is plain NCHW.
-        return loaded.model.to(memory_format=torch.contiguous_format).eval()
-    from trainlab.engines.numpy.inference import TrainedModel as NumpyModel
-
-    loaded_np = NumpyModel(config, RunDir(run.path).checkpoint_path(".npz"), spec.input_shape, spec.num_classes)
-    return numpy_network(loaded_np.model)
+        return run.loader.model.to(memory_format=torch.contiguous_format).eval()
+    return numpy_network(run.loader.model)
 
 
 @contextlib.contextmanager

@@ -128,7 +128,7 @@ def _trainings(np_cfg: RunConfig, torch_cfg: RunConfig, data: Any) -> tuple[Any,
     from trainlab.engines.numpy.engine import NumpyTraining
     from trainlab.engines.torch.engine import TorchTraining
     from trainlab.engines.torch.runtime import TrainOptions
-    from trainlab.runs import RunDir
+    from trainlab.run_files import RunDir
 
     # Nothing is written: the run directory only names where a checkpoint would go.
     run_dir = RunDir(Path(tempfile.gettempdir()) / "trainlab-parity")

@@ -1,4 +1,4 @@
-"""Use a trained run: evaluate it on its test split, or predict a folder of new images.
+"""Use a trained run: evaluate it on its test split, or predict new images.
 
 Both rebuild the run's model from its ``config.yaml`` and load its checkpoint (the final
 weights: the checkpoint is written after restore-best) with its engine's loader
@@ -9,47 +9,45 @@ machine predicts without its training data. A run written before trainlab wrote 
 files gets them from its dataset, prepared again with the same seed, as a line on stderr says.
 
 :func:`evaluate_run` prepares the run's dataset again with the same seed, so its test split
-is exactly the one of training and it reproduces the run's ``test_accuracy``.
+is exactly the one of training and it reproduces the run's ``test_accuracy``; a dataset
+without a labelled test split (an image folder with an unlabelled or no ``test/``) is
+evaluated on the run's validation split instead, which is as exactly reproduced.
 
-:func:`predict_folder` writes a Kaggle-style submission: ``id,label`` with one row per
-image of a flat folder (such as the 4,999 unlabelled Cats vs Dogs test images), the id
-being the file name without its extension and the label the predicted class index
-(class names in sorted folder order, as training numbered them), optionally followed by
-one probability column per class.
+Predicting goes from pixels (:func:`predict_arrays`) to files (:func:`predict_paths`: decoded
+as training decoded its images, optionally resized, unreadable ones optionally skipped) to a
+folder (:func:`predict_folder`), which writes a Kaggle-style submission: ``id,label`` with one
+row per image of the folder and its subfolders (such as the 4,999 unlabelled Cats vs Dogs
+test images), the id being the file's path relative to the folder without its extension and
+the label the predicted class index (class names in sorted folder order, as training
+numbered them), optionally followed by one probability column per class. Finding, decoding
+and writing files is :mod:`trainlab.predict_files`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from trainlab.config import RunConfig
+from trainlab.config import PROVENANCE_KEY, RunConfig
 from trainlab.data import PreparedData
-from trainlab.data.imagefolder import (
-    DEFAULT_MAX_IMAGE_PIXELS,
-    IMAGE_EXTENSIONS,
-    decode_image,
-    natural_key,
-    open_image,
-    target_size,
-)
+from trainlab.data.imagefolder import target_size
 from trainlab.data.normalize import apply_normalizer
-from trainlab.errors import ConfigError, CorruptDataError, DataError
-from trainlab.io import atomic_write_text
+from trainlab.errors import ConfigError, DataError
+from trainlab.predict_files import (
+    image_id,
+    list_images,
+    read_image_files,
+    read_images,
+    write_skipped,
+    write_submission,
+)
 from trainlab.run_files import MODEL_FILE, ModelSpec, RunDir
 from trainlab.runs import open_run_dir
-
-PROVENANCE_KEY = "provenance"  # as trainlab.api.PROVENANCE_KEY (not imported: api imports every engine)
-
-Logits = Callable[[np.ndarray, bool], np.ndarray]
 
 
 @dataclass
@@ -60,7 +58,8 @@ class TrainedRun:
         path: the run directory.
         config: its resolved config.
         spec: what its model takes and gives: input shape, class names, normaliser.
-        logits: ``logits(x, tta) -> (N, K)`` float32 for normalised images x (N, C, H, W).
+        loader: the engine's loader (``TrainedModel`` of :mod:`trainlab.engines.torch.inference`
+            or :mod:`trainlab.engines.numpy.inference`); ``loader.model`` is the network.
         summary: its ``summary.json`` (empty while unfinished).
         provenance: what the run recorded about its data and versions.
     """
@@ -68,9 +67,14 @@ class TrainedRun:
     path: Path
     config: RunConfig
     spec: ModelSpec
-    logits: Logits
+    loader: Any
     summary: dict[str, Any]
     provenance: dict[str, Any]
+
+    def logits(self, x: np.ndarray, tta: bool | str) -> np.ndarray:
+        """Logits (N, K) float32 of normalised images x (N, C, H, W); ``tta``: a ``train.tta`` value."""
+        out = self.loader.logits(x, tta)
+        return out.numpy() if hasattr(out, "numpy") else out
 
     def probabilities(self, x: np.ndarray, tta: bool) -> np.ndarray:
         """Softmax probabilities (N, K) of normalised images x (N, C, H, W)."""
@@ -123,24 +127,16 @@ def _prepare(config: RunConfig, data_dir: str | Path | None) -> PreparedData:
 def _trained_run(directory: RunDir, config: RunConfig, provenance: dict[str, Any], spec: ModelSpec,
                  device: str | None) -> TrainedRun:
     """Load the run's model with its engine's loader."""
+    loader: Any
     if config.engine == "torch":
-        logits = _torch_logits(config, directory.checkpoint_path(".pt"), spec, device)
+        from trainlab.engines.torch.inference import TrainedModel as TorchModel
+
+        loader = TorchModel(config, directory.checkpoint_path(".pt"), spec.input_shape, spec.num_classes, device)
     else:
-        logits = _numpy_logits(config, directory.checkpoint_path(".npz"), spec)
-    return TrainedRun(directory.path, config, spec, logits, directory.read_summary(), provenance)
+        from trainlab.engines.numpy.inference import TrainedModel as NumpyModel
 
-
-def _torch_logits(config: RunConfig, checkpoint: Path, spec: ModelSpec, device: str | None) -> Logits:
-    from trainlab.engines.torch.inference import TrainedModel
-
-    model = TrainedModel(config, checkpoint, spec.input_shape, spec.num_classes, device)
-    return lambda x, tta: model.logits(x, tta).numpy()
-
-
-def _numpy_logits(config: RunConfig, checkpoint: Path, spec: ModelSpec) -> Logits:
-    from trainlab.engines.numpy.inference import TrainedModel
-
-    return TrainedModel(config, checkpoint, spec.input_shape, spec.num_classes).logits
+        loader = NumpyModel(config, directory.checkpoint_path(".npz"), spec.input_shape, spec.num_classes)
+    return TrainedRun(directory.path, config, spec, loader, directory.read_summary(), provenance)
 
 
 def _accuracy(config: RunConfig, logits: np.ndarray, y: np.ndarray) -> float:
@@ -166,9 +162,26 @@ def _mean_loss(config: RunConfig, logits: np.ndarray, y: np.ndarray) -> float:
     return loss / len(y) if config.loss.reduction == "sum" else loss
 
 
+def _labelled_split(data: PreparedData, dataset: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """The split to evaluate on: the test split when it is labelled and not empty, else the
+    validation split (an image folder whose test/ is unlabelled or absent).
+
+    Raises:
+        DataError: neither has labelled rows.
+    """
+    if data.x_test is not None and data.y_test is not None and len(data.y_test):
+        return "test", data.x_test, data.y_test
+    if len(data.y_val):
+        return "val", data.x_val, data.y_val
+    raise DataError(f"{dataset} has no labelled test split and the run has no validation split "
+                    "(data.val_fraction 0, no data.val_size) to evaluate on; use `trainlab predict RUN --images DIR --out FILE` "
+                    "for unlabelled images")
+
+
 def evaluate_run(run_dir: str | Path, *, tta: bool | None = None, data_dir: str | Path | None = None,
                  device: str | None = None) -> dict[str, Any]:
-    """Accuracy and loss of a trained run on its test split.
+    """Accuracy and loss of a trained run on its test split, or on its validation split when
+    the dataset has no labelled test split (``split`` says which).
 
     Args:
         run_dir: the run directory.
@@ -178,100 +191,114 @@ def evaluate_run(run_dir: str | Path, *, tta: bool | None = None, data_dir: str 
         device: torch runs only: where to compute. Default the run's ``train.device``.
 
     Returns:
-        ``run``, ``engine``, ``split``, ``examples``, ``tta``, ``test_accuracy``,
-        ``test_loss``, the run's own ``summary_test_accuracy`` (None while unfinished),
-        ``matches_summary`` (None when there is nothing to compare), ``data_fingerprint_matches``.
+        ``run``, ``engine``, ``split`` (``"test"`` or ``"val"``), ``examples``, ``tta``,
+        ``accuracy`` and ``loss`` on that split, the same as ``<split>_accuracy`` and
+        ``<split>_loss``; the run's own figure ``summary_accuracy`` (its summary's
+        ``test_accuracy`` or ``final_val_accuracy``; None while unfinished), the same as
+        ``summary_<split>_accuracy``; ``matches_summary`` (None when there is nothing to
+        compare), ``data_fingerprint_matches``.
 
     Raises:
-        DataError: the run's dataset has no labelled test split.
+        DataError: the run's dataset has neither a labelled test split nor a validation split.
     """
     directory = open_run_dir(run_dir)
     config, provenance = _read_config(directory)
     data = _prepare(config, data_dir)
-    if data.x_test is None or data.y_test is None:
-        raise DataError(f"{config.data.dataset} has no labelled test split to evaluate on; "
-                        f"use `trainlab predict {directory.path} --images DIR --out FILE` for unlabelled images")
+    split, x, y = _labelled_split(data, config.data.dataset)
     # The run's own spec when it has one: its model is built for the shape it was trained on.
     spec = directory.read_model() or ModelSpec.of(config.engine, data)
     run = _trained_run(directory, config, provenance, spec, device)
     use_tta = run.config.train.tta if tta is None else tta
-    logits = run.logits(data.x_test, use_tta)  # (N, K)
-    accuracy = _accuracy(run.config, logits, data.y_test)
-    summary_accuracy = run.summary.get("test_accuracy")
+    logits = run.logits(x, use_tta)  # (N, K)
+    accuracy = _accuracy(run.config, logits, y)
+    loss = _mean_loss(run.config, logits, y)
+    # The summary's figure on the same split, with the final weights (val: "final_val_accuracy").
+    summary_accuracy = run.summary.get("test_accuracy" if split == "test" else "final_val_accuracy")
     same_tta = bool(run.summary.get("tta", False)) == use_tta
     recorded = (run.provenance.get("data") or {}).get("fingerprint")
     return {
         "run": str(run.path),
         "engine": run.config.engine,
-        "split": "test",
-        "examples": len(data.y_test),
+        "split": split,
+        "examples": len(y),
         "tta": use_tta,
-        "test_accuracy": accuracy,
-        "test_loss": _mean_loss(run.config, logits, data.y_test),
-        "summary_test_accuracy": summary_accuracy,
+        "accuracy": accuracy,
+        "loss": loss,
+        f"{split}_accuracy": accuracy,
+        f"{split}_loss": loss,
+        "summary_accuracy": summary_accuracy,
+        f"summary_{split}_accuracy": summary_accuracy,
         "matches_summary": (abs(accuracy - summary_accuracy) < 1e-9) if summary_accuracy is not None and same_tta
         else None,
         "data_fingerprint_matches": None if recorded is None else recorded == data.fingerprint,
     }
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly in ``folder``, in natural order (``2.jpg`` before ``10.jpg``).
+def predict_arrays(trained: TrainedRun, images: np.ndarray, tta: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Predict images given as pixels.
+
+    Args:
+        trained: the run (:func:`open_trained_run`).
+        images: (N, H, W, C) pixels on the 0..255 scale, uint8 or float, in the run's input
+            size and channels (``trained.spec.input_shape`` is (C, H, W)): the layout that
+            :func:`~trainlab.predict_files.read_images` gives. The run's normaliser is applied here.
+        tta: average with the mirror images; default the run's ``train.tta``.
+
+    Returns:
+        ``(labels, probabilities)``: class indices int64 (N,) and softmax float32 (N, K).
 
     Raises:
-        DataError: the folder does not exist, holds no images, or two files share an id.
+        DataError: ``images`` is not (N, H, W, C) of the run's input shape.
     """
-    root = Path(folder)
-    if not root.is_dir():
-        raise DataError(f"{root}: not a folder; --images takes a folder of image files")
-    files = sorted((p for p in root.iterdir()
-                    if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")),
-                   key=lambda p: natural_key(p.name))
-    if not files:
-        raise DataError(f"{root}: no image files ({'/'.join(sorted(IMAGE_EXTENSIONS))}) directly in this folder")
-    seen: dict[str, Path] = {}
-    for path in files:
-        if path.stem in seen:
-            raise DataError(f"{path} and {seen[path.stem]} have the same id {path.stem!r}; rename one of them")
-        seen[path.stem] = path
-    return files
+    channels, height, width = trained.spec.input_shape
+    x = np.asarray(images)
+    if x.ndim != 4 or x.shape[1:] != (height, width, channels):
+        hint = "; transpose (N, C, H, W) with images.transpose(0, 2, 3, 1)" \
+            if x.ndim == 4 and x.shape[1:] == (channels, height, width) and channels not in (height, width) else ""
+        raise DataError(f"images of shape {x.shape}: the run takes (N, {height}, {width}, {channels}) "
+                        f"(N, H, W, C) pixels on the 0..255 scale{hint}")
+    k = trained.spec.num_classes
+    if len(x) == 0:  # nothing to run the model on
+        return np.zeros(0, dtype=np.int64), np.zeros((0, k), dtype=np.float32)
+    probs = trained.probabilities(apply_normalizer(x, trained.spec.normalizer),
+                                  trained.config.train.tta if tta is None else tta)  # (N, K)
+    return probs.argmax(1).astype(np.int64), probs
 
 
-def read_images(files: list[Path], input_shape: tuple[int, int, int],
-                resize: int | tuple[int, int] | None,
-                max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Decode ``files`` to uint8 (N, H, W, C) as training decoded its images.
+class PathPredictions(NamedTuple):
+    """What :func:`predict_paths` gives: predictions of the files it could read, and the others."""
+
+    labels: np.ndarray  # (N,) int64 class indices
+    probabilities: np.ndarray  # (N, K) float32
+    kept: list[Path]  # the N files predicted, in the order given
+    skipped: list[tuple[Path, str]]  # (file, reason) of the files left out
+
+
+def predict_paths(trained: TrainedRun, paths: Sequence[str | Path], resize: bool = False,
+                  skip_corrupt: bool = False, tta: bool | None = None) -> PathPredictions:
+    """Predict image files.
+
+    Args:
+        trained: the run (:func:`open_trained_run`).
+        paths: image files (any format Pillow reads), decoded as training decoded its images.
+        resize: resize images of another size to the run's input size (bilinear, as the
+            image-folder reader resizes for ``data.resize``); a run trained with
+            ``data.resize`` always resizes. Default False: such an image is refused.
+        skip_corrupt: leave out unreadable files and files over the run's
+            ``data.max_image_pixels`` and list them in ``skipped``. Default False: the first
+            one raises.
+        tta: average with the mirror images; default the run's ``train.tta``.
 
     Raises:
-        ImageTooLargeError: a file over ``max_pixels`` pixels (the run's data.max_image_pixels).
-        CorruptDataError: a file that cannot be decoded (named).
-        DataError: an image whose size differs from training's and the run does not resize.
+        CorruptDataError, ImageTooLargeError: an unreadable or too large file, without ``skip_corrupt``.
+        DataError: an image of another size, without ``resize``.
     """
-    channels, height, width = input_shape
-    size = target_size(resize)
-    images = np.empty((len(files), height, width, channels), dtype=np.uint8)  # (N, H, W, C)
-    for i, path in enumerate(files):
-        try:
-            if channels == 3:
-                arr = decode_image(path, size, max_pixels)  # (H, W, 3), exactly the training reader
-            else:
-                with open_image(path, max_pixels) as im:
-                    im.load()
-                    gray = im.convert("L")
-                if size is not None and gray.size != (size[1], size[0]):
-                    gray = gray.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                arr = np.asarray(gray, dtype=np.uint8)[..., None]  # (H, W, 1)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-            raise CorruptDataError(f"{path}: corrupt or unreadable image ({type(exc).__name__}: {exc}); "
-                                   "fix or remove it, then predict again") from None
-        if arr.shape[:2] != (height, width):
-            raise DataError(
-                f"{path}: image is {arr.shape[1]}x{arr.shape[0]} (WxH) but the run was trained on "
-                f"{width}x{height} images and its config does not resize (data.resize is null); resize the "
-                f"images to {width}x{height}, or train a run with data.resize"
-            )
-        images[i] = arr
-    return images
+    _, height, width = trained.spec.input_shape
+    size = target_size(trained.config.data.resize) or ((height, width) if resize else None)
+    read = read_image_files([Path(p) for p in paths], trained.spec.input_shape, size,
+                            trained.config.data.max_image_pixels, skip_corrupt=skip_corrupt)
+    labels, probs = predict_arrays(trained, read.images, tta)
+    return PathPredictions(labels, probs, read.kept, read.skipped)
 
 
 def predict_folder(
@@ -282,52 +309,57 @@ def predict_folder(
     probabilities: bool = False,
     label_names: bool = False,
     tta: bool | None = None,
+    resize: bool = False,
+    skip_corrupt: bool = False,
     data_dir: str | Path | None = None,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Predict every image of a flat folder and write a Kaggle-style CSV.
+    """Predict every image of a folder and its subfolders and write a Kaggle-style CSV.
 
     Args:
         run_dir: the trained run.
-        images: a folder of image files (ids are the file names without extension).
+        images: a folder of image files; the ids are their paths relative to it without the
+            extension (the file name's stem for a file directly in it), see :func:`list_images`.
         out: the CSV to write (atomically).
         probabilities: add one ``prob_<class>`` column per class. Default False.
         label_names: write class names instead of class indices in ``label``. Default False.
         tta: average with the mirror images; default the run's ``train.tta``.
+        resize: resize images of another size to the run's input size (see :func:`predict_paths`).
+        skip_corrupt: leave unreadable and too large files out of the CSV and list them, one
+            ``path<TAB>reason`` a line, in ``<out>.skipped.txt`` (see :func:`predict_paths`).
         data_dir: a run without ``model.json`` only: where its dataset is read from (for its
             normaliser, input shape and class names). Default None.
         device: torch runs only: where to compute. Default the run's ``train.device``.
 
     Returns:
-        ``out``, ``rows``, ``columns``, ``class_names``, ``counts`` (predictions per class).
+        ``out``, ``rows``, ``columns``, ``class_names``, ``counts`` (predictions per class),
+        ``skipped`` (``(path, reason)`` pairs) and ``skipped_file`` (None when nothing was skipped).
 
     Raises:
-        DataError: no images, an unreadable image, or an image of another size.
+        DataError: no images, no readable image, an unreadable image (without ``skip_corrupt``),
+            or an image of another size (without ``resize``).
         RunDirError: no checkpoint, or one from an incompatible config.
     """
     out_path = Path(out)
     if out_path.is_dir():
         raise ConfigError(f"--out {out_path} is a folder; give a file name such as submission.csv")
-    files = list_images(images)  # before the (slower) model and data loading: fail fast
+    root = Path(images)
+    files = list_images(root)  # before the (slower) model and data loading: fail fast
     run = open_trained_run(run_dir, data_dir=data_dir, device=device)
-    spec = run.spec
-    x = apply_normalizer(read_images(files, spec.input_shape, run.config.data.resize,
-                                     run.config.data.max_image_pixels), spec.normalizer)
-    probs = run.probabilities(x, run.config.train.tta if tta is None else tta)  # (N, K)
-    predicted = probs.argmax(1)
-    names = spec.class_names
-    columns = ["id", "label"] + ([f"prob_{name}" for name in names] if probabilities else [])
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for path, k, row in zip(files, predicted, probs, strict=True):
-        label = names[int(k)] if label_names else int(k)
-        writer.writerow([path.stem, label, *(f"{p:.6f}" for p in row)] if probabilities else [path.stem, label])
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_path, buffer.getvalue())
-    counts = np.bincount(predicted, minlength=len(names))
-    return {"out": str(out_path), "rows": len(files), "columns": columns, "class_names": names,
-            "counts": {name: int(c) for name, c in zip(names, counts, strict=True)}}
+    result = predict_paths(run, files, resize=resize, skip_corrupt=skip_corrupt, tta=tta)
+    if not result.kept:
+        raise DataError(f"{root}: none of its {len(files)} image files could be read (first: "
+                        f"{result.skipped[0][0]}: {result.skipped[0][1]})")
+    names = run.spec.class_names
+    columns = write_submission(out_path, [image_id(p, root) for p in result.kept], result.labels,
+                               result.probabilities if probabilities else None, names, label_names)
+    listed = write_skipped(out_path, result.skipped)
+    counts = np.bincount(result.labels, minlength=len(names))
+    return {"out": str(out_path), "rows": len(result.kept), "columns": columns, "class_names": names,
+            "counts": {name: int(c) for name, c in zip(names, counts, strict=True)},
+            "skipped": [(str(p), reason) for p, reason in result.skipped],
+            "skipped_file": None if listed is None else str(listed)}
 
 
-__all__ = ["TrainedRun", "evaluate_run", "list_images", "open_trained_run", "predict_folder", "read_images"]
+__all__ = ["PathPredictions", "TrainedRun", "evaluate_run", "list_images", "open_trained_run", "predict_arrays",
+           "predict_folder", "predict_paths", "read_images"]

@@ -1,6 +1,6 @@
 """Run directories: where they come from (created, resumed, overwritten, cleaned) and their layout.
 
-The files are named, read and written in :mod:`trainlab.run_files` (re-exported here).
+The files are named, read and written in :mod:`trainlab.run_files`.
 Layout of ``runs/<name>/<run-id>/``::
 
     config.yaml      the resolved config, with seed, package versions and a data fingerprint
@@ -22,6 +22,7 @@ removes only a directory that holds the marker (or, from before markers, a run's
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -41,15 +42,9 @@ from trainlab.run_files import (
     CONFIG_FILE,
     LOG_FILE,
     MARKER_FILE,
-    METRICS_COLUMNS,
-    METRICS_FILE,
     START_FILES,
-    STEPS_FILE,
-    SUMMARY_FILE,
-    SUMMARY_KEYS,
     RunDir,
     drop_torn_line,
-    read_metrics_csv,
 )
 
 # A temporary file younger than this may belong to a live writer (a run being reported on
@@ -280,6 +275,8 @@ def discard_run_dir(run: RunDir) -> bool:
 
     Only a directory this process created (``run.fresh``) that holds nothing but what a start
     writes (:data:`START_FILES` and temporary files) is removed, so nothing else is ever lost.
+    The run name's folder above it goes too when that leaves it empty (the first run of a
+    name made it).
 
     Returns:
         Whether it was removed.
@@ -292,6 +289,8 @@ def discard_run_dir(run: RunDir) -> bool:
         shutil.rmtree(run.path)
     except OSError:
         return False
+    with contextlib.suppress(OSError):  # not empty (other runs of the name), or not ours to remove
+        run.path.parent.rmdir()
     return True
 
 
@@ -300,24 +299,13 @@ def _written_at_start(entry: Path) -> bool:
 
 
 __all__ = [
-    "CONFIG_FILE",
-    "LOG_FILE",
-    "MARKER_FILE",
-    "METRICS_COLUMNS",
-    "METRICS_FILE",
     "STALE_TEMP_SECONDS",
-    "START_FILES",
-    "STEPS_FILE",
-    "SUMMARY_FILE",
-    "SUMMARY_KEYS",
-    "RunDir",
     "create_run_dir",
     "default_run_id",
     "discard_run_dir",
     "holds_a_run",
     "open_run_dir",
     "package_versions",
-    "read_metrics_csv",
     "remove_orphaned_temp_files",
     "resume_run_dir",
 ]

@@ -23,7 +23,7 @@ from tests.helpers import InterruptAt, timeless, write_config
 from trainlab.callbacks.base import Callback
 from trainlab.engines.interrupts import StopSignals
 from trainlab.engines.resume import checkpoint_step
-from trainlab.runs import read_metrics_csv
+from trainlab.run_files import read_metrics_csv
 
 
 class SignalAt(Callback):

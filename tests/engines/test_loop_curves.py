@@ -20,7 +20,7 @@ import trainlab.api as tl
 from tests.helpers import timeless, write_config
 from trainlab.engines.step_log import STEPS_COLUMNS, StepLog, read_steps_csv
 from trainlab.errors import TrainlabError
-from trainlab.runs import read_metrics_csv
+from trainlab.run_files import read_metrics_csv
 
 STEPS_PER_EPOCH = 40  # 2000 training images (write_config's limit) in batches of 50
 

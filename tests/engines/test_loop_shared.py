@@ -17,8 +17,8 @@ from trainlab.callbacks import CallbackList, TrainState
 from trainlab.config import RunConfig, TrainConfig
 from trainlab.data import prepare_data
 from trainlab.engines.base import FitContext, get_engine
-from trainlab.engines.loop import RunLength, plan_length
 from trainlab.engines.resume import verify_resume
+from trainlab.engines.run_length import RunLength, plan_length
 from trainlab.errors import ConfigError, DataError, RunDirError
 from trainlab.runs import open_run_dir
 

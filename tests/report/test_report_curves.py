@@ -19,7 +19,7 @@ from trainlab.cli import main
 from trainlab.report import curves as cfigs
 from trainlab.report.artifacts import load_artifacts
 from trainlab.report.run_report import RunReport
-from trainlab.runs import read_metrics_csv
+from trainlab.run_files import read_metrics_csv
 
 
 @dataclass

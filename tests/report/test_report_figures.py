@@ -159,3 +159,80 @@ def test_html_escapes_and_embeds(tmp_path: Path) -> None:
     assert 'href="#s1"' in page and '<section id="s1">' in page
     assert fmt(1234567) == "1,234,567" and fmt(0.123456) == "0.1235" and fmt(None) == "–"
     assert fmt(float("nan")) == "nan" and fmt(1e-5) == "1.00e-05"
+
+
+# -- issue 27: report details ---------------------------------------------------------------
+
+
+def test_constant_learning_rate_is_stated_not_drawn() -> None:
+    rows = [{**row, "lr": 0.01} for row in _metrics()]
+    assert figs.constant_lr(rows) == 0.01 and figs.constant_lr(_metrics()) is None
+    fig = figs.learning_curves(rows)
+    assert [a.get_title() for a in fig.axes] == ["loss", "accuracy"]
+    assert fig.get_suptitle() == "learning rate 0.01 (constant)"
+    unlogged = [{k: v for k, v in row.items() if k != "lr"} for row in _metrics()]
+    assert figs.constant_lr(unlogged) is None  # no lr column: no panel and no claim about it
+    assert [a.get_title() for a in figs.learning_curves(unlogged).axes] == ["loss", "accuracy"]
+    assert figs.learning_curves(unlogged).get_suptitle() == ""
+
+
+def _sparse_calibration() -> dg.Calibration:
+    """1000 examples: 600 over-confident at 0.7, 390 under-confident at 0.5, and 2 examples at
+    0.97 that are both wrong (a gap of 0.97 from a bin of 2)."""
+    rng = np.random.default_rng(0)
+    top = np.concatenate([np.full(600, 0.7), np.full(398, 0.5), np.full(2, 0.97)])
+    probabilities = np.stack([top, 1 - top], axis=1)  # (N, 2): class 0 predicted
+    correct = np.concatenate([rng.random(600) < 0.55, rng.random(398) < 0.8, [False, False]])
+    return dg.calibration(probabilities, np.where(correct, 0, 1), bins=10)
+
+
+def test_reliability_max_gap_leaves_out_sparse_bins() -> None:
+    cal = _sparse_calibration()
+    assert cal.max_gap == pytest.approx(0.97)  # the raw max: the bin of 2 examples
+    assert figs.min_bin_count(1000) == 10 and figs.min_bin_count(5000) == 50
+    supported = cal.counts >= 10
+    expected = float(np.max(np.abs(cal.accuracy - cal.confidence)[supported]))
+    assert figs.supported_max_gap(cal) == pytest.approx(expected) and expected < 0.5
+    title = figs.reliability_diagram(cal).axes[0].get_title()
+    assert f"max gap {expected:.3f} (bins of ≥ 10 examples)" in title and "0.970" not in title
+    assert "at least 10 examples" in figs.max_gap_rule(cal)
+
+
+def test_reliability_gap_shading_matches_its_legend() -> None:
+    ax = figs.reliability_diagram(_sparse_calibration()).axes[0]
+    legend = dict(zip([t.get_text() for t in ax.get_legend().get_texts()], ax.get_legend().legend_handles,
+                      strict=True))
+    assert {"gap: over-confident", "gap: under-confident", "bin of < 10 examples"} <= set(legend)
+    for container in ax.containers:
+        handle = legend[container.get_label()]
+        for patch in container.patches:  # every bar looks like its legend entry, and nothing is see-through
+            assert patch.get_alpha() in (None, 1.0)
+            assert patch.get_facecolor() == handle.get_facecolor()
+            assert patch.get_hatch() == handle.get_hatch()
+            assert patch.get_hatchcolor() == handle.get_hatchcolor()
+    over = next(c for c in ax.containers if c.get_label() == "gap: over-confident")
+    assert len(over.patches) == 1  # the 0.97 bin has no shaded gap: it is too small to trust
+
+
+def test_small_conv_kernels_are_drawn_as_signed_weights() -> None:
+    from trainlab.report import kernels
+
+    rng = np.random.default_rng(0)
+    conv3 = {"0.weight": rng.normal(size=(40, 3, 3, 3)), "0.bias": np.zeros(40)}
+    name, array = kernels.small_first_conv(conv3)
+    assert name == "0.weight" and array.shape == (40, 3, 3, 3)
+    assert kernels.small_first_conv({"0.weight": rng.normal(size=(8, 3, 5, 5))}) is None  # templates suit 5x5
+    assert kernels.small_first_conv({"0.W": rng.normal(size=(48, 5))}) is None  # a dense first layer
+    assert kernels.small_first_conv({"0.weight": rng.normal(size=(8, 16, 3, 3))}) is None
+    conv3["0.weight"][7] *= 100  # the strongest filter comes first
+    fig = kernels.kernel_grid(name, conv3["0.weight"])
+    shown = [a for a in fig.axes if a.images]
+    assert len(shown) == kernels.MAX_FILTERS_SHOWN
+    assert shown[0].get_title().startswith("7\n")
+    image = shown[0].images[0]
+    assert image.get_array().shape == (3 * 4 - 1, 3)  # R, G, B one under another
+    low, high = image.get_clim()
+    assert low == -high  # one symmetric scale: the sign of a weight is its colour
+    assert all(a.images[0].get_clim() == (low, high) for a in shown)
+    caption = kernels.kernel_caption(name, conv3["0.weight"])
+    assert "filters of the first conv layer" in caption and "the 32 of 40" in caption

@@ -17,6 +17,7 @@ from tests.report.conftest import ReportRuns
 from trainlab.config import AugmentConfig
 from trainlab.data.normalize import KINDS, apply_normalizer, fit_normalizer
 from trainlab.report import samples
+from trainlab.report.artifacts import Predictions
 from trainlab.report.samples import (
     PART_BYTES,
     ImageSplits,
@@ -122,7 +123,7 @@ def test_large_images_keep_to_the_byte_budget() -> None:
     probabilities = np.full((60, 3), 0.1)
     probabilities[np.arange(60), (splits.y_train + 1) % 3] = 0.8  # every prediction wrong
     config = {"seed": 0, "augment": {"hflip": True, "cutout": 8}}
-    images = collect_report_images(splits, config, (probabilities, splits.y_train))
+    images = collect_report_images(splits, config, Predictions(probabilities, splits.y_train))
     one = int(np.prod(shape))
     assert 0 < images.samples_x.nbytes <= PART_BYTES
     assert np.bincount(images.samples_y).tolist() == [PART_BYTES // (3 * one)] * 3

@@ -78,6 +78,11 @@ def test_study_report_of_categorical_and_numeric_parameters(studies: Studies) ->
     assert html.index(f"{settings[0].spread.mean:.4f}") < html.index(f"{settings[-1].spread.mean:.4f}")
 
 
+def test_trial_curves_legend_names_each_parameter(studies: Studies) -> None:
+    svg = (studies.mixed / "figures" / "trial_curves.svg").read_text(encoding="utf-8")
+    assert "model.hidden=[" in svg and "optimizer.lr=0." in svg  # issue 27: not bare values
+
+
 def test_export_md_and_tex(studies: Studies) -> None:
     study = open_study(studies.mixed)
     md = export(study, "md").splitlines()

@@ -16,7 +16,13 @@ from optuna.trial import TrialState
 from sqlalchemy import text
 
 import trainlab.studies as studies_package
-from trainlab.studies.optuna_adapter import claim_waiting, open_trial, rdb_engine, trial_id
+from trainlab.studies.optuna_adapter import (
+    claim_waiting,
+    label_objective,
+    open_trial,
+    rdb_engine,
+    trial_id,
+)
 from trainlab.studies.storage import StorageHandle, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -86,6 +92,17 @@ def test_open_trial_samples_the_planned_values_and_is_told(handle: StorageHandle
     frozen = handle.storage.get_trial(claimed)
     assert frozen.state == TrialState.COMPLETE and frozen.value == 0.9
     assert frozen.params == {"lr": 0.25} and frozen.user_attrs["worker"] == {"pid": 1}
+
+
+def test_label_objective_names_the_objective_in_the_storage_once(handle: StorageHandle) -> None:
+    study = _study(handle, "s", [])
+    assert study.metric_names is None
+    assert label_objective(study, "final_val_accuracy") is True
+    stored = optuna.load_study(study_name="s", storage=handle.storage)  # read back from the storage
+    assert stored.metric_names == ["final_val_accuracy"]
+    assert label_objective(stored, "final_val_accuracy") is False  # already named: nothing written
+    assert label_objective(stored, "test_accuracy") is True
+    assert optuna.load_study(study_name="s", storage=handle.storage).metric_names == ["test_accuracy"]
 
 
 def test_rdb_engine_is_the_storage_database(tmp_path: Path) -> None:

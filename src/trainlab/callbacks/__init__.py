@@ -9,6 +9,7 @@ from __future__ import annotations
 from trainlab.callbacks.base import Callback, CallbackList, TrainState, flatten_rows
 from trainlab.callbacks.checkpoint_trigger import CheckpointTrigger
 from trainlab.callbacks.early_stopping import EarlyStopping
+from trainlab.callbacks.from_config import build_callbacks
 from trainlab.callbacks.metrics_logger import MetricsLogger
 from trainlab.callbacks.mlflow import MlflowLogger
 from trainlab.callbacks.reduce_on_plateau import ReduceLROnPlateau
@@ -26,6 +27,7 @@ __all__ = [
     "TensorBoardLogger",
     "Tracker",
     "TrainState",
+    "build_callbacks",
     "check_trackers",
     "finish_trackers",
     "flatten_rows",

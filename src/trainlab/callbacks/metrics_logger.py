@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainlab.callbacks.base import Callback, TrainState
-from trainlab.runs import RunDir
+from trainlab.run_files import RunDir
 
 
 class MetricsLogger(Callback):

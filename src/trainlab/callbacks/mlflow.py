@@ -33,7 +33,7 @@ from trainlab.callbacks.base import TrainState
 from trainlab.callbacks.tracker import Tracker, measured, require_package, summary_numbers
 from trainlab.errors import ConfigError
 from trainlab.io import atomic_write_json
-from trainlab.runs import RunDir
+from trainlab.run_files import RunDir
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainlab.callbacks.base import TrainState
 from trainlab.callbacks.tracker import Tracker, measured, require_package, summary_numbers
-from trainlab.runs import RunDir
+from trainlab.run_files import RunDir
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter

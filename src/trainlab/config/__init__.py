@@ -11,7 +11,14 @@ from ._base import resolve_mode
 from ._messages import unknown_key_message, validation_error_to_config_error
 from .augment import AugmentConfig, ColorJitterConfig
 from .data import KNOWN_DATASETS, DataConfig, LimitConfig
-from .loading import config_diff, config_schema, config_to_yaml, load_config, load_config_dict
+from .loading import (
+    PROVENANCE_KEY,
+    config_diff,
+    config_schema,
+    config_to_yaml,
+    load_config,
+    load_config_dict,
+)
 from .model import ConvBlockConfig, InitConfig, ModelConfig, WhitenConfig
 from .optim import LossConfig, OptimizerConfig, RegularizationConfig, ScheduleConfig
 from .overrides import deep_merge, parse_overrides, with_overrides
@@ -23,6 +30,7 @@ __all__ = [
     "KNOWN_DATASETS",
     "NUMPY_MODELS",
     "NUMPY_OPTIMIZERS",
+    "PROVENANCE_KEY",
     "AugmentConfig",
     "ColorJitterConfig",
     "ConvBlockConfig",

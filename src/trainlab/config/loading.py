@@ -13,6 +13,11 @@ from .model_factory import anchor_model_factory
 from .overrides import _parse_override, _record_origins, apply_overrides, deep_merge
 from .run import RunConfig, _validate
 
+#: The section of a run directory's config.yaml that records how the run came about (when, with
+#: which versions, on which data, extensions). It is not config: loading a run's config.yaml
+#: (to rerun it) leaves it out, and the new run records its own.
+PROVENANCE_KEY = "provenance"
+
 
 def _read_mapping(path: Path) -> dict[str, Any]:
     try:
@@ -94,11 +99,15 @@ def load_config_dict(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Read a run file, resolve its ``base`` chain, apply ``--set`` overrides, validate.
 
+    A run directory's ``config.yaml`` is a run file too: its ``provenance`` section
+    (:data:`PROVENANCE_KEY`) is left out, so ``trainlab run runs/NAME/ID/config.yaml`` reruns it.
+
     Raises:
         ConfigError: naming the file (or the override), the field path and the bad value.
     """
     origins: dict[str, str] = {}
     data = _resolve(Path(path), [], origins)
+    data.pop(PROVENANCE_KEY, None)
     data = apply_overrides(
         data, [_parse_override(text) for text in overrides or []], str(path), origins
     )

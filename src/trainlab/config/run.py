@@ -73,7 +73,8 @@ class OutputConfig(StrictModel):
     save_predictions: bool = Field(
         True,
         description="Write test-set probabilities and labels before and after training "
-        "(predictions_initial.npz, predictions.npz).",
+        "(predictions_initial.npz, predictions.npz); of the validation set when the test set "
+        "is unlabelled or missing.",
     )
     report: bool = Field(
         True, description="Write figures/ and report.html when the run ends (a few seconds)."

@@ -26,7 +26,7 @@ from trainlab.errors import TrainlabError
 if TYPE_CHECKING:
     from trainlab.config import RunConfig
     from trainlab.data import PreparedData
-    from trainlab.runs import RunDir
+    from trainlab.run_files import RunDir
 
 
 @dataclass

@@ -2,7 +2,8 @@
 common, so an engine supplies only its step, its evaluation, its state arrays and a loader.
 
 :class:`TrainingLoop` plans the run length (:func:`plan_length`), builds each evaluation's
-metrics rows, measures the final figures, writes the test-split predictions, words the error
+metrics rows, measures the final figures, writes the predictions (of the test split, else of
+the validation split: :meth:`TrainingLoop.predictions_split`), words the error
 of a NaN/inf loss, holds the part of a checkpoint both engines share (:meth:`loop_state`) and
 verifies a resume (:func:`trainlab.engines.resume.verify_resume`). ``NumpyTraining`` and
 ``TorchTraining`` fill in the abstract hooks. The order of events is fixed here:
@@ -29,7 +30,6 @@ import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -37,54 +37,20 @@ import numpy as np
 
 from trainlab.engines.interrupts import StopSignals
 from trainlab.engines.resume import resume_record, verify_resume
+from trainlab.engines.run_length import plan_length
 from trainlab.engines.step_log import StepLog
-from trainlab.errors import ConfigError, TrainingError
+from trainlab.errors import TrainingError
 from trainlab.io import atomic_save_npz
 from trainlab.monitoring import MonitorWarnings
 from trainlab.progress import ProgressReporter
 from trainlab.schedules import scheduled_lr
 
 if TYPE_CHECKING:
-    from trainlab.config import RunConfig, TrainConfig
+    from trainlab.config import RunConfig
     from trainlab.data import PreparedData
     from trainlab.engines.base import FitContext
 
 SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class RunLength:
-    """How long a run is and how often it evaluates, in steps.
-
-    Attributes:
-        batch_size: examples per step (``train.batch_size``, at most the training split).
-        steps_per_epoch: full batches in one pass over the training split.
-        total_steps: the planned run length (``train.steps``, else ``train.epochs`` passes).
-        eval_every: steps between evaluations (``train.eval_every``, else one epoch).
-    """
-
-    batch_size: int
-    steps_per_epoch: int
-    total_steps: int
-    eval_every: int
-
-
-def plan_length(train: TrainConfig, n: int) -> RunLength:
-    """The run length of ``train`` settings on ``n`` training examples.
-
-    Raises:
-        ConfigError: the training split is empty.
-    """
-    if n == 0:
-        raise ConfigError("data: the training split is empty")
-    batch_size = n if train.batch_size == "full" else min(int(train.batch_size), n)
-    steps_per_epoch = max(1, n // batch_size)
-    return RunLength(
-        batch_size=batch_size,
-        steps_per_epoch=steps_per_epoch,
-        total_steps=train.steps or (train.epochs or 10) * steps_per_epoch,
-        eval_every=train.eval_every or steps_per_epoch,
-    )
 
 
 class TrainingLoop(ABC):
@@ -98,6 +64,7 @@ class TrainingLoop(ABC):
             (:class:`RunLength`).
         labelled: whether each split (train, val, test) has labelled rows to measure.
         test_labels: the test split's labels (None when it has none), for predictions.
+        val_labels: the validation split's labels, for predictions without a labelled test split.
         train_seconds: training time so far (carried over a resume by the checkpoint).
         data_fingerprint: the prepared data's fingerprint (recorded in checkpoints).
         warnings: the layer-monitor warnings of this run (each logged once).
@@ -124,6 +91,7 @@ class TrainingLoop(ABC):
         self.batch_size, self.steps_per_epoch = length.batch_size, length.steps_per_epoch
         self.total_steps, self.eval_every = length.total_steps, length.eval_every
         self.test_labels = np.asarray(data.y_test) if data.y_test is not None else None
+        self.val_labels = np.asarray(data.y_val)
         self.has_test_images = data.x_test is not None
         labelled_test = self.has_test_images and self.test_labels is not None and len(self.test_labels) > 0
         self.labelled = {"train": True, "val": len(data.y_val) > 0, "test": labelled_test}
@@ -166,7 +134,8 @@ class TrainingLoop(ABC):
 
     @abstractmethod
     def progress_figures(self) -> dict[str, float]:
-        """Loss and accuracy for the progress line (may raise on a NaN loss)."""
+        """The progress line's ``running loss`` and ``running acc``: the means over the steps
+        since the last evaluation (may raise on a NaN loss)."""
 
     @abstractmethod
     def interval_figures(self) -> tuple[float, float]:
@@ -183,21 +152,19 @@ class TrainingLoop(ABC):
         eval mode; ``final``: the end-of-run figures of the summary."""
 
     @abstractmethod
-    def test_probabilities(self) -> np.ndarray:
-        """Class probabilities (N, K) float32 of the test split, with the weights evaluations use."""
+    def probabilities(self, split: str) -> np.ndarray:
+        """Class probabilities (N, K) float32 of ``split`` (val or test), with the weights
+        evaluations use (the final evaluation's, once it has run)."""
 
     @abstractmethod
     def run_facts(self) -> dict[str, Any]:
         """What the summary says about the engine and model (engine, params, device...)."""
 
+    @abstractmethod
     def step_loss(self) -> Any:
-        """The training loss of the step just taken, for ``steps.csv`` (``train.log_steps``).
-
-        A float, or a 0-d tensor that may stay on its device until the row is written. This
-        default reads :meth:`progress_figures`; an engine whose loss lives on a device
-        overrides it so that recording a row costs no host sync.
-        """
-        return self.progress_figures()["loss"]
+        """The training loss of the step just taken, for ``steps.csv`` (``train.log_steps``):
+        a float, or a 0-d tensor that may stay on its device until the row is written (so
+        recording a row costs no host sync)."""
 
     # -- shared ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -255,17 +222,31 @@ class TrainingLoop(ABC):
         no labelled rows."""
         return self.evaluate_split(split, final=True) if self.labelled[split] else None
 
+    def predictions_split(self) -> str | None:
+        """The split whose predictions the run saves: test when it is labelled, else val when
+        it has rows (so the report can still show a confusion matrix, issue 27), else the
+        unlabelled test images; None when there is none of these."""
+        if self.labelled["test"]:
+            return "test"
+        if self.labelled["val"]:
+            return "val"
+        return "test" if self.has_test_images else None
+
     def save_predictions(self, filename: str) -> None:
-        """Test-split probabilities (and labels) into the run directory, when asked for."""
-        if not self.config.output.save_predictions or not self.has_test_images:
+        """The probabilities (and labels) of :meth:`predictions_split` into the run directory,
+        when asked for; ``split`` (a 0-d string array) records which split they are of."""
+        split = self.predictions_split()
+        if not self.config.output.save_predictions or split is None:
             return
-        arrays = {"probabilities": self.test_probabilities()}
-        if self.test_labels is not None:
-            arrays["labels"] = self.test_labels
+        arrays = {"probabilities": self.probabilities(split)}
+        labels = self.test_labels if split == "test" else self.val_labels
+        if labels is not None:
+            arrays["labels"] = labels
+        arrays["split"] = np.asarray(split)
         atomic_save_npz(self.context.run_dir.path / filename, arrays)
 
     def summary(self) -> dict[str, Any]:
-        """Final figures on every split, and ``predictions.npz`` for the test split."""
+        """Final figures on every split, and ``predictions.npz`` (:meth:`save_predictions`)."""
         result: dict[str, Any] = {
             **self.run_facts(),
             "epochs": self.context.state.step / self.steps_per_epoch,
@@ -376,7 +357,8 @@ class TrainingLoop(ABC):
             self._checkpoint_step = state.step if self.context.resume else None
             self._step_log = step_log = self._open_step_log()
             callbacks.call("on_train_begin", state)
-            progress = ProgressReporter(self.total_steps, enabled=self.context.progress)
+            progress = ProgressReporter(self.total_steps, enabled=self.context.progress,
+                                        steps_per_epoch=self.steps_per_epoch)
             progress.start(state.step)
             self._started, self._seconds_before = time.perf_counter(), self.train_seconds
             try:
@@ -433,6 +415,7 @@ class TrainingLoop(ABC):
             # elapsed first: it follows the fixed columns in metrics.csv
             rows = [{"elapsed": round(self.train_seconds, 4), **row} for row in self.evaluation_rows()]
             callbacks.call("on_evaluate", state, rows)
+            progress.evaluation(state.step, rows)  # val loss and accuracy, and the best so far
             self._checkpoint_if_requested()
         if epoch_done:
             callbacks.call("on_epoch_end", state)

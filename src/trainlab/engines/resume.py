@@ -12,7 +12,7 @@ A resume is refused when the config it would continue under hashes differently f
 recorded one (:func:`check_config`, a ConfigError listing the fields, old -> new) or when the
 data's fingerprint changed (:func:`check_data`, a DataError with both fingerprints), so a
 run directory never describes one run while holding the results of another. Extending a
-run (more epochs) is such a change, refused like any other.
+run (``--epochs N`` on a resume) is the one change allowed: the run's provenance records it.
 
 :func:`trainlab.api.run` checks the config before the data are read
 (:func:`verify_resume_config`, the metadata alone), then config and data once they are
@@ -28,22 +28,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainlab.config.loading import PROVENANCE_KEY
 from trainlab.errors import ConfigError, DataError, RunDirError
 
 if TYPE_CHECKING:
     from trainlab.config import RunConfig
-    from trainlab.runs import RunDir
+    from trainlab.run_files import RunDir
 
 # The config section a resume ignores (as api._resolve_config does): it documents, never runs.
 IGNORED_SECTIONS = ("source",)
 # The checkpoint file of each engine, as the engines name it through RunDir.checkpoint_path.
 CHECKPOINT_SUFFIX = {"numpy": ".npz", "torch": ".pt"}
-# config.yaml's section that records the data, as trainlab.api.PROVENANCE_KEY (api sits above engines).
-PROVENANCE_KEY = "provenance"
 
 
 def resolved_config(config: RunConfig) -> dict[str, Any]:
@@ -81,8 +80,25 @@ def _listed_differences(recorded: Any, config: RunConfig) -> str:
     return listed + (f"; and {len(differences) - 10} more" if len(differences) > 10 else "")
 
 
-def check_config(meta: Mapping[str, Any], config: RunConfig, checkpoint: Path) -> None:
+def _extended(recorded: Any, config: RunConfig, extensions: Sequence[Mapping[str, Any]]) -> bool:
+    """True when ``config`` is the recorded config made longer by one of the run's extensions
+    (``trainlab run --resume RUN --epochs N``, recorded in its provenance)."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("train"), dict):
+        return False
+    epochs = recorded["train"].get("epochs")
+    if not any(e.get("from_epochs") == epochs and e.get("to_epochs") == config.train.epochs for e in extensions):
+        return False
+    longer = {**recorded, "train": {**recorded["train"], "epochs": config.train.epochs}}
+    return config_sha256(longer) == config_sha256(resolved_config(config))
+
+
+def check_config(meta: Mapping[str, Any], config: RunConfig, checkpoint: Path,
+                 extensions: Sequence[Mapping[str, Any]] = ()) -> None:
     """Refuse to resume ``checkpoint`` under a config other than the one it was written with.
+
+    ``extensions`` (the run's provenance records them) allow one difference: ``train.epochs``
+    made longer by an extension, so a run extended and then interrupted before its next
+    checkpoint resumes.
 
     Raises:
         ConfigError: the config's hash differs from the recorded one in a field; the message
@@ -93,13 +109,15 @@ def check_config(meta: Mapping[str, Any], config: RunConfig, checkpoint: Path) -
         return
     if config_sha256(resolved_config(config)) == recorded_hash:
         return
+    if extensions and _extended(meta.get("config"), config, extensions):
+        return
     listed = _listed_differences(meta.get("config"), config)
     if not listed:  # the same settings, hashed differently by another trainlab version
         return
     raise ConfigError(
         f"cannot resume {checkpoint.parent}: {checkpoint.name} was written with another config "
         f"than the one to resume with ({listed}); was {checkpoint.parent / 'config.yaml'} edited? "
-        "Restore it and resume, or start a new run (a run cannot be extended or changed on resume)"
+        "Restore it and resume, or start a new run (a run is extended with --resume RUN --epochs N)"
     )
 
 
@@ -159,8 +177,10 @@ def checkpoint_step(run_path: Path, engine: str) -> int | None:
         return None
 
 
-def verify_resume_config(run_path: Path, config: RunConfig) -> None:
-    """Before a resume reads any data: ``run_path`` has a checkpoint, written with ``config``.
+def verify_resume_config(run_path: Path, config: RunConfig,
+                         extensions: Sequence[Mapping[str, Any]] = ()) -> None:
+    """Before a resume reads any data: ``run_path`` has a checkpoint, written with ``config``
+    (or with a config that one of ``extensions`` made longer, see :func:`check_config`).
 
     Raises:
         RunDirError: there is no checkpoint, or it cannot be read.
@@ -172,7 +192,13 @@ def verify_resume_config(run_path: Path, config: RunConfig) -> None:
             f"cannot resume {run_path}: it holds no checkpoint (the run stopped before its first "
             "one, or ran with output.save_checkpoint: false); start it again with --overwrite"
         )
-    check_config(read_checkpoint_meta(path), config, path)
+    check_config(read_checkpoint_meta(path), config, path, extensions)
+
+
+def recorded_extensions(provenance: Any) -> list[Mapping[str, Any]]:
+    """The extensions a ``config.yaml`` provenance section records (none when it has none)."""
+    extensions = provenance.get("extensions") if isinstance(provenance, dict) else None
+    return [e for e in extensions if isinstance(e, dict)] if isinstance(extensions, list) else []
 
 
 def _provenance_fingerprint(run_dir: RunDir) -> str | None:
@@ -214,7 +240,8 @@ def verify_resume(run_dir: RunDir, config: RunConfig, fingerprint: str,
             raise RunDirError(f"cannot resume {run_dir.path}: it holds no checkpoint")
         checkpoint = (path, read_checkpoint_meta(path))
     path, meta = checkpoint
-    check_config(meta, config, path)
+    provenance = run_dir.read_config().get(PROVENANCE_KEY) if run_dir.config_path.exists() else None
+    check_config(meta, config, path, recorded_extensions(provenance))
     check_data(meta, fingerprint, path, _provenance_fingerprint(run_dir))
 
 

@@ -3,8 +3,11 @@ missing or partial file: what is absent becomes a note that the report shows.
 
 Optional inputs that engines may write (read when present):
 
-- ``predictions_initial.npz``: test probabilities of the initial model (before any
-  update), for the confusion matrix before training.
+- ``predictions_initial.npz``: probabilities of the initial model (before any update), for
+  the confusion matrix before training.
+
+Both prediction files hold the test split, or the validation split when the run has no
+labelled test split; their ``split`` entry says which (a file without it is of the test split).
 - ``gradcheck.json``: the result of :func:`trainlab.api.gradcheck` for the run's model.
 """
 
@@ -19,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from trainlab.diagnostics import early_stopping_step, log_warnings
-from trainlab.runs import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, RunDir, open_run_dir
+from trainlab.run_files import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, RunDir
+from trainlab.runs import open_run_dir
 
 PREDICTIONS_FILE = "predictions.npz"
 INITIAL_PREDICTIONS_FILE = "predictions_initial.npz"
@@ -37,12 +41,17 @@ STATUS_TEXT = {
 }
 
 
+PREDICTION_SPLITS = ("test", "val")
+
+
 @dataclass
 class Predictions:
-    """Test-split probabilities (N, K) and labels (N,) (None when the test set is unlabelled)."""
+    """Probabilities (N, K) and labels (N,) (None when unlabelled) of one split: ``split`` is
+    test, or val for a run without a labelled test split."""
 
     probabilities: np.ndarray
     labels: np.ndarray | None
+    split: str = "test"
 
 
 @dataclass
@@ -112,13 +121,22 @@ class RunArtifacts:
         )
 
 
-def _read_predictions(path: Path) -> Predictions:
+def read_predictions_file(path: Path) -> Predictions:
+    """The predictions saved in ``path`` (``predictions.npz`` or ``predictions_initial.npz``).
+
+    Raises:
+        OSError, KeyError: the file cannot be read, or holds no probabilities.
+        ValueError: the arrays have unexpected shapes, or ``split`` is neither test nor val.
+    """
     with np.load(path, allow_pickle=False) as saved:
         probabilities = np.asarray(saved["probabilities"])  # (N, K)
         labels = np.asarray(saved["labels"]) if "labels" in saved.files else None
+        split = str(saved["split"]) if "split" in saved.files else "test"  # files before issue 27
     if probabilities.ndim != 2 or (labels is not None and len(labels) != len(probabilities)):
         raise ValueError(f"unexpected shapes {probabilities.shape} and {None if labels is None else labels.shape}")
-    return Predictions(probabilities, labels)
+    if split not in PREDICTION_SPLITS:
+        raise ValueError(f"unknown split {split!r}")
+    return Predictions(probabilities, labels, split)
 
 
 def _numpy_weights(path: Path) -> dict[str, np.ndarray]:
@@ -159,7 +177,7 @@ def load_artifacts(path: str | Path) -> RunArtifacts:
             notes[attr] = f"no {name} in the run directory"
             continue
         try:
-            setattr(artifacts, attr, _read_predictions(file))
+            setattr(artifacts, attr, read_predictions_file(file))
         except (OSError, ValueError, KeyError) as exc:
             notes[attr] = f"{name} could not be read: {exc}"
     if artifacts.predictions is None and artifacts.status in ("failed", "unknown", "running", "interrupted"):
@@ -193,7 +211,9 @@ __all__ = [
     "GRADCHECK_FILE",
     "INITIAL_PREDICTIONS_FILE",
     "PREDICTIONS_FILE",
+    "PREDICTION_SPLITS",
     "Predictions",
     "RunArtifacts",
     "load_artifacts",
+    "read_predictions_file",
 ]

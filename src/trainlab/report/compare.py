@@ -21,7 +21,7 @@ from trainlab.report import curves as cfigs
 from trainlab.report import figures as figs
 from trainlab.report.artifacts import RunArtifacts, load_artifacts
 from trainlab.report.html import Block, Section, figure, fmt, note, table, text, write_report
-from trainlab.runs import STEPS_FILE
+from trainlab.run_files import STEPS_FILE
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
@@ -118,7 +118,8 @@ class CompareReport:
         """Status and key numbers of each run."""
         section = Section("runs", "Runs")
         keys = [(k, label) for k, label in SUMMARY_KEYS if any(r.summary.get(k) is not None for r in self.runs)]
-        rows = [[label, art.engine, art.status, *[fmt(art.summary.get(k)) for k, _ in keys]]
+        rows = [[label, art.engine, art.status, *[(cfigs.epochs_text(art.summary) or fmt(None)) if k == "epochs"
+                                                  else fmt(art.summary.get(k)) for k, _ in keys]]
                 for label, art in zip(self.labels, self.runs, strict=True)]
         section.add(table(["run", "engine", "status", *[label for _, label in keys]], rows))
         section.add(table(["run", "directory"], [[label, str(art.path)] for label, art in

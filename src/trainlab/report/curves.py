@@ -9,6 +9,7 @@ existed simply have no points on a time axis. Same style and palette as :mod:`.f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from trainlab.report.figures import PALETTE, SPLIT_STYLE, new_figure, styled
 
@@ -42,6 +44,34 @@ class RunCurve:
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def epochs_text(summary: Mapping[str, Any]) -> str:
+    """The epochs a run trained, in whole numbers: ``3``, or ``2 (+160 steps)`` for a run that
+    stopped mid-epoch (pruned, or stopped early), whose summary's ``epochs`` is a fraction
+    (steps / steps per epoch). Empty when the summary has no epochs."""
+    epochs, steps = summary.get("epochs"), summary.get("steps")
+    if not _number(epochs) or not math.isfinite(epochs):
+        return ""
+    if abs(epochs - round(epochs)) < 1e-6:  # whole, up to the rounding of steps / steps per epoch
+        return str(round(epochs))
+    whole = math.floor(epochs)
+    if not _number(steps) or epochs <= 0:
+        return str(whole)
+    extra = round(steps - whole * steps / epochs)  # steps into the unfinished epoch
+    return f"{whole} (+{extra:,} steps)"
+
+
+def integer_ticks(ax: Axes) -> None:
+    """Whole-number ticks on ``ax``'s x axis (epochs: a pruned run ends between two)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def legend_columns(labels: Sequence[str], width_chars: int = 150) -> int:
+    """Columns of a legend below a figure about ``width_chars`` characters wide: up to 4, fewer
+    when the labels are long (runs labelled with their parameters)."""
+    longest = max((len(label) for label in labels), default=1)
+    return max(1, min(4, len(labels), width_chars // max(1, longest)))
 
 
 def time_unit(seconds: float) -> tuple[float, str]:
@@ -200,7 +230,9 @@ def overlaid_curves(curves: Sequence[RunCurve], x: str = "epoch") -> Figure | No
     for ax, (_, _, title) in zip(axes, panels, strict=True):
         ax.set_title(title)
         ax.set_xlabel(axis_label(axis, unit))
-    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=min(4, len(legend)),
+        if axis == "epoch":
+            integer_ticks(ax)
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=legend_columns(list(legend)),
                fontsize=7)
     return fig
 
@@ -236,6 +268,9 @@ __all__ = [
     "RunCurve",
     "axis_label",
     "curves_against_time",
+    "epochs_text",
+    "integer_ticks",
+    "legend_columns",
     "metric_xy",
     "overlaid_curves",
     "overlaid_step_losses",

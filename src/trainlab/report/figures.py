@@ -9,6 +9,7 @@ style, so curves stay apart in grey print too. Image grids are in :mod:`.grids`.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -122,15 +123,36 @@ def _rotate(names: Sequence[str]) -> dict[str, Any]:
     return {"rotation": 45, "ha": "right"} if slanted else {}
 
 
+def constant_lr(metrics: Sequence[Mapping[str, Any]]) -> float | None:
+    """The learning rate when every logged value of it is the same, else None (it changes, or
+    no row logs it). Train rows are read, or any row when no train row has an ``lr``."""
+    values = [float(r["lr"]) for r in metrics if r.get("split") == "train" and _is_number(r.get("lr"))]
+    if not values:
+        values = [float(r["lr"]) for r in metrics if _is_number(r.get("lr"))]
+    if not values or not all(np.isfinite(values)):
+        return None
+    low, high = min(values), max(values)
+    # A relative tolerance: a CSV round trip must not turn a constant into a schedule.
+    return values[0] if high - low <= 1e-9 * max(abs(high), abs(low)) else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 @styled
 def learning_curves(
     metrics: Sequence[Mapping[str, Any]], early_stop_step: int | None = None, steps_per_epoch: int | None = None
 ) -> Figure:
-    """Loss and accuracy of every split over steps, and the learning rate; the best step of
-    early stopping marked with a vertical line."""
-    fig = new_figure(10, 3.2)
-    axes = fig.subplots(1, 3)
-    for ax, column, title in zip(axes, ("loss", "accuracy", "lr"), ("loss", "accuracy", "learning rate"), strict=True):
+    """Loss and accuracy of every split over steps, and the learning rate when it changes (a
+    constant one is stated in the figure's title instead); the best step of early stopping
+    marked with a vertical line."""
+    fixed_lr = constant_lr(metrics)
+    has_lr = fixed_lr is None and any(_is_number(r.get("lr")) for r in metrics)
+    panels = [("loss", "loss"), ("accuracy", "accuracy"), *([("lr", "learning rate")] if has_lr else [])]
+    fig = new_figure(10 if has_lr else 7, 3.2)
+    axes = fig.subplots(1, len(panels))
+    for ax, (column, title) in zip(axes, panels, strict=True):
         for split, line_style in SPLIT_STYLE.items():
             if column == "lr" and split != "train":
                 continue
@@ -147,6 +169,8 @@ def learning_curves(
         finite = [v for s in SPLIT_STYLE for v in _series(metrics, column, s)[1] if np.isfinite(v) and v > 0]
         if column == "lr" and finite and max(finite) / min(finite) > 20:
             ax.set_yscale("log")
+    if fixed_lr is not None:
+        fig.suptitle(f"learning rate {fixed_lr:g} (constant)", fontsize=9)
     axes[0].legend(loc="best")
     axes[1].set_ylim(bottom=0.0, top=1.0)
     return fig
@@ -182,8 +206,8 @@ def confusion_matrices(cm: np.ndarray, class_names: Sequence[str], title: str) -
 
 
 @styled
-def class_scores(scores: Sequence[Any]) -> Figure:
-    """Precision, recall and F1 per class as grouped bars (``ClassScores`` rows)."""
+def class_scores(scores: Sequence[Any], split: str = "test split") -> Figure:
+    """Precision, recall and F1 per class of ``split`` as grouped bars (``ClassScores`` rows)."""
     k = len(scores)
     fig = new_figure(min(12.0, max(5.0, 0.6 * k + 2)), 3.0)
     ax = fig.subplots()
@@ -194,34 +218,81 @@ def class_scores(scores: Sequence[Any]) -> Figure:
                edgecolor="white", linewidth=0.3)
     ax.set_xticks(x, [s.name for s in scores], **_rotate([s.name for s in scores]))
     ax.set_ylim(0, 1.05)
-    ax.set_title("per-class precision, recall and F1 (test split)")
+    ax.set_title(f"per-class precision, recall and F1 ({split})")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: bars reach 1.0
     return fig
 
 
+#: A bin's gap counts towards the max gap only with this many examples, or this share of
+#: them when that is more: the gap of a bin of three images is mostly chance.
+MIN_BIN_EXAMPLES = 10
+MIN_BIN_SHARE = 0.01
+#: Opaque fills (no alpha), so a gap looks the same over a bar, over white and in its legend entry.
+OVER_GAP = {"color": "#F2C6AC", "hatch": "//", "hatchcolor": PALETTE[3]}  # a tint of PALETTE[3]
+UNDER_GAP = {"color": PALETTE[0], "hatch": "\\\\", "hatchcolor": "white"}  # inside the accuracy bar
+SPARSE_BAR = "#BBBBBB"
+
+
+def min_bin_count(total: int) -> int:
+    """The fewest examples a reliability bin needs for its gap to count towards the max gap:
+    ``MIN_BIN_EXAMPLES``, or ``MIN_BIN_SHARE`` of ``total`` when that is more."""
+    return max(MIN_BIN_EXAMPLES, math.ceil(MIN_BIN_SHARE * total))
+
+
+def supported_max_gap(cal: Calibration) -> float | None:
+    """The largest |accuracy - mean confidence| over the bins with at least
+    :func:`min_bin_count` examples (None when no bin has that many)."""
+    supported = cal.counts >= min_bin_count(int(cal.counts.sum()))
+    if not supported.any():
+        return None
+    return float(np.max(np.abs(cal.accuracy[supported] - cal.confidence[supported])))
+
+
+def max_gap_rule(cal: Calibration) -> str:
+    """The sentences a caption of :func:`reliability_diagram` needs: which bins the max gap in
+    its title is taken over, and how the ECE weights them."""
+    least = min_bin_count(int(cal.counts.sum()))
+    return (f"The max gap in the title is over the bins with at least {least} examples ({MIN_BIN_EXAMPLES}, "
+            f"or {MIN_BIN_SHARE:.0%} of the examples when that is more); smaller bins are grey and their gap is "
+            "not shaded. The ECE weights every bin by its share of the examples.")
+
+
 @styled
 def reliability_diagram(cal: Calibration) -> Figure:
-    """Accuracy against confidence per bin, the diagonal of perfect calibration, and the
-    share of examples in each bin; the ECE in the title."""
-    fig = new_figure(4.8, 4.6)
+    """Accuracy against confidence per bin, the diagonal of perfect calibration, the gap of
+    each bin (hatched: over-confident above the bar, under-confident inside it) and the
+    share of examples in each bin; the ECE and the max gap (see :func:`supported_max_gap`)
+    in the title. Bins under :func:`min_bin_count` examples are grey and have no gap."""
+    fig = new_figure(4.8, 4.8)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     centres = (cal.edges[:-1] + cal.edges[1:]) / 2
-    width = cal.edges[1] - cal.edges[0]
-    filled = cal.counts > 0
-    top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
-    top.bar(centres[filled], cal.accuracy[filled], width=width * 0.95, color=PALETTE[0], alpha=0.85,
-            label="accuracy", edgecolor="white", linewidth=0.3)
-    gap_bottom = np.minimum(cal.accuracy[filled], cal.confidence[filled])
-    top.bar(centres[filled], np.abs(cal.accuracy[filled] - cal.confidence[filled]), bottom=gap_bottom,
-            width=width * 0.95, color=PALETTE[3], alpha=0.35, hatch="//", label="gap", edgecolor=PALETTE[3],
-            linewidth=0.3)
+    width = (cal.edges[1] - cal.edges[0]) * 0.95
+    least = min_bin_count(int(cal.counts.sum()))
+    supported = cal.counts >= least
+    sparse = (cal.counts > 0) & ~supported
+    handles = [top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1,
+                        label="perfectly calibrated")[0]]
+    bar = {"width": width, "edgecolor": "white", "linewidth": 0.3}
+    for chosen, color, label in ((supported, PALETTE[0], "accuracy"), (sparse, SPARSE_BAR,
+                                                                      f"bin of < {least} examples")):
+        if chosen.any():
+            handles.append(top.bar(centres[chosen], cal.accuracy[chosen], color=color, label=label, **bar))
+    acc, conf = cal.accuracy, cal.confidence
+    for chosen, style, label in ((supported & (conf > acc), OVER_GAP, "gap: over-confident"),
+                                 (supported & (acc > conf), UNDER_GAP, "gap: under-confident")):
+        if chosen.any():  # drawn over the bars; the legend shows these very artists
+            low = np.minimum(acc[chosen], conf[chosen])
+            handles.append(top.bar(centres[chosen], np.abs(acc[chosen] - conf[chosen]), bottom=low,
+                                   label=label, zorder=3, **bar, **style))
     top.set_ylim(0, 1)
     top.set_xlim(0, 1)
     top.set_ylabel("accuracy")
-    top.set_title(f"reliability (ECE {cal.ece:.3f}, max gap {cal.max_gap:.3f})")
-    top.legend(loc="upper left")
+    gap = supported_max_gap(cal)
+    shown = f"{gap:.3f}" if gap is not None else "–"
+    top.set_title(f"reliability: ECE {cal.ece:.3f}\nmax gap {shown} (bins of ≥ {least} examples)")
+    top.legend(handles=handles, loc="upper left", fontsize=7)
     share = cal.counts / max(1, cal.counts.sum())
-    bottom.bar(centres, share, width=width * 0.95, color=PALETTE[5], edgecolor="white", linewidth=0.3)
+    bottom.bar(centres, share, width=width, color=PALETTE[5], edgecolor="white", linewidth=0.3)
     bottom.set_xlabel("confidence (top-class probability)")
     bottom.set_ylabel("share")
     return fig
@@ -314,12 +385,16 @@ __all__ = [
     "class_counts",
     "class_scores",
     "confusion_matrices",
+    "constant_lr",
     "layer_norms",
     "learning_curves",
+    "max_gap_rule",
+    "min_bin_count",
     "monitor_columns",
     "new_figure",
     "reliability_diagram",
     "save_figure",
     "style",
     "styled",
+    "supported_max_gap",
 ]

@@ -77,9 +77,11 @@ def augmentation_grid(previews: Sequence[tuple[str, np.ndarray]]) -> Figure:
 
 @styled
 def top_losses_grid(
-    images: Sequence[np.ndarray], items: Sequence[TopLoss], class_names: Sequence[str], columns: int = 6
+    images: Sequence[np.ndarray], items: Sequence[TopLoss], class_names: Sequence[str], columns: int = 6,
+    split: str = "test split",
 ) -> Figure:
-    """The most confidently misclassified images: true class, prediction and its probability."""
+    """The most confidently misclassified images of ``split``: true class, prediction and its
+    probability."""
     n = len(items)
     cols = min(columns, n)
     rows = (n + cols - 1) // cols
@@ -95,7 +97,7 @@ def top_losses_grid(
         )
     for ax in axes:
         ax.axis("off")
-    fig.suptitle("most confident mistakes on the test split (highest loss first)", fontsize=10)
+    fig.suptitle(f"most confident mistakes on the {split} (highest loss first)", fontsize=10)
     return fig
 
 

@@ -23,7 +23,7 @@ from trainlab.engines.step_log import read_steps_csv
 from trainlab.errors import TrainlabError
 from trainlab.report import curves as cfigs
 from trainlab.report import figures as figs
-from trainlab.report import grids, sources
+from trainlab.report import grids, kernels, sources
 from trainlab.report.artifacts import RunArtifacts, load_artifacts
 from trainlab.report.html import (
     Block,
@@ -36,15 +36,14 @@ from trainlab.report.html import (
     text,
     write_report,
 )
+from trainlab.report.interpretation import prediction_sections, split_name
 from trainlab.report.samples import (
     MAX_CLASSES_SHOWN,
-    TOP_LOSSES,
     ReportImages,
     load_report_images,
     report_images_from_dataset,
 )
-from trainlab.run_files import REPORT_IMAGES_FILE
-from trainlab.runs import STEPS_FILE
+from trainlab.run_files import REPORT_IMAGES_FILE, STEPS_FILE
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
@@ -72,10 +71,8 @@ class RunReport:
 
     def _dataset_images(self) -> ReportImages | None:
         """The images read from the run's dataset (None, with ``data_note`` set, when it cannot be)."""
-        preds = self.art.predictions
         try:
-            return report_images_from_dataset(self.art.config,
-                                              None if preds is None else (preds.probabilities, preds.labels))
+            return report_images_from_dataset(self.art.config, self.art.predictions)
         except (TrainlabError, OSError, ValueError) as exc:
             self.data_note += f"the dataset could not be loaded on this machine, so images are left out: {exc}"
             return None
@@ -117,6 +114,8 @@ class RunReport:
                 rows.append([label, fmt(s[key])])
         if art.early_stop_step is not None:
             rows.append(["best step (early stopping)", fmt(art.early_stop_step)])
+        if art.predictions is not None and art.predictions.labels is not None:  # issue 27: say which split
+            rows.append(["confusion matrix, top losses, calibration", f"from the {split_name(art.predictions.split)}"])
         section.add(table(["", "value"], rows))
         for key in ("summary",):
             if key in art.notes:
@@ -134,6 +133,9 @@ class RunReport:
         caption = "Loss and accuracy per evaluation (train: mean over the steps since the last evaluation)."
         if self.art.early_stop_step is not None:
             caption += f" The dash-dot line marks the best evaluation (step {self.art.early_stop_step})."
+        fixed_lr = figs.constant_lr(metrics)
+        if fixed_lr is not None:  # issue 27: a constant learning rate is a number, not a panel
+            caption += f" Learning rate {fixed_lr:g} (constant), so it has no panel."
         block = self.draw("learning_curves", caption,
                           lambda: figs.learning_curves(metrics, self.art.early_stop_step, per_epoch))
         section.add(block, self.draw("learning_curves_time", "Accuracy and loss against training time "
@@ -152,81 +154,19 @@ class RunReport:
         return section
 
     def predictions(self) -> list[Section]:
-        """Confusion matrices, per-class scores, top losses and calibration."""
-        cm_section = Section("confusion", "Confusion matrix and per-class scores")
-        top_section = Section("top-losses", "Top losses")
-        cal_section = Section("calibration", "Calibration")
-        sections = [cm_section, top_section, cal_section]
-        preds = self.art.predictions
-        if preds is None or preds.labels is None:
-            reason = self.art.notes.get("predictions") or "the test split is unlabelled"
-            for section in sections:
-                section.add(note(f"not available: {reason}", "warning"))
-            return sections
-        probs, labels = preds.probabilities, preds.labels
-        if not np.isfinite(probs).all():
-            for section in sections:
-                section.add(note("not available: predictions.npz holds NaN or infinite probabilities "
-                                 "(the model diverged)", "error"))
-            return sections
-        names = self.class_names
-        k = probs.shape[1]
-        initial = self.art.initial_predictions
-        if initial is not None and initial.probabilities.shape == probs.shape:
-            cm0 = dg.confusion_matrix(labels, initial.probabilities.argmax(1), k)
-            cm_section.add(self.draw("confusion_before", "Test split, initial model (before training).",
-                                     lambda: figs.confusion_matrices(cm0, names, "before training")))
-        else:
-            cm_section.add(note("no confusion matrix before training: the run has no "
-                                "predictions_initial.npz (output.save_predictions was off, or it predates them)"))
-        cm = dg.confusion_matrix(labels, probs.argmax(1), k)
-        cm_section.add(self.draw("confusion_after", "Test split, trained model (rows: true class).",
-                                 lambda: figs.confusion_matrices(cm, names, "after training")))
-        scores = dg.per_class_scores(cm, names)
-        cm_section.add(text(f"Accuracy {fmt(float(np.trace(cm) / max(1, cm.sum())))}, "
-                            f"macro F1 {fmt(dg.macro_f1(scores))} on {len(labels):,} test images."))
-        cm_section.add(table(["class", "precision", "recall", "F1", "support"],
-                             [[c.name, fmt(c.precision, 3), fmt(c.recall, 3), fmt(c.f1, 3), fmt(c.support)]
-                              for c in scores]))
-        cm_section.add(self.draw("class_scores", "Precision, recall and F1 per class.",
-                                 lambda: figs.class_scores(scores)))
-        pairs = dg.most_confused(cm, names, top=8)
-        if pairs:
-            cm_section.add(text("Most confused pairs (true → predicted):"),
-                           table(["true", "predicted", "count", "share of the true class"],
-                                 [[t, p, fmt(c), f"{c / max(1, cm[names.index(t)].sum()):.1%}"]
-                                  for t, p, c in pairs]))
-        self._top_losses(top_section, probs, labels, names)
-        cal = dg.calibration(probs, labels)
-        cal_section.add(self.draw("reliability", "Reliability diagram of the top-class probability (15 bins).",
-                                  lambda: figs.reliability_diagram(cal)))
-        cal_section.add(text(f"Expected calibration error {cal.ece:.4f}: on average, confidence and accuracy "
-                             f"differ by {cal.ece:.1%} (weighted by the share of images in each bin)."))
-        return sections
+        """Confusion matrices, per-class scores, top losses and calibration
+        (:func:`.interpretation.prediction_sections`)."""
+        return prediction_sections(self.art, self.class_names, self.draw, self._loss_images)
 
-    def _top_losses(self, section: Section, probs: np.ndarray, labels: np.ndarray, names: list[str]) -> None:
-        items = dg.top_losses(probs, labels, TOP_LOSSES)
-        if not items:
-            section.add(text("No misclassified test images."))
-            return
-        section.add(table(["test index", "true", "predicted", "confidence", "p(true)", "loss"],
-                          [[i.index, names[i.label], names[i.predicted], f"{i.confidence:.1%}",
-                            f"{i.true_probability:.2%}", fmt(i.loss, 3)] for i in items[:10]]))
-        rows = [i.index for i in items]
-        images = self.images.test_images_for(rows, labels) if self.images is not None else []
+    def _loss_images(self, rows: list[int], labels: np.ndarray, split: str) -> tuple[list[np.ndarray], str]:
+        """The kept images of the top-loss ``rows`` of predictions of ``split`` with ``labels``,
+        and, when there are none, why."""
+        images = self.images.test_images_for(rows, labels, split) if self.images is not None else []
         if not images and self.from_run_dir:  # predictions newer than the saved images: try the dataset
             from_dataset = self._dataset_images()
-            images = from_dataset.test_images_for(rows, labels) if from_dataset is not None else []
-            reason = from_dataset.test_note if from_dataset is not None else self.data_note
-        else:
-            reason = self.images.test_note if self.images is not None else self.data_note
-        if not images:
-            section.add(note(reason or "no test images were saved for these predictions", "warning"))
-            return
-        shown = items[: len(images)]  # large images: the run directory keeps fewer of them
-        section.add(self.draw("top_losses", "The most confident mistakes: true class, prediction with its "
-                              "probability, and the probability of the true class.",
-                              lambda: grids.top_losses_grid(images, shown, names)))
+            images = from_dataset.test_images_for(rows, labels, split) if from_dataset is not None else []
+            return images, from_dataset.test_note if from_dataset is not None else self.data_note
+        return images, self.images.test_note if self.images is not None else self.data_note
 
     def weights(self) -> Section:
         """Weight templates of the first dense (or conv) layer."""
@@ -234,6 +174,10 @@ class RunReport:
         weights = self.art.weights
         if not weights:
             return section.add(note(self.art.notes.get("weights", "no weights"), "warning"))
+        small = kernels.small_first_conv(weights)
+        if small is not None:  # issue 27: 3x3 kernels as image templates are noise; draw their weights
+            return section.add(self.draw("weight_templates", kernels.kernel_caption(*small),
+                                         lambda: kernels.kernel_grid(*small)))
         found = dg.first_layer_templates(weights, self.art.engine, self.images.image_shape if self.images else None)
         if found is None:
             return section.add(text("The first layer has no weights that can be drawn as images."))
@@ -360,7 +304,7 @@ class RunReport:
         parts: list[Section] = []
         builders: list[tuple[str, str, Callable[[], Section | list[Section]]]] = [
             ("overview", "Overview", self.overview), ("curves", "Learning curves", self.curves),
-            ("predictions", "Test predictions", self.predictions), ("weights", "Weight templates", self.weights),
+            ("predictions", "Predictions", self.predictions), ("weights", "Weight templates", self.weights),
             ("monitors", "Training monitors", self.monitors), ("data", "Data", self.data_section),
             ("model", "Model", self.model),
             (sources.ANCHOR, sources.TITLE, lambda: sources.source_sections(self.art.config)),

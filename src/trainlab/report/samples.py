@@ -10,7 +10,9 @@ the report is written from the run directory alone (the data folder gone, on ano
 - ``preview_names``/``preview_images`` (R, n, H, W, C), only when the run augments: the same
   training images through each configured augmentation (:func:`.images.augmentation_preview`);
 - ``test_index``/``test_labels``/``test_images``, when the run has labelled predictions:
-  the test images of its ``TOP_LOSSES`` largest losses, by their row in ``predictions.npz``.
+  the images of its ``TOP_LOSSES`` largest losses, by their row in ``predictions.npz``, and
+  ``predictions_split``: the split they are of (test, or val for a run without a labelled test
+  split; a file without it holds test images). The names say test for the files saved before.
 
 Each of the three image parts keeps to ``PART_BYTES`` (at least one image each), so the file
 stays small whatever the image size: under 1 MB for CIFAR-10.
@@ -29,14 +31,14 @@ from trainlab import diagnostics as dg
 from trainlab.config import AugmentConfig
 from trainlab.data.normalize import fit_normalizer, normalizer_affine
 from trainlab.io import atomic_write_with
-from trainlab.report.artifacts import PREDICTIONS_FILE
+from trainlab.report.artifacts import PREDICTIONS_FILE, Predictions, read_predictions_file
 from trainlab.report.images import RunData, augmentation_preview, load_run_data, sample_per_class
 from trainlab.run_files import REPORT_IMAGES_FILE
 
 if TYPE_CHECKING:
     from trainlab.data import PreparedData
 
-TOP_LOSSES = 18  # test images the top-losses figure shows
+TOP_LOSSES = 18  # images the top-losses figure shows
 SAMPLES_PER_CLASS = 10
 MAX_CLASSES_SHOWN = 20
 PREVIEW_IMAGES = 10  # training images in the augmentation preview
@@ -56,6 +58,7 @@ class ImageSplits:
     train_images: Callable[[np.ndarray], np.ndarray]  # rows of the training split -> (n, H, W, C) uint8
     test_images: Callable[[np.ndarray], np.ndarray] | None  # rows of the test split, likewise
     normalizer: Callable[[], dict[str, Any]]  # the run's normaliser, for the augmentation preview
+    val_images: Callable[[np.ndarray], np.ndarray] | None = None  # rows of the validation split, likewise
 
 
 @dataclass
@@ -69,20 +72,25 @@ class ReportImages:
     samples_y: np.ndarray  # (n,)
     preview: list[tuple[str, np.ndarray]] = field(default_factory=list)  # empty: the run does not augment
     preview_note: str = ""  # why there is no preview although the run augments
+    # The top-loss images of predictions.npz's split (test, or val without a labelled test split).
     test_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # rows of predictions.npz
     test_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     test_images: np.ndarray | None = None  # (m, H, W, C) uint8
-    test_note: str = ""  # why no test images were kept
+    test_note: str = ""  # why no top-loss images were kept
+    predictions_split: str = "test"  # the split of test_index/test_images
 
     def counts(self) -> dict[str, np.ndarray | None]:
         """Examples per class (K,) of each split (None for an unlabelled or missing test split)."""
         return dict(self.split_counts)
 
-    def test_images_for(self, rows: Sequence[int], labels: np.ndarray) -> list[np.ndarray]:
-        """The kept images of the test rows ``rows`` of predictions whose labels are ``labels``,
-        in order, up to the first row that was not kept (or whose label differs: other predictions)."""
+    def test_images_for(self, rows: Sequence[int], labels: np.ndarray, split: str = "test") -> list[np.ndarray]:
+        """The kept images of the rows ``rows`` of predictions of ``split`` whose labels are
+        ``labels``, in order, up to the first row that was not kept (or whose label differs:
+        other predictions); none when the kept images are of another split."""
         where = {int(r): i for i, r in enumerate(self.test_index)}
         found: list[np.ndarray] = []
+        if split != self.predictions_split:
+            return found
         for row in rows:
             i = where.get(int(row))
             if i is None or self.test_images is None or int(self.test_labels[i]) != int(labels[row]):
@@ -98,14 +106,14 @@ def _fits(image_shape: tuple[int, int, int], rows: int, most: int) -> int:
 
 
 def collect_report_images(
-    splits: ImageSplits, config: Mapping[str, Any], predictions: tuple[np.ndarray, np.ndarray | None] | None
+    splits: ImageSplits, config: Mapping[str, Any], predictions: Predictions | None
 ) -> ReportImages:
     """Pick the images a run's report shows.
 
     Args:
         splits: the run's splits (:func:`splits_from_prepared` or :func:`splits_from_dataset`).
         config: the run's resolved config, as a dict (``seed`` and ``augment`` are read).
-        predictions: the probabilities (M, K) and labels (M,) of ``predictions.npz``, or None.
+        predictions: the run's ``predictions.npz`` (:func:`read_predictions`), or None.
     """
     k = len(splits.class_names)
     seed = int(config.get("seed", 0))
@@ -137,13 +145,18 @@ def _add_preview(images: ReportImages, splits: ImageSplits, augment: Mapping[str
         images.preview_note = f"{type(exc).__name__}: {exc}"
 
 
-def _add_test_images(images: ReportImages, splits: ImageSplits,
-                     predictions: tuple[np.ndarray, np.ndarray | None] | None) -> None:
-    if predictions is None or predictions[1] is None or splits.test_images is None:
+def _add_test_images(images: ReportImages, splits: ImageSplits, predictions: Predictions | None) -> None:
+    """The top-loss images of the predictions' split: test, or val (rows of the training data)."""
+    if predictions is None or predictions.labels is None:
         return
-    probabilities, labels = predictions
-    if splits.y_test is None or not np.array_equal(splits.y_test, labels):
-        images.test_note = ("the test images of this machine's dataset do not match the run's predictions "
+    probabilities, labels, split = predictions.probabilities, predictions.labels, predictions.split
+    y, fetch = (splits.y_val, splits.val_images) if split == "val" else (splits.y_test, splits.test_images)
+    images.predictions_split = split
+    if fetch is None:
+        return
+    if y is None or not np.array_equal(y, labels):
+        name = "validation" if split == "val" else "test"
+        images.test_note = (f"the {name} images of this machine's dataset do not match the run's predictions "
                             "(another dataset version or limit), so they are not shown")
         return
     if not np.isfinite(probabilities).all():
@@ -152,7 +165,7 @@ def _add_test_images(images: ReportImages, splits: ImageSplits,
     rows = np.array([item.index for item in dg.top_losses(probabilities, labels, TOP_LOSSES)[:count]],
                     dtype=np.int64)
     images.test_index, images.test_labels = rows, np.asarray(labels)[rows]
-    images.test_images = splits.test_images(rows)
+    images.test_images = fetch(rows)
 
 
 def _to_pixels(x: np.ndarray, normalizer: dict[str, Any]) -> np.ndarray:
@@ -173,6 +186,7 @@ def splits_from_prepared(data: PreparedData) -> ImageSplits:
         lambda rows: _to_pixels(data.x_train[rows], data.normalizer),
         None if x_test is None else (lambda rows: _to_pixels(x_test[rows], data.normalizer)),
         lambda: data.normalizer,
+        lambda rows: _to_pixels(data.x_val[rows], data.normalizer),
     )
 
 
@@ -196,17 +210,18 @@ def splits_from_dataset(data: RunData, config: Mapping[str, Any]) -> ImageSplits
         lambda rows: np.asarray(raw.x_train[data.train_idx[rows]]),
         None if x_test is None or test_idx is None else (lambda rows: np.asarray(x_test[test_idx[rows]])),
         normalizer,
+        lambda rows: np.asarray(raw.x_train[data.val_idx[rows]]),  # validation rows come from the training data
     )
 
 
-def read_predictions(run_path: Path) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """Probabilities and labels of ``run_path/predictions.npz`` (None without one)."""
+def read_predictions(run_path: Path) -> Predictions | None:
+    """The probabilities, labels and split of ``run_path/predictions.npz`` (None without one).
+
+    Raises:
+        OSError, KeyError, ValueError: the file cannot be read (:func:`read_predictions_file`).
+    """
     path = run_path / PREDICTIONS_FILE
-    if not path.exists():
-        return None
-    with np.load(path, allow_pickle=False) as saved:
-        labels = np.asarray(saved["labels"]) if "labels" in saved.files else None
-        return np.asarray(saved["probabilities"]), labels
+    return read_predictions_file(path) if path.exists() else None
 
 
 def save_report_images(data: PreparedData, config: Mapping[str, Any], run_path: str | Path) -> Path:
@@ -225,6 +240,7 @@ def save_report_images(data: PreparedData, config: Mapping[str, Any], run_path: 
         "image_shape": np.asarray(images.image_shape, dtype=np.int64),
         "samples_x": images.samples_x, "samples_y": np.asarray(images.samples_y, dtype=np.int64),
         "test_index": images.test_index, "test_labels": np.asarray(images.test_labels, dtype=np.int64),
+        "predictions_split": np.asarray(images.predictions_split),
     }
     arrays.update({f"counts_{split}": c for split, c in images.split_counts.items() if c is not None})
     if images.test_images is not None:
@@ -256,17 +272,16 @@ def load_report_images(run_path: str | Path) -> ReportImages | None:
         [str(n) for n in a["class_names"]], (c, h, w), counts, a["samples_x"], a["samples_y"],
         preview=preview, preview_note=str(a.get("preview_note", "")),
         test_index=a["test_index"], test_labels=a["test_labels"], test_images=a.get("test_images"),
+        predictions_split=str(a.get("predictions_split", "test")),  # older files hold test images
     )
 
 
-def report_images_from_dataset(
-    config: Mapping[str, Any], predictions: tuple[np.ndarray, np.ndarray | None] | None
-) -> ReportImages:
+def report_images_from_dataset(config: Mapping[str, Any], predictions: Predictions | None) -> ReportImages:
     """The report's images of a run without ``REPORT_IMAGES_FILE``, read from its dataset.
 
     Args:
         config: the run's resolved config, as a dict.
-        predictions: the probabilities and labels of the run's ``predictions.npz``, or None.
+        predictions: the run's ``predictions.npz`` (:func:`read_predictions`), or None.
 
     Raises:
         DataError: the dataset cannot be found or read.
@@ -284,6 +299,7 @@ __all__ = [
     "ReportImages",
     "collect_report_images",
     "load_report_images",
+    "read_predictions",
     "report_images_from_dataset",
     "save_report_images",
     "splits_from_dataset",

@@ -18,7 +18,7 @@ import yaml
 from trainlab.config.source import SourceEntry, as_entries, covering_key, value_at
 from trainlab.errors import TrainlabError
 from trainlab.report.html import Section, note, table, text
-from trainlab.runs import CONFIG_FILE
+from trainlab.run_files import CONFIG_FILE
 
 if TYPE_CHECKING:
     from trainlab.report.study_data import StudyData

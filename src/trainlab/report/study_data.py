@@ -15,7 +15,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.errors import RunDirError
-from trainlab.runs import CONFIG_FILE
+from trainlab.run_files import CONFIG_FILE
 from trainlab.studies.results import RESULTS_CSV, Setting, StageData, load_stages, rank_settings
 from trainlab.studies.storage import JOURNAL_FILE, StorageHandle, open_storage, resolve_url
 

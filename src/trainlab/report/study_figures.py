@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from trainlab.report.curves import integer_ticks, legend_columns
 from trainlab.report.figures import PALETTE, new_figure, styled
 
 LINESTYLES = ("-", "--", ":", "-.")
@@ -52,8 +53,8 @@ def _xy(curve: Curve, column: str, split: str, epochs: bool) -> tuple[np.ndarray
 def overlaid_curves(curves: Sequence[Curve]) -> Figure | None:
     """Validation accuracy, validation loss and training loss of several runs on shared axes.
 
-    The x axis is epochs when every run knows its steps per epoch (runs with different
-    batch sizes line up), else steps. None when no run has a metrics row.
+    The x axis is epochs (whole-number ticks) when every run knows its steps per epoch (runs
+    with different batch sizes line up), else steps. None when no run has a metrics row.
     """
     if not any(curve.metrics for curve in curves):
         return None
@@ -72,9 +73,11 @@ def overlaid_curves(curves: Sequence[Curve]) -> Figure | None:
                         label=curve.label if ax is axes[0] else None)
         ax.set_title(title)
         ax.set_xlabel("epoch" if epochs else "step")
+        if epochs:
+            integer_ticks(ax)
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=7)
+        fig.legend(handles, labels, loc="outside lower center", ncols=legend_columns(labels), fontsize=7)
     return fig
 
 

@@ -22,6 +22,7 @@ from trainlab.errors import ConfigError
 from trainlab.report import figures as figs
 from trainlab.report import sources
 from trainlab.report import study_figures as sfigs
+from trainlab.report.curves import epochs_text
 from trainlab.report.html import (
     Block,
     Section,
@@ -42,7 +43,7 @@ from trainlab.report.study_data import (
     trial_seconds,
 )
 from trainlab.report.study_tables import export, settings_table
-from trainlab.runs import read_metrics_csv
+from trainlab.run_files import read_metrics_csv
 from trainlab.studies.results import StageData, study_leakage
 from trainlab.studies.space import Param
 from trainlab.studies.stats import TEST_NAME
@@ -66,6 +67,15 @@ def _steps_per_epoch(trial: FrozenTrial) -> float | None:
     summary = (trial.user_attrs.get("result") or {}).get("summary") or {}
     steps, epochs = summary.get("steps"), summary.get("epochs")
     return steps / epochs if steps and epochs else None
+
+
+def curve_label(trial: FrozenTrial) -> str:
+    """A trial's legend entry: its key and its parameters as ``name=value`` (the dotted config
+    path, or the label of a linked setting), e.g. ``t0003-r0: optimizer.lr=0.01, bn=before``,
+    and its state when it did not complete."""
+    params = ", ".join(f"{name}={shown(value)}" for name, value in trial.params.items())
+    state = "" if trial.state == TrialState.COMPLETE else f" ({STATE_TEXT.get(trial.state.name, trial.state.name)})"
+    return f"{trial_key(trial)}: {params}{state}" if params else f"{trial_key(trial)}{state}"
 
 
 class StudyReport:
@@ -178,14 +188,15 @@ class StudyReport:
                                                                                                trial.state.name),
                          *[shown(trial.params[n]) if n in trial.params else "" for n in names],
                          fmt(trial.user_attrs.get("seed")), f"{value:.4f}" if value is not None else "", *count,
-                         f"{summary['epochs']:g}" if isinstance(summary.get("epochs"), int | float) else "",
+                         epochs_text(summary),
                          f"{seconds:.1f}" if seconds is not None else "", str(trial.user_attrs.get("error") or "")])
         columns = [*(["stage"] if self.multi else []), "trial", "state", *names, "seed", s.metric,
                    *(["params"] if counted else []), "epochs", "time (s)", "error"]
         section.add(table(columns, rows))
         if s.count(TrialState.PRUNED):
             section.add(text(f"A pruned trial shows the last value it reported (its {s.metric} was not "
-                             "reached); its run directory holds what it trained."))
+                             "reached) and the whole epochs it completed, with the steps of the epoch it was "
+                             "stopped in; its run directory holds what it trained."))
         section.add(text(f"Each trial is a run directory {s.path}/<trial>; `trainlab report` of it gives its "
                          "full run report (confusion matrix, top losses, calibration...)."))
         return section
@@ -204,7 +215,7 @@ class StudyReport:
         params = ", ".join(f"{k} = {shown(v)}" for k, v in trial.params.items())
         section.add(text(f"Trial {trial_key(trial)} ({params}, seed {trial.user_attrs.get('seed')}): "
                          f"{self.study.metric} {fmt(trial.value)}; run directory {run_dir or 'missing'}."))
-        rows = [[k.replace("_", " "), fmt(summary[k])] for k in
+        rows = [[k.replace("_", " "), epochs_text(summary) if k == "epochs" else fmt(summary[k])] for k in
                 ("test_accuracy", "test_loss", "best_val_accuracy", "final_train_loss", "epochs", "params",
                  "train_seconds") if summary.get(k) is not None]
         if rows:
@@ -212,8 +223,10 @@ class StudyReport:
         if not metrics:
             return section.add(note("its metrics.csv is missing", "warning"))
         per_epoch = _steps_per_epoch(trial)
-        return section.add(self.draw("best_run_curves", f"Loss, accuracy and learning rate of trial "
-                                     f"{trial_key(trial)}.",
+        fixed_lr = figs.constant_lr(metrics)
+        what = "Loss, accuracy and learning rate" if fixed_lr is None else \
+            f"Loss and accuracy (learning rate {fixed_lr:g}, constant)"
+        return section.add(self.draw("best_run_curves", f"{what} of trial {trial_key(trial)}.",
                                      lambda: figs.learning_curves(metrics, None, round(per_epoch) if per_epoch
                                                                   else None)))
 
@@ -287,9 +300,7 @@ class StudyReport:
             return section.add(note("no completed trial to show", "warning"))
         curves = []
         for trial in trials:
-            params = ", ".join(shown(v) for v in trial.params.values())
-            state = "" if trial.state == TrialState.COMPLETE else f", {STATE_TEXT.get(trial.state.name, '')}"
-            curves.append(sfigs.Curve(f"{trial_key(trial)} ({params}{state})", _metrics(self.study.run_dir(trial)),
+            curves.append(sfigs.Curve(curve_label(trial), _metrics(self.study.run_dir(trial)),
                                       _steps_per_epoch(trial)))
         how = "the trials given with --trials" if self.chosen else \
             f"the best repeat of the {len(trials)} best settings (choose others with --trials KEY,KEY)"
@@ -392,4 +403,4 @@ def study_table(study_path: str | Path, fmt_name: str, storage: str | None = Non
     return export(open_study(study_path, storage), fmt_name)
 
 
-__all__ = ["StudyReport", "build_study_report", "study_table"]
+__all__ = ["StudyReport", "build_study_report", "curve_label", "study_table"]

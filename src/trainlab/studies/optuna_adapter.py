@@ -12,7 +12,8 @@ the storage the private ``Study._storage``). The functions here bridge the two:
   storage object trainlab opened itself (:class:`~trainlab.studies.storage.StorageHandle`);
 - and in two places with what Optuna documents but does not recommend, or does not
   document: :func:`open_trial` (the ``optuna.Trial`` constructor) and :func:`rdb_engine`
-  (``RDBStorage.engine``).
+  (``RDBStorage.engine``); in one with what it marks experimental: :func:`label_objective`
+  (``Study.set_metric_names``, which names the objective in optuna-dashboard).
 
 tests/studies/test_optuna_adapter.py exercises each function against the installed Optuna,
 so that an upgrade that changes one of these fails that test, by name, rather than a study.
@@ -20,6 +21,7 @@ so that an upgrade that changes one of these fails that test, by name, rather th
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import optuna
@@ -71,4 +73,20 @@ def rdb_engine(storage: BaseStorage) -> Any:
     return storage.engine  # type: ignore[attr-defined]
 
 
-__all__ = ["claim_waiting", "open_trial", "rdb_engine", "trial_id"]
+def label_objective(study: optuna.Study, metric: str) -> bool:
+    """Name the study's objective ``metric`` (``Study.set_metric_names``); whether it was written.
+
+    optuna-dashboard and ``Study.trials_dataframe`` show the name instead of "Objective 0".
+    ``set_metric_names`` is experimental in Optuna (a warning on every call, silenced here).
+    A study already so named is left alone: every worker opens every stage, and a write
+    each time would only grow the journal.
+    """
+    if study.metric_names == [metric]:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([metric])
+    return True
+
+
+__all__ = ["claim_waiting", "label_objective", "open_trial", "rdb_engine", "trial_id"]

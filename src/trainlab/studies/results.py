@@ -195,14 +195,34 @@ def trial_rows(stages: Sequence[StageData], metric: str) -> tuple[list[str], lis
     return columns, rows
 
 
+def csv_cell(value: Any) -> str:
+    """One results.csv cell, written so that pandas (or any CSV reader) types its column.
+
+    Missing: empty (never ``None``); booleans: ``true`` / ``false``; floats: the shortest text
+    that reads back the same number (``repr``; ``nan``, ``inf``); a list or mapping: its JSON
+    text, as Optuna stores a choice of lists (the csv module quotes it, so it stays one column).
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):  # float() too: repr of a NumPy float is "np.float64(...)"
+        return repr(float(value))
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, separators=(", ", ": "))
+    return str(value)
+
+
 def results_csv(stages: Sequence[StageData], metric: str) -> str:
-    """results.csv as text."""
+    """results.csv as text: the columns of :func:`trial_rows`, cells by :func:`csv_cell`."""
     columns, rows = trial_rows(stages, metric)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if v is None else (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return buffer.getvalue()
 
 

@@ -30,7 +30,7 @@ from trainlab.config import RunConfig, resolve_mode
 from trainlab.errors import ConfigError, TrainlabError
 from trainlab.names import NAME_RULE, is_safe_name
 
-from .optuna_adapter import claim_waiting, open_trial
+from .optuna_adapter import claim_waiting, label_objective, open_trial
 from .pruning import PRUNED_PREFIX, PruningCallback, make_pruner
 from .results import (
     STUDY_ATTR,
@@ -113,6 +113,7 @@ class Worker:
                 storage=self.handle.storage, study_name=self.study.stage_name(stage),
                 direction=self.study.direction, sampler=self._sampler(stage),
                 pruner=make_pruner(stage.pruner), load_if_exists=True)
+            label_objective(ostudy, self.study.metric)  # also names a stage planned before this was done
             if "space" in ostudy.user_attrs:
                 self._check_overrides(ostudy)
                 return ostudy, [Param.from_dict(d) for d in ostudy.user_attrs["space"]]

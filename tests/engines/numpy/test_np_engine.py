@@ -15,7 +15,7 @@ import trainlab.api as tl
 from tests.helpers import timeless, write_config
 from trainlab.cli import main
 from trainlab.errors import TrainingError
-from trainlab.runs import read_metrics_csv
+from trainlab.run_files import read_metrics_csv
 
 pytestmark = pytest.mark.usefixtures("real_data")
 

@@ -20,7 +20,8 @@ from trainlab.engines.numpy import engine as engine_mod
 from trainlab.engines.numpy.engine import NumpyEngine, build_model
 from trainlab.engines.numpy.fused import plan_fused_updates
 from trainlab.errors import ConfigError
-from trainlab.runs import create_run_dir, read_metrics_csv
+from trainlab.run_files import read_metrics_csv
+from trainlab.runs import create_run_dir
 
 
 def synthetic_data(n: int = 64, shape: tuple[int, int, int] = (1, 4, 4), classes: int = 3) -> PreparedData:

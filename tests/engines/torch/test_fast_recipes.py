@@ -29,7 +29,8 @@ from trainlab.engines.torch.models import build_model, count_params
 from trainlab.engines.torch.muon import Muon, newton_schulz
 from trainlab.engines.torch.pixels import PixelSpace
 from trainlab.engines.torch.tta import shift_reflect, tta_logits, tta_views
-from trainlab.runs import create_run_dir, read_metrics_csv
+from trainlab.run_files import read_metrics_csv
+from trainlab.runs import create_run_dir
 
 FAST = Path(__file__).resolve().parents[3] / "configs" / "fast"
 RECIPES = sorted(p.stem for p in FAST.glob("*.yaml"))

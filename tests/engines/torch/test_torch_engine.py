@@ -22,7 +22,7 @@ from trainlab.config import RunConfig
 from trainlab.engines.torch import TorchEngine
 from trainlab.engines.torch.runtime import TrainOptions
 from trainlab.errors import ConfigError, RunDirError, TrainingError
-from trainlab.runs import read_metrics_csv
+from trainlab.run_files import read_metrics_csv
 
 
 def test_mnist_mlp_one_epoch_learns(real_data: Path, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from trainlab.engines.torch.optim import (
     shrink_before_step,
 )
 from trainlab.engines.torch.runtime import data_loss
-from trainlab.runs import read_metrics_csv
+from trainlab.run_files import read_metrics_csv
 from trainlab.schedules import lr_at
 
 TORCH_CLASSES = {

@@ -259,10 +259,11 @@ class NumpyTraining(TrainingLoop):
         chunks = [softmax(self.model.forward(x[s : s + EVAL_CHUNK], False)) for s in range(0, len(x), EVAL_CHUNK)]
         return np.concatenate(chunks).astype(np.float32)
 
-    def test_probabilities(self) -> np.ndarray:
-        if self.x_test is None:
-            raise ValueError("the data have no test split")
-        return self.predict_proba(self.x_test)
+    def probabilities(self, split: str) -> np.ndarray:
+        x = {"val": self.x_val, "test": self.x_test}[split]
+        if x is None:
+            raise ValueError(f"the data have no {split} split")
+        return self.predict_proba(x)
 
     def interval_figures(self) -> tuple[float, float]:
         steps = max(1, self.interval_steps)
@@ -277,7 +278,11 @@ class NumpyTraining(TrainingLoop):
         return layer_monitors(self.model, monitor_x, lambda logits: self.loss_fn(logits, monitor_y)[1])
 
     def progress_figures(self) -> dict[str, float]:
-        return {"loss": self.last_loss, "acc": self.last_accuracy}
+        steps = max(1, self.interval_steps)
+        return {"running loss": self.interval_loss / steps, "running acc": self.interval_accuracy / steps}
+
+    def step_loss(self) -> float:
+        return self.last_loss
 
     # -- state arrays and checkpoints (numpy/checkpoint.py) -------------------------------
     def snapshot_weights(self) -> dict[str, np.ndarray]:

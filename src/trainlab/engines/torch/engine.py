@@ -141,7 +141,7 @@ class TorchTraining(TrainingLoop):
         torch.manual_seed(stream_seed(config.seed, 3))  # dropout masks
         self.permutation = torch.arange(n)
         self.checkpoint_path = context.run_dir.checkpoint_path(".pt")
-        self.final_test_logits: torch.Tensor | None = None  # kept for predictions.npz
+        self.final_logits: dict[str, torch.Tensor] = {}  # of val and test, kept for predictions.npz
         slots = max(1, self.eval_every)  # a training run's interval never holds more steps
         self.step_losses = torch.zeros(slots, dtype=torch.float64, device=self.device)
         self.step_correct = torch.zeros(slots, dtype=torch.int64, device=self.device)
@@ -276,18 +276,20 @@ class TorchTraining(TrainingLoop):
             raise ValueError(f"the {split} split has no labelled rows")
         with self.evaluated_weights():
             logits = self.logits_of(x, self.options.tta if final and split != "train" else False)
-        if final and split == "test":
-            self.final_test_logits = logits  # predictions.npz reuses them: the views cost a pass each
+        if final and split != "train":
+            self.final_logits[split] = logits  # predictions.npz reuses them: the views cost a pass each
         return self.split_metrics(logits, y)
 
-    def test_probabilities(self) -> np.ndarray:
-        """Test-split probabilities: of the final evaluation's logits once it has run."""
-        if self.x_test is None:
-            raise ValueError("the data have no test split")
-        logits = self.final_test_logits
+    def probabilities(self, split: str) -> np.ndarray:
+        """Probabilities of ``split`` (val or test): of the final evaluation's logits once it
+        has run, else with the views of ``train.tta`` as that evaluation uses them."""
+        x = self.x_val if split == "val" else self.x_test
+        if x is None:
+            raise ValueError(f"the data have no {split} split")
+        logits = self.final_logits.get(split)
         if logits is None:
             with self.evaluated_weights():
-                logits = self.logits_of(self.x_test, self.options.tta)
+                logits = self.logits_of(x, self.options.tta)
         return torch.softmax(logits, 1).cpu().numpy().astype(np.float32)
 
     def interval_figures(self) -> tuple[float, float]:
@@ -334,7 +336,8 @@ class TorchTraining(TrainingLoop):
 
     def progress_figures(self) -> dict[str, float]:
         self.check_finite()
-        return {"loss": float(self.last_total), "acc": self._train_accuracy()}
+        running = float(self.step_losses[: self.interval_steps].sum()) / max(1, self.interval_steps)
+        return {"running loss": running, "running acc": self._train_accuracy()}
 
     def step_loss(self) -> torch.Tensor:
         return self.last_total  # a device scalar: steps.csv reads it when it flushes, not per step
