@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainlab.callbacks.base import Callback, TrainState
-from trainlab.run_files import RunDir
+
+if TYPE_CHECKING:
+    from trainlab.run_files import RunDir
 
 
 class MetricsLogger(Callback):

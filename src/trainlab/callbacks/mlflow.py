@@ -33,13 +33,13 @@ from trainlab.callbacks.base import TrainState
 from trainlab.callbacks.tracker import Tracker, measured, require_package, summary_numbers
 from trainlab.errors import ConfigError
 from trainlab.io import atomic_write_json
-from trainlab.run_files import RunDir
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from trainlab.config import RunConfig
     from trainlab.config.run import MlflowConfig
+    from trainlab.run_files import RunDir
 
 #: In a run directory: the MLflow run it is logged to (tracking URI, run id).
 RUN_FILE = "mlflow_run.json"

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from trainlab.callbacks.base import TrainState
 from trainlab.callbacks.tracker import Tracker, measured, require_package, summary_numbers
-from trainlab.run_files import RunDir
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
+
+    from trainlab.run_files import RunDir
 
 #: The folder of a run directory that holds its event files.
 TENSORBOARD_DIR = "tensorboard"
