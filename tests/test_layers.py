@@ -19,7 +19,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(("run_files", "runs"), 4),
     **dict.fromkeys(("predict_files", "predict", "export", "parity"), 5),
     **dict.fromkeys(("report", "studies"), 6),
-    **dict.fromkeys(("pipeline", "trained", "gradcheck_run", "lr_find"), 7),
+    **dict.fromkeys(("pipeline", "run_extension", "trained", "gradcheck_run", "lr_find"), 7),
     "api": 8,
     **dict.fromkeys(("cli", "cli_common", "cli_study", "cli_checks", "cli_source", "cli_export"), 9),
 }

@@ -111,7 +111,7 @@ def run(
         resume: a run directory to continue from its last checkpoint. Default None.
         epochs: with ``resume``: extend the run (finished or not) to this many epochs; the
             extension is recorded in its provenance, and the lr schedule is computed over the
-            new length (see :func:`trainlab.pipeline.extension_of`). Default None.
+            new length (see :func:`trainlab.run_extension.extension_of`). Default None.
         overwrite: start again in an existing run directory. Default False.
         run_id: the run directory's name (letters, digits, ``.``, ``_``, ``-``); default
             ``output.run_id``, else the start time, the seed and a random suffix.

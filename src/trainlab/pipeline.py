@@ -44,6 +44,7 @@ from trainlab.engines.resume import (
 )
 from trainlab.errors import ConfigError
 from trainlab.progress import final_line
+from trainlab.run_extension import checkpointed_config, extension_of, record_extension
 from trainlab.run_files import ModelSpec, RunDir
 from trainlab.runs import (
     create_run_dir,
@@ -133,7 +134,7 @@ def resolve(config: RunConfig | str | Path | dict[str, Any] | None, overrides: S
             sections; may be None when ``resume`` is given.
         overrides: ``"a.b=value"`` strings applied on top.
         resume: a run directory to continue from its checkpoint.
-        epochs: with ``resume``: extend the run to this many epochs (see :func:`extension_of`).
+        epochs: with ``resume``: extend the run to this many epochs (see :func:`trainlab.run_extension.extension_of`).
         data_dir: where datasets are read from (for the memory estimate).
 
     Raises:
@@ -199,33 +200,6 @@ def _resume_plan(config: RunConfig | None, overrides: Sequence[str] | None, resu
                 resume_dir.path, extension)
 
 
-def extension_of(run_dir: RunDir, config: RunConfig, epochs: int) -> dict[str, Any]:
-    """Check that ``run_dir`` can be extended to ``epochs`` and say what the extension records.
-
-    An extension continues the run from its last checkpoint to the new length; it is
-    recorded in the run's provenance (``extensions``). The learning-rate schedule is computed
-    over the new length: a schedule that depends on it (cosine, linear or one-cycle decay,
-    warmup fractions) continues on the longer curve from the step reached, so the lr may jump
-    there; a constant or step schedule is unaffected. Early stopping's patience carries on.
-
-    Raises:
-        ConfigError: the run is sized by ``train.steps``, ``epochs`` is not beyond its length,
-            or it stopped early (its stop stands: start a new run instead).
-    """
-    train = config.train
-    if train.steps is not None:
-        raise ConfigError(f"cannot extend {run_dir.path} by epochs: it is sized by train.steps={train.steps}")
-    current = int(train.epochs or 0)
-    if epochs <= current:
-        raise ConfigError(f"--epochs {epochs}: the run is already {current} epochs long; give more")
-    if run_dir.read_summary().get("status") == "stopped_early":
-        raise ConfigError(f"cannot extend {run_dir.path}: it stopped early, and that stop stands; "
-                          "start a new run with more epochs instead")
-    return {"from_epochs": current, "to_epochs": epochs,
-            "at_step": checkpoint_step(run_dir.path, config.engine),
-            "when": dt.datetime.now().isoformat(timespec="seconds")}
-
-
 # -- open --------------------------------------------------------------------------------
 def open_run(plan: Plan, *, run_id: str | None = None, overwrite: bool = False, echo: bool = True) -> Session:
     """The run directory: the one to resume, or a new one named ``run_id`` (else
@@ -263,7 +237,7 @@ def prepare(session: Session, data_dir: str | Path | None = None) -> PreparedDat
         data = prepare_data(data_cfg.dataset, data_dir=data_dir or data_cfg.data_dir, seed=config.seed,
                             **data_cfg.prepare_kwargs())
         if session.resumed:  # before anything is written: a refused resume leaves the run as it was
-            verify_resume(run_dir, _checkpointed_config(session), data.fingerprint)
+            verify_resume(run_dir, checkpointed_config(config, session.plan.extension), data.fingerprint)
     except BaseException:
         if not session.resumed:
             discard_run_dir(run_dir)  # a refused start leaves no run directory behind
@@ -271,7 +245,7 @@ def prepare(session: Session, data_dir: str | Path | None = None) -> PreparedDat
     if not session.resumed:
         run_dir.write_config({**config.model_dump(mode="json"), PROVENANCE_KEY: _provenance(data)})
     elif session.plan.extension is not None:
-        _record_extension(session)
+        session.log(record_extension(run_dir, config, session.plan.extension))
     if not session.resumed or not run_dir.model_path.exists():  # a run from before model.json gains it
         run_dir.write_model(ModelSpec.of(config.engine, data))
     session.log(f"run {run_dir.path}: engine {config.engine}, dataset {data_cfg.dataset} "
@@ -280,15 +254,6 @@ def prepare(session: Session, data_dir: str | Path | None = None) -> PreparedDat
     if leakage and not session.resumed:  # run.log keeps it (the report lists its warnings); once per run
         session.log(f"warning: {leakage}")
     return data
-
-
-def _checkpointed_config(session: Session) -> RunConfig:
-    """The config the checkpoint must have been written with: an extension's is the shorter one."""
-    extension, config = session.plan.extension, session.config
-    if extension is None:
-        return config
-    shorter = config.train.model_copy(update={"epochs": extension["from_epochs"]})
-    return config.model_copy(update={"train": shorter})
 
 
 def _provenance(data: PreparedData) -> dict[str, Any]:
@@ -305,18 +270,6 @@ def _provenance(data: PreparedData) -> dict[str, Any]:
             "normalizer": {k: v for k, v in data.normalizer.items() if k == "kind"},
         },
     }
-
-
-def _record_extension(session: Session) -> None:
-    """config.yaml takes the new length, and its provenance lists the extension."""
-    run_dir, extension = session.run_dir, session.plan.extension
-    saved = run_dir.read_config()
-    provenance = dict(saved.get(PROVENANCE_KEY) or {})
-    provenance["extensions"] = [*provenance.get("extensions", []), extension]
-    run_dir.write_config({**session.config.model_dump(mode="json"), PROVENANCE_KEY: provenance})
-    assert extension is not None
-    session.log(f"extending from {extension['from_epochs']} to {extension['to_epochs']} epochs at step "
-                f"{extension['at_step']} (the lr schedule is computed over the new length)")
 
 
 # -- fit ---------------------------------------------------------------------------------
@@ -417,7 +370,6 @@ __all__ = [
     "Plan",
     "Session",
     "best_validation",
-    "extension_of",
     "finalise",
     "fit",
     "open_run",
