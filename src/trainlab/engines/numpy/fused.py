@@ -137,20 +137,13 @@ class FusedUpdates:
     def _backward_keeping_factors(self, key: str, layer: Linear, dout: np.ndarray) -> np.ndarray | None:
         """:meth:`Linear.backward` less its dW GEMM: the factors ``(x, dout)`` are kept instead.
 
-        dout (N, M) -> dx (N, D) (or None when the layer's ``need_dx`` is False); fills db.
-        The rest is Linear's backward line for line (a test holds the two together).
+        dout (N, M) -> dx (N, D) (or None when the layer's ``need_dx`` is False); fills db
+        (:meth:`Linear.backward_except_weight`).
         """
-        x, in_shape = layer.cache  # (N, D)
-        W = layer.params["W"]  # (D, M)
-        if dout.dtype != W.dtype:
-            dout = dout.astype(W.dtype)
+        x, _ = layer.cache  # (N, D)
+        dout = dout.astype(layer.params["W"].dtype, copy=False)
         self._factors[key] = (x, dout)  # dW = x.T @ dout, formed inside the update
-        if "b" in layer.params:
-            np.sum(dout, axis=0, out=layer.grads["b"])  # (M,)
-        if not layer.need_dx:
-            return None
-        dx = np.dot(dout, W.T)  # (N, D)
-        return dx.reshape(in_shape)
+        return layer.backward_except_weight(dout)
 
     def products(self) -> dict[str, WeightProduct]:
         """Each weight's gradient as factors, from the last backward run by ``deferring``.

@@ -110,16 +110,20 @@ class Linear(Layer):
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         """dout (N, M) -> dx (N, D) (or None when ``need_dx`` is False); fills dW, db."""
-        x, in_shape = self.cache  # (N, D)
-        W = self.params["W"]  # (D, M)
-        if dout.dtype != W.dtype:
-            dout = dout.astype(W.dtype)
+        x, _ = self.cache  # (N, D)
+        dout = dout.astype(self.params["W"].dtype, copy=False)
         np.dot(x.T, dout, out=self.grads["W"])  # (D, M)
+        return self.backward_except_weight(dout)
+
+    def backward_except_weight(self, dout: np.ndarray) -> np.ndarray | None:
+        """The rest of :meth:`backward` once dW is taken care of: fills db and returns dx (N, D)
+        (or None when ``need_dx`` is False) of dout (N, M), which is in W's dtype."""
+        _, in_shape = self.cache
         if "b" in self.params:
             np.sum(dout, axis=0, out=self.grads["b"])  # (M,)
         if not self.need_dx:
             return None
-        dx = np.dot(dout, W.T)  # (N, D)
+        dx = np.dot(dout, self.params["W"].T)  # (N, D)
         return dx.reshape(in_shape)
 
 
