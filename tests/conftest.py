@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,12 +31,27 @@ def real_data() -> Path:
     return Path(env)
 
 
-@pytest.fixture
-def one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+@contextlib.contextmanager
+def _torch_threads_of_one() -> Iterator[None]:
     """One torch thread: the machine is shared (the torch engine reads TRAINLAB_NUM_THREADS)."""
     import torch
 
-    monkeypatch.setenv("TRAINLAB_NUM_THREADS", "1")
     before = torch.get_num_threads()
-    yield
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRAINLAB_NUM_THREADS", "1")
+        yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a test."""
+    with _torch_threads_of_one():
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread_per_module() -> Iterator[None]:
+    """One torch thread for a whole module (its module-scoped fixtures train with it)."""
+    with _torch_threads_of_one():
+        yield

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +39,8 @@ RUNS: dict[str, tuple[str, str, dict[str, Any], str, dict[str, Any]]] = {
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One thread: the machine is shared (the torch engine reads TRAINLAB_NUM_THREADS)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TRAINLAB_NUM_THREADS", "1")
-        yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread_per_module: None) -> None:
+    """Every test here (and the module's fixtures) trains with one torch thread."""
 
 
 @pytest.fixture(scope="module")

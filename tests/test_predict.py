@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import csv
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
@@ -25,13 +23,8 @@ SIZE = 8
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One thread: the machine is shared (the torch engine reads TRAINLAB_NUM_THREADS)."""
-    before = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TRAINLAB_NUM_THREADS", "1")
-        yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread_per_module: None) -> None:
+    """Every test here (and the module's fixtures) trains with one torch thread."""
 
 
 def image(label: int, rng: np.random.Generator, size: int = SIZE) -> Image.Image:

@@ -8,12 +8,10 @@ input shape and the class names, so a run whose data had moved could not predict
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import trainlab.api as tl
@@ -35,13 +33,8 @@ IMAGES = 12
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One thread: the machine is shared (the torch engine reads TRAINLAB_NUM_THREADS)."""
-    before = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TRAINLAB_NUM_THREADS", "1")
-        yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread_per_module: None) -> None:
+    """Every test here (and the module's fixtures) trains with one torch thread."""
 
 
 @pytest.fixture(scope="module")
