@@ -15,13 +15,13 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(("errors", "io", "names", "progress", "monitoring"), 0),
     "config": 1,
     **dict.fromkeys(("data", "schedules", "diagnostics"), 2),
-    **dict.fromkeys(("engines", "callbacks", "custom_model"), 3),
-    **dict.fromkeys(("run_files", "runs"), 4),
+    **dict.fromkeys(("engines", "custom_model"), 3),
+    **dict.fromkeys(("run_files", "runs", "callbacks"), 4),
     **dict.fromkeys(("predict_files", "predict", "export", "parity"), 5),
     **dict.fromkeys(("report", "studies"), 6),
     **dict.fromkeys(("pipeline", "run_extension", "trained", "gradcheck_run", "lr_find"), 7),
     "api": 8,
-    **dict.fromkeys(("cli", "cli_common", "cli_study", "cli_checks", "cli_source", "cli_export"), 9),
+    **dict.fromkeys(("cli", "cli_common", "cli_study", "cli_checks", "cli_source", "cli_export", "cli_data"), 9),
 }
 
 

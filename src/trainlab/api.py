@@ -168,11 +168,12 @@ def fit(module: nn.Module, config: RunConfig | str | Path | Mapping[str, Any], *
     Raises:
         ConfigError: the module or the config is invalid (as :func:`run`).
     """
-    from trainlab.custom_model import config_for_module, load_trained_weights
+    from trainlab.custom_model import config_for_module
+    from trainlab.run_files import RunDir
 
     done = run(config_for_module(module, config, name=name), **run_kwargs)
-    if (done.path / "checkpoint.pt").exists():
-        load_trained_weights(module, done.path)
+    if RunDir(done.path).checkpoint_path(".pt").exists():  # the weights evaluations used (EMA too)
+        module.load_state_dict(load(done.path, device="cpu").module.state_dict())
     return done
 
 

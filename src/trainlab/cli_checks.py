@@ -63,32 +63,38 @@ def gradcheck_command(
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
-        table = Table(title=f"gradient check of {result['config']} (eps {eps:g}, float64)")
-        for column in ("parameter", "shape", "entries", "max rel error", "max abs error"):
-            table.add_column(column, justify="left" if column == "parameter" else "right")
-        for row in result["rows"]:
-            style = "red" if row["max_rel_error"] > result["threshold"] else None
-            table.add_row(row["name"], "x".join(map(str, row["shape"])), str(row["entries"]),
-                          f"{row['max_rel_error']:.2e}", f"{row['max_abs_error']:.2e}", style=style)
-        console.print(table)
-        if result["eps_sweep"]:
-            sweep_table = Table(title="error against eps = 1/N")
-            for column in ("eps", "max rel error", "max abs error"):
-                sweep_table.add_column(column, justify="right")
-            for row in result["eps_sweep"]:
-                sweep_table.add_row(f"{row['eps']:.0e}", f"{row['max_rel_error']:.2e}",
-                                    f"{row['max_abs_error']:.2e}")
-            console.print(sweep_table)
-        if result["n_sweep"]:
-            _print_n_sweep(result)
-        verdict = "[green]passed[/green]" if result["passed"] else "[red]failed[/red]"
-        console.print(f"{verdict}: largest relative error {result['max_rel_error']:.2e} "
-                      f"(threshold {result['threshold']:g})")
+        _print_gradcheck(result, eps)
     if not result["passed"]:
         raise typer.Exit(1)
 
 
+def _print_gradcheck(result: dict[str, Any], eps: float) -> None:
+    """The per-parameter table of a gradcheck result, its eps and N sweeps, and the verdict."""
+    table = Table(title=f"gradient check of {result['config']} (eps {eps:g}, float64)")
+    for column in ("parameter", "shape", "entries", "max rel error", "max abs error"):
+        table.add_column(column, justify="left" if column == "parameter" else "right")
+    for row in result["rows"]:
+        style = "red" if row["max_rel_error"] > result["threshold"] else None
+        table.add_row(row["name"], "x".join(map(str, row["shape"])), str(row["entries"]),
+                      f"{row['max_rel_error']:.2e}", f"{row['max_abs_error']:.2e}", style=style)
+    console.print(table)
+    if result["eps_sweep"]:
+        sweep_table = Table(title="error against eps = 1/N")
+        for column in ("eps", "max rel error", "max abs error"):
+            sweep_table.add_column(column, justify="right")
+        for row in result["eps_sweep"]:
+            sweep_table.add_row(f"{row['eps']:.0e}", f"{row['max_rel_error']:.2e}",
+                                f"{row['max_abs_error']:.2e}")
+        console.print(sweep_table)
+    if result["n_sweep"]:
+        _print_n_sweep(result)
+    verdict = "[green]passed[/green]" if result["passed"] else "[red]failed[/red]"
+    console.print(f"{verdict}: largest relative error {result['max_rel_error']:.2e} "
+                  f"(threshold {result['threshold']:g})")
+
+
 def _print_n_sweep(result: dict[str, Any]) -> None:
+    """The N sweep's table; a warning when every checked weight had a zero gradient."""
     rows = result["n_sweep"]
     entries = result["rows"][0]["entries"]
     table = Table(title=f"max |grad - approx|, first {entries} weights of layer {result['layer']}, eps = 1/N")

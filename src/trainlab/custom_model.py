@@ -11,12 +11,10 @@ A fresh process has no registry: resuming or loading such a run there fails with
 that says so (write the module's class in a file and use ``model.factory:
 'my_models.py:build'`` for runs that outlive the process).
 
-:func:`config_for_module` turns a config into one that trains a module, and
-:func:`load_trained_weights` copies a finished run's weights back into the module::
+:func:`config_for_module` turns a config into one that trains a module;
+:func:`trainlab.api.fit` runs it and copies the trained weights back into the module::
 
-    cfg = config_for_module(net, "configs/examples/mnist-mlp-numpy.yaml")
-    done = trainlab.api.run(cfg, overrides=["engine=torch"])
-    load_trained_weights(net, done.path)
+    done = trainlab.api.fit(net, "configs/examples/mnist-mlp-numpy.yaml", overrides=["engine=torch"])
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainlab.config import RunConfig, load_config_dict
-from trainlab.errors import ConfigError, RunDirError
+from trainlab.errors import ConfigError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -142,27 +140,4 @@ def config_for_module(
     return RunConfig.from_dict(data, source=source)
 
 
-def load_trained_weights(module: nn.Module, run_path: str | Path) -> None:
-    """Copy the trained weights of the torch run at ``run_path`` into ``module`` (the averaged
-    weights when the run evaluated with ``train.ema``, as ``trainlab evaluate`` does).
-
-    Raises:
-        RunDirError: the run has no checkpoint, or it does not fit ``module``.
-    """
-    from trainlab.engines.torch.checkpoint import load_checkpoint  # torch, only when asked
-
-    checkpoint = Path(run_path) / "checkpoint.pt"
-    if not checkpoint.exists():
-        raise RunDirError(f"{run_path}: no checkpoint.pt to load weights from (output.save_checkpoint is off?)")
-    payload = load_checkpoint(checkpoint)
-    state = dict(payload["model"])
-    average = payload.get("average") or {}
-    if average.get("mode") == "ema" and "average" in average:
-        state.update(average["average"])
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise RunDirError(f"{checkpoint} does not fit the {type(module).__name__}: {exc}") from None
-
-
-__all__ = ["REGISTRY", "config_for_module", "load_trained_weights", "module_factory", "registered"]
+__all__ = ["REGISTRY", "config_for_module", "module_factory", "registered"]

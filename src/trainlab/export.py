@@ -40,7 +40,7 @@ from trainlab.engines.torch.tta import tta_logits, tta_mode
 from trainlab.errors import ConfigError, TrainlabError
 from trainlab.io import atomic_write_bytes, atomic_write_json
 from trainlab.predict import TrainedRun, open_trained_run
-from trainlab.run_files import REPORT_IMAGES_FILE, START_FILES
+from trainlab.run_files import PREDICTIONS_FILE, REPORT_FILE, REPORT_IMAGES_FILE, START_FILES
 
 FORMATS = ("torchscript", "onnx")
 #: Default file name of each format, in the run directory.
@@ -52,7 +52,7 @@ CHECK_IMAGES = 8
 #: Largest |logit difference| of the check, relative to the largest |logit| (at least 1), that passes.
 CHECK_TOLERANCE = 1e-4
 # Files of the run directory an export must never replace.
-_RUN_FILES = START_FILES | {"predictions.npz", REPORT_IMAGES_FILE, "report.html"}
+_RUN_FILES = START_FILES | {PREDICTIONS_FILE, REPORT_IMAGES_FILE, REPORT_FILE}
 _EXTRA_HINT = "pip install 'trainlab[export]'"
 
 

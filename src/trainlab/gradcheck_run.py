@@ -8,17 +8,52 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainlab.config import RunConfig, load_config, with_overrides
 from trainlab.engines.base import get_engine
 from trainlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: The largest relative error of a passing check: float64 differences of a correct backward
 #: pass land near 1e-8 and below; a wrong one is off by far more than this.
 DEFAULT_THRESHOLD = 1e-6
 
 
+def _checked_config(config: RunConfig | str | Path, overrides: Sequence[str] | None, layer: int | None,
+                    n_values: Sequence[int] | None) -> RunConfig:
+    """The config to check, in float64; refuses a torch config and an N sweep without ``layer``."""
+    cfg = load_config(config, list(overrides or [])) if isinstance(config, str | Path) else config
+    cfg = with_overrides(cfg, {"model.dtype": "float64"}, source="gradcheck")
+    if cfg.engine != "numpy":
+        raise ConfigError(f"gradcheck checks the numpy engine's backward passes; {cfg.engine!r} uses autograd")
+    if n_values and layer is None:
+        raise ConfigError("the N sweep differentiates one layer's weights: give --layer (e.g. --layer 2)")
+    get_engine("numpy").check_config(cfg)
+    return cfg
+
+
+def _first_batch(
+    cfg: RunConfig, batch_size: int, data_dir: str | Path | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The first ``batch_size`` training images (float64, normalised as configured, flattened to
+    (N, D)), their labels, and the number of classes."""
+    import numpy as np
+
+    from trainlab.data import prepare_data
+
+    options = {**cfg.data.prepare_kwargs(), "val_fraction": 0.0, "val_size": None,
+               "limit": {"train": max(batch_size, 100), "test": 100}}
+    data = prepare_data(cfg.data.dataset, data_dir=data_dir or cfg.data.data_dir, seed=cfg.seed, dtype=np.float64,
+                        **options)
+    x = data.x_train[:batch_size].reshape(batch_size, -1)  # (N, D)
+    y = data.y_train[:batch_size]
+    return x, y, data.num_classes
+
+
+# Long for the docstring of its ten arguments and its result; the body is: config, batch, model, checks.
 def gradcheck(
     config: RunConfig | str | Path,
     *,
@@ -61,25 +96,13 @@ def gradcheck(
     """
     import numpy as np
 
-    from trainlab.data import prepare_data
     from trainlab.engines.numpy.engine import build_model, make_loss
     from trainlab.engines.numpy.gradcheck import eps_sweep, linear_weight_key, n_sweep
     from trainlab.engines.numpy.gradcheck import gradcheck as check
 
-    cfg = load_config(config, list(overrides or [])) if isinstance(config, str | Path) else config
-    cfg = with_overrides(cfg, {"model.dtype": "float64"}, source="gradcheck")
-    if cfg.engine != "numpy":
-        raise ConfigError(f"gradcheck checks the numpy engine's backward passes; {cfg.engine!r} uses autograd")
-    if n_values and layer is None:
-        raise ConfigError("the N sweep differentiates one layer's weights: give --layer (e.g. --layer 2)")
-    get_engine("numpy").check_config(cfg)
-    options = {**cfg.data.prepare_kwargs(), "val_fraction": 0.0, "val_size": None,
-               "limit": {"train": max(batch_size, 100), "test": 100}}
-    data = prepare_data(cfg.data.dataset, data_dir=data_dir or cfg.data.data_dir, seed=cfg.seed, dtype=np.float64,
-                        **options)
-    x = data.x_train[:batch_size].reshape(batch_size, -1)  # (N, D)
-    y = data.y_train[:batch_size]
-    model = build_model(cfg, x.shape[1], data.num_classes, np.random.default_rng([cfg.seed, 0]))
+    cfg = _checked_config(config, overrides, layer, n_values)
+    x, y, num_classes = _first_batch(cfg, batch_size, data_dir)
+    model = build_model(cfg, x.shape[1], num_classes, np.random.default_rng([cfg.seed, 0]))
     reg = cfg.regularization
     options: dict[str, Any] = {"loss": make_loss(cfg), "l2": reg.l2, "l1": reg.l1,
                                "apply_to": reg.apply_to, "num_entries": entries, "seed": cfg.seed}
@@ -131,7 +154,7 @@ def write_gradcheck(result: dict[str, Any], *, out: str | Path | None = None,
         RunDirError: ``run_dir`` is not a run directory.
     """
     from trainlab.io import atomic_write_json
-    from trainlab.report.artifacts import GRADCHECK_FILE  # the name the run report reads
+    from trainlab.run_files import GRADCHECK_FILE  # the name the run report reads
     from trainlab.runs import open_run_dir
 
     written: dict[str, Path] = {}

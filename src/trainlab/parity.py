@@ -192,6 +192,7 @@ def _copy_weights(pairs: list[tuple[int, Any, Any]], torch_names: dict[int, str]
     return entries
 
 
+# Long for the docstring of its arguments and result; the body is: configs, batches, the steps, the rows.
 def run_parity(
     config: RunConfig,
     *,
@@ -232,13 +233,7 @@ def run_parity(
         raise ConfigError("parity needs steps >= 1 and batch_size >= 2 (batch norm needs two examples)")
     np_cfg = parity_config(config, steps)
     torch_cfg = with_overrides(np_cfg, {"engine": "torch"}, source="parity")
-    n = steps * batch_size
-    if data == "random":
-        x, y, classes, described = _random_batches(np_cfg, n, input_shape, num_classes, np_cfg.seed)
-    elif data == "real":
-        x, y, classes, described = _real_batches(np_cfg, n, data_dir)
-    else:
-        raise ConfigError(f"parity data {data!r}: choose random or real")
+    x, y, classes, described = _batches(np_cfg, data, steps * batch_size, input_shape, num_classes, data_dir)
     threads = torch.get_num_threads()
     try:
         numpy_training, torch_training = _trainings(np_cfg, torch_cfg, _prepared(x, y, classes))
@@ -246,31 +241,71 @@ def run_parity(
         torch_names = {id(module): name for name, module in t_model.named_modules()}
         entries = _copy_weights(_pair_layers(np_model, t_model), torch_names)
         t_params = dict(t_model.named_parameters())
-        rows = []
-        for step in range(steps):
-            index = np.arange(step * batch_size, (step + 1) * batch_size)
-            lr_numpy = numpy_training.learning_rate(step)
-            lr_torch = torch_training.learning_rate(step)
-            loss_numpy, _ = numpy_training.train_step(numpy_training.x_train[index], numpy_training.y_train[index],
-                                                      lr_numpy)
-            loss_torch = float(torch_training.train_step(torch.from_numpy(index), lr_torch))
-            grads = np_model.gradients()
-            grad_diff = max(
-                rel_diff(_as_numpy(grads[e["numpy"]], e["transpose"]), t_params[e["torch"]].grad.numpy())
-                for e in entries if e["numpy"] is not None
-            )
-            numpy_training.state.step = torch_training.state.step = step + 1
-            rows.append({
-                "step": step + 1, "lr_numpy": lr_numpy, "lr_torch": lr_torch,
-                "loss_numpy": loss_numpy, "loss_torch": loss_torch,
-                "loss_abs_diff": abs(loss_numpy - loss_torch),
-                "loss_rel_diff": abs(loss_numpy - loss_torch) / max(abs(loss_numpy), abs(loss_torch), 1e-300),
-                "grad_rel_diff": grad_diff,
-            })
+        rows = [_train_step(numpy_training, torch_training, entries, t_params, step, batch_size)
+                for step in range(steps)]
     finally:
         torch.set_num_threads(threads)  # the torch engine sets its own thread count
+    params, torch_only = _param_rows(entries, np_model.parameters(), t_params)
+    buffers = _buffer_rows(np_model, t_model, steps, batch_size)
+    maxima = _maxima(rows, params, buffers)
+    return {
+        "config": config.name,
+        **_settings(np_cfg, x, classes),
+        "data": described,
+        "steps": steps,
+        "batch_size": batch_size,
+        "dtype": "float64",
+        "rows": rows,
+        "params": params,
+        "buffers": buffers,
+        "torch_only": torch_only,
+        **maxima,
+        "threshold": threshold,
+        "passed": bool(maxima["max_rel_diff"] <= threshold),
+    }
+
+
+def _batches(config: RunConfig, data: str, n: int, input_shape: tuple[int, int, int] | None,
+             num_classes: int | None, data_dir: str | Path | None) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """The ``n`` examples of ``data`` ("random" or "real"), the number of classes, and a description."""
+    if data == "random":
+        return _random_batches(config, n, input_shape, num_classes, config.seed)
+    if data == "real":
+        return _real_batches(config, n, data_dir)
+    raise ConfigError(f"parity data {data!r}: choose random or real")
+
+
+def _train_step(numpy_training: Any, torch_training: Any, entries: list[dict[str, Any]],
+                t_params: dict[str, Any], step: int, batch_size: int) -> dict[str, Any]:
+    """Step ``step`` (0-based) of both engines on the same batch: each lr and loss, their
+    differences, and the largest relative difference of the parameters' gradients."""
+    import torch
+
+    index = np.arange(step * batch_size, (step + 1) * batch_size)
+    lr_numpy = numpy_training.learning_rate(step)
+    lr_torch = torch_training.learning_rate(step)
+    loss_numpy, _ = numpy_training.train_step(numpy_training.x_train[index], numpy_training.y_train[index],
+                                              lr_numpy)
+    loss_torch = float(torch_training.train_step(torch.from_numpy(index), lr_torch))
+    grads = numpy_training.model.gradients()
+    grad_diff = max(
+        rel_diff(_as_numpy(grads[e["numpy"]], e["transpose"]), t_params[e["torch"]].grad.numpy())
+        for e in entries if e["numpy"] is not None
+    )
+    numpy_training.state.step = torch_training.state.step = step + 1
+    return {
+        "step": step + 1, "lr_numpy": lr_numpy, "lr_torch": lr_torch,
+        "loss_numpy": loss_numpy, "loss_torch": loss_torch,
+        "loss_abs_diff": abs(loss_numpy - loss_torch),
+        "loss_rel_diff": abs(loss_numpy - loss_torch) / max(abs(loss_numpy), abs(loss_torch), 1e-300),
+        "grad_rel_diff": grad_diff,
+    }
+
+
+def _param_rows(entries: list[dict[str, Any]], np_params: dict[str, np.ndarray],
+                t_params: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each parameter's difference between the engines, and the torch-only biases held at 0."""
     params, torch_only = [], []
-    np_params = np_model.parameters()
     for e in entries:
         t_value = t_params[e["torch"]].detach().numpy()
         if e["numpy"] is None:
@@ -281,16 +316,30 @@ def run_parity(
         value = _as_numpy(np_params[e["numpy"]], e["transpose"])
         params.append({"numpy": e["numpy"], "torch": e["torch"], "shape": list(value.shape),
                        "rel_diff": rel_diff(value, t_value), "abs_diff": float(np.abs(value - t_value).max())})
-    buffers = _buffer_rows(np_model, t_model, steps, batch_size)
+    return params, torch_only
+
+
+def _maxima(rows: list[dict[str, Any]], params: list[dict[str, Any]],
+            buffers: list[dict[str, Any]]) -> dict[str, float]:
+    """The largest relative difference of the losses, gradients, parameters, buffers, and of all."""
     max_loss = max(r["loss_rel_diff"] for r in rows)
     max_grad = max(r["grad_rel_diff"] for r in rows)
     max_param = max((p["rel_diff"] for p in params), default=0.0)
     max_buffer = max((b["rel_diff"] for b in buffers), default=0.0)
-    worst = max(max_loss, max_grad, max_param, max_buffer)
+    return {
+        "max_loss_rel_diff": max_loss,
+        "max_grad_rel_diff": max_grad,
+        "max_param_rel_diff": max_param,
+        "max_buffer_rel_diff": max_buffer,
+        "max_rel_diff": max(max_loss, max_grad, max_param, max_buffer),
+    }
+
+
+def _settings(np_cfg: RunConfig, x: np.ndarray, classes: int) -> dict[str, Any]:
+    """What was compared: the model's layout, the optimizer, schedule, penalties and clipping."""
     m = np_cfg.model
     layout = "-".join(str(v) for v in [int(np.prod(x.shape[1:])), *(m.hidden if m.type == "mlp" else []), classes])
     return {
-        "config": config.name,
         "model": f"{m.type} {layout}, {m.activation}"
                  + (f", batch norm {m.bn_position} the activation" if m.batch_norm else ""),
         "optimizer": np_cfg.optimizer.type,
@@ -298,21 +347,6 @@ def run_parity(
         "regularization": {"l1": np_cfg.regularization.l1, "l2": np_cfg.regularization.l2,
                            "shrink": np_cfg.regularization.shrink, "apply_to": np_cfg.regularization.apply_to},
         "clipping": {"value": np_cfg.train.grad_clip_value, "norm": np_cfg.train.grad_clip_norm},
-        "data": described,
-        "steps": steps,
-        "batch_size": batch_size,
-        "dtype": "float64",
-        "rows": rows,
-        "params": params,
-        "buffers": buffers,
-        "torch_only": torch_only,
-        "max_loss_rel_diff": max_loss,
-        "max_grad_rel_diff": max_grad,
-        "max_param_rel_diff": max_param,
-        "max_buffer_rel_diff": max_buffer,
-        "max_rel_diff": worst,
-        "threshold": threshold,
-        "passed": bool(worst <= threshold),
     }
 
 

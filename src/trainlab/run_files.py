@@ -44,10 +44,21 @@ MODEL_FILE = "model.json"
 NORMALIZER_FILE = "normalizer.npz"
 #: The images a run's report shows, saved when training ends (:mod:`trainlab.report.samples`).
 REPORT_IMAGES_FILE = "report_images.npz"
+#: The test split's (else the validation split's) probabilities and labels, after and before training.
+PREDICTIONS_FILE = "predictions.npz"
+INITIAL_PREDICTIONS_FILE = "predictions_initial.npz"
+#: The torch engine's layer table of the model; a gradient check's result (``trainlab gradcheck --save``).
+MODEL_SUMMARY_FILE = "model_summary.txt"
+GRADCHECK_FILE = "gradcheck.json"
+#: The report (of a run, or of a study in its directory) and its figures' folder.
+REPORT_FILE = "report.html"
+FIGURES_DIR = "figures"
+#: The checkpoint of each engine: ``checkpoint.npz`` (numpy) or ``checkpoint.pt`` (torch).
+CHECKPOINT_STEM = "checkpoint"
 #: Files a run may have written before its first training step: what a refused start leaves.
 START_FILES = frozenset({MARKER_FILE, CONFIG_FILE, LOG_FILE, SUMMARY_FILE, METRICS_FILE, STEPS_FILE,
-                         MODEL_FILE, NORMALIZER_FILE, "checkpoint.npz", "checkpoint.pt",
-                         "predictions_initial.npz", "model_summary.txt"})
+                         MODEL_FILE, NORMALIZER_FILE, f"{CHECKPOINT_STEM}.npz", f"{CHECKPOINT_STEM}.pt",
+                         INITIAL_PREDICTIONS_FILE, MODEL_SUMMARY_FILE})
 # Bumped when MODEL_FILE changes in a way an older reader would misread.
 MODEL_FORMAT = 1
 # What np.load raises on a missing, damaged or pickle-holding archive.
@@ -136,9 +147,21 @@ class RunDir:
     def model_path(self) -> Path:
         return self.path / MODEL_FILE
 
+    @property
+    def model_summary_path(self) -> Path:
+        return self.path / MODEL_SUMMARY_FILE
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / REPORT_FILE
+
+    def predictions_path(self, initial: bool = False) -> Path:
+        """``predictions.npz``, or with ``initial`` the predictions before training."""
+        return self.path / (INITIAL_PREDICTIONS_FILE if initial else PREDICTIONS_FILE)
+
     def checkpoint_path(self, suffix: str = ".npz") -> Path:
         """Path of the checkpoint file; the engine picks the suffix (``.npz`` or ``.pt``)."""
-        return self.path / f"checkpoint{suffix}"
+        return self.path / f"{CHECKPOINT_STEM}{suffix}"
 
     # -- model spec -----------------------------------------------------------------------
     def write_model(self, spec: ModelSpec) -> None:
@@ -311,13 +334,21 @@ def read_metrics_csv(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 __all__ = [
+    "CHECKPOINT_STEM",
     "CONFIG_FILE",
+    "FIGURES_DIR",
+    "GRADCHECK_FILE",
+    "INITIAL_PREDICTIONS_FILE",
     "LOG_FILE",
     "MARKER_FILE",
     "METRICS_COLUMNS",
     "METRICS_FILE",
     "MODEL_FILE",
+    "MODEL_SUMMARY_FILE",
     "NORMALIZER_FILE",
+    "PREDICTIONS_FILE",
+    "REPORT_FILE",
+    "REPORT_IMAGES_FILE",
     "START_FILES",
     "STEPS_FILE",
     "SUMMARY_FILE",

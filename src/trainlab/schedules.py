@@ -86,17 +86,7 @@ def lr_at(
     """
     if type not in SCHEDULES:
         raise ValueError(f"unknown lr schedule {type!r}; choose one of {', '.join(SCHEDULES)}")
-    if per == "step":
-        u: float = step
-        total = float(total_steps)
-    elif per == "epoch":
-        if not steps_per_epoch or steps_per_epoch <= 0:
-            raise ValueError("per='epoch' needs a positive 'steps_per_epoch'")
-        u = step // steps_per_epoch
-        total = total_steps / steps_per_epoch
-    else:
-        raise ValueError(f"unknown per {per!r}; choose 'step' or 'epoch'")
-
+    u, total = _units(step, per, total_steps, steps_per_epoch)
     warm = float(warmup_steps or 0)
     start = float(start_lr or 0.0)
     if type in ("constant", "cosine") and u < warm:
@@ -111,26 +101,9 @@ def lr_at(
     if type == "inverse_time":
         return base_lr / (1.0 + _need("decay", decay, type) * u)
     if type == "cyclical":
-        hi = _need("max_lr", max_lr, type)
-        lo = float(base_lr if min_lr is None else min_lr)
-        if step_size is not None:
-            s = float(step_size)
-        elif cycles is not None:
-            s = total / (2 * float(cycles))
-        else:
-            raise ValueError("lr schedule 'cyclical' needs 'step_size' (or 'cycles')")
-        c = math.floor(1 + u / (2 * s))
-        x = abs(u / s - 2 * c + 1)
-        return lo + (hi - lo) * max(0.0, 1 - x)
+        return _cyclical(u, total, base_lr, min_lr, _need("max_lr", max_lr, type), step_size, cycles)
     if type == "one_cycle":
-        peak = float(base_lr if max_lr is None else max_lr)
-        low = peak / 1e4 if min_lr is None else float(min_lr)
-        start = peak / 25
-        warm = (0.3 if pct_start is None else float(pct_start)) * total
-        if u < warm:
-            return start + (peak - start) * u / warm
-        frac = min(1.0, (u - warm) / max(total - warm, 1e-12))
-        return low + (peak - low) * (1 + math.cos(math.pi * frac)) / 2
+        return _one_cycle(u, total, base_lr, min_lr, max_lr, pct_start)
     if type == "cosine":
         low = 0.0 if min_lr is None else float(min_lr)
         if total <= 0:
@@ -144,6 +117,46 @@ def lr_at(
     low = 0.0 if min_lr is None else float(min_lr)
     frac = min(1.0, (u - w) / max(total - w, 1e-12))
     return float(base_lr) + (low - float(base_lr)) * frac
+
+
+def _units(step: int, per: str, total_steps: int, steps_per_epoch: int) -> tuple[float, float]:
+    """``(u, T)``: the step and the run length in the schedule's units (steps, or whole epochs)."""
+    if per == "step":
+        return step, float(total_steps)
+    if per == "epoch":
+        if not steps_per_epoch or steps_per_epoch <= 0:
+            raise ValueError("per='epoch' needs a positive 'steps_per_epoch'")
+        return step // steps_per_epoch, total_steps / steps_per_epoch
+    raise ValueError(f"unknown per {per!r}; choose 'step' or 'epoch'")
+
+
+def _cyclical(u: float, total: float, base_lr: float, min_lr: float | None, max_lr: float,
+              step_size: float | None, cycles: float | None) -> float:
+    """Smith's triangular policy between ``min_lr`` (default ``base_lr``) and ``max_lr``."""
+    hi = max_lr
+    lo = float(base_lr if min_lr is None else min_lr)
+    if step_size is not None:
+        s = float(step_size)
+    elif cycles is not None:
+        s = total / (2 * float(cycles))
+    else:
+        raise ValueError("lr schedule 'cyclical' needs 'step_size' (or 'cycles')")
+    c = math.floor(1 + u / (2 * s))
+    x = abs(u / s - 2 * c + 1)
+    return lo + (hi - lo) * max(0.0, 1 - x)
+
+
+def _one_cycle(u: float, total: float, base_lr: float, min_lr: float | None, max_lr: float | None,
+               pct_start: float | None) -> float:
+    """Linear warm-up from ``max_lr / 25`` to ``max_lr``, then cosine annealing to ``min_lr`` at ``T``."""
+    peak = float(base_lr if max_lr is None else max_lr)
+    low = peak / 1e4 if min_lr is None else float(min_lr)
+    start = peak / 25
+    warm = (0.3 if pct_start is None else float(pct_start)) * total
+    if u < warm:
+        return start + (peak - start) * u / warm
+    frac = min(1.0, (u - warm) / max(total - warm, 1e-12))
+    return low + (peak - low) * (1 + math.cos(math.pi * frac)) / 2
 
 
 def scheduled_lr(

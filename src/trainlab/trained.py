@@ -162,20 +162,20 @@ class Model:
         Raises:
             DataError: the run saved no labelled predictions (``output.save_predictions``).
         """
+        from trainlab.report.artifacts import read_predictions_file
         from trainlab.report.figures import confusion_matrices
+        from trainlab.run_files import PREDICTIONS_FILE
 
-        path = self.path / "predictions.npz"
+        path = self.path / PREDICTIONS_FILE
         if not path.exists():
-            raise DataError(f"{self.path}: no predictions.npz (output.save_predictions was off, or the run "
+            raise DataError(f"{self.path}: no {PREDICTIONS_FILE} (output.save_predictions was off, or the run "
                             "has not finished)")
-        with np.load(path, allow_pickle=False) as saved:
-            if "labels" not in saved.files:
-                raise DataError(f"{path}: its split has no labels, so there is no confusion matrix")
-            labels, predicted = saved["labels"], saved["probabilities"].argmax(1)
-            split = str(saved["split"]) if "split" in saved.files else "test"
+        saved = read_predictions_file(path)
+        if saved.labels is None:
+            raise DataError(f"{path}: its split has no labels, so there is no confusion matrix")
         k = len(self.class_names)
-        counts = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
-        return confusion_matrices(counts, self.class_names, f"{split} split")
+        counts = np.bincount(saved.labels * k + saved.probabilities.argmax(1), minlength=k * k).reshape(k, k)
+        return confusion_matrices(counts, self.class_names, f"{saved.split} split")
 
     def export(self, format: str = "torchscript", out: str | Path | None = None) -> Path:
         """Write the model as TorchScript or ONNX with its normalisation folded in

@@ -33,6 +33,7 @@ from trainlab.callbacks.base import TrainState
 from trainlab.callbacks.tracker import Tracker, measured, require_package, summary_numbers
 from trainlab.errors import ConfigError
 from trainlab.io import atomic_write_json
+from trainlab.run_files import CONFIG_FILE, FIGURES_DIR, METRICS_FILE, REPORT_FILE, SUMMARY_FILE
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -50,7 +51,7 @@ DB_FILE = "mlflow.db"
 #: Beside a SQLite store: where its runs' artifacts go.
 ARTIFACTS_DIR = "mlflow-artifacts"
 # The run directory's files worth having next to the numbers in MLflow's UI.
-_RUN_ARTIFACTS = ("report.html", "summary.json", "config.yaml", "metrics.csv")
+_RUN_ARTIFACTS = (REPORT_FILE, SUMMARY_FILE, CONFIG_FILE, METRICS_FILE)
 # MLflow's limit on a param value (MAX_PARAM_VAL_LENGTH) and a generous one for tag values.
 _MAX_PARAM = 6000
 _MAX_TAG = 5000
@@ -163,8 +164,8 @@ class MlflowLogger(Tracker):
             for name in _RUN_ARTIFACTS:
                 if (run_path / name).is_file():
                     client.log_artifact(run_id, str(run_path / name))
-            if (run_path / "figures").is_dir():
-                client.log_artifacts(run_id, str(run_path / "figures"), "figures")
+            if (run_path / FIGURES_DIR).is_dir():
+                client.log_artifacts(run_id, str(run_path / FIGURES_DIR), FIGURES_DIR)
         finally:
             client.set_terminated(run_id, _STATUS.get(status, "FAILED"))
 

@@ -267,6 +267,26 @@ class ModelConfig(StrictModel):
     @model_validator(mode="after")
     def _check_architecture(self) -> ModelConfig:
         t = self.type
+        self._check_type_fields()
+        self._check_type_options()
+        if t == "mlp" and not self.hidden:
+            raise field_error(
+                "hidden", "type 'mlp' needs at least one hidden layer (or use type: linear)", []
+            )
+        if t == "cnn" and not self.conv:
+            raise field_error("conv", "type 'cnn' needs at least one conv block", [])
+        if t == "custom":
+            check_custom_model(self)
+        self._check_dropout_lengths()
+        if t == "resnet":
+            self.depth = self.depth or 18
+        if t in ("resnet", "fast_cifar"):
+            self.width = self.width or 64
+        return self
+
+    def _check_type_fields(self) -> None:
+        """Refuse a field of other model types (hidden, conv, depth, factory...) that is set."""
+        t = self.type
         uses = {
             "hidden": t == "mlp",
             "conv": t == "cnn",
@@ -299,6 +319,10 @@ class ModelConfig(StrictModel):
             value = getattr(self, name)
             if not used and value not in (None, [], {}):
                 raise field_error(name, f"not used by model type '{t}'; {hints[name]}", value)
+
+    def _check_type_options(self) -> None:
+        """Refuse a switch (conv_bias, head_scale...) moved off its default on a type that ignores it."""
+        t = self.type
         cnn_only = {"conv_bias": True, "global_pool": "none"}
         head_only = {"head_bias": True, "head_scale": 1.0}
         mlp_only = {"activate_output": False}
@@ -312,20 +336,6 @@ class ModelConfig(StrictModel):
                 allowed, hint = t in ("linear", "mlp", "cnn"), "resnet/fast_cifar build their own head"
             if value != default and not allowed:
                 raise field_error(name, f"not used by model type '{t}'; {hint}", value)
-        if t == "mlp" and not self.hidden:
-            raise field_error(
-                "hidden", "type 'mlp' needs at least one hidden layer (or use type: linear)", []
-            )
-        if t == "cnn" and not self.conv:
-            raise field_error("conv", "type 'cnn' needs at least one conv block", [])
-        if t == "custom":
-            check_custom_model(self)
-        self._check_dropout_lengths()
-        if t == "resnet":
-            self.depth = self.depth or 18
-        if t in ("resnet", "fast_cifar"):
-            self.width = self.width or 64
-        return self
 
     def _check_dropout_lengths(self) -> None:
         layers = {

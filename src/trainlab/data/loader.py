@@ -231,6 +231,55 @@ def _check_expected(src: Source, arrays: dict[str, Any]) -> None:
         )
 
 
+def _cache_options(
+    src: Source, size: tuple[int, int] | None, skip_corrupt: bool, max_image_pixels: int
+) -> dict[str, Any]:
+    """The load options that change the decoded arrays, so they key the cache and the fingerprint."""
+    options: dict[str, Any] = {"resize": list(size) if size else None, "skip_corrupt": bool(skip_corrupt)}
+    if src.kind.startswith("imagefolder") and max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS:
+        # Only a changed limit keys the cache (it decides which files are kept), so the
+        # fingerprints of datasets read with the default stay what they were.
+        options["max_image_pixels"] = int(max_image_pixels)
+    return options
+
+
+def _decode_and_store(
+    src: Source,
+    entry: Path | None,
+    size: tuple[int, int] | None,
+    skip_corrupt: bool,
+    max_image_pixels: int,
+    fingerprint: str,
+    options: dict[str, Any],
+) -> RawDataset:
+    """Decode ``src``, check its counts, and store the arrays in the cache ``entry`` (None: no cache)."""
+    decoded = _decode(src, size, skip_corrupt, max_image_pixels)
+    _check_expected(src, decoded)
+    meta = {
+        "name": src.name,
+        "class_names": list(decoded["class_names"]),
+        "test_ids": decoded["test_ids"],
+        "skipped_corrupt": int(decoded["skipped_corrupt"]),
+        "source": str(src.path),
+        "fingerprint": fingerprint,
+        "options": options,
+    }
+    stored = entry is not None and cache.store_entry(entry, decoded, meta)
+    return RawDataset(
+        name=src.name,
+        x_train=decoded["x_train"],
+        y_train=decoded["y_train"],
+        x_test=decoded["x_test"],
+        y_test=decoded["y_test"],
+        test_ids=decoded["test_ids"],
+        class_names=list(decoded["class_names"]),
+        source=src.path,
+        fingerprint=fingerprint,
+        skipped_corrupt=int(decoded["skipped_corrupt"]),
+        cache_dir=entry if stored else None,
+    )
+
+
 def load_dataset(
     name_or_path: str,
     data_dir: str | Path | None = None,
@@ -258,11 +307,7 @@ def load_dataset(
     """
     src = locate(name_or_path, data_dir)
     size = target_size(resize)
-    options: dict[str, Any] = {"resize": list(size) if size else None, "skip_corrupt": bool(skip_corrupt)}
-    if src.kind.startswith("imagefolder") and max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS:
-        # Only a changed limit keys the cache (it decides which files are kept), so the
-        # fingerprints of datasets read with the default stay what they were.
-        options["max_image_pixels"] = int(max_image_pixels)
+    options = _cache_options(src, size, skip_corrupt, max_image_pixels)
     identity = cache.source_identity(src.files)
     # The fingerprint ignores where the data folder is (relative names), the cache key does not.
     relative = [[os.path.relpath(p, src.path.parent), s, m] for p, s, m in identity]
@@ -288,31 +333,7 @@ def load_dataset(
             skipped_corrupt=int(meta["skipped_corrupt"]),
             cache_dir=entry,
         )
-    decoded = _decode(src, size, skip_corrupt, max_image_pixels)
-    _check_expected(src, decoded)
-    meta = {
-        "name": src.name,
-        "class_names": list(decoded["class_names"]),
-        "test_ids": decoded["test_ids"],
-        "skipped_corrupt": int(decoded["skipped_corrupt"]),
-        "source": str(src.path),
-        "fingerprint": fingerprint,
-        "options": options,
-    }
-    stored = entry is not None and cache.store_entry(entry, decoded, meta)
-    return RawDataset(
-        name=src.name,
-        x_train=decoded["x_train"],
-        y_train=decoded["y_train"],
-        x_test=decoded["x_test"],
-        y_test=decoded["y_test"],
-        test_ids=decoded["test_ids"],
-        class_names=list(decoded["class_names"]),
-        source=src.path,
-        fingerprint=fingerprint,
-        skipped_corrupt=int(decoded["skipped_corrupt"]),
-        cache_dir=entry if stored else None,
-    )
+    return _decode_and_store(src, entry, size, skip_corrupt, max_image_pixels, fingerprint, options)
 
 
 __all__ = ["RawDataset", "Source", "load_dataset", "locate", "resize_array"]

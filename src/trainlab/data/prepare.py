@@ -105,6 +105,23 @@ def split_indices(
     return train_idx, val_idx, test_idx
 
 
+def _test_rows(
+    raw: RawDataset, test_idx: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None, list[str] | None]:
+    """The test split's uint8 images, labels (None: unlabelled) and ids at ``test_idx``."""
+    x_test = y_test = None
+    test_ids = raw.test_ids
+    if raw.x_test is not None and test_idx is not None:
+        x_test = raw.x_test if len(test_idx) == len(raw.x_test) else raw.x_test[test_idx]
+        if raw.y_test is not None:
+            y_test = np.asarray(raw.y_test[test_idx], dtype=np.int64)
+        if test_ids is not None:
+            test_ids = [test_ids[i] for i in test_idx]
+    return x_test, y_test, test_ids
+
+
+# Long for its 17 arguments and their Args docstring; the body is short: load, split, take the test
+# rows, normalise.
 def prepare_data(
     dataset: str,
     *,
@@ -166,15 +183,7 @@ def prepare_data(
     train_idx, val_idx, test_idx = split_indices(
         raw, val_fraction=val_fraction, val_size=val_size, limit=limit, seed=seed, val_split=val_split
     )
-    x_test = y_test = None
-    test_ids = raw.test_ids
-    if raw.x_test is not None and test_idx is not None:
-        x_test = raw.x_test if len(test_idx) == len(raw.x_test) else raw.x_test[test_idx]
-        if raw.y_test is not None:
-            y_test = np.asarray(raw.y_test[test_idx], dtype=np.int64)
-        if test_ids is not None:
-            test_ids = [test_ids[i] for i in test_idx]
-
+    x_test, y_test, test_ids = _test_rows(raw, test_idx)
     n_train = len(raw.y_train)
     x_train_u8 = raw.x_train if len(train_idx) == n_train else raw.x_train[train_idx]
     # Statistics from the training split only, so that val and test do not leak into them,

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from trainlab.callbacks import CallbackList, TrainState
 from trainlab.errors import TrainlabError
 
 if TYPE_CHECKING:
+    from trainlab.callbacks import CallbackList, TrainState
     from trainlab.config import RunConfig
     from trainlab.data import PreparedData
     from trainlab.run_files import RunDir

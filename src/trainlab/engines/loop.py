@@ -176,7 +176,7 @@ class TrainingLoop(ABC):
             self.context.log(f"resumed at step {self.state.step} of {self.total_steps}")
         else:
             self.describe()
-            self.save_predictions("predictions_initial.npz")  # the confusion matrix before training
+            self.save_predictions(initial=True)  # the confusion matrix before training
 
     def elapsed(self) -> float:
         """Training seconds so far: the checkpoint's time plus this session's."""
@@ -232,9 +232,10 @@ class TrainingLoop(ABC):
             return "val"
         return "test" if self.has_test_images else None
 
-    def save_predictions(self, filename: str) -> None:
-        """The probabilities (and labels) of :meth:`predictions_split` into the run directory,
-        when asked for; ``split`` (a 0-d string array) records which split they are of."""
+    def save_predictions(self, initial: bool = False) -> None:
+        """The probabilities (and labels) of :meth:`predictions_split` into the run directory's
+        predictions file (``initial``: the one before training), when asked for; ``split`` (a
+        0-d string array) records which split they are of."""
         split = self.predictions_split()
         if not self.config.output.save_predictions or split is None:
             return
@@ -243,7 +244,7 @@ class TrainingLoop(ABC):
         if labels is not None:
             arrays["labels"] = labels
         arrays["split"] = np.asarray(split)
-        atomic_save_npz(self.context.run_dir.path / filename, arrays)
+        atomic_save_npz(self.context.run_dir.predictions_path(initial), arrays)
 
     def summary(self) -> dict[str, Any]:
         """Final figures on every split, and ``predictions.npz`` (:meth:`save_predictions`)."""
@@ -260,7 +261,7 @@ class TrainingLoop(ABC):
             measured = self.final_metrics(split)
             if measured is not None:
                 result[f"{prefix}_loss"], result[f"{prefix}_accuracy"] = measured
-        self.save_predictions("predictions.npz")
+        self.save_predictions()
         return result
 
     # -- checkpoints: the part both engines hold, and the interrupt ------------------------

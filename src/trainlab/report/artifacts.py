@@ -22,13 +22,17 @@ from typing import Any
 import numpy as np
 
 from trainlab.diagnostics import early_stopping_step, log_warnings
-from trainlab.run_files import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, RunDir
+from trainlab.run_files import (
+    CONFIG_FILE,
+    GRADCHECK_FILE,
+    INITIAL_PREDICTIONS_FILE,
+    LOG_FILE,
+    MODEL_SUMMARY_FILE,
+    PREDICTIONS_FILE,
+    SUMMARY_FILE,
+    RunDir,
+)
 from trainlab.runs import open_run_dir
-
-PREDICTIONS_FILE = "predictions.npz"
-INITIAL_PREDICTIONS_FILE = "predictions_initial.npz"
-GRADCHECK_FILE = "gradcheck.json"
-MODEL_SUMMARY_FILE = "model_summary.txt"
 
 # What each status means to a reader of the report.
 STATUS_TEXT = {
@@ -208,9 +212,6 @@ def load_artifacts(path: str | Path) -> RunArtifacts:
 
 __all__ = [
     "CONFIG_FILE",
-    "GRADCHECK_FILE",
-    "INITIAL_PREDICTIONS_FILE",
-    "PREDICTIONS_FILE",
     "PREDICTION_SPLITS",
     "Predictions",
     "RunArtifacts",

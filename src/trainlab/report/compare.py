@@ -21,10 +21,8 @@ from trainlab.report import curves as cfigs
 from trainlab.report import figures as figs
 from trainlab.report.artifacts import RunArtifacts, load_artifacts
 from trainlab.report.html import Block, Section, figure, fmt, note, table, text, write_report
-from trainlab.run_files import STEPS_FILE
+from trainlab.run_files import FIGURES_DIR, REPORT_FILE, STEPS_FILE
 
-REPORT_FILE = "report.html"
-FIGURES_DIR = "figures"
 SUMMARY_KEYS = (("test_accuracy", "test accuracy"), ("test_loss", "test loss"),
                 ("best_val_accuracy", "best val accuracy"), ("final_train_loss", "final train loss"),
                 ("epochs", "epochs"), ("steps", "steps"), ("params", "parameters"),

@@ -43,10 +43,8 @@ from trainlab.report.samples import (
     load_report_images,
     report_images_from_dataset,
 )
-from trainlab.run_files import REPORT_IMAGES_FILE, STEPS_FILE
+from trainlab.run_files import FIGURES_DIR, REPORT_FILE, REPORT_IMAGES_FILE, STEPS_FILE
 
-REPORT_FILE = "report.html"
-FIGURES_DIR = "figures"
 MAX_UNITS_SHOWN = 30
 LOG_TAIL = 40
 
@@ -336,4 +334,4 @@ def build_run_report(run_path: str | Path) -> Path:
                         subtitle=subtitle, banner=report.banner())
 
 
-__all__ = ["FIGURES_DIR", "REPORT_FILE", "RunReport", "build_run_report"]
+__all__ = ["RunReport", "build_run_report"]

@@ -31,9 +31,9 @@ from trainlab import diagnostics as dg
 from trainlab.config import AugmentConfig
 from trainlab.data.normalize import fit_normalizer, normalizer_affine
 from trainlab.io import atomic_write_with
-from trainlab.report.artifacts import PREDICTIONS_FILE, Predictions, read_predictions_file
+from trainlab.report.artifacts import Predictions, read_predictions_file
 from trainlab.report.images import RunData, augmentation_preview, load_run_data, sample_per_class
-from trainlab.run_files import REPORT_IMAGES_FILE
+from trainlab.run_files import PREDICTIONS_FILE, REPORT_IMAGES_FILE
 
 if TYPE_CHECKING:
     from trainlab.data import PreparedData

@@ -10,7 +10,6 @@ cannot be built becomes a note, never an exception.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,18 +42,15 @@ from trainlab.report.study_data import (
     trial_seconds,
 )
 from trainlab.report.study_tables import export, settings_table
-from trainlab.run_files import read_metrics_csv
+from trainlab.report.study_trials import STATE_TEXT, trial_table
+from trainlab.run_files import FIGURES_DIR, REPORT_FILE, read_metrics_csv
 from trainlab.studies.results import StageData, study_leakage
 from trainlab.studies.space import Param
 from trainlab.studies.stats import TEST_NAME
 
-REPORT_FILE = "report.html"
-FIGURES_DIR = "figures"
 DEFAULT_TRIALS = 4
 MIN_IMPORTANCE_TRIALS = 6
 NUMERIC_KINDS = ("uniform", "loguniform", "int")
-STATE_TEXT = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
-              "WAITING": "waiting"}
 
 
 def _metrics(run_dir: Path | None) -> list[dict[str, object]]:
@@ -167,32 +163,7 @@ class StudyReport:
         """Every trial, sorted by the objective, failed and pruned ones with their state."""
         section = Section("trials", "Trials")
         s = self.study
-        names = list(dict.fromkeys(p.name for stage in s.stages for p in stage.params))
-        sign = -1.0 if s.maximize else 1.0
-        order = {"COMPLETE": 0, "PRUNED": 1, "FAIL": 2, "RUNNING": 3, "WAITING": 4}
-
-        def key(pair: tuple[StageData, FrozenTrial]) -> tuple[int, int, float, int]:
-            stage, trial = pair
-            value = sign * trial.value if trial.state == TrialState.COMPLETE and trial.value is not None else math.inf
-            return (stage.index, order.get(trial.state.name, 9), value, trial.number)
-
-        rows = []
-        summaries = {id(trial): (trial.user_attrs.get("result") or {}).get("summary") or {} for _, trial in s.trials}
-        counted = any(isinstance(summary.get("params"), int) for summary in summaries.values())
-        for stage, trial in sorted(s.trials, key=key):
-            summary = summaries[id(trial)]
-            value = trial.value if trial.state == TrialState.COMPLETE else last_intermediate(trial)
-            seconds = trial_seconds(trial)
-            count = [str(summary.get("params", ""))] if counted else []
-            rows.append([*([stage.name] if self.multi else []), trial_key(trial), STATE_TEXT.get(trial.state.name,
-                                                                                               trial.state.name),
-                         *[shown(trial.params[n]) if n in trial.params else "" for n in names],
-                         fmt(trial.user_attrs.get("seed")), f"{value:.4f}" if value is not None else "", *count,
-                         epochs_text(summary),
-                         f"{seconds:.1f}" if seconds is not None else "", str(trial.user_attrs.get("error") or "")])
-        columns = [*(["stage"] if self.multi else []), "trial", "state", *names, "seed", s.metric,
-                   *(["params"] if counted else []), "epochs", "time (s)", "error"]
-        section.add(table(columns, rows))
+        section.add(table(*trial_table(s, self.multi)))
         if s.count(TrialState.PRUNED):
             section.add(text(f"A pruned trial shows the last value it reported (its {s.metric} was not "
                              "reached) and the whole epochs it completed, with the steps of the epoch it was "

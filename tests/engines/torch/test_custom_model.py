@@ -18,7 +18,7 @@ import trainlab.api as tl
 from tests.data.synthdata import write_idx
 from tests.helpers import InterruptAt, timeless, write_config
 from trainlab.config import RunConfig, load_config, with_overrides
-from trainlab.custom_model import config_for_module, load_trained_weights, module_factory
+from trainlab.custom_model import config_for_module, module_factory
 from trainlab.engines.model_size import model_size
 from trainlab.engines.resume import checkpoint_step
 from trainlab.engines.torch.custom import load_factory
@@ -232,7 +232,7 @@ def test_a_module_object_trains_resumes_in_process_and_gets_its_weights_back(
     whole = tl.run(cfg, run_id="whole", progress=False, echo=False)
     resumed = tl.run(resume=tmp_path / "runs" / "t" / "cut", progress=False, echo=False)
     assert timeless(resumed.metrics) == timeless(whole.metrics)
-    load_trained_weights(net, whole.path)
+    net.load_state_dict(tl.load(whole.path).module.state_dict())
     assert not torch.equal(before[0], net[0].weight)
     assert whole.config["model"]["factory"] == "trainlab.custom_model:registered.mine"
 

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from trainlab.config import ModelConfig, RunConfig
-from trainlab.engines.torch.models import build_model, count_params, model_summary
+from trainlab.engines.torch.models import build_model, count_params
+from trainlab.engines.torch.summary import model_summary
 from trainlab.errors import ConfigError
 
 MNIST = (1, 28, 28)

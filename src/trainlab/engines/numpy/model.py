@@ -110,6 +110,22 @@ def _activation(name: str, leaky_slope: float) -> Layer:
     raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
 
 
+def _checked_dropouts(activation: str, bn_position: str, dropout: float | list[float], n_hidden: int) -> list[float]:
+    """The dropout rate of each hidden layer, once ``activation`` and ``bn_position`` are known names.
+
+    Raises ``ValueError`` naming an unknown activation or position, or a list of rates of the wrong length.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    if bn_position not in ("before", "after"):
+        raise ValueError(f"unknown bn_position {bn_position!r}; choose 'before' or 'after'")
+    drops = list(dropout) if isinstance(dropout, list | tuple) else [float(dropout)] * n_hidden
+    if len(drops) != n_hidden:
+        raise ValueError(f"dropout has {len(drops)} values for {n_hidden} hidden layers")
+    return drops
+
+
+# Long for its 18 arguments and the docstring that explains them; the body is one loop over the layers.
 def build_mlp(
     input_dim: int,
     num_classes: int,
@@ -150,13 +166,7 @@ def build_mlp(
     activation and the last hidden layer's dropout, as code that builds every dense layer
     alike does; the logits are then ``activation(W h + b)``.
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-    if bn_position not in ("before", "after"):
-        raise ValueError(f"unknown bn_position {bn_position!r}; choose 'before' or 'after'")
-    drops = list(dropout) if isinstance(dropout, list | tuple) else [float(dropout)] * len(hidden)
-    if len(drops) != len(hidden):
-        raise ValueError(f"dropout has {len(drops)} values for {len(hidden)} hidden layers")
+    drops = _checked_dropouts(activation, bn_position, dropout, len(hidden))
     if init_scheme == "default":
         init_scheme = "he_normal" if activation in RELU_FAMILY else "glorot_uniform"
     init = {"init_scheme": init_scheme, "sigma": sigma, "scale": scale, "value": value, "bias_init": bias_init}

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from trainlab.engines.torch.augment import BatchAugment
 from trainlab.engines.torch.engine import TorchEngine
-from trainlab.engines.torch.models import build_model, count_params, model_summary
+from trainlab.engines.torch.models import build_model, count_params
 from trainlab.engines.torch.optim import build_optimizer, penalty
 from trainlab.engines.torch.pixels import PixelSpace
+from trainlab.engines.torch.summary import model_summary
 
 __all__ = [
     "BatchAugment",

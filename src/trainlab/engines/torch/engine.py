@@ -35,7 +35,7 @@ from trainlab.engines.torch.augment import BatchAugment
 from trainlab.engines.torch.averaging import build_average
 from trainlab.engines.torch.checkpoint import load_training, save_training
 from trainlab.engines.torch.layers import drop_whiten_bias_grads, init_whitening
-from trainlab.engines.torch.models import build_model, count_params, model_summary, output_weight
+from trainlab.engines.torch.models import build_model, count_params, output_weight
 from trainlab.engines.torch.monitors import layer_monitors
 from trainlab.engines.torch.muon import optimizer_parts
 from trainlab.engines.torch.optim import (
@@ -56,6 +56,7 @@ from trainlab.engines.torch.runtime import (
     stream_seed,
     train_options,
 )
+from trainlab.engines.torch.summary import model_summary
 from trainlab.engines.torch.tta import tta_logits, tta_mode
 from trainlab.errors import ConfigError
 from trainlab.io import atomic_write_text
@@ -317,7 +318,7 @@ class TorchTraining(TrainingLoop):
     def describe(self) -> None:
         log = self.context.log
         summary = model_summary(self.model, self.input_shape)  # type: ignore[arg-type]
-        atomic_write_text(self.context.run_dir.path / "model_summary.txt", summary + "\n")
+        atomic_write_text(self.context.run_dir.model_summary_path, summary + "\n")
         log(summary)
         threads = f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""
         log(f"model: {count_params(self.model):,} parameters, {self.total_steps} steps of batch "

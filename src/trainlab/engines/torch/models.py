@@ -6,7 +6,7 @@ seed B's MNIST MLP 784-512-512-10 has 669,706 parameters, its CNN 18-36-72-72 + 
 has 570,436, seed E's Keras CNN has 122,570.
 
 A custom model comes from the user's factory (:mod:`.custom`); the rest of this module
-(summary, counts) works on any module.
+(output weight, counts) works on any module, and so does :func:`.summary.model_summary`.
 
 Initialisation (:mod:`.init`) is applied after construction, to the weights of every conv
 and dense layer (``model.init``), with ``torch``'s global generator forked and seeded so
@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from trainlab.engines.torch.custom import build_custom, output_tensors
+from trainlab.engines.torch.custom import build_custom
 from trainlab.engines.torch.init import init_weights
 from trainlab.engines.torch.layers import Dropout, Scale, Whiten, make_batch_norm
 from trainlab.errors import ConfigError
 
 if TYPE_CHECKING:
-    from trainlab.config import ModelConfig
+    from trainlab.config import ConvBlockConfig, ModelConfig
 
 
 def make_activation(name: str, leaky_slope: float = 0.01) -> nn.Module:
@@ -67,23 +67,35 @@ def build_mlp(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: in
 
     A ``linear`` model is the same with no hidden layers.
     """
-    in_features = math.prod(input_shape)
     layers: list[nn.Module] = [nn.Flatten()]  # (B, C*H*W)
     hidden = list(m.hidden) if m.type == "mlp" else []
-    for width, rate in zip(hidden, m.layer_dropouts(), strict=True):
+    in_features = _append_dense(layers, m, math.prod(input_shape), hidden, m.layer_dropouts(), m.activation,
+                                m.batch_norm)
+    layers += _head(m, in_features, num_classes)  # (B, K)
+    _append_output_activation(layers, m)
+    return nn.Sequential(*layers)
+
+
+def _append_dense(layers: list[nn.Module], m: ModelConfig, in_features: int, widths: list[int],
+                  rates: list[float], activation: str, batch_norm: bool) -> int:
+    """Append per width: Linear, [BN], activation, [BN], [Dropout]; returns the last width."""
+    for width, rate in zip(widths, rates, strict=True):
         layers.append(nn.Linear(in_features, width))
-        norm = make_batch_norm(width, m, dims=1) if m.batch_norm else None
-        _norm_act(layers, norm, make_activation(m.activation, m.leaky_slope), m.bn_position)
+        norm = make_batch_norm(width, m, dims=1) if batch_norm else None
+        _norm_act(layers, norm, make_activation(activation, m.leaky_slope), m.bn_position)
         if rate:
             layers.append(Dropout(rate))
         in_features = width
-    layers += _head(m, in_features, num_classes)  # (B, K)
+    return in_features
+
+
+def _append_output_activation(layers: list[nn.Module], m: ModelConfig) -> None:
+    """With ``activate_output``: the hidden activation and the last hidden dropout after the output."""
     if m.activate_output:
         layers.append(make_activation(m.activation, m.leaky_slope))
         rates = m.layer_dropouts()
         if rates and rates[-1]:
             layers.append(Dropout(rates[-1]))
-    return nn.Sequential(*layers)
 
 
 def _head(m: ModelConfig, in_features: int, num_classes: int) -> list[nn.Module]:
@@ -114,32 +126,10 @@ def build_cnn(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: in
     Raises:
         ConfigError: a block shrinks the image below one pixel.
     """
-    channels, height, width = input_shape
     layers: list[nn.Module] = []
-    if m.whiten is not None:
-        k = m.whiten.kernel
-        layers.append(Whiten(channels, k, bias=m.whiten.bias))  # (B, 2 C k^2, H - k + 1, W - k + 1)
-        if m.whiten.activation:
-            layers.append(make_activation(m.activation, m.leaky_slope))
-        channels, height, width = 2 * channels * k * k, height - k + 1, width - k + 1
-        if height < 1 or width < 1:
-            raise ConfigError(f"model.whiten.kernel: {k} is larger than the {input_shape[1]}x{input_shape[2]} image")
+    channels, height, width = _append_whiten(layers, m, input_shape)
     for index, (block, rate) in enumerate(zip(m.conv, m.layer_dropouts(), strict=True)):
-        pad = _conv_padding(block.padding, block.kernel)
-        pool_first = block.pool is not None and block.pool_position == "after_first_conv"
-        for position, filters in enumerate(block.filter_list()):
-            # Batch norm makes the conv bias redundant only when it follows the conv
-            # directly; keep the bias by default so parameter counts match Keras'.
-            layers.append(nn.Conv2d(channels, filters, block.kernel, block.stride, pad, bias=m.conv_bias))
-            height = (height + 2 * pad - block.kernel) // block.stride + 1
-            width = (width + 2 * pad - block.kernel) // block.stride + 1
-            if pool_first and position == 0:
-                height, width = _append_pool(layers, block.pool, block.pool_size, block.pool_stride, height, width)
-            norm = make_batch_norm(filters, m) if m.batch_norm else None
-            _norm_act(layers, norm, make_activation(m.activation, m.leaky_slope), m.bn_position)
-            channels = filters
-        if block.pool is not None and not pool_first:
-            height, width = _append_pool(layers, block.pool, block.pool_size, block.pool_stride, height, width)
+        channels, height, width = _append_conv_block(layers, m, block, channels, height, width)
         if height < 1 or width < 1:
             raise ConfigError(
                 f"model.conv[{index}]: the image is {height}x{width} after this block; "
@@ -151,23 +141,54 @@ def build_cnn(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: in
         layers.append(nn.AdaptiveMaxPool2d(1) if m.global_pool == "max" else nn.AdaptiveAvgPool2d(1))
         height = width = 1
     layers.append(nn.Flatten())  # (B, C*H*W)
-    in_features = channels * height * width
-    fc_act = m.fc_activation or m.activation
     fc_norm = m.batch_norm if m.fc_batch_norm is None else m.fc_batch_norm
-    for fc_width, rate in zip(m.fc, m.fc_dropouts(), strict=True):
-        layers.append(nn.Linear(in_features, fc_width))
-        norm = make_batch_norm(fc_width, m, dims=1) if fc_norm else None
-        _norm_act(layers, norm, make_activation(fc_act, m.leaky_slope), m.bn_position)
-        if rate:
-            layers.append(Dropout(rate))
-        in_features = fc_width
+    in_features = _append_dense(layers, m, channels * height * width, list(m.fc), m.fc_dropouts(),
+                                m.fc_activation or m.activation, fc_norm)
     layers += _head(m, in_features, num_classes)  # (B, K)
-    if m.activate_output:
-        layers.append(make_activation(m.activation, m.leaky_slope))
-        rates = m.layer_dropouts()
-        if rates and rates[-1]:
-            layers.append(Dropout(rates[-1]))
+    _append_output_activation(layers, m)
     return nn.Sequential(*layers)
+
+
+def _append_whiten(
+    layers: list[nn.Module], m: ModelConfig, input_shape: tuple[int, int, int]
+) -> tuple[int, int, int]:
+    """Append the whitening layer (and its activation), if any; returns (C, H, W) after it.
+
+    Raises:
+        ConfigError: the whitening kernel is larger than the image.
+    """
+    channels, height, width = input_shape
+    if m.whiten is not None:
+        k = m.whiten.kernel
+        layers.append(Whiten(channels, k, bias=m.whiten.bias))  # (B, 2 C k^2, H - k + 1, W - k + 1)
+        if m.whiten.activation:
+            layers.append(make_activation(m.activation, m.leaky_slope))
+        channels, height, width = 2 * channels * k * k, height - k + 1, width - k + 1
+        if height < 1 or width < 1:
+            raise ConfigError(f"model.whiten.kernel: {k} is larger than the {input_shape[1]}x{input_shape[2]} image")
+    return channels, height, width
+
+
+def _append_conv_block(
+    layers: list[nn.Module], m: ModelConfig, block: ConvBlockConfig, channels: int, height: int, width: int
+) -> tuple[int, int, int]:
+    """Append one conv block's convs, batch norms, activations and pool; returns (C, H, W) after it."""
+    pad = _conv_padding(block.padding, block.kernel)
+    pool_first = block.pool is not None and block.pool_position == "after_first_conv"
+    for position, filters in enumerate(block.filter_list()):
+        # Batch norm makes the conv bias redundant only when it follows the conv
+        # directly; keep the bias by default so parameter counts match Keras'.
+        layers.append(nn.Conv2d(channels, filters, block.kernel, block.stride, pad, bias=m.conv_bias))
+        height = (height + 2 * pad - block.kernel) // block.stride + 1
+        width = (width + 2 * pad - block.kernel) // block.stride + 1
+        if pool_first and position == 0:
+            height, width = _append_pool(layers, block.pool, block.pool_size, block.pool_stride, height, width)
+        norm = make_batch_norm(filters, m) if m.batch_norm else None
+        _norm_act(layers, norm, make_activation(m.activation, m.leaky_slope), m.bn_position)
+        channels = filters
+    if block.pool is not None and not pool_first:
+        height, width = _append_pool(layers, block.pool, block.pool_size, block.pool_stride, height, width)
+    return channels, height, width
 
 
 def _append_pool(
@@ -325,54 +346,6 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def model_summary(model: nn.Module, input_shape: tuple[int, int, int]) -> str:
-    """A table like Keras' ``model.summary()``: layer, output shape, parameters, and the total.
-
-    One row per leaf module (and per residual block), from a forward pass of one zero
-    image in eval mode, so shapes are the real ones.
-    """
-    rows: list[tuple[str, str, int]] = []
-    hooks = []
-
-    def leaf(module: nn.Module) -> bool:
-        return isinstance(module, BasicBlock) or not any(True for _ in module.children())
-
-    def hook(name: str) -> object:
-        def record(module: nn.Module, _inputs: object, output: object) -> None:
-            params = sum(p.numel() for p in module.parameters())
-            # A custom model's leaf may return several tensors (an LSTM's output and state).
-            shape = " ".join("(None, " + ", ".join(str(d) for d in t.shape[1:]) + ")" for t in output_tensors(output))
-            rows.append((f"{name} ({type(module).__name__})", shape or "-", params))
-        return record
-
-    def visit(module: nn.Module, prefix: str) -> None:
-        for name, child in module.named_children():
-            full = f"{prefix}{name}"
-            if leaf(child):
-                hooks.append(child.register_forward_hook(hook(full)))  # type: ignore[arg-type]
-            else:
-                visit(child, f"{full}.")
-
-    visit(model, "")
-    was_training = model.training
-    model.eval()
-    param = next(model.parameters())
-    try:
-        with torch.no_grad():
-            model(torch.zeros((1, *input_shape), dtype=param.dtype, device=param.device))
-    finally:
-        for handle in hooks:
-            handle.remove()
-        model.train(was_training)
-    total = count_params(model)
-    width = max([len(r[0]) for r in rows] + [20])
-    line = "-" * (width + 40)
-    out = [line, f"{'Layer (type)':<{width}}  {'Output Shape':<24}{'Param #':>12}", "=" * (width + 40)]
-    out += [f"{name:<{width}}  {shape:<24}{params:>12,}" for name, shape, params in rows]
-    out += ["=" * (width + 40), f"Total params: {total:,}", line]
-    return "\n".join(out)
-
-
 __all__ = [
     "BasicBlock",
     "build_cnn",
@@ -383,6 +356,5 @@ __all__ = [
     "count_params",
     "init_weights",
     "make_activation",
-    "model_summary",
     "output_weight",
 ]
