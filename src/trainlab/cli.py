@@ -230,6 +230,7 @@ def report_command(
     import webbrowser
 
     from trainlab.api import write_report
+    from trainlab.run_files import FIGURES_DIR
 
     keys = [k.strip() for item in trials or [] for k in item.split(",") if k.strip()]
     report = write_report(path, trials=keys, table_format=format_, storage=storage)
@@ -237,12 +238,12 @@ def report_command(
         table = report.parent / f"table.{format_}"
         sys.stdout.write(table.read_text(encoding="utf-8"))
         echo(f"table: {table}")
-    figures = sorted((report.parent / "figures").glob("*.png"))
-    echo(f"{len(figures)} figures in {report.parent / 'figures'} (PNG and SVG)")
+    folder = report.parent / FIGURES_DIR
+    echo(f"{len(sorted(folder.glob('*.png')))} figures in {folder} (PNG and SVG)")
     echo(f"report: {report}")
     if open_figures:
         webbrowser.open(report.resolve().as_uri())
-        webbrowser.open((report.parent / "figures").resolve().as_uri())
+        webbrowser.open(folder.resolve().as_uri())
 
 
 @app.command("compare")
