@@ -22,8 +22,9 @@ Both sides run in their best CPU mode (bf16 autocast, channels_last), with the s
 thread count. The time to accuracy is the wall clock from the start (before the data is
 loaded) to the end of the first evaluation that reaches the target: evaluations on the
 test split after every epoch (no TTA), then the final one with TTA. trainlab's final TTA
-evaluation is counted at the moment ``api.run`` returns (after its final train-split
-evaluation and checkpoint, so trainlab's time is an upper bound); reports and prediction
+evaluation is counted at the moment ``api.run`` returns (after its checkpoint, so
+trainlab's time is an upper bound; the fast recipes set ``train.final_train_eval: false``, so
+there is no final train-split pass); reports and prediction
 files are turned off on the trainlab side, as the peer writes neither. Both read
 CIFAR-10 through trainlab's data cache (``prepare_data``), so data loading costs the
 same on both sides.
@@ -498,7 +499,8 @@ def write_docs(path: Path, rows: list[dict[str, Any]], trials: dict[str, dict[st
               "`bias_lr_scale` also speeds up the whitening bias, airbench94 only the BN shifts; trainlab "
               "freezes the whitening bias after 3 epochs where airbench94_muon decays its lr to 0 over them; "
               "trainlab's whitening uses the centred patch covariance, airbench the uncentred one. trainlab's "
-              "runs also compute layer monitors at every evaluation and a final train-split evaluation."]
+              "runs also compute layer monitors at every evaluation (no final train-split pass: "
+              "`train.final_train_eval: false` in the fast recipes)."]
     lines += ["", "### Every seed", "", "| run | seed | evaluations (s: accuracy) | total s |", "|---|---:|---|---:|"]
     for name, by_side in trials.items():
         for side, side_trials in by_side.items():

@@ -139,6 +139,12 @@ class TrainConfig(StrictModel):
         False,
         description="Also evaluate on the test split at every evaluation (to plot or monitor it).",
     )
+    final_train_eval: bool = Field(
+        True,
+        description="At the end, evaluate the whole training split once more (eval mode, the weights "
+        "evaluations use) for the summary's final_train_loss and final_train_accuracy; false leaves those "
+        "keys out and saves that pass (a fast recipe's clock).",
+    )
     log_steps: PositiveInt | None = Field(
         None,
         description="Write the training loss of every Nth optimizer step (with its lr and elapsed "

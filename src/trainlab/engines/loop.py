@@ -247,7 +247,8 @@ class TrainingLoop(ABC):
         atomic_save_npz(self.context.run_dir.predictions_path(initial), arrays)
 
     def summary(self) -> dict[str, Any]:
-        """Final figures on every split, and ``predictions.npz`` (:meth:`save_predictions`)."""
+        """Final figures on every split (train only with ``train.final_train_eval``), and
+        ``predictions.npz`` (:meth:`save_predictions`)."""
         result: dict[str, Any] = {
             **self.run_facts(),
             "epochs": self.context.state.step / self.steps_per_epoch,
@@ -258,6 +259,8 @@ class TrainingLoop(ABC):
             "test_loss": None,
         }
         for split, prefix in zip(SPLITS, ("final_train", "final_val", "test"), strict=True):
+            if split == "train" and not self.config.train.final_train_eval:
+                continue  # a whole pass over the training split, skipped when not asked for
             measured = self.final_metrics(split)
             if measured is not None:
                 result[f"{prefix}_loss"], result[f"{prefix}_accuracy"] = measured

@@ -64,6 +64,8 @@ def test_recipe_validates_states_its_target_and_trains(recipe: str, real_data: P
     assert len(train) == 2 and all(math.isfinite(r["loss"]) for r in train)
     assert train[1]["loss"] < train[0]["loss"], "the training loss did not go down"
     assert 0.0 <= run.summary["test_accuracy"] <= 1.0
+    # No extra pass over the training split at the end of a fast recipe (issue 28).
+    assert config.train.final_train_eval is False and "final_train_loss" not in run.summary
 
 
 # -- whitening ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import trainlab.api as tl
 from tests.helpers import timeless
 from trainlab.config import RunConfig
 from trainlab.engines.torch import TorchEngine
+from trainlab.engines.torch.engine import TorchTraining
 from trainlab.engines.torch.runtime import TrainOptions
 from trainlab.errors import ConfigError, RunDirError, TrainingError
 from trainlab.run_files import read_metrics_csv
@@ -64,6 +65,29 @@ def test_bf16_autocast_and_tta_on_cpu(fit_synthetic, base_config, synthetic_data
     assert summary["test_accuracy"] is not None and np.isfinite(summary["test_loss"])
     with np.load(run_path / "predictions.npz") as saved:
         assert saved["probabilities"].shape == (24, 3)
+
+
+def test_final_train_eval_off_skips_the_train_pass_and_changes_nothing_else(
+        fit_synthetic, base_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``train.final_train_eval: false`` (the fast recipes): no final pass over the training
+    split, no final_train_* in the summary, every other figure the same."""
+    splits: list[tuple[str, bool]] = []
+    evaluate = TorchTraining.evaluate_split
+
+    def recorded(self: TorchTraining, split: str, final: bool = False) -> tuple[float, float]:
+        splits.append((split, final))
+        return evaluate(self, split, final)
+
+    monkeypatch.setattr(TorchTraining, "evaluate_split", recorded)
+    on, _ = fit_synthetic(base_config(), run_id="on")
+    assert ("train", True) in splits and on["final_train_loss"] is not None
+    splits.clear()
+    off, _ = fit_synthetic(base_config(train={"epochs": 2, "batch_size": 16, "final_train_eval": False}),
+                           run_id="off")
+    assert ("train", True) not in splits and ("test", True) in splits
+    assert not any(key.startswith("final_train") for key in off)
+    kept = {k: v for k, v in on.items() if not k.startswith("final_train") and "second" not in k}
+    assert {k: v for k, v in off.items() if "second" not in k} == kept
 
 
 def test_fp16_off_a_gpu_is_refused(fit_synthetic, base_config) -> None:
