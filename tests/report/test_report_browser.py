@@ -91,8 +91,12 @@ def test_report_fits_a_phone(browser: Any, report_runs: ReportRuns, screenshots:
 def test_contents_links_jump_to_sections(browser: Any, report_runs: ReportRuns) -> None:
     context, page, _ = _open(browser, report_runs.mlp / "report.html", 1280, 900)
     try:
+        before = page.evaluate("document.querySelector('#calibration').getBoundingClientRect().top")
         page.click("nav.toc a[href='#calibration']")
         page.wait_for_function("document.querySelector('#calibration').getBoundingClientRect().top < 50")
+        after = page.evaluate("document.querySelector('#calibration').getBoundingClientRect().top")
+        assert before > 900 and after < 50  # below the first screen, then at the top
+        assert page.evaluate("location.hash") == "#calibration"
     finally:
         context.close()
 

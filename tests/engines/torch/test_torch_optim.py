@@ -75,7 +75,9 @@ def test_every_schedule_sets_the_lr_of_each_step(schedule: dict[str, Any], fit_s
     _, run_path = fit_synthetic(cfg.model_dump(mode="json"))
     rows, _ = read_metrics_csv(run_path / "metrics.csv")
     s = cfg.schedule
-    for row in (r for r in rows if r["split"] == "train"):
+    train_rows = [r for r in rows if r["split"] == "train"]
+    assert [r["step"] for r in train_rows] == list(range(1, 19))  # eval_every 1: one row per step
+    for row in train_rows:
         expected = lr_at(row["step"] - 1, base_lr=0.05, type=s.type, total_steps=18, steps_per_epoch=6,
                          per=s.per, step_size=s.step_size, gamma=s.gamma, min_lr=s.min_lr, max_lr=s.max_lr,
                          cycles=s.cycles, warmup_steps=s.warmup_steps, pct_start=s.pct_start, decay=s.decay)
