@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,18 +266,24 @@ def _decode_and_store(
         "options": options,
     }
     stored = entry is not None and cache.store_entry(entry, decoded, meta)
+    return _raw_dataset(src, decoded, meta, fingerprint, entry if stored else None)
+
+
+def _raw_dataset(src: Source, arrays: Mapping[str, Any], meta: Mapping[str, Any], fingerprint: str,
+                 cache_dir: Path | None) -> RawDataset:
+    """The dataset of decoded (or cached) ``arrays`` and their cache ``meta``."""
     return RawDataset(
         name=src.name,
-        x_train=decoded["x_train"],
-        y_train=decoded["y_train"],
-        x_test=decoded["x_test"],
-        y_test=decoded["y_test"],
-        test_ids=decoded["test_ids"],
-        class_names=list(decoded["class_names"]),
+        x_train=arrays["x_train"],
+        y_train=arrays["y_train"],
+        x_test=arrays["x_test"],
+        y_test=arrays["y_test"],
+        test_ids=meta["test_ids"],
+        class_names=list(meta["class_names"]),
         source=src.path,
         fingerprint=fingerprint,
-        skipped_corrupt=int(decoded["skipped_corrupt"]),
-        cache_dir=entry if stored else None,
+        skipped_corrupt=int(meta["skipped_corrupt"]),
+        cache_dir=cache_dir,
     )
 
 
@@ -320,19 +327,7 @@ def load_dataset(
     hit = cache.load_entry(entry) if entry is not None else None
     if hit is not None:
         arrays, meta = hit
-        return RawDataset(
-            name=src.name,
-            x_train=arrays["x_train"],  # type: ignore[arg-type]
-            y_train=arrays["y_train"],  # type: ignore[arg-type]
-            x_test=arrays["x_test"],
-            y_test=arrays["y_test"],
-            test_ids=meta["test_ids"],
-            class_names=list(meta["class_names"]),
-            source=src.path,
-            fingerprint=fingerprint,
-            skipped_corrupt=int(meta["skipped_corrupt"]),
-            cache_dir=entry,
-        )
+        return _raw_dataset(src, arrays, meta, fingerprint, entry)
     return _decode_and_store(src, entry, size, skip_corrupt, max_image_pixels, fingerprint, options)
 
 
