@@ -61,7 +61,7 @@ class TrainingLoop(ABC):
         context: the run directory, callbacks, state and log of this run.
         state: ``context.state``, the training state the callbacks share.
         batch_size, steps_per_epoch, total_steps, eval_every: the run length
-            (:class:`RunLength`).
+            (:class:`~trainlab.engines.run_length.RunLength`).
         labelled: whether each split (train, val, test) has labelled rows to measure.
         test_labels: the test split's labels (None when it has none), for predictions.
         val_labels: the validation split's labels, for predictions without a labelled test split.
