@@ -24,7 +24,7 @@ FIELDS = {"benchmark", "workload", "trainlab", "peer", "peer_name", "unit", "rat
 # Quick enough for the default run (time to accuracy's quick mode: about 16 s); a script
 # added later runs with the slow tests until it is listed here.
 QUICK = ("bench_data", "bench_numpy", "bench_torch", "bench_augment", "bench_study", "bench_time_to_accuracy",
-         "bench_dropout")
+         "bench_dropout", "bench_epoch")
 NEEDS_DATA = ("bench_data", "bench_study", "bench_time_to_accuracy")
 SCRIPTS = sorted(p.stem for p in BENCH.glob("bench_*.py"))
 
@@ -246,3 +246,21 @@ def test_bench_compile_rows_and_answers(monkeypatch: pytest.MonkeyPatch) -> None
     assert row["run_images"] == 288 * 100  # cifar10-90 trains 288 steps: 28,800 images < 50,000
     assert "ends before the compile time is paid back" in bench_compile.answer(row)
     assert bench_compile.answer({**row, "break_even_images": 1000.0}).startswith("pays")
+
+
+def test_bench_epoch_row_scales_passes_to_an_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench_epoch's row on made-up timings: median pass scaled to an epoch, ratio plain / trainlab."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench_epoch = importlib.import_module("bench_epoch")
+    result = {"per_epoch": 10, "seconds": {"trainlab": [2.0, 1.0, 1.2], "plain": [1.5, 1.4, 3.0]}}
+    row = bench_epoch.row_of(result, images=10240, batch=1024, steps=5, source="CIFAR-10")
+    check_rows([row], "bench_epoch")
+    # medians 1.2 s and 1.5 s per 5 steps: 2.4 and 3.0 s per 10-step epoch
+    assert row["trainlab"] == pytest.approx(2.4) and row["peer"] == pytest.approx(3.0)
+    assert row["unit"] == "s/epoch" and row["ratio"] == pytest.approx(1.25) and row["met"] is True
+    slower = bench_epoch.row_of({**result, "seconds": {"trainlab": [1.6], "plain": [1.5]}}, 10240, 1024, 5,
+                                "CIFAR-10")
+    assert slower["ratio"] == pytest.approx(1.5 / 1.6, rel=1e-3) and slower["met"] is False
+    config = bench_epoch.recipe_config(256, 88)
+    assert config.train.batch_size == 256 and config.train.steps == 88
+    assert config.schedule.warmup_steps == 20 and config.train.lookahead.start_epoch == 0
