@@ -115,12 +115,15 @@ class Outcome:
         began: training began (the engine built its model and loaded any checkpoint).
         error: the exception that ended it (re-raised once the run is finalised), or None.
         callbacks: the run's callbacks (the trackers finish after the report).
+        best: (accuracy, epoch) of the best validation row, once :func:`finalise` has read
+            ``metrics.csv``; None before, or without a validation row.
     """
 
     summary: dict[str, Any]
     began: bool
     error: BaseException | None = None
     callbacks: list[Callback] = field(default_factory=list)
+    best: tuple[float, float] | None = None
 
 
 # -- resolve -----------------------------------------------------------------------------
@@ -318,8 +321,8 @@ def finalise(session: Session, data: PreparedData, outcome: Outcome) -> None:
         if not session.resumed:
             discard_run_dir(session.run_dir)
         return
-    best = best_validation(session.run_dir.metrics)
-    outcome.summary["best_val_accuracy"] = best[0] if best else None
+    outcome.best = best_validation(session.run_dir.metrics)
+    outcome.summary["best_val_accuracy"] = outcome.best[0] if outcome.best else None
     session.run_dir.write_summary(outcome.summary)
     try:  # the report then needs no dataset
         from trainlab.report.samples import save_report_images
@@ -349,9 +352,8 @@ def report(session: Session, outcome: Outcome,
         except Exception as exc:  # the run's own outcome matters more than its report
             session.log(f"warning: report not written: {exc}")
     finish_trackers(outcome.callbacks, outcome.summary, path, session.log)  # after the report they upload
-    best = best_validation(session.run_dir.metrics)
     session.log(f"{outcome.summary['status']}: {outcome.summary.get('steps')} steps in "
-                f"{outcome.summary.get('train_seconds', 0.0):.1f} s; {final_line(outcome.summary, best).removeprefix('done: ')}")
+                f"{outcome.summary.get('train_seconds', 0.0):.1f} s; {final_line(outcome.summary, outcome.best).removeprefix('done: ')}")
 
 
 def best_validation(rows: list[dict[str, Any]]) -> tuple[float, float] | None:

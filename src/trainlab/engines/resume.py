@@ -201,11 +201,14 @@ def recorded_extensions(provenance: Any) -> list[Mapping[str, Any]]:
     return [e for e in extensions if isinstance(e, dict)] if isinstance(extensions, list) else []
 
 
-def _provenance_fingerprint(run_dir: RunDir) -> str | None:
-    """The data fingerprint ``config.yaml`` recorded when the run started (None without one)."""
-    if not run_dir.config_path.exists():  # a run directory made without api.run (tests, tools)
-        return None
-    provenance = run_dir.read_config().get(PROVENANCE_KEY)
+def _provenance(run_dir: RunDir) -> Any:
+    """``config.yaml``'s provenance section (None without a config.yaml: a run directory made
+    without api.run, as tests and tools make)."""
+    return run_dir.read_config().get(PROVENANCE_KEY) if run_dir.config_path.exists() else None
+
+
+def _provenance_fingerprint(provenance: Any) -> str | None:
+    """The data fingerprint a provenance section recorded when the run started (None without one)."""
     data = provenance.get("data") if isinstance(provenance, dict) else None
     recorded = data.get("fingerprint") if isinstance(data, dict) else None
     return recorded if isinstance(recorded, str) else None
@@ -240,9 +243,9 @@ def verify_resume(run_dir: RunDir, config: RunConfig, fingerprint: str,
             raise RunDirError(f"cannot resume {run_dir.path}: it holds no checkpoint")
         checkpoint = (path, read_checkpoint_meta(path))
     path, meta = checkpoint
-    provenance = run_dir.read_config().get(PROVENANCE_KEY) if run_dir.config_path.exists() else None
+    provenance = _provenance(run_dir)  # read once: the extensions and the recorded fingerprint
     check_config(meta, config, path, recorded_extensions(provenance))
-    check_data(meta, fingerprint, path, _provenance_fingerprint(run_dir))
+    check_data(meta, fingerprint, path, _provenance_fingerprint(provenance))
 
 
 @contextlib.contextmanager
