@@ -23,6 +23,7 @@ from trainlab.config import PROVENANCE_KEY, RunConfig, config_diff, load_config
 from trainlab.engines.step_log import read_steps_csv
 from trainlab.errors import ConfigError, TrainlabError
 from trainlab.gradcheck_run import gradcheck, write_gradcheck
+from trainlab.run_files import RunDir
 from trainlab.runs import open_run_dir
 from trainlab.trained import Model, Predictions, load
 
@@ -169,7 +170,6 @@ def fit(module: nn.Module, config: RunConfig | str | Path | Mapping[str, Any], *
         ConfigError: the module or the config is invalid (as :func:`run`).
     """
     from trainlab.custom_model import config_for_module
-    from trainlab.run_files import RunDir
 
     done = run(config_for_module(module, config, name=name), **run_kwargs)
     if RunDir(done.path).checkpoint_path(".pt").exists():  # the weights evaluations used (EMA too)
@@ -258,13 +258,12 @@ def execute_trial(config: RunConfig, run_dir: Path, callbacks: list[Callback],
     :func:`run_study` injects. A directory left by a dead worker is reused: its summary if
     it finished with the same config, its checkpoint if it has one, else it is started again.
     """
-    config_file = run_dir / "config.yaml"
+    directory = RunDir(run_dir)
     resume: Path | None = None
-    if config_file.exists():
+    if directory.config_path.exists():
         try:
             previous = open_run(run_dir)
-            saved = {k: v for k, v in previous.config.items() if k != PROVENANCE_KEY}
-            same = not config_diff(RunConfig.from_dict(saved, str(config_file)), config, ignore=("source",))
+            same = not config_diff(directory.read_run_config()[0], config, ignore=("source",))
         except TrainlabError:
             same = False
         if same and previous.summary.get("status") in ("completed", "stopped_early"):

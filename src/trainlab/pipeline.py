@@ -170,18 +170,11 @@ def _config_of(config: RunConfig | str | Path | dict[str, Any], overrides: Seque
     return with_overrides(config, list(overrides), source="--set") if overrides else config
 
 
-def saved_config(run_dir: RunDir) -> RunConfig:
-    """A run directory's ``config.yaml`` as a config (its provenance left out)."""
-    saved = run_dir.read_config()
-    saved.pop(PROVENANCE_KEY, None)
-    return RunConfig.from_dict(saved, source=str(run_dir.config_path))
-
-
 def _resume_plan(config: RunConfig | None, overrides: Sequence[str] | None, resume: str | Path,
                  epochs: int | None) -> Plan:
     """Continue ``resume`` under its own config (which ``config`` must equal), or extend it."""
     resume_dir = open_run_dir(resume)
-    saved = saved_config(resume_dir)
+    saved, provenance = resume_dir.read_run_config()
     resolved = config if config is not None else (
         with_overrides(saved, list(overrides), source="--set") if overrides else saved)
     # The source section documents where settings come from; editing it changes nothing that runs.
@@ -193,7 +186,6 @@ def _resume_plan(config: RunConfig | None, overrides: Sequence[str] | None, resu
             f"({listed}); resume without changes, extend it with --epochs N, or start a new run"
         )
     # config.yaml may have been edited since the checkpoint: the checkpoint records its own config.
-    provenance = resume_dir.read_config().get(PROVENANCE_KEY)
     verify_resume_config(resume_dir.path, resolved, recorded_extensions(provenance))
     if epochs is None:
         return Plan(resolved, resume_dir.path)
@@ -378,5 +370,4 @@ __all__ = [
     "prepare",
     "report",
     "resolve",
-    "saved_config",
 ]

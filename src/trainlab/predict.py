@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from trainlab.config import PROVENANCE_KEY, RunConfig
+from trainlab.config import RunConfig
 from trainlab.data import PreparedData
 from trainlab.data.imagefolder import target_size
 from trainlab.data.normalize import apply_normalizer
@@ -100,20 +100,13 @@ def open_trained_run(run_dir: str | Path, *, data_dir: str | Path | None = None,
         DataError: a run without ``model.json`` whose dataset cannot be read.
     """
     directory = open_run_dir(run_dir)
-    config, provenance = _read_config(directory)
+    config, provenance = directory.read_run_config()
     spec = directory.read_model()
     if spec is None:
         print(f"{directory.path}: no {MODEL_FILE} (a run from an older trainlab): preparing its dataset "
               "again for the normaliser, input shape and class names", file=sys.stderr, flush=True)
         spec = ModelSpec.of(config.engine, _prepare(config, data_dir))
     return _trained_run(directory, config, provenance, spec, device)
-
-
-def _read_config(directory: RunDir) -> tuple[RunConfig, dict[str, Any]]:
-    """The run's config and its provenance section."""
-    saved = directory.read_config()
-    provenance = saved.pop(PROVENANCE_KEY, None) or {}
-    return RunConfig.from_dict(saved, source=str(directory.config_path)), provenance
 
 
 def _prepare(config: RunConfig, data_dir: str | Path | None) -> PreparedData:
@@ -202,7 +195,7 @@ def evaluate_run(run_dir: str | Path, *, tta: bool | None = None, data_dir: str 
         DataError: the run's dataset has neither a labelled test split nor a validation split.
     """
     directory = open_run_dir(run_dir)
-    config, provenance = _read_config(directory)
+    config, provenance = directory.read_run_config()
     data = _prepare(config, data_dir)
     split, x, y = _labelled_split(data, config.data.dataset)
     # The run's own spec when it has one: its model is built for the shape it was trained on.

@@ -29,6 +29,7 @@ from trainlab.errors import RunDirError
 from trainlab.io import atomic_save_npz, atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
+    from trainlab.config import RunConfig
     from trainlab.data import PreparedData
 
 CONFIG_FILE = "config.yaml"
@@ -233,6 +234,22 @@ class RunDir:
         if not isinstance(loaded, dict):
             raise RunDirError(f"{self.config_path}: not a mapping")
         return loaded
+
+    def read_run_config(self) -> tuple[RunConfig, dict[str, Any]]:
+        """``config.yaml`` as a validated config, and its provenance section (empty without one).
+
+        Raises:
+            RunDirError: no readable ``config.yaml``.
+            ConfigError: it no longer validates.
+        """
+        from trainlab.config import (  # config sits below; imported when used
+            PROVENANCE_KEY,
+            RunConfig,
+        )
+
+        saved = self.read_config()
+        provenance = saved.pop(PROVENANCE_KEY, None) or {}
+        return RunConfig.from_dict(saved, source=str(self.config_path)), provenance
 
     # -- metrics --------------------------------------------------------------------------
     @property
