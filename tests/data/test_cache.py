@@ -50,6 +50,24 @@ def test_cache_hit_and_invalidation(tmp_path: Path, fresh_cache: Path) -> None:
     assert np.array_equal(changed.x_train[20:], first.x_train[20:])
 
 
+def test_fingerprint_follows_content_not_file_times(tmp_path: Path, fresh_cache: Path) -> None:
+    """Data copied elsewhere with new modification times (another machine, ``cp`` without -p)
+    keeps its fingerprint, so a run's checkpoint still resumes on it; a touched file that
+    still holds the same bytes keeps it too."""
+    folder = write_cifar(tmp_path / "cifar-10-batches-py")
+    first = load_dataset(str(folder))
+    copy = tmp_path / "elsewhere" / "cifar-10-batches-py"
+    copy.mkdir(parents=True)
+    for path in folder.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+        os.utime(copy / path.name, ns=(time.time_ns(), time.time_ns() + 5 * 10**9))
+    copied = load_dataset(str(copy))
+    assert copied.cache_dir != first.cache_dir  # a new source: decoded again...
+    assert copied.fingerprint == first.fingerprint  # ...to the same content
+    os.utime(folder / "data_batch_1", ns=(time.time_ns(), time.time_ns() + 9 * 10**9))
+    assert load_dataset(str(folder)).fingerprint == first.fingerprint
+
+
 def test_resize_and_options_are_cached_separately(tmp_path: Path, fresh_cache: Path) -> None:
     folder = write_idx(tmp_path / "mnist")
     plain = load_dataset(str(folder))

@@ -250,12 +250,12 @@ def _decode_and_store(
     size: tuple[int, int] | None,
     skip_corrupt: bool,
     max_image_pixels: int,
-    fingerprint: str,
     options: dict[str, Any],
 ) -> RawDataset:
     """Decode ``src``, check its counts, and store the arrays in the cache ``entry`` (None: no cache)."""
     decoded = _decode(src, size, skip_corrupt, max_image_pixels)
     _check_expected(src, decoded)
+    fingerprint = cache.digest(src.name, src.kind, cache.content_digest(decoded), options)
     meta = {
         "name": src.name,
         "class_names": list(decoded["class_names"]),
@@ -316,9 +316,9 @@ def load_dataset(
     size = target_size(resize)
     options = _cache_options(src, size, skip_corrupt, max_image_pixels)
     identity = cache.source_identity(src.files)
-    # The fingerprint ignores where the data folder is (relative names), the cache key does not.
-    relative = [[os.path.relpath(p, src.path.parent), s, m] for p, s, m in identity]
-    fingerprint = cache.digest(src.name, src.kind, relative, options)
+    # The cache key is cheap (paths, sizes, mtimes); the fingerprint a run records is the
+    # decoded content's, so data copied to another folder or machine (new mtimes) still
+    # resumes, while any changed pixel or label refuses to.
     key = cache.digest(cache.CACHE_VERSION, src.kind, str(src.path), identity, options)
     try:
         entry: Path | None = cache.entry_dir(src.name, key)
@@ -327,8 +327,8 @@ def load_dataset(
     hit = cache.load_entry(entry) if entry is not None else None
     if hit is not None:
         arrays, meta = hit
-        return _raw_dataset(src, arrays, meta, fingerprint, entry)
-    return _decode_and_store(src, entry, size, skip_corrupt, max_image_pixels, fingerprint, options)
+        return _raw_dataset(src, arrays, meta, meta["fingerprint"], entry)
+    return _decode_and_store(src, entry, size, skip_corrupt, max_image_pixels, options)
 
 
 __all__ = ["RawDataset", "Source", "load_dataset", "locate", "resize_array"]

@@ -140,9 +140,9 @@ def check_data(meta: Mapping[str, Any], fingerprint: str, checkpoint: Path,
         return
     raise DataError(
         f"cannot resume {checkpoint.parent}: its data changed since {checkpoint.name} was written "
-        f"(data fingerprint {recorded} then, {fingerprint} now: a source file was added, removed, "
-        "replaced or touched, or the data were copied without their modification times); resume "
-        "with the data it was trained on, or start a new run"
+        f"(data fingerprint {recorded} then, {fingerprint} now: the decoded images, labels, classes "
+        "or test split differ, so a source file was added, removed or edited); resume with the "
+        "data it was trained on, or start a new run"
     )
 
 
