@@ -2,75 +2,80 @@
 
 Usage: python bench/bench_time_to_accuracy.py [--data-dir DIR] [--seeds N] [--threads T]
                                               [--recipes cifar10-94,cifar10-94-muon,cifar10-90,mnist-99]
+                                              [--sides trainlab,airbench94,airbench94_muon]
+                                              [--trials-json PATH] [--render-from PATH]
                                               [--quick] [--json PATH] [--write-docs]
 
-For each seed, each recipe of ``configs/fast/`` is trained by ``trainlab.api.run`` and its
-peer, back to back (the order alternates with the seed, so a machine that slows down
-during the benchmark hurts both sides alike):
+For each seed (0 to N-1), each recipe of ``configs/fast/`` is trained by ``trainlab.api.run``
+and each rendition its recipes are compared with, back to back (the order alternates with
+the seed, so a machine that slows down during the benchmark hurts both sides alike):
 
-- ``cifar10-94`` vs airbench94: the same net (whitening conv, three conv-pool-BN-GELU
-  groups, scaled head), schedule, lookahead, alternating flip, reflect-padded crops and
-  6-view TTA, written here as a plain PyTorch loop from the published description of
-  Keller Jordan's cifar10-airbench (not copied from it); target 94 %.
-- ``cifar10-94-muon`` vs airbench94_muon (Muon on the conv kernels, SGD on the rest,
-  batch 2000, 8 epochs); target 94 %.
-- ``cifar10-90`` vs airbench94: the shorter recipe against the time airbench94 takes to
-  its first evaluation at 90 % (the same peer run as for cifar10-94 when both are asked for).
+- ``cifar10-94`` and ``cifar10-94-muon`` vs airbench94 and airbench94_muon: airbench94 is
+  the same net (whitening conv, three conv-pool-BN-GELU groups, scaled head), schedule,
+  lookahead, alternating flip, reflect-padded crops and 6-view TTA, written here as a plain
+  PyTorch loop from the published description of Keller Jordan's cifar10-airbench (not
+  copied from it); airbench94_muon puts Muon on the conv kernels, SGD on the rest, batch
+  2000, 8 epochs. Target 94 %; the goal: at most 0.8x airbench94_muon's time and faster
+  than airbench94, over at least 5 seeds.
+- ``cifar10-90`` vs airbench94 (its time to 90 %); goal: 3 minutes.
 - ``mnist-99``: no peer; the goal is 99 % within 30 s.
 
 Both sides run in their best CPU mode (bf16 autocast, channels_last), with the same
-thread count. The time to accuracy is the wall clock from the start (before the data is
-loaded) to the end of the first evaluation that reaches the target: evaluations on the
-test split after every epoch (no TTA), then the final one with TTA. trainlab's final TTA
-evaluation is counted at the moment ``api.run`` returns (after its checkpoint, so
-trainlab's time is an upper bound; the fast recipes set ``train.final_train_eval: false``, so
-there is no final train-split pass); reports and prediction
-files are turned off on the trainlab side, as the peer writes neither. Both read
-CIFAR-10 through trainlab's data cache (``prepare_data``), so data loading costs the
-same on both sides.
+thread count, and read their data through trainlab's cache (``prepare_data``). Each run
+records the wall clock from its start (before the data is loaded) at every test evaluation:
+after every epoch without TTA, then the final one with TTA (trainlab's at the moment
+``api.run`` returns, after its checkpoint, so trainlab's time is an upper bound; reports
+and prediction files are off, as the peer writes neither). ``bench/_tta_protocol.py``
+judges the runs (the protocol of issue 28: mean ± sd and range of the final accuracies,
+each side's median time to its own mean at the target, rows at a short peer's final mean).
 
-Rows: per recipe and peer, the time to the target (``time_to_target``): the median first
-time when every seed reached it, else the median run length when the mean of the seeds'
-final accuracies reaches it (the issue's "mean of 3 seeds", airbench's convention), else
-never. Ratio peer / trainlab, > 1 when trainlab is faster, none when the peer never got
-there. ``met`` needs trainlab there within the recipe's time limit (94 %: 10 min, 90 %:
-3 min, MNIST 99 %: 30 s) and, for the 94 % recipes, faster than the peer.
-``--write-docs`` (full mode only) writes the time-to-accuracy section of
-``docs/performance.md`` (every seed's times and accuracies, the command, the machine) after
-every seed, and keeps the runs in ``bench/tta-trials.json``; ``--render-from`` rebuilds the
-rows and the section from such a file without training. ``--quick``: a few hundred images, one short epoch per side, target 0 (the first
-evaluation): it checks that everything runs; its figures mean nothing.
+``--trials-json PATH`` keeps every run there, written after each run; a later command with
+the same PATH trains only the (side, recipe, seed) runs it lacks on this machine and thread
+count (``--seeds 5`` after ``--seeds 3`` trains seeds 3 and 4), so a long benchmark can be
+spread over sessions, also with ``--sides`` (e.g. ``trainlab,airbench94_muon``). A trainlab
+run recorded from a different version of its recipe file is trained again. ``--write-docs``
+(full mode only) keeps the runs in ``bench/tta-trials.json`` unless ``--trials-json`` says
+otherwise and writes the time-to-accuracy section of ``docs/performance.md`` from everything
+that file holds, after every run. ``--render-from PATH`` trains nothing: the rows (and with
+``--write-docs`` the section) from such a file. ``--quick``: a few hundred images, one short
+epoch per side, seed 0, target 0 (the first evaluation): it checks that everything runs; its
+figures mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import os
 import shlex
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _common import (
-    PERFORMANCE_TITLE,
-    add_protocol_args,
-    default_threads,
-    fmt,
-    machine_info,
-    machine_line,
-    make_row,
-    write_doc_section,
-    write_json,
+from _common import add_protocol_args, default_threads, machine_info, machine_line, write_json
+from _tta_protocol import (
+    MIN_SEEDS,
+    PEERS,
+    RECIPES,
+    ROOT,
+    SIDES,
+    TRIALS_JSON,
+    Run,
+    Trial,
+    TrialStore,
+    json_rows,
+    machine_key,
+    print_table,
+    recipe_digest,
+    store_rows,
+    write_docs,
 )
 from torch import nn
 
@@ -79,41 +84,8 @@ from trainlab.callbacks import Callback, TrainState
 from trainlab.data import prepare_data
 from trainlab.engines.cpu_memory import retain_freed_memory
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH = "bench_time_to_accuracy"
-# The issue's goals on the 2-core machine: 94 % in under 10 minutes and faster than the
-# plain-PyTorch airbench renditions (ratio >= 1); 90 % in under 3 minutes; 99 % MNIST in
-# under 30 s. ``peer_goal`` None: the peer's time is shown, the goal is the time limit.
-RECIPES: dict[str, dict[str, Any]] = {
-    # peers: the renditions each recipe is compared with (a row each); the 94 % recipe must beat both.
-    "cifar10-94": {"target": 0.94, "peers": ["airbench94", "airbench94_muon"], "dataset": "CIFAR-10",
-                   "limit_s": 600.0, "peer_goal": 1.0},
-    "cifar10-94-muon": {"target": 0.94, "peers": ["airbench94_muon"], "dataset": "CIFAR-10", "limit_s": 600.0,
-                        "peer_goal": 1.0},
-    "cifar10-90": {"target": 0.90, "peers": ["airbench94"], "dataset": "CIFAR-10", "limit_s": 180.0,
-                   "peer_goal": None},
-    "mnist-99": {"target": 0.99, "peers": [], "dataset": "MNIST", "limit_s": 30.0, "peer_goal": None},
-}
 QUICK_TRAIN, QUICK_TEST, QUICK_BATCH = 512, 256, 128
-#: Where --write-docs keeps the runs it wrote docs/performance.md from (for --render-from).
-TRIALS_JSON = ROOT / "bench" / "tta-trials.json"
-
-
-@dataclass
-class Trial:
-    """One training run: (seconds since start, test accuracy, what was evaluated) per evaluation."""
-
-    evaluations: list[tuple[float, float, str]] = field(default_factory=list)
-    total_s: float = 0.0
-
-    def time_to(self, target: float) -> float | None:
-        """Seconds to the first evaluation at ``target`` or better; None if none was."""
-        return next((t for t, acc, _ in self.evaluations if acc >= target), None)
-
-    @property
-    def final(self) -> float:
-        """The last evaluation's accuracy (the TTA one)."""
-        return self.evaluations[-1][1] if self.evaluations else float("nan")
+DOCS = ROOT / "docs" / "performance.md"
 
 
 # -- trainlab ----------------------------------------------------------------------------------
@@ -401,221 +373,145 @@ def lookahead(net: nn.Module, average: dict[str, torch.Tensor] | None, decay: fl
     return average
 
 
-# -- rows, table, docs -------------------------------------------------------------------------
-def time_to_target(trials: list[Trial], target: float) -> tuple[float, str]:
-    """When a recipe's seeded runs get to ``target``: (seconds, how).
+# -- the benchmark ------------------------------------------------------------------------------
+def parse_sides(text: str | None, recipes: list[str]) -> tuple[bool, list[str]]:
+    """``--sides``: whether trainlab runs, and the peers that do (default: trainlab and every
+    peer of ``recipes``). A peer that no recipe asked for is compared with is an error."""
+    needed = [p for p in PEERS if any(p in RECIPES[r]["peers"] for r in recipes)]
+    if text is None:
+        return True, needed
+    sides = [s for s in text.split(",") if s]
+    unknown = sorted(set(sides) - set(SIDES))
+    if unknown:
+        raise SystemExit(f"unknown side(s) {', '.join(unknown)}; choose from {', '.join(SIDES)}")
+    idle = [p for p in sides if p in PEERS and p not in needed]
+    if idle:
+        raise SystemExit(f"{', '.join(idle)}: no recipe asked for ({', '.join(recipes)}) is compared with it")
+    return "trainlab" in sides, [p for p in PEERS if p in sides]
 
-    Every seed reached it: the median of their first times ("every seed"). Otherwise, when the
-    mean of the seeds' final accuracies is at least ``target`` (the issue's "mean of 3 seeds
-    >= 94.0 %", airbench's convention): the median run length, as the final accuracy is known
-    at the end ("mean of finals"). Otherwise ``inf`` ("not reached").
+
+def plan(seeds: list[int], recipes: list[str], trainlab: bool, peers: list[str]) -> list[tuple[int, str, str]]:
+    """The runs to make, as (seed, side, recipe) with a peer's own name as its recipe; the order
+    alternates with the seed."""
+    jobs = [("trainlab", r) for r in recipes if trainlab] + [(p, p) for p in peers]
+    return [(seed, side, name) for seed in seeds for side, name in (jobs if seed % 2 == 0 else jobs[::-1])]
+
+
+def pending(store: TrialStore, jobs: list[tuple[int, str, str]], machine: str, threads: int,
+            digests: dict[str, str]) -> tuple[list[tuple[int, str, str]], list[str]]:
+    """The jobs the store lacks on this machine and thread count, and a line per job skipped.
+
+    A trainlab run recorded from a recipe file whose digest differs from ``digests`` is not
+    skipped: it is trained again (and replaces the old run).
     """
-    times = [trial.time_to(target) for trial in trials]
-    if all(t is not None for t in times):
-        return statistics.median(t for t in times if t is not None), "every seed"
-    if statistics.fmean(t.final for t in trials) >= target:
-        return statistics.median(t.total_s for t in trials), "mean of finals"
-    return math.inf, "not reached"
+    todo, skipped = [], []
+    for seed, side, name in jobs:
+        found = store.find((side, name, seed, machine, threads))
+        label = f"trainlab {name}" if side == "trainlab" else side
+        if found is not None and (side != "trainlab" or found.config == digests.get(name)):
+            skipped.append(f"skip {label} seed {seed}: recorded ({found.trial.total_s:.1f} s, "
+                           f"final accuracy {found.trial.final:.4f})")
+        else:
+            if found is not None:
+                skipped.append(f"retrain {label} seed {seed}: recorded from another version of its recipe file")
+            todo.append((seed, side, name))
+    return todo, skipped
 
 
-def _summary(name: str, trials: list[Trial], target: float, how: str) -> str:
-    finals = [t.final for t in trials]
-    reached = sum(t.time_to(target) is not None for t in trials)
-    return (f"{name}: {reached}/{len(trials)} seeds reached {target:.0%}, final accuracy "
-            f"{', '.join(f'{a:.4f}' for a in finals)} (mean {statistics.fmean(finals):.4f}); time: {how}")
+def open_store(path: Path | None, quick: bool) -> TrialStore:
+    """The runs file at ``path`` when it exists (resumed), else an empty store."""
+    if path is None or not path.exists():
+        return TrialStore(quick)
+    store = TrialStore.load(path)
+    if store.quick != quick:
+        mode = "--quick" if store.quick else "full-size"
+        raise SystemExit(f"{path} holds {mode} runs; use another --trials-json for this mode")
+    return store
 
 
-def row_for(recipe: str, target: float, ours: list[Trial], peers: list[Trial] | None, quick: bool,
-            peer: str | None = None) -> dict[str, Any]:
-    """The protocol row of one recipe against one peer (``peer``, whose trials are ``peers``)."""
-    info = RECIPES[recipe]
-    t_ours, how_ours = time_to_target(ours, target)
-    trainlab = t_ours if math.isfinite(t_ours) else statistics.median(t.total_s for t in ours)
-    note = _summary("trainlab", ours, target, how_ours)
-    workload = f"{info['dataset']} to {target:.0%}: configs/fast/{recipe}.yaml ({len(ours)} seeds)"
-    t_peer, how_peer = time_to_target(peers, target) if peers is not None else (math.inf, "")
-    peer_time = t_peer if math.isfinite(t_peer) else None
-    if quick:  # checks that everything runs: no goal
-        workload = f"{info['dataset']} quick check (first evaluation): configs/fast/{recipe}.yaml"
-        return make_row(BENCH, workload, trainlab, peer_time, unit="s", higher_is_better=False, note=note,
-                        peer_name=f"{peer} (plain PyTorch)" if peers is not None else "none")
-    limit = float(info["limit_s"])
-    within = math.isfinite(t_ours) and t_ours <= limit
-    goal = f"{target:.0%} (every seed, or the mean of the final accuracies) in <= {limit:.0f} s"
-    if peers is None:
-        return make_row(BENCH, workload, trainlab, None, peer_name="none (goal: a time limit)", unit="s",
-                        higher_is_better=False, goal=goal, met=within, note=note)
-    note += "; " + _summary(str(peer), peers, target, how_peer)
-    row = make_row(BENCH, workload, trainlab, peer_time, peer_name=f"{peer} (plain PyTorch, bf16, channels_last)",
-                   unit="s", higher_is_better=False, note=note)
-    faster = peer_time is None or (row["ratio"] is not None and row["ratio"] >= (info["peer_goal"] or 0.0))
-    if info["peer_goal"] is None:
-        row["goal"], row["met"] = goal, bool(within)
-    else:
-        row["goal"] = f"{goal}, faster than the peer (ratio >= {info['peer_goal']}x, or the peer never gets there)"
-        row["met"] = bool(within and faster)
-    return row
-
-
-def print_table(rows: list[dict[str, Any]]) -> None:
-    """One line per recipe."""
-    header = f"{'workload':<58}{'trainlab s':>11}{'peer s':>9}{'ratio':>8}  met"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
-        print(f"{row['workload'][:57]:<58}{fmt(row['trainlab']):>11}{fmt(row['peer']):>9}{ratio:>8}  {row['met']}")
-    for row in rows:
-        print(f"  {row['workload']}: {row['note']}")
-
-
-def write_docs(path: Path, rows: list[dict[str, Any]], trials: dict[str, dict[str, list[Trial]]],
-               seeds: list[int], threads: int, command: str, planned: int | None = None) -> None:
-    """docs/performance.md's time-to-accuracy section: the table, every seed's times and
-    accuracies, the command, the machine; ``planned`` seeds when more than ``seeds`` were asked
-    for (a section written after each seed says how many are done)."""
-    info = machine_info()
-    lines = ["## Time to accuracy", "",
-             "Written by `bench/bench_time_to_accuracy.py --write-docs`; rerun it to check. Protocol: the "
-             "wall clock from the start (before the data is loaded) to the end of the first test evaluation at "
-             "the target (after every epoch without TTA, then the final one with TTA); trainlab's final TTA "
-             "evaluation counts when `api.run` returns. Both sides: bf16 autocast, channels_last, "
-             "malloc reusing freed memory (`trainlab.engines.cpu_memory`), "
-             f"{threads} threads, back to back per seed.", "",
-             f"Command: `{command}`", "",
-             *([f"**Partial: {len(seeds)} of the {planned} seeds asked for had finished when this was written.**",
-                ""] if planned and planned > len(seeds) else []),
-             f"Date: {datetime.date.today().isoformat()}", "",
-             f"Machine: {machine_line(info).removeprefix('machine: ')}", "",
-             "| workload | trainlab s | peer | peer s | ratio (peer / trainlab) | goal | met | note |",
-             "|---|---:|---|---:|---:|---|---|---|"]
-    for row in rows:
-        ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
-        lines.append(f"| {row['workload']} | {fmt(row['trainlab'])} | {row['peer_name']} | {fmt(row['peer'])} | "
-                     f"{ratio} | {row['goal']} | {row['met']} | {row['note']} |")
-    lines += ["", "Where the two sides differ (the net, data order and augmentation are the same kind, not the "
-              "same draws): trainlab's Nesterov SGD keeps the velocity in the lr-scaled form "
-              "(v = mu v - lr g), PyTorch's SGD unscaled (the same at a constant lr); trainlab's "
-              "`bias_lr_scale` also speeds up the whitening bias, airbench94 only the BN shifts; trainlab "
-              "freezes the whitening bias after 3 epochs where airbench94_muon decays its lr to 0 over them; "
-              "trainlab's whitening uses the centred patch covariance, airbench the uncentred one. trainlab's "
-              "runs also compute layer monitors at every evaluation (no final train-split pass: "
-              "`train.final_train_eval: false` in the fast recipes)."]
-    lines += ["", "### Every seed", "", "| run | seed | evaluations (s: accuracy) | total s |", "|---|---:|---|---:|"]
-    for name, by_side in trials.items():
-        for side, side_trials in by_side.items():
-            for seed, trial in zip(seeds, side_trials, strict=True):
-                evals = "; ".join(f"{t:.1f}: {acc:.4f} ({what})" for t, acc, what in trial.evaluations)
-                lines.append(f"| {name} ({side}) | {seed} | {evals} | {trial.total_s:.1f} |")
-    lines += ["", "Recipes: `trainlab run configs/fast/<recipe>.yaml` (see each file's first comment).", ""]
-    write_doc_section(path, "time-to-accuracy", "\n".join(lines), PERFORMANCE_TITLE)
+def render_from(path: Path, write: bool, json_out: Path | None) -> None:
+    """Rows and (``write``) the docs section from a ``--trials-json`` file, with no training."""
+    store = TrialStore.load(path)
+    rows = store_rows(store)
+    print_table(rows)
+    write_json(json_out, json_rows(rows))
+    if write and not store.quick:
+        write_docs(DOCS, store)
+        print("wrote docs/performance.md")
 
 
 def main() -> None:
-    """Parse arguments, train every recipe and peer for every seed, print and write the rows."""
+    """Parse arguments, train the runs the trials file lacks, print and write the rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("TRAINLAB_DATA"))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=MIN_SEEDS, help=f"seeds 0 to N-1 (default {MIN_SEEDS})")
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--sides", help=f"comma-separated, of {', '.join(SIDES)} (default: trainlab and the "
+                                        "peers of the recipes)")
     parser.add_argument("--write-docs", action="store_true", help="write docs/performance.md (full mode only)")
     parser.add_argument("--trials-json", type=Path, metavar="PATH",
-                        help="also save every run's evaluations (times, accuracies) to PATH after each seed")
+                        help="keep every run's evaluations in PATH, written after each run; runs already "
+                             "there (same side, recipe, seed, machine, threads) are not trained again")
     parser.add_argument("--render-from", type=Path, metavar="PATH",
-                        help="train nothing: rebuild the rows (and with --write-docs the section) from a "
+                        help="train nothing: the rows (and with --write-docs the section) from a "
                              "--trials-json file")
     args = add_protocol_args(parser).parse_args()
     if args.render_from:
         render_from(args.render_from, args.write_docs, args.json)
         return
     if args.write_docs and not args.quick and args.trials_json is None:
-        args.trials_json = TRIALS_JSON  # what the section was written from, kept beside it
+        args.trials_json = TRIALS_JSON  # what the section is written from, kept beside it
     recipes = [r for r in args.recipes.split(",") if r]
     unknown = set(recipes) - set(RECIPES)
     if unknown:
         raise SystemExit(f"unknown recipe(s) {', '.join(sorted(unknown))}; choose from {', '.join(RECIPES)}")
+    trainlab, peers = parse_sides(args.sides, recipes)
     seeds = list(range(1 if args.quick else args.seeds))
     os.environ["TRAINLAB_NUM_THREADS"] = str(args.threads)  # the engine sets its threads from it
     torch.set_num_threads(args.threads)
     # The engine makes malloc reuse freed memory for the whole process; set it before either
     # side runs, so that the peers train with it too (their best CPU mode) whatever the order.
     retain_freed_memory()
-    print(machine_line())
+    info = machine_info()
+    machine = machine_key(info)
+    print(machine_line(info))
     print(f"{len(seeds)} seed(s), {args.threads} threads{', quick check' if args.quick else ''}")
-    peer_kinds = sorted({p for r in recipes for p in RECIPES[r]["peers"]})
-    trials: dict[str, dict[str, list[Trial]]] = {r: {"trainlab": []} for r in recipes}
-    peer_trials: dict[str, list[Trial]] = {k: [] for k in peer_kinds}
+    store = open_store(args.trials_json, args.quick)
     command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
-    rows: list[dict[str, Any]] = []
+    store.note_request(recipes, command)
+    digests = {r: recipe_digest(r) for r in recipes}
+    jobs = plan(seeds, recipes, trainlab, peers)
+    todo, skipped = pending(store, jobs, machine, args.threads, digests)
+    for line in skipped:
+        print(line)
+    print(f"{len(todo)} run(s) to train, {len(jobs) - len(todo)} already recorded in {args.trials_json}"
+          if args.trials_json else f"{len(todo)} run(s) to train", flush=True)
     with tempfile.TemporaryDirectory(prefix="trainlab-tta-") as tmp:
-        for done, seed in enumerate(seeds, start=1):
-            jobs = [("trainlab", r) for r in recipes] + [("peer", k) for k in peer_kinds]
-            for side, name in (jobs if seed % 2 == 0 else jobs[::-1]):
-                if side == "trainlab":
-                    trial = run_trainlab(name, seed, args.data_dir, args.quick, Path(tmp))
-                    trials[name]["trainlab"].append(trial)
-                else:
-                    trial = run_peer(name, seed, args.data_dir, peer_budget(name, args.quick))
-                    peer_trials[name].append(trial)
-                print(f"seed {seed} {side} {name}: {trial.total_s:.1f} s, final accuracy {trial.final:.4f}",
-                      flush=True)
-            rows, listing = gather(recipes, trials, peer_trials, args.quick)
+        for seed, side, name in todo:
+            if side == "trainlab":
+                trial = run_trainlab(name, seed, args.data_dir, args.quick, Path(tmp))
+            else:
+                trial = run_peer(name, seed, args.data_dir, peer_budget(name, args.quick))
+            label = f"trainlab {name}" if side == "trainlab" else side
+            print(f"seed {seed} {label}: {trial.total_s:.1f} s, final accuracy {trial.final:.4f}", flush=True)
+            store.add(Run(side, name, seed, trial, machine, args.threads,
+                          digests[name] if side == "trainlab" else None, machine_line(),
+                          datetime.date.today().isoformat()))
             if args.trials_json:
-                save_trials(args.trials_json, {"command": command, "threads": args.threads, "seeds": seeds[:done],
-                                               "planned": len(seeds), "recipes": recipes, "quick": args.quick,
-                                               "trainlab": trials, "peers": peer_trials})
-            if args.write_docs and not args.quick:  # after every seed: an interrupted run keeps its seeds
-                write_docs(ROOT / "docs" / "performance.md", rows, listing, seeds[:done], args.threads,
-                           command, planned=len(seeds))
-                print(f"wrote docs/performance.md ({done} of {len(seeds)} seeds)", flush=True)
+                store.save(args.trials_json)
+            if args.write_docs and not args.quick:  # after every run: an interrupted benchmark keeps its runs
+                write_docs(DOCS, store)
+                print(f"wrote docs/performance.md ({len(store.runs)} runs recorded)", flush=True)
+    if not todo:  # nothing trained: still record the command and recipes, and render what is there
+        if args.trials_json:
+            store.save(args.trials_json)
+        if args.write_docs and not args.quick:
+            write_docs(DOCS, store)
+            print(f"wrote docs/performance.md ({len(store.runs)} runs recorded)")
+    rows = store_rows(store)
     print_table(rows)
-    write_json(args.json, rows)
-
-
-def save_trials(path: Path, record: dict[str, Any]) -> None:
-    """Write the runs so far as JSON (``Trial`` objects as their evaluations and total)."""
-    def plain(trial: Trial) -> dict[str, Any]:
-        return {"evaluations": [list(e) for e in trial.evaluations], "total_s": trial.total_s}
-    record = {**record,
-              "trainlab": {r: [plain(t) for t in by_side["trainlab"]] for r, by_side in record["trainlab"].items()},
-              "peers": {k: [plain(t) for t in runs] for k, runs in record["peers"].items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-
-
-def render_from(path: Path, write: bool, json_out: Path | None) -> None:
-    """Rows and (``write``) the docs section from a ``--trials-json`` file, with no training."""
-    record = json.loads(path.read_text(encoding="utf-8"))
-
-    def trial(data: dict[str, Any]) -> Trial:
-        return Trial([(float(t), float(a), str(w)) for t, a, w in data["evaluations"]], float(data["total_s"]))
-    trials = {r: {"trainlab": [trial(t) for t in runs]} for r, runs in record["trainlab"].items()}
-    peer_trials = {k: [trial(t) for t in runs] for k, runs in record["peers"].items()}
-    rows, listing = gather(record["recipes"], trials, peer_trials, record["quick"])
-    print_table(rows)
-    write_json(json_out, rows)
-    if write and not record["quick"]:
-        command = f"{record['command']} (rendered again by --render-from {path})"
-        write_docs(ROOT / "docs" / "performance.md", rows, listing, record["seeds"], record["threads"], command,
-                   planned=record["planned"])
-        print("wrote docs/performance.md")
-
-
-def gather(recipes: list[str], trials: dict[str, dict[str, list[Trial]]], peer_trials: dict[str, list[Trial]],
-           quick: bool) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[Trial]]]]:
-    """The rows (a recipe against each of its peers) and the per-run listing of the seeds so far."""
-    rows = []
-    for recipe in recipes:
-        target = 0.0 if quick else RECIPES[recipe]["target"]
-        ours = trials[recipe]["trainlab"]
-        if not RECIPES[recipe]["peers"]:
-            rows.append(row_for(recipe, target, ours, None, quick))
-        for peer in RECIPES[recipe]["peers"]:
-            rows.append(row_for(recipe, target, ours, peer_trials[peer], quick, peer))
-    listing = dict(trials)
-    for peer, runs in peer_trials.items():  # each rendition's runs once in the listing
-        listing[peer] = {"plain PyTorch": runs}
-    return rows, listing
+    write_json(args.json, json_rows(rows))
 
 
 if __name__ == "__main__":

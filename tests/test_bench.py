@@ -195,35 +195,6 @@ def test_profile_step_quick(real_data: Path) -> None:
     assert "aten::convolution_backward" in done.stdout  # a conv net's step is mostly its convolutions
 
 
-def test_time_to_accuracy_rows_and_render_from_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A peer that never reaches the target loses (no ratio); a faster peer wins; the saved
-    trials render the same rows again without training."""
-    monkeypatch.syspath_prepend(str(BENCH))
-    tta = importlib.import_module("bench_time_to_accuracy")
-    ours = [tta.Trial([(300.0, 0.93, "epoch 8"), (400.0, 0.941, "final")], 400.0) for _ in range(3)]
-    never = [tta.Trial([(350.0, 0.937, "final")], 350.0) for _ in range(3)]
-    quicker = [tta.Trial([(200.0, 0.942, "final")], 200.0) for _ in range(3)]
-    lost = tta.row_for("cifar10-94", 0.94, ours, never, False, "airbench94")
-    assert lost["met"] is True and lost["peer"] is None and "time: not reached" in lost["note"]
-    won = tta.row_for("cifar10-94", 0.94, ours, quicker, False, "airbench94_muon")
-    assert won["met"] is False and won["ratio"] == pytest.approx(0.5)
-    # One seed short of 94 % but a mean of the finals >= 94 %: the recipe counts at its run length.
-    mixed = [*ours[:2], tta.Trial([(380.0, 0.939, "final")], 380.0)]
-    mean_row = tta.row_for("cifar10-94", 0.94, mixed, never, False, "airbench94")
-    assert mean_row["trainlab"] == 400.0 and mean_row["met"] is True and "time: mean of finals" in mean_row["note"]
-    short = [tta.Trial([(380.0, 0.935, "final")], 380.0) for _ in range(3)]
-    assert tta.row_for("cifar10-94", 0.94, short, never, False, "airbench94")["met"] is False
-    path = tmp_path / "trials.json"
-    tta.save_trials(path, {"command": "c", "threads": 2, "seeds": [0, 1, 2], "planned": 3, "recipes": ["cifar10-94"],
-                           "quick": False, "trainlab": {"cifar10-94": {"trainlab": ours}},
-                           "peers": {"airbench94": never, "airbench94_muon": quicker}})
-    rows_json = tmp_path / "rows.json"
-    tta.render_from(path, False, rows_json)
-    rows = json.loads(rows_json.read_text(encoding="utf-8"))
-    assert [r["met"] for r in rows] == [True, False]
-    check_rows(rows, "bench_time_to_accuracy")
-
-
 def test_bench_compile_rows_and_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     """bench_compile's arithmetic on made-up timings: rates, compile time, break-even, answer."""
     monkeypatch.syspath_prepend(str(BENCH))
