@@ -109,6 +109,11 @@ def test_sample_grid_and_mosaic() -> None:
     x = _images(12)
     y = np.array([0, 1, 2] * 4)
     assert grids.mosaic([x[:4], x[4:6]], pad=2).shape == (8 * 2 + 2, 8 * 4 + 3 * 2, 3)
+    # a row of smaller images (low-resolution training crops) sits centred in full-size cells
+    mixed = grids.mosaic([x[:2], x[2:4, 2:6, 2:6]], pad=2)
+    assert mixed.shape == (8 * 2 + 2, 8 * 2 + 2, 3)
+    assert np.array_equal(mixed[10 + 2 : 10 + 6, 2:6], x[2, 2:6, 2:6])
+    assert (mixed[10:12, :8] == 255).all()  # the cell's border around the small image is filled
     fig = grids.sample_grid(x, y, NAMES, "samples")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == NAMES

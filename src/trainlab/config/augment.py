@@ -22,6 +22,20 @@ class ColorJitterConfig(StrictModel):
     )
 
 
+class LowResConfig(StrictModel):
+    """Train the first epochs on smaller images (progressive resizing, in one step)."""
+
+    size: int = Field(
+        ge=4, description="Side of the training images in the low-resolution epochs (smaller than the images)."
+    )
+    epochs: int = Field(ge=1, description="How many epochs from the start (0-based epochs 0..epochs-1) use it.")
+    mode: Literal["crop", "resize"] = Field(
+        "crop",
+        description="crop: a random size x size window of each image, at the pixel scale of the full image; "
+        "resize: the whole image shrunk to size x size (bilinear, antialiased).",
+    )
+
+
 class AugmentConfig(StrictModel):
     """Training-time augmentation, applied to whole batches; every field defaults to off."""
 
@@ -59,6 +73,15 @@ class AugmentConfig(StrictModel):
     cutout: int = Field(0, ge=0, description="Side of a random square blanked out (0 = off).")
     mixup: float = Field(0.0, ge=0.0, description="Mixup Beta(alpha, alpha) parameter (0 = off).")
     cutmix: float = Field(0.0, ge=0.0, description="CutMix Beta(alpha, alpha) parameter (0 = off).")
+    low_res: LowResConfig | None = Field(
+        None,
+        description="Low-resolution warm-up (torch): in the first low_res.epochs epochs every training batch is "
+        "size x size, taken after flip and pad-crop and before the affine, colour, cutout and mixing "
+        "transforms (cutout keeps its configured size); crop takes a random window per image, resize "
+        "shrinks the whole image. A step then costs about (size / side)^2 of a full one. Evaluation, TTA "
+        "and later epochs are full size. The model must take any input size: cnn with model.global_pool "
+        "max or avg, resnet, fast_cifar, or a custom model (its own responsibility); linear and mlp cannot.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> AugmentConfig:

@@ -26,21 +26,28 @@ def _as_display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
 
 
 def mosaic(rows: Sequence[np.ndarray], pad: int = 2, fill: int = 255) -> np.ndarray:
-    """Tile rows of images (each (n, H, W, C), same H, W, C) into one (R*(H+pad), N*(W+pad), C) image."""
+    """Tile rows of images (each (n, H, W, C), same C) into one (R*(H+pad), N*(W+pad), C) image.
+
+    H and W are the largest of any row; a smaller image (a row of low-resolution training
+    crops beside full-size ones) sits centred in its cell, the rest filled with ``fill``.
+    """
     n_cols = max(len(r) for r in rows)
-    first = next(r for r in rows if len(r))
-    _, h, w, c = first.shape
-    dtype = first.dtype
+    filled = [r for r in rows if len(r)]
+    h = max(r.shape[1] for r in filled)
+    w = max(r.shape[2] for r in filled)
+    c, dtype = filled[0].shape[3], filled[0].dtype
     out = np.full((len(rows) * (h + pad) - pad, n_cols * (w + pad) - pad, c), fill if dtype == np.uint8 else 1.0, dtype=dtype)
     for i, row in enumerate(rows):
         for j, image in enumerate(row):
-            out[i * (h + pad) : i * (h + pad) + h, j * (w + pad) : j * (w + pad) + w] = image
+            top = i * (h + pad) + (h - image.shape[0]) // 2
+            left = j * (w + pad) + (w - image.shape[1]) // 2
+            out[top : top + image.shape[0], left : left + image.shape[1]] = image
     return out
 
 
 def _mosaic_figure(rows: Sequence[np.ndarray], row_labels: Sequence[str], title: str, cell: float = 0.55) -> Figure:
     grid = mosaic(rows)
-    _, h, _, _ = next(r for r in rows if len(r)).shape
+    h = max(r.shape[1] for r in rows if len(r))
     n_cols = max(len(r) for r in rows)
     fig = new_figure(min(12.0, 1.6 + cell * n_cols), min(14.0, 0.6 + cell * len(rows)))
     ax = fig.subplots()

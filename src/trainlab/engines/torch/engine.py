@@ -31,7 +31,7 @@ import torch
 from trainlab.engines.base import FitContext
 from trainlab.engines.cpu_memory import retain_freed_memory
 from trainlab.engines.loop import TrainingLoop
-from trainlab.engines.torch.augment import BatchAugment
+from trainlab.engines.torch.augment import BatchAugment, check_low_res
 from trainlab.engines.torch.averaging import build_average
 from trainlab.engines.torch.checkpoint import load_training, save_training
 from trainlab.engines.torch.layers import drop_whiten_bias_grads, init_whitening
@@ -83,6 +83,7 @@ class TorchEngine:
         for index, block in enumerate(m.conv):
             if block.padding == "same" and block.kernel % 2 == 0:
                 raise ConfigError(f"model.conv[{index}].padding: 'same' needs an odd kernel (got {block.kernel})")
+        check_low_res(config)  # the model type; the image size is known only in TorchTraining
         train_options(config)
 
     def fit(self, config: RunConfig, data: PreparedData, context: FitContext) -> dict[str, Any]:
@@ -118,6 +119,7 @@ class TorchTraining(TrainingLoop):
         self.input_shape = tuple(int(d) for d in data.input_shape)
         self.model = build_model(config.model, self.input_shape, data.num_classes,  # type: ignore[arg-type]
                                  seed=stream_seed(config.seed, 0)).to(self.device)
+        check_low_res(config, self.input_shape, self.model)  # type: ignore[arg-type]
         whiten = config.model.whiten
         if whiten is not None:  # from the data, before any training (a resume reloads the same values)
             init_whitening(self.model, self._floats(self.x_train[: whiten.images]), whiten.eps)
