@@ -1,0 +1,70 @@
+"""bench/tune_fast_recipe.py: candidates' overrides, cost in full-size epochs, the table, the doc section."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture()
+def tune(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(BENCH))
+    return importlib.import_module("tune_fast_recipe")
+
+
+def _tuning_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tuning.yaml"
+    path.write_text(yaml.safe_dump({
+        "recipe": "configs/fast/cifar10-94-muon.yaml", "output_dir": str(tmp_path / "runs"),
+        "common": ["data.val_fraction=0.1"],
+        "candidates": {"plain": ["train.epochs=8"],
+                       "small": ["train.epochs=8", "augment.low_res={size: 24, epochs: 4, mode: crop}"],
+                       "later": ["train.epochs=6"]}}))
+    return path
+
+
+def _finished(folder: Path, accuracy: float, low_res: dict | None) -> None:
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(
+        {"final_val_accuracy": accuracy, "epochs": 8.0, "train_seconds": 100.0}))
+    (folder / "config.yaml").write_text(yaml.safe_dump({"augment": {"low_res": low_res}}))
+
+
+def test_overrides_cost_and_table(tune: ModuleType, tmp_path: Path) -> None:
+    tuning = tune.read_tuning(_tuning_file(tmp_path))
+    assert tune.overrides_of(tuning, "small", 3) == [
+        "data.val_fraction=0.1", "train.epochs=8", "augment.low_res={size: 24, epochs: 4, mode: crop}",
+        f"output.dir={tmp_path / 'runs'}", "seed=3"]
+    # 4 epochs at (24/32)^2 = 0.5625 plus 4 full ones
+    assert tune.full_size_epochs({"augment": {"low_res": {"size": 24, "epochs": 4}}}, 8.0, 32) == pytest.approx(6.25)
+    assert tune.full_size_epochs({"augment": {"low_res": {"size": 16, "epochs": 10}}}, 8.0, 32) == pytest.approx(2.0)
+    assert tune.full_size_epochs({"augment": {}}, 8.0, 32) == 8.0
+    _finished(tmp_path / "runs" / "plain-s0", 0.94, None)
+    _finished(tmp_path / "runs" / "plain-s1", 0.942, None)
+    _finished(tmp_path / "runs" / "small-s0", 0.9375, {"size": 24, "epochs": 4, "mode": "crop"})
+    text = tune.table(tuning, 2)
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "| 94.10 ± 0.14 | 2/2 | 94.00, 94.20 | 8 | 8.00 | 100 |" in rows["plain"]
+    assert "| 93.75 | 1/2 | 93.75 | 8 | 6.25 | 100 |" in rows["small"]
+    assert "| not run | 0/2 |" in rows["later"]
+    doc = tmp_path / "doc.md"
+    tune.write_doc(text, tuning, doc)
+    tune.write_doc(text.replace("93.75", "93.80"), tuning, doc)  # the section is replaced, not appended
+    written = doc.read_text()
+    assert written.count("<!-- begin tuning -->") == 1 and "93.80" in written and "93.75 |" not in written
+
+
+def test_unknown_candidate_and_bad_file(tune: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        tune.main([str(_tuning_file(tmp_path)), "--only", "nope", "--only-table"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("recipe: x\n")
+    with pytest.raises(SystemExit, match="missing output_dir, candidates"):
+        tune.read_tuning(bad)
