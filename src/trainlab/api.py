@@ -276,14 +276,16 @@ def execute_trial(config: RunConfig, run_dir: Path, callbacks: list[Callback],
                callbacks=callbacks).summary
 
 
-def run_study(study: Study | str | Path, *, workers: int = 1,
-              options: StudyOptions | None = None) -> dict[str, list[StageData]]:
+def run_study(study: Study | str | Path, *, workers: int = 1, options: StudyOptions | None = None,
+              retry_failed: bool = False) -> list[StageData]:
     """Run a study to the end (or resume it: the same call), its trials trained by :func:`execute_trial`.
 
     Args:
         study: a loaded study (:func:`trainlab.studies.load_study`), or the path of a study file.
         workers: worker processes on this machine; 1 runs in this process. Default 1.
         options: storage URL, heartbeat, data folder, output. Default ``Options()``.
+        retry_failed: first queue each failed trial again, once per key, in its own run
+            directory (resumed from its checkpoint when it has one). Default False.
 
     Returns:
         The study's stages as stored, after writing results.csv and results.md
@@ -291,7 +293,8 @@ def run_study(study: Study | str | Path, *, workers: int = 1,
     """
     from trainlab import studies  # looked up on the package at call time, so it can be replaced
 
-    return studies.run_study(study, workers=workers, options=options, execute=execute_trial)
+    return studies.run_study(study, workers=workers, options=options, execute=execute_trial,
+                             retry_failed=retry_failed)
 
 
 __all__ = [

@@ -72,8 +72,15 @@ def run_command(
     heartbeat: Annotated[int, typer.Option(help="Seconds between heartbeats on a database; a worker "
                                            "silent for 3 beats is dead and its trial runs again.")] = 10,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per trial.")] = False,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Run the failed trials again, once each, in their own run directories "
+        "(resumed from their checkpoint when they have one). A trial failed by a refused resume fails "
+        "again: move its directory away, or fix the cause, first.")] = False,
 ) -> None:
-    """Run (or resume: same command) a study; trials are run directories in the study directory."""
+    """Run (or resume: same command) a study; trials are run directories in the study directory.
+
+    A resume skips failed trials; --retry-failed runs them again.
+    """
     from trainlab.api import run_study
     from trainlab.studies import Options, load_study, stage_status
     from trainlab.studies.results import RESULTS_MD
@@ -87,7 +94,7 @@ def run_command(
         echo(f"base config overridden: {', '.join(study.overrides)}")  # the --set values verbatim
     if study.leakage:
         echo(labelled("warning:", "yellow", study.leakage), stderr=True)
-    stages = run_study(study, workers=workers, options=options)
+    stages = run_study(study, workers=workers, options=options, retry_failed=retry_failed)
     _print_status(study.name, [stage_status(s) for s in stages], len(study.stages))
     console.print(f"results: {study.dir / RESULTS_MD}")
 
@@ -169,6 +176,10 @@ def _print_status(name: str, rows: list[dict[str, Any]], total_stages: int) -> N
             params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                for k, v in row["best_params"].items())
             console.print(f"best setting of {row['stage']}: {params}", soft_wrap=True)
+    failed = sum(row["failed"] for row in rows)
+    if failed:
+        console.print(f"{failed} failed trial(s) (errors in results.csv); run them again with "
+                      "trainlab study run FILE --retry-failed", soft_wrap=True)
 
 
 def _finished(stages: list[Any]) -> bool:

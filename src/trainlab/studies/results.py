@@ -2,7 +2,7 @@
 
 Everything is read from the storage (not from run directories), so every machine sharing a
 PostgreSQL study writes the same complete table. A planned trial re-run after its worker
-died appears once, as its latest attempt.
+died, or after it failed (``--retry-failed``), appears once, as its latest attempt.
 """
 
 from __future__ import annotations

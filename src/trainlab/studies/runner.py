@@ -6,7 +6,8 @@ worker claims a WAITING trial atomically (Optuna's own state change), runs it as
 run directory ``<study dir>/<trial key>``, and tells the result. Nothing is ever sampled
 outside the plan, so each planned trial runs exactly once however many workers share the
 study; a trial whose worker died is failed and queued again under the same key (and the
-same run directory, resumed from its checkpoint when it has one).
+same run directory, resumed from its checkpoint when it has one). A trial that failed
+(its run raised) stays failed on a resume, unless ``retry_failed`` queues it again the same way.
 
 How a trial's run is trained is injected (:class:`TrialExecutor`): studies sit below the
 API in the import order, so :func:`trainlab.api.run_study` passes the API's executor.
@@ -46,6 +47,7 @@ from .spec import Stage, Study, load_study, trial_config
 from .storage import (
     Heartbeat,
     StorageHandle,
+    enqueue_failed,
     open_storage,
     reclaim_dead,
     requeue,
@@ -336,6 +338,36 @@ def _worker_main(source: str, study_dir: str | None, options: Options, index: in
     Worker(study, open_study_storage(study, options), options, execute=execute).run()
 
 
+def queue_failed(study: Study, handle: StorageHandle, echo: bool = True) -> list[str]:
+    """Queue again the failed trials of the study's planned stages; their keys, stage by stage.
+
+    Under the study's set-up lock, each failed key of a stage is queued once
+    (:func:`~trainlab.studies.storage.enqueue_failed`) under the same key, so its run directory
+    is reused (resumed from its checkpoint when it has one). A stage not planned yet has no
+    trial to retry. With ``echo``, prints how many were queued.
+    """
+    planned = {s.study_name: s for s in handle.storage.get_all_studies()}
+    keys: list[str] = []
+    late: list[str] = []  # later stages already planned from the earlier ones' results
+    with setup_lock(handle, study.name):
+        for stage in study.stages:
+            name = study.stage_name(stage)
+            if name not in planned or "space" not in planned[name].user_attrs:
+                continue
+            if keys and (stage.narrow or stage.best):
+                late.append(stage.name)
+            ostudy = optuna.load_study(study_name=name, storage=handle.storage,
+                                       sampler=optuna.samplers.RandomSampler())  # samples nothing here
+            keys += enqueue_failed(ostudy)
+    if echo:
+        shown = f": {', '.join(keys)}" if keys else ""
+        print(f"retrying {len(keys)} failed trial(s){shown}", flush=True)
+        if late:
+            print(f"note: stage(s) {', '.join(late)} were planned from earlier stages before these trials "
+                  "ran; their search space stays as it was", flush=True)
+    return keys
+
+
 def _check_picklable(execute: TrialExecutor, workers: int) -> None:
     """Worker processes get ``execute`` pickled; say so here rather than in each of them."""
     try:
@@ -346,13 +378,16 @@ def _check_picklable(execute: TrialExecutor, workers: int) -> None:
 
 
 def run_study(study: Study | str | Path, *, execute: TrialExecutor, workers: int = 1,
-              options: Options | None = None) -> dict[str, list[StageData]]:
+              options: Options | None = None, retry_failed: bool = False) -> list[StageData]:
     """Run a study to the end (or resume it) with ``workers`` local processes.
 
     Args:
         study: a loaded study, or the path of a study file.
         workers: worker processes on this machine; 1 runs in this process. Default 1.
         options: storage URL, heartbeat, data folder, output. Default Options().
+        retry_failed: first queue each failed trial again, once per key, under its key and
+            run directory (:func:`queue_failed`); a key with a complete, pruned, running or
+            waiting trial is left alone. Default False: failed trials stay failed.
         execute: how one trial's run is done (:class:`TrialExecutor`): the API's
             :func:`trainlab.api.execute_trial` (``trainlab.api.run_study`` passes it), or a fake.
 
@@ -370,6 +405,8 @@ def run_study(study: Study | str | Path, *, execute: TrialExecutor, workers: int
     if workers > 1:
         _check_picklable(execute, workers)
     handle = open_study_storage(study, options)
+    if retry_failed:  # here, once, not in each worker: a trial failing again is not retried again
+        queue_failed(study, handle, options.echo)
     # With output.mlflow, the study's MLflow run: each trial's run is logged as its child.
     with study_run(study.dir, study.base, study.name):
         if workers <= 1:

@@ -4,7 +4,8 @@
   ``JournalFileBackend``): no server, any number of worker processes on this machine.
 - ``--storage postgresql://user@host/db`` (or ``$TRAINLAB_STORAGE``; any SQLAlchemy URL):
   workers on any number of machines. Optuna's heartbeat marks the trials of a dead worker
-  stale; they are failed and queued again (:func:`enqueue_retry`).
+  stale; they are failed and queued again (:func:`enqueue_retry`). ``--retry-failed`` queues
+  the failed trials of a study again the same way (:func:`enqueue_failed`).
 
 On both, a trial records the worker that runs it (host, pid, process start time), so a
 worker on the same machine notices at once that another one died (kill -9) and queues its
@@ -218,6 +219,35 @@ def enqueue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
         user_attrs={k: v for k, v in trial.user_attrs.items() if k not in ATTEMPT_ATTRS},
         system_attrs=system_attrs,
     ))
+
+
+#: States in which a planned trial's key is taken care of: done, or about to be run.
+_SETTLED_OR_QUEUED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+def enqueue_failed(study: optuna.Study) -> list[str]:
+    """Queue again each planned trial of ``study`` that failed; the keys queued, in key order.
+
+    A key (``user_attrs["key"]``, the trial's run directory) is queued once, as a copy of its
+    latest failed attempt (:func:`enqueue_retry`), and only when none of its trials is
+    complete, pruned, running or waiting: a key retried already, or run again by another
+    worker meanwhile, is left alone. The failed attempts stay in the history as FAIL.
+    Call it under the study's set-up lock, so that two workers do not queue the same key.
+    """
+    taken: set[str] = set()
+    failed: dict[str, FrozenTrial] = {}
+    for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        key = trial.user_attrs.get("key")
+        if key is None:  # not a planned trial (every planned one has its key)
+            continue
+        if trial.state in _SETTLED_OR_QUEUED:
+            taken.add(str(key))
+        elif trial.state == TrialState.FAIL:
+            failed[str(key)] = trial  # the latest failed attempt: the one numbered last
+    queued = sorted(key for key in failed if key not in taken)
+    for key in queued:
+        enqueue_retry(study, failed[key])
+    return queued
 
 
 def reclaim_dead(handle: StorageHandle, study: optuna.Study) -> int:
