@@ -43,3 +43,36 @@ class InterruptAt(Callback):
     def on_evaluate(self, state: Any, rows: list[dict[str, Any]]) -> None:
         if state.step == self.step:
             raise KeyboardInterrupt
+
+
+class CrashAtEvaluation(Callback):
+    """Fails at the n-th evaluation, before that evaluation's checkpoint is written."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.seen = at, 0
+
+    def on_evaluate(self, state: Any, rows: list[dict[str, Any]]) -> None:
+        self.seen += 1
+        if self.seen == self.at:
+            raise RuntimeError("simulated crash")
+
+
+def fit_torch(cfg: dict[str, Any], data: Any, root: Path, run_id: str, resume: bool = False,
+              extra: list[Callback] | None = None) -> Path:
+    """Train ``cfg`` (a config dict) on prepared ``data`` with the torch engine in ``root/run_id``,
+    checked as the pipeline checks it, quietly; ``resume`` continues that run directory."""
+    from trainlab.api import build_callbacks
+    from trainlab.callbacks import CallbackList, TrainState
+    from trainlab.config import RunConfig
+    from trainlab.engines.base import FitContext
+    from trainlab.engines.torch import TorchEngine
+    from trainlab.runs import create_run_dir
+
+    config = RunConfig.from_dict(cfg)
+    engine = TorchEngine()
+    engine.check_config(config)
+    run_dir = create_run_dir(root, config.name, run_id, resume=resume, overwrite=not resume)
+    context = FitContext(run_dir=run_dir, callbacks=CallbackList(build_callbacks(config, run_dir, extra or [])),
+                         state=TrainState(), resume=resume, progress=False, log=lambda _m: None)
+    engine.fit(config, data, context)
+    return run_dir.path

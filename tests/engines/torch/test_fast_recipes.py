@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -14,12 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import trainlab.api as tl
-from tests.helpers import timeless
-from trainlab.api import build_callbacks
-from trainlab.callbacks import Callback, CallbackList, TrainState
+from tests.helpers import CrashAtEvaluation, fit_torch, timeless
 from trainlab.config import AugmentConfig, RunConfig, WeightAverageConfig, load_config
-from trainlab.data import PreparedData
-from trainlab.engines.base import FitContext
 from trainlab.engines.torch import TorchEngine
 from trainlab.engines.torch.augment import BatchAugment
 from trainlab.engines.torch.averaging import WeightAverage
@@ -30,7 +25,6 @@ from trainlab.engines.torch.muon import Muon, newton_schulz
 from trainlab.engines.torch.pixels import PixelSpace
 from trainlab.engines.torch.tta import shift_reflect, tta_logits, tta_views
 from trainlab.run_files import read_metrics_csv
-from trainlab.runs import create_run_dir
 
 FAST = Path(__file__).resolve().parents[3] / "configs" / "fast"
 RECIPES = sorted(p.stem for p in FAST.glob("*.yaml"))
@@ -225,28 +219,6 @@ def test_tta_logits_are_deterministic_and_weighted() -> None:
 
 
 # -- exact resume with every new piece of state -----------------------------------------------------
-class _Crash(Callback):
-    """Fails at the n-th evaluation, before that evaluation's checkpoint is written."""
-
-    def __init__(self, at: int) -> None:
-        self.at, self.seen = at, 0
-
-    def on_evaluate(self, state: TrainState, rows: list[dict[str, Any]]) -> None:
-        self.seen += 1
-        if self.seen == self.at:
-            raise RuntimeError("simulated crash")
-
-
-def _fit(cfg: dict[str, Any], data: PreparedData, root: Path, run_id: str, resume: bool = False,
-         extra: list[Callback] | None = None) -> Path:
-    config = RunConfig.from_dict(cfg)
-    run_dir = create_run_dir(root, config.name, run_id, resume=resume, overwrite=not resume)
-    context = FitContext(run_dir=run_dir, callbacks=CallbackList(build_callbacks(config, run_dir, extra or [])),
-                         state=TrainState(), resume=resume, progress=False, log=lambda _m: None)
-    TorchEngine().fit(config, data, context)
-    return run_dir.path
-
-
 @pytest.mark.parametrize("average", ["ema", "lookahead"])
 def test_resume_with_averages_muon_and_alternating_flips_is_exact(average: str, base_config, synthetic_data,
                                                                    tmp_path: Path) -> None:
@@ -262,10 +234,10 @@ def test_resume_with_averages_muon_and_alternating_flips_is_exact(average: str, 
                average: {"decay": 0.7, "every": 2, "ramp_power": 1, "start_epoch": 0}},
     )
     data = synthetic_data(shape=(3, 8, 8))
-    whole = _fit(cfg, data, tmp_path, "whole")
+    whole = fit_torch(cfg, data, tmp_path, "whole")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _fit(cfg, data, tmp_path, "crashed", extra=[_Crash(at=3)])  # mid-epoch 2; checkpoint at step 6
-    resumed = _fit(cfg, data, tmp_path, "crashed", resume=True)
+        fit_torch(cfg, data, tmp_path, "crashed", extra=[CrashAtEvaluation(at=3)])  # mid-epoch 2; checkpoint at step 6
+    resumed = fit_torch(cfg, data, tmp_path, "crashed", resume=True)
     rows_whole, _ = read_metrics_csv(whole / "metrics.csv")
     rows_resumed, _ = read_metrics_csv(resumed / "metrics.csv")
     assert timeless(rows_resumed) == timeless(rows_whole)

@@ -17,19 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import trainlab.engines.torch.engine as engine_module
-from tests.helpers import timeless
-from trainlab.api import build_callbacks
-from trainlab.callbacks import Callback, CallbackList, TrainState
+from tests.helpers import CrashAtEvaluation, fit_torch, timeless
 from trainlab.config import AugmentConfig, RunConfig
-from trainlab.data import PreparedData
-from trainlab.engines.base import FitContext
 from trainlab.engines.torch import TorchEngine
 from trainlab.engines.torch.augment import BatchAugment, check_low_res, random_window
 from trainlab.engines.torch.models import build_model
 from trainlab.engines.torch.pixels import PixelSpace, unpack_images
 from trainlab.errors import ConfigError
 from trainlab.run_files import read_metrics_csv
-from trainlab.runs import create_run_dir
 
 NORMALIZER = {"kind": "channel", "mean": [125.0, 122.0, 113.0], "std": [62.0, 61.0, 66.0]}
 SIDE, SMALL = 8, 6  # the synthetic images' side and the low resolution
@@ -47,30 +42,6 @@ def low_res_config(base_config: Callable[..., dict[str, Any]], mode: str = "crop
                  "low_res": {"size": SMALL, "epochs": low_epochs, "mode": mode}},
         train={"epochs": epochs, "batch_size": 16, **train},
     )
-
-
-class _Crash(Callback):
-    """Fails at the n-th evaluation, before that evaluation's checkpoint is written."""
-
-    def __init__(self, at: int) -> None:
-        self.at, self.seen = at, 0
-
-    def on_evaluate(self, state: TrainState, rows: list[dict[str, Any]]) -> None:
-        self.seen += 1
-        if self.seen == self.at:
-            raise RuntimeError("simulated crash")
-
-
-def _fit(cfg: dict[str, Any], data: PreparedData, root: Path, run_id: str, resume: bool = False,
-         extra: list[Callback] | None = None) -> Path:
-    config = RunConfig.from_dict(cfg)
-    engine = TorchEngine()
-    engine.check_config(config)
-    run_dir = create_run_dir(root, config.name, run_id, resume=resume, overwrite=not resume)
-    context = FitContext(run_dir=run_dir, callbacks=CallbackList(build_callbacks(config, run_dir, extra or [])),
-                         state=TrainState(), resume=resume, progress=False, log=lambda _m: None)
-    engine.fit(config, data, context)
-    return run_dir.path
 
 
 @pytest.fixture
@@ -102,7 +73,7 @@ def images(n: int = 12, side: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
 def test_training_batches_are_small_in_the_first_epochs_only(mode: str, base_config, synthetic_data,
                                                              input_shapes, tmp_path: Path) -> None:
     data = synthetic_data(shape=(3, SIDE, SIDE))
-    _fit(low_res_config(base_config, mode), data, tmp_path, "r")
+    fit_torch(low_res_config(base_config, mode), data, tmp_path, "r")
     # The engine's check: one eval-mode forward of two low-resolution images, before training.
     assert input_shapes[0] == (False, (2, 3, SMALL, SMALL))
     # Training steps are the training-mode forwards of a batch (the layer monitors of each
@@ -119,11 +90,11 @@ def test_training_batches_are_small_in_the_first_epochs_only(mode: str, base_con
 def test_same_seed_same_metrics_and_low_res_changes_them(base_config, synthetic_data, tmp_path: Path) -> None:
     data = synthetic_data(shape=(3, SIDE, SIDE))
     cfg = low_res_config(base_config)
-    first, _ = read_metrics_csv(_fit(cfg, data, tmp_path, "a") / "metrics.csv")
-    again, _ = read_metrics_csv(_fit(cfg, data, tmp_path, "b") / "metrics.csv")
+    first, _ = read_metrics_csv(fit_torch(cfg, data, tmp_path, "a") / "metrics.csv")
+    again, _ = read_metrics_csv(fit_torch(cfg, data, tmp_path, "b") / "metrics.csv")
     assert timeless(first) == timeless(again)
     full = {**cfg, "augment": {k: v for k, v in cfg["augment"].items() if k != "low_res"}}
-    without, _ = read_metrics_csv(_fit(full, data, tmp_path, "c") / "metrics.csv")
+    without, _ = read_metrics_csv(fit_torch(full, data, tmp_path, "c") / "metrics.csv")
     assert timeless(first) != timeless(without)
 
 
@@ -133,10 +104,10 @@ def test_resume_across_the_size_change_is_exact(mode: str, base_config, syntheti
     # 12, the end of the last low-resolution epoch) resumes from step 9, in the middle of it.
     cfg = low_res_config(base_config, mode, eval_every=3, checkpoint_every=1)
     data = synthetic_data(shape=(3, SIDE, SIDE))
-    whole = _fit(cfg, data, tmp_path, "whole")
+    whole = fit_torch(cfg, data, tmp_path, "whole")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _fit(cfg, data, tmp_path, "crashed", extra=[_Crash(at=4)])
-    resumed = _fit(cfg, data, tmp_path, "crashed", resume=True)
+        fit_torch(cfg, data, tmp_path, "crashed", extra=[CrashAtEvaluation(at=4)])
+    resumed = fit_torch(cfg, data, tmp_path, "crashed", resume=True)
     rows_whole, _ = read_metrics_csv(whole / "metrics.csv")
     rows_resumed, _ = read_metrics_csv(resumed / "metrics.csv")
     assert len(rows_whole) > 4 and timeless(rows_resumed) == timeless(rows_whole)
@@ -248,7 +219,7 @@ def test_a_size_not_below_the_images_is_refused_at_build_time(size: int, base_co
     TorchEngine().check_config(RunConfig.from_dict(cfg))  # the image size is not known before the data
     with pytest.raises(ConfigError, match=rf"augment.low_res.size: {size} is not smaller than the 8x8 training "
                                           r"images; use a size below 8"):
-        _fit(cfg, synthetic_data(shape=(3, SIDE, SIDE)), tmp_path, "r")
+        fit_torch(cfg, synthetic_data(shape=(3, SIDE, SIDE)), tmp_path, "r")
 
 
 def test_a_cnn_that_pools_the_small_image_away_is_refused_at_build_time(base_config, synthetic_data,
@@ -259,7 +230,7 @@ def test_a_cnn_that_pools_the_small_image_away_is_refused_at_build_time(base_con
     model = {"type": "cnn", "conv": [block, {**block, "kernel": 2}], "global_pool": "avg"}
     cfg = base_config(model=model, augment={"low_res": {"size": 6, "epochs": 1}})
     with pytest.raises(ConfigError, match=r"augment\.low_res\.size: the model cannot take 6x6 images"):
-        _fit(cfg, synthetic_data(shape=(3, SIDE, SIDE)), tmp_path, "r")
+        fit_torch(cfg, synthetic_data(shape=(3, SIDE, SIDE)), tmp_path, "r")
 
 
 @pytest.mark.parametrize("model", [{"type": "resnet", "depth": 9, "width": 4},
