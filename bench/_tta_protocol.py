@@ -12,8 +12,9 @@ judgement can be tested on made-up runs and redone from a saved runs file (``--r
 - Ratio = the peer's time / trainlab's (> 1: trainlab is faster), only where both sides reach
   the row's target. Where a peer's mean stays under the target, a second row compares both
   sides at the peer's final mean (rounded down to 0.01 %), so that a ratio exists.
-- Runs on different machines (CPU model and flags, cores) or thread counts are never
-  compared: each gets its own rows and table.
+- Runs on different machines (CPU model and flags, cores; for a GPU run the GPU and its host)
+  or thread counts are never compared: each gets its own rows and table. A GPU's table also
+  shows the airbench README's published A100 times (:data:`PUBLISHED_A100_S`), for scale only.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import PERFORMANCE_TITLE, fmt, make_row, write_doc_section
+from _common import PERFORMANCE_TITLE, fmt, machine_info, machine_line, make_row, write_doc_section
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = "bench_time_to_accuracy"
@@ -55,6 +56,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     "mnist-99": {"target": 0.99, "peers": [], "dataset": "MNIST", "limit_s": 30.0, "ratio_goals": {}},
 }
 SIDES = ("trainlab", *PEERS)
+#: The times the airbench README publishes for the original scripts, on one NVIDIA A100 (airbench94.py
+#: and airbench94_muon.py, 94.01 % mean accuracy). Another GPU and airbench's own timing (CUDA events
+#: around the whitening init, the training epochs and the final TTA evaluation; loading the data and
+#: the per-epoch evaluations untimed): shown beside GPU tables for scale, never turned into a ratio.
+PUBLISHED_A100_S = {"airbench94": 3.83, "airbench94_muon": 2.59}
+#: How a GPU run's machine key starts (a CPU model name never does).
+GPU_KEY_PREFIX = "GPU "
 #: Where --write-docs keeps the runs docs/performance.md is written from (for --render-from).
 TRIALS_JSON = ROOT / "bench" / "tta-trials.json"
 FORMAT = 2
@@ -116,8 +124,52 @@ class Run:
 
 
 def machine_key(info: dict[str, Any]) -> str:
-    """What makes two runs' times comparable: CPU model, the flags that pick kernels, cores."""
-    return f"{info['cpu']} ({' '.join(info['cpu_flags']) or 'no AVX flags'}), {info['cores']} cores"
+    """What makes two runs' times comparable: CPU model, the flags that pick kernels, cores; for a
+    run on a GPU (``info["gpu"]``, see :func:`device_machine_info`) the GPU's name, then its host's."""
+    cpu = f"{info['cpu']} ({' '.join(info['cpu_flags']) or 'no AVX flags'}), {info['cores']} cores"
+    return f"{GPU_KEY_PREFIX}{info['gpu']}, host {cpu}" if info.get("gpu") else cpu
+
+
+def is_gpu_machine(key: str) -> bool:
+    """Whether ``key`` (a :func:`machine_key`) is a GPU run's."""
+    return key.startswith(GPU_KEY_PREFIX)
+
+
+def _cudnn_text(version: int | None) -> str:
+    """cuDNN's version number as x.y.z (9.x numbers it major * 10000, earlier major * 1000)."""
+    if not version:
+        return "none"
+    if version >= 90000:
+        return f"{version // 10000}.{version // 100 % 100}.{version % 100}"
+    return f"{version // 1000}.{version // 100 % 10}.{version % 100}"
+
+
+def gpu_info() -> dict[str, Any]:
+    """The GPU torch trains on (device 0): name, memory, compute capability, CUDA and cuDNN versions."""
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    return {"gpu": torch.cuda.get_device_name(0), "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+            "gpu_capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda,
+            "cudnn": _cudnn_text(torch.backends.cudnn.version()),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}
+
+
+def device_machine_info(device: str) -> dict[str, Any]:
+    """``_common.machine_info()``, with :func:`gpu_info` added for ``device`` ``cuda``."""
+    info = machine_info()
+    return {**info, **gpu_info()} if device == "cuda" else info
+
+
+def device_machine_line(info: dict[str, Any]) -> str:
+    """``_common.machine_line``, led by the GPU (name, memory, capability, CUDA, cuDNN) for a GPU run."""
+    line = machine_line(info)
+    if not info.get("gpu"):
+        return line
+    return (f"machine: GPU {info['gpu']} ({info['gpu_memory_gib']} GiB, compute capability "
+            f"{info['gpu_capability']}), CUDA {info['cuda']}, cuDNN {info['cudnn']} "
+            f"(cudnn.benchmark {'on' if info.get('cudnn_benchmark') else 'off'}); host "
+            + line.removeprefix("machine: "))
 
 
 def recipe_digest(recipe: str) -> str:
@@ -289,31 +341,36 @@ def _workload(recipe: str, target: float, quick: bool, cross: str | None, machin
 
 
 def _row(recipe: str, target: float, ours: SideStats | None, peer: str | None, theirs: SideStats | None,
-         quick: bool, cross: str | None, machine: str | None) -> dict[str, Any]:
-    """A row at one target; ratio only where both sides reach it; goal and met filled in by the caller."""
+         quick: bool, cross: str | None, machine: str | None, gpu: bool = False) -> dict[str, Any]:
+    """A row at one target; ratio only where both sides reach it; goal and met filled in by the caller.
+
+    ``gpu``: the runs are a GPU's; the row's ``published_s`` is then the peer's published A100 time.
+    """
     workload = _workload(recipe, target, quick, cross, machine)
+    published = PUBLISHED_A100_S.get(peer) if gpu and peer and not cross else None
     peer_name = f"{peer} (plain PyTorch, bf16, channels_last)" if peer else "none (goal: a time limit)"
     notes = [_time_note("trainlab", ours)] + ([_time_note(peer, theirs)] if peer else [])
     if ours is None:  # no row figure to give: kept for the tables, left out of --json
         return {"benchmark": BENCH, "workload": workload, "trainlab": None, "peer": None, "peer_name": peer_name,
                 "unit": "s", "ratio": None, "higher_is_better": False, "goal": "", "met": None,
                 "note": "; ".join(notes), "target": target, "trainlab_stats": None,
-                "peer_stats": asdict(theirs) if theirs else None, "machine": machine}
+                "peer_stats": asdict(theirs) if theirs else None, "machine": machine, "published_s": published}
     both = ours.reached and theirs is not None and theirs.reached
     peer_time = theirs.figure if both and theirs is not None else None
     row = make_row(BENCH, workload, ours.figure, peer_time, peer_name=peer_name, unit="s",
                    higher_is_better=False, note="; ".join(notes))
     row.update(target=target, trainlab_stats=asdict(ours), peer_stats=asdict(theirs) if theirs else None,
-               machine=machine)
+               machine=machine, published_s=published)
     return row
 
 
 def recipe_rows(recipe: str, trainlab: list[Trial], peers: dict[str, list[Trial]], quick: bool,
-                machine: str | None = None) -> list[dict[str, Any]]:
+                machine: str | None = None, gpu: bool = False) -> list[dict[str, Any]]:
     """The rows of one recipe: one per peer (or one with no peer), and one at each short peer's mean.
 
     ``peers``: each peer's trials (a missing or empty list: no runs recorded). ``machine``: shown
-    in the workloads when the runs file holds more than one machine.
+    in the workloads when the runs file holds more than one machine. ``gpu``: the runs are a
+    GPU's (each peer's row at the target gets its published A100 time, ``published_s``).
     """
     info = RECIPES[recipe]
     target = 0.0 if quick else float(info["target"])
@@ -323,14 +380,14 @@ def recipe_rows(recipe: str, trainlab: list[Trial], peers: dict[str, list[Trial]
                and ours.time_s <= limit)
     base_goal = f"{100 * target:.0f} % mean over >= {MIN_SEEDS} seeds in <= {limit:.0f} s"
     if not info["peers"]:
-        row = _row(recipe, target, ours, None, None, quick, None, machine)
+        row = _row(recipe, target, ours, None, None, quick, None, machine, gpu)
         if not quick and ours is not None:
             row["goal"], row["met"] = base_goal, ours_ok
         return [row]
     rows = []
     for peer in info["peers"]:
         theirs = side_stats(peers.get(peer, []), target)
-        row = _row(recipe, target, ours, peer, theirs, quick, None, machine)
+        row = _row(recipe, target, ours, peer, theirs, quick, None, machine, gpu)
         rows.append(row)
         if quick or ours is None:
             continue
@@ -338,7 +395,7 @@ def recipe_rows(recipe: str, trainlab: list[Trial], peers: dict[str, list[Trial]
         if theirs is not None and not theirs.reached:  # so that a ratio exists
             cross = floor_target(theirs.mean)
             cross_row = _row(recipe, cross, side_stats(trainlab, cross), peer, side_stats(peers[peer], cross),
-                             quick, f" ({peer}'s final mean)", machine)
+                             quick, f" ({peer}'s final mean)", machine, gpu)
             rows.append(cross_row)
         goal = info["ratio_goals"].get(peer)
         if goal is None:
@@ -374,7 +431,7 @@ def store_rows(store: TrialStore) -> list[dict[str, Any]]:
         ours, peers = trials_of(runs)
         label = f"{machine}, {threads} threads" if len(groups) > 1 else None
         for recipe in store.recipes:
-            rows += recipe_rows(recipe, ours.get(recipe, []), peers, store.quick, label)
+            rows += recipe_rows(recipe, ours.get(recipe, []), peers, store.quick, label, is_gpu_machine(machine))
     return rows
 
 
@@ -410,7 +467,15 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         accuracies = f"trainlab {_stats_cell(row['trainlab_stats'])}"
         if not row["peer_name"].startswith("none"):
             accuracies += f"; {row['peer_name'].split(' ')[0]} {_stats_cell(row['peer_stats'])}"
-        print(f"  {row['workload']}: final {accuracies}; {row['note']}")
+        print(f"  {row['workload']}: final {accuracies}; {row['note']}{_published_note(row)}")
+
+
+def _published_note(row: dict[str, Any]) -> str:
+    """``; published: airbench94 3.83 s (...)`` for a GPU row, else empty."""
+    if row.get("published_s") is None:
+        return ""
+    return (f"; published: {row['peer_name'].split(' ')[0]} {row['published_s']} s (the airbench README's "
+            "figure: an A100, another GPU, airbench's own timing; not compared)")
 
 
 PROTOCOL = (
@@ -432,21 +497,39 @@ PROTOCOL = (
     "mean stays under 94 %. Runs on different machines (CPU model, flags, cores) or thread counts are "
     "never compared: each has its own table. Both sides: bf16 autocast, channels_last, malloc reusing "
     "freed memory (`trainlab.engines.cpu_memory`), the same threads, back to back per seed (the order "
-    "alternates with the seed) when they run in one command."
+    "alternates with the seed) when they run in one command. On a GPU (`--device cuda`; runs keyed by the "
+    "GPU and its host, never compared with CPU runs) both sides keep the model, the data and the "
+    "augmentation on the GPU, the clock is read after `torch.cuda.synchronize()`, cudnn.benchmark stays "
+    "as torch leaves it (off, as trainlab's engine keeps it), and each side first trains once untimed "
+    "(seed 0, the same budget) so that no timed run pays for the CUDA context, the libraries' kernels or "
+    "the data cache."
+)
+
+PUBLISHED_NOTE = (
+    "Published: the airbench README's times for the original scripts on one NVIDIA A100 (airbench94.py "
+    f"{PUBLISHED_A100_S['airbench94']} s, airbench94_muon.py {PUBLISHED_A100_S['airbench94_muon']} s, each "
+    "94.01 % mean accuracy), shown for scale only: another GPU, the original code (fp16 weights, "
+    "cudnn.benchmark on; airbench94_muon compiled with max-autotune, after a warm-up run) and airbench's own "
+    "timing, which counts the whitening init, the training epochs and the final TTA evaluation (CUDA events) "
+    "but not loading the data or the per-epoch evaluations that the times here include. No ratio or goal is "
+    "taken from them."
 )
 
 
-def _table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| workload | trainlab s | trainlab final accuracy | peer | peer s | peer final accuracy | "
+def _table(rows: list[dict[str, Any]], published: bool = False) -> list[str]:
+    """The rows as a markdown table; ``published`` (a GPU's table) adds the published A100 times."""
+    extra = " published A100 s (airbench README) |" if published else ""
+    lines = ["| workload | trainlab s | trainlab final accuracy | peer | peer s |" + extra + " peer final accuracy | "
              "ratio (peer / trainlab) | goal | met | note |",
-             "|---|---:|---|---|---:|---|---:|---|---|---|"]
+             "|---|---:|---|---|---:|" + ("---:|" if published else "") + "---|---:|---|---|---|"]
     for row in rows:
         ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
         peer_acc = "-" if row["peer_name"].startswith("none") else _stats_cell(row["peer_stats"])
         met = "-" if row["met"] is None else str(row["met"])
+        cell = f" {fmt(row.get('published_s'))} |" if published else ""
         lines.append(f"| {row['workload']} | {_trainlab_cell(row)} | {_stats_cell(row['trainlab_stats'])} | "
-                     f"{row['peer_name']} | {fmt(row['peer'])} | {peer_acc} | {ratio} | {row['goal'] or '-'} | "
-                     f"{met} | {row['note']} |")
+                     f"{row['peer_name']} | {fmt(row['peer'])} |{cell} {peer_acc} | {ratio} | "
+                     f"{row['goal'] or '-'} | {met} | {row['note']} |")
     return lines
 
 
@@ -477,13 +560,17 @@ def section(store: TrialStore) -> str:
         if len(groups) > 1:
             lines += [f"### {machine}, {threads} threads", ""]
         lines += [f"Machine: {line}", "", f"Threads: {threads}", ""]
+        gpu = is_gpu_machine(machine)
         rows = [row for recipe in store.recipes for row in recipe_rows(recipe, ours.get(recipe, []), peers,
-                                                                        store.quick)]
+                                                                        store.quick, gpu=gpu)]
         stale = [r for r in runs if r.side == "trainlab" and r.config and r.config != recipe_digest(r.recipe)]
         if stale:
             lines += [f"**{len(stale)} trainlab run(s) here were trained from an earlier version of their recipe "
                       "file; rerun with the same --trials-json to retrain them.**", ""]
-        lines += [*_table(rows), "", "Every run:", "", *_listing(runs), ""]
+        lines += [*_table(rows, published=gpu), ""]
+        if gpu:
+            lines += [PUBLISHED_NOTE, ""]
+        lines += ["Every run:", "", *_listing(runs), ""]
     lines += ["Where the two sides differ (the net, data order and augmentation are the same kind, not the "
               "same draws): trainlab's Nesterov SGD keeps the velocity in the lr-scaled form "
               "(v = mu v - lr g), PyTorch's SGD unscaled (the same at a constant lr); trainlab's "

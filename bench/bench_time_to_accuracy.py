@@ -1,9 +1,9 @@
 """Time to accuracy: trainlab's fast recipes against plain-PyTorch airbench94 and airbench94_muon.
 
-Usage: python bench/bench_time_to_accuracy.py [--data-dir DIR] [--seeds N] [--threads T]
+Usage: python bench/bench_time_to_accuracy.py [--data-dir DIR] [--seeds N] [--threads T] [--device cpu|cuda]
                                               [--recipes cifar10-94,cifar10-94-muon,cifar10-90,mnist-99]
                                               [--sides trainlab,airbench94,airbench94_muon]
-                                              [--trials-json PATH] [--render-from PATH]
+                                              [--trials-json PATH] [--render-from PATH] [--keep-going]
                                               [--quick] [--json PATH] [--write-docs]
 
 For each seed (0 to N-1), each recipe of ``configs/fast/`` is trained by ``trainlab.api.run``
@@ -21,7 +21,16 @@ the seed, so a machine that slows down during the benchmark hurts both sides ali
 - ``mnist-99``: no peer; the goal is 99 % within 30 s.
 
 Both sides run in their best CPU mode (bf16 autocast, channels_last), with the same
-thread count, and read their data through trainlab's cache (``prepare_data``). Each run
+thread count, and read their data through trainlab's cache (``prepare_data``).
+``--device cuda`` trains both sides on the GPU instead (trainlab's recipe with
+``train.device=cuda``; the renditions keep the model, the data and the augmentation on the
+GPU), reads the clock after ``torch.cuda.synchronize()``, and first trains each side once,
+untimed and unrecorded (seed 0, the same budget), so that the CUDA context, the libraries'
+kernels and the decoded data cache are loaded before any timed run, as in a process that
+trains many runs (airbench's own timings). Runs on a GPU are keyed by the GPU (and the host
+CPU), so they are never compared with CPU runs; ``bench/gpu_time_to_accuracy.sh`` runs this on
+a lent GPU machine, with ``--keep-going`` (a side whose run fails is skipped from then on and
+the others go on, so that an unattended call still brings their runs back). Each run
 records the wall clock from its start (before the data is loaded) at every test evaluation:
 after every epoch without TTA, then the final one with TTA (trainlab's at the moment
 ``api.run`` returns, after its checkpoint, so trainlab's time is an upper bound; reports
@@ -52,6 +61,7 @@ import shlex
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +69,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _common import add_protocol_args, default_threads, machine_info, machine_line, write_json
+from _common import add_protocol_args, default_threads, write_json
 from _tta_protocol import (
     MIN_SEEDS,
     PEERS,
@@ -70,6 +80,8 @@ from _tta_protocol import (
     Run,
     Trial,
     TrialStore,
+    device_machine_info,
+    device_machine_line,
     json_rows,
     machine_key,
     print_table,
@@ -89,15 +101,39 @@ DOCS = ROOT / "docs" / "performance.md"
 
 
 # -- trainlab ----------------------------------------------------------------------------------
+DEVICES = ("cpu", "cuda")
+
+
+def synchronize(device: str) -> None:
+    """Wait for the GPU's queued work (``cuda``), so that the clock read next is real; no-op on the CPU."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def check_device(device: str) -> None:
+    """Refuse ``--device cuda`` where PyTorch sees no GPU, before anything trains or is written.
+
+    Raises:
+        SystemExit: ``cuda`` asked for without a usable GPU, or an unknown device.
+    """
+    if device not in DEVICES:
+        raise SystemExit(f"--device {device}: choose from {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        why = "was built without CUDA" if torch.version.cuda is None else "sees no CUDA device"
+        raise SystemExit(f"--device cuda: PyTorch {torch.__version__} {why}; run on a GPU machine "
+                         "(bench/gpu_time_to_accuracy.sh) or use --device cpu")
+
+
 class _Clock(Callback):
     """Records the time and test accuracy of every evaluation of a run."""
 
-    def __init__(self, start: float, trial: Trial) -> None:
-        self.start, self.trial = start, trial
+    def __init__(self, start: float, trial: Trial, device: str = "cpu") -> None:
+        self.start, self.trial, self.device = start, trial, device
 
     def on_evaluate(self, state: TrainState, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             if row["split"] == "test":
+                synchronize(self.device)  # the accuracy is on the host already; this makes it explicit
                 self.trial.evaluations.append((time.perf_counter() - self.start, float(row["accuracy"]),
                                                f"epoch {state.epoch}"))
 
@@ -114,15 +150,26 @@ def quick_overrides(recipe: str) -> list[str]:
     return [*sizes, *steps, "schedule.warmup_steps=1", "train.lookahead.start_epoch=0", "train.lookahead.every=1"]
 
 
-def run_trainlab(recipe: str, seed: int, data_dir: str | None, quick: bool, workdir: Path) -> Trial:
-    """Train ``configs/fast/<recipe>.yaml`` with ``api.run``; the clock starts before data loading."""
-    overrides = [f"seed={seed}", f"output.dir={workdir}", "output.report=false", "output.save_predictions=false"]
-    if quick:
-        overrides += quick_overrides(recipe)
+def trainlab_overrides(recipe: str, seed: int, workdir: Path, quick: bool, device: str = "cpu") -> list[str]:
+    """The overrides a benchmark run of ``recipe`` trains with: seed, a scratch output folder,
+    no report or prediction files (the peer writes neither), the device named (the recipes say
+    ``auto``, which would put trainlab on a GPU while the peers train on the CPU), and with
+    ``quick`` :func:`quick_overrides`."""
+    overrides = [f"seed={seed}", f"output.dir={workdir}", "output.report=false", "output.save_predictions=false",
+                 f"train.device={device}"]
+    return overrides + quick_overrides(recipe) if quick else overrides
+
+
+def run_trainlab(recipe: str, seed: int, data_dir: str | None, quick: bool, workdir: Path,
+                 device: str = "cpu") -> Trial:
+    """Train ``configs/fast/<recipe>.yaml`` with ``api.run`` on ``device``; the clock starts before data loading."""
+    overrides = trainlab_overrides(recipe, seed, workdir, quick, device)
     trial = Trial()
     start = time.perf_counter()
     run = tl.run(ROOT / "configs" / "fast" / f"{recipe}.yaml", overrides=overrides, run_id=f"seed{seed}",
-                 overwrite=True, data_dir=data_dir, progress=False, echo=False, callbacks=[_Clock(start, trial)])
+                 overwrite=True, data_dir=data_dir, progress=False, echo=False,
+                 callbacks=[_Clock(start, trial, device)])
+    synchronize(device)
     trial.total_s = time.perf_counter() - start
     tta = run.config["train"]["tta"]
     trial.evaluations.append((trial.total_s, float(run.summary["test_accuracy"]),
@@ -216,14 +263,19 @@ class PeerMuon(torch.optim.Optimizer):
 
 
 def peer_batch(x: torch.Tensor, flip: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
-    """Flip where ``flip`` says, reflect-pad by ``pad``, crop back at a random offset per image."""
+    """Flip where ``flip`` says, reflect-pad by ``pad``, crop back at a random offset per image.
+
+    ``x`` and ``flip`` may live on a GPU; the offsets are drawn from the CPU generator ``g``
+    (the same draws on every device) and moved to ``x``'s device.
+    """
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     padded = F.pad(x, (pad,) * 4, mode="reflect")  # (B, C, H + 2p, W + 2p)
     b, _, h, w = x.shape
-    dy, dx = (torch.randint(0, 2 * pad + 1, (2, b), generator=g))
-    rows = (torch.arange(h)[None] + dy[:, None])[:, :, None]  # (B, H, 1)
-    cols = (torch.arange(w)[None] + dx[:, None])[:, None, :]  # (B, 1, W)
-    return padded[torch.arange(b)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, b), generator=g).to(x.device)
+    rows = (torch.arange(h, device=x.device)[None] + dy[:, None])[:, :, None]  # (B, H, 1)
+    cols = (torch.arange(w, device=x.device)[None] + dx[:, None])[:, None, :]  # (B, 1, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded[batch, :, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
 
 
 @torch.no_grad()
@@ -236,7 +288,7 @@ def peer_eval(net: nn.Module, x: torch.Tensor, y: torch.Tensor, tta: bool) -> fl
             0.5 * net(v.flip(3).contiguous(memory_format=torch.channels_last)).float()
 
     correct = 0
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
         for s in range(0, len(x), 2000):
             xb = x[s : s + 2000]
             if tta:
@@ -309,8 +361,9 @@ def peer_budget(kind: str, quick: bool) -> Budget:
     return Budget(2000, 8) if kind == "airbench94_muon" else Budget(1024, 9.9)
 
 
-def run_peer(kind: str, seed: int, data_dir: str | None, budget: Budget) -> Trial:
-    """Train airbench94 (``kind`` airbench94) or airbench94_muon as a plain PyTorch loop."""
+def run_peer(kind: str, seed: int, data_dir: str | None, budget: Budget, device: str = "cpu") -> Trial:
+    """Train airbench94 (``kind`` airbench94) or airbench94_muon as a plain PyTorch loop on ``device``
+    (the data, the augmentation and the model all there; the random draws on the CPU)."""
     muon = kind == "airbench94_muon"
     trial = Trial()
     start = time.perf_counter()
@@ -318,26 +371,26 @@ def run_peer(kind: str, seed: int, data_dir: str | None, budget: Budget) -> Tria
     g = torch.Generator().manual_seed(seed)
     limit = {"train": budget.train_images, "test": budget.test_images}
     data = prepare_data("cifar10", data_dir=data_dir, val_fraction=0.0, limit=limit, normalize="channel", seed=seed)
-    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train).long()
-    x_test, y_test = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test).long()
+    x, y = torch.from_numpy(data.x_train).to(device), torch.from_numpy(data.y_train).long().to(device)
+    x_test, y_test = torch.from_numpy(data.x_test).to(device), torch.from_numpy(data.y_test).long().to(device)
     batch = budget.batch
     per_epoch = len(y) // batch
     total = math.ceil(per_epoch * budget.epochs)
     whiten_steps = per_epoch * budget.whiten_bias_epochs
-    net = airbench_net(muon)
+    net = airbench_net(muon).to(device)
     init_whiten(net[0], x[:5000])
     net = net.to(memory_format=torch.channels_last)
     opts, set_lr = peer_optimizers(net, muon, batch)
-    flip_base = torch.rand(len(y), generator=g) < 0.5
+    flip_base = (torch.rand(len(y), generator=g) < 0.5).to(device)
     average: dict[str, torch.Tensor] | None = None
     step = 0
     for epoch in range(math.ceil(total / per_epoch)):
-        perm = torch.randperm(len(y), generator=g)
+        perm = torch.randperm(len(y), generator=g).to(device)
         net[0].bias.requires_grad_(step < whiten_steps)
         for i in range(per_epoch):
             idx = perm[i * batch : (i + 1) * batch]
             xb = peer_batch(x[idx], flip_base[idx] ^ bool(epoch % 2), 2, g)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
                 out = net(xb.contiguous(memory_format=torch.channels_last))
             loss = F.cross_entropy(out.float(), y[idx], label_smoothing=0.2, reduction="sum")
             for opt in opts:
@@ -354,8 +407,10 @@ def run_peer(kind: str, seed: int, data_dir: str | None, budget: Budget) -> Tria
         if average is not None:
             lookahead(net, average, 1.0)
         accuracy = peer_eval(net, x_test, y_test, False)  # then the clock: the evaluation counts
+        synchronize(device)
         trial.evaluations.append((time.perf_counter() - start, accuracy, f"epoch {epoch + 1}"))
     accuracy = peer_eval(net, x_test, y_test, True)
+    synchronize(device)
     trial.total_s = time.perf_counter() - start
     trial.evaluations.append((trial.total_s, accuracy, "final, TTA"))
     return trial
@@ -418,6 +473,41 @@ def pending(store: TrialStore, jobs: list[tuple[int, str, str]], machine: str, t
     return todo, skipped
 
 
+def warmups(todo: list[tuple[int, str, str]], device: str) -> list[tuple[str, str]]:
+    """The (side, recipe) pairs to train once, untimed, before the timed runs: on a GPU each pair
+    that has runs to train, in the order of their first run; none on the CPU.
+
+    A process's first GPU run pays for creating the CUDA context, loading cuBLAS/cuDNN and their
+    kernels and (on a fresh machine) decoding the data cache: seconds, against runs of seconds.
+    Timed cold, whichever side went first would carry it; airbench's own figures are of runs
+    made one after another in a warm process.
+    """
+    if device != "cuda":
+        return []
+    return list(dict.fromkeys((side, name) for _, side, name in todo))
+
+
+def train_one(side: str, name: str, seed: int, data_dir: str | None, quick: bool, workdir: Path,
+              device: str) -> Trial:
+    """One run of ``side`` (``trainlab`` with the recipe ``name``, or a rendition) with ``seed``."""
+    if side == "trainlab":
+        return run_trainlab(name, seed, data_dir, quick, workdir, device)
+    return run_peer(name, seed, data_dir, peer_budget(name, quick), device)
+
+
+def guarded(train: Callable[[], Trial], label: str, keep_going: bool) -> Trial | None:
+    """``train()``; with ``keep_going`` a failure prints its traceback and gives None instead of
+    ending the benchmark (an unattended GPU call then still brings back the other sides' runs)."""
+    if not keep_going:
+        return train()
+    try:
+        return train()
+    except Exception:
+        traceback.print_exc()
+        print(f"{label} failed: its remaining runs are skipped (--keep-going)", flush=True)
+        return None
+
+
 def open_store(path: Path | None, quick: bool) -> TrialStore:
     """The runs file at ``path`` when it exists (resumed), else an empty store."""
     if path is None or not path.exists():
@@ -445,11 +535,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("TRAINLAB_DATA"))
     parser.add_argument("--seeds", type=int, default=MIN_SEEDS, help=f"seeds 0 to N-1 (default {MIN_SEEDS})")
-    parser.add_argument("--threads", type=int, default=default_threads())
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="CPU threads of both sides (on a GPU: of the host-side work)")
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="where both sides train (default cpu); cuda: the GPU, after an untimed "
+                             "warm-up run of each side")
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--sides", help=f"comma-separated, of {', '.join(SIDES)} (default: trainlab and the "
                                         "peers of the recipes)")
     parser.add_argument("--write-docs", action="store_true", help="write docs/performance.md (full mode only)")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="a side whose run fails is skipped from then on, the others go on; the "
+                             "exit status is still 1")
     parser.add_argument("--trials-json", type=Path, metavar="PATH",
                         help="keep every run's evaluations in PATH, written after each run; runs already "
                              "there (same side, recipe, seed, machine, threads) are not trained again")
@@ -467,16 +564,18 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown recipe(s) {', '.join(sorted(unknown))}; choose from {', '.join(RECIPES)}")
     trainlab, peers = parse_sides(args.sides, recipes)
+    check_device(args.device)
     seeds = list(range(1 if args.quick else args.seeds))
     os.environ["TRAINLAB_NUM_THREADS"] = str(args.threads)  # the engine sets its threads from it
     torch.set_num_threads(args.threads)
     # The engine makes malloc reuse freed memory for the whole process; set it before either
     # side runs, so that the peers train with it too (their best CPU mode) whatever the order.
     retain_freed_memory()
-    info = machine_info()
+    info = device_machine_info(args.device)
     machine = machine_key(info)
-    print(machine_line(info))
-    print(f"{len(seeds)} seed(s), {args.threads} threads{', quick check' if args.quick else ''}")
+    print(device_machine_line(info))
+    print(f"{len(seeds)} seed(s), {args.threads} threads, device {args.device}"
+          f"{', quick check' if args.quick else ''}")
     store = open_store(args.trials_json, args.quick)
     command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
     store.note_request(recipes, command)
@@ -487,16 +586,32 @@ def main() -> None:
         print(line)
     print(f"{len(todo)} run(s) to train, {len(jobs) - len(todo)} already recorded in {args.trials_json}"
           if args.trials_json else f"{len(todo)} run(s) to train", flush=True)
+    failed: set[tuple[str, str]] = set()  # (side, recipe) whose run failed (--keep-going)
     with tempfile.TemporaryDirectory(prefix="trainlab-tta-") as tmp:
-        for seed, side, name in todo:
-            if side == "trainlab":
-                trial = run_trainlab(name, seed, args.data_dir, args.quick, Path(tmp))
-            else:
-                trial = run_peer(name, seed, args.data_dir, peer_budget(name, args.quick))
+        for side, name in warmups(todo, args.device):
             label = f"trainlab {name}" if side == "trainlab" else side
+            trial = guarded(lambda side=side, name=name: train_one(side, name, 0, args.data_dir, args.quick,
+                                                                   Path(tmp), args.device),
+                            f"warm-up {label}", args.keep_going)
+            if trial is None:
+                failed.add((side, name))
+                continue
+            print(f"warm-up {label} (not timed, not recorded): {trial.total_s:.1f} s, final accuracy "
+                  f"{trial.final:.4f}", flush=True)
+        for seed, side, name in todo:
+            if (side, name) in failed:
+                continue
+            label = f"trainlab {name}" if side == "trainlab" else side
+            trial = guarded(lambda seed=seed, side=side, name=name: train_one(
+                side, name, seed, args.data_dir, args.quick, Path(tmp), args.device),
+                f"seed {seed} {label}", args.keep_going)
+            if trial is None:
+                failed.add((side, name))
+                continue
             print(f"seed {seed} {label}: {trial.total_s:.1f} s, final accuracy {trial.final:.4f}", flush=True)
             store.add(Run(side, name, seed, trial, machine, args.threads,
-                          digests[name] if side == "trainlab" else None, machine_line(),
+                          digests[name] if side == "trainlab" else None,
+                          device_machine_line(device_machine_info(args.device)),
                           datetime.date.today().isoformat()))
             if args.trials_json:
                 store.save(args.trials_json)
@@ -512,6 +627,9 @@ def main() -> None:
     rows = store_rows(store)
     print_table(rows)
     write_json(args.json, json_rows(rows))
+    if failed:
+        names = ", ".join(f"trainlab {n}" if s == "trainlab" else s for s, n in sorted(failed))
+        raise SystemExit(f"failed (skipped after its first failure): {names}")
 
 
 if __name__ == "__main__":

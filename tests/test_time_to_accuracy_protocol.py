@@ -276,3 +276,267 @@ def test_main_resumes_a_runs_file(tta: ModuleType, proto: ModuleType, tmp_path: 
     assert rows[0]["trainlab"] == pytest.approx(52.0) and rows[0]["trainlab_stats"]["n"] == 5
     text = docs.read_text(encoding="utf-8")
     assert "99.30 ± 0.00 % (99.30–99.30 %, n = 5)" in text and "Machine: " in text
+
+
+# -- on a GPU (--device cuda) --------------------------------------------------------------------
+def fake_info(gpu: str | None = None) -> dict[str, Any]:
+    """A machine_info() dict for a made-up host, with a made-up GPU when ``gpu`` is named."""
+    info: dict[str, Any] = {"cpu": "Test CPU", "cpu_flags": ["avx2"], "cores": 16, "load_average": [0.1, 0.1, 0.1],
+                            "python": "3.12.3", "torch": "2.11.0", "torch_build": "unknown", "numpy": "2.5.2",
+                            "numpy_blas": "unknown", "keras": None}
+    if gpu:
+        info.update(gpu=gpu, gpu_memory_gib=79.2, gpu_capability="9.0", cuda="13.0", cudnn="9.13.0",
+                    cudnn_benchmark=False)
+    return info
+
+
+def test_gpu_machine_key_names_the_gpu_and_differs_from_the_cpu_key(proto: ModuleType) -> None:
+    """The same host with and without a GPU: different keys; two GPUs on one host: different keys."""
+    cpu, h100, h200 = (proto.machine_key(fake_info(g)) for g in (None, "NVIDIA H100 80GB HBM3", "NVIDIA H200"))
+    assert len({cpu, h100, h200}) == 3
+    assert h100.startswith("GPU NVIDIA H100 80GB HBM3") and "Test CPU (avx2), 16 cores" in h100
+    assert proto.is_gpu_machine(h100) and not proto.is_gpu_machine(cpu)
+    line = proto.device_machine_line(fake_info("NVIDIA H100 80GB HBM3"))
+    assert line.startswith("machine: GPU NVIDIA H100 80GB HBM3 (79.2 GiB, compute capability 9.0), CUDA 13.0, "
+                           "cuDNN 9.13.0 (cudnn.benchmark off); host Test CPU")
+    assert proto.device_machine_line(fake_info()) == proto.machine_line(fake_info())
+    assert [proto._cudnn_text(v) for v in (91300, 8902, None)] == ["9.13.0", "8.9.2", "none"]
+
+
+def test_gpu_tables_show_the_published_a100_times_beside_never_as_a_ratio(
+        proto: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    """A GPU group's rows carry airbench's published A100 time (3.83 s, 2.59 s) in a column of their own;
+    the ratio stays the measured one; a CPU group's rows and the rows at a peer's mean have none."""
+    gpu = proto.machine_key(fake_info("NVIDIA H100 80GB HBM3"))
+    store = proto.TrialStore(False, ["cifar10-94"])
+    for machine in (MACHINE, gpu):
+        for seed in range(5):
+            store.add(proto.Run("trainlab", "cifar10-94", seed, trial(proto, (8.0, 0.941)), machine, 2))
+            store.add(proto.Run("airbench94", "airbench94", seed, trial(proto, (10.0, 0.942)), machine, 2))
+            store.add(proto.Run("airbench94_muon", "airbench94_muon", seed, trial(proto, (6.0, 0.9388)), machine, 2))
+    rows = proto.store_rows(store)
+    assert len(rows) == 6  # per machine: airbench94, airbench94_muon at 94 %, airbench94_muon at its mean
+    assert [r["published_s"] for r in rows] == [None, None, None, 3.83, 2.59, None]
+    assert rows[3]["ratio"] == pytest.approx(10 / 8) and rows[3]["peer"] == pytest.approx(10.0)
+    check_rows(rows, "bench_time_to_accuracy")
+    text = proto.section(store)
+    assert text.count("published A100 s (airbench README)") == 1 and text.count(proto.PUBLISHED_NOTE) == 1
+    gpu_table = text.split(f"### {gpu}")[1]
+    assert "| 10 | 3.83 |" in gpu_table and "| 6 | 2.59 |" not in gpu_table  # muon's 94 % row: no time
+    assert "| - | 2.59 |" in gpu_table
+    proto.print_table(rows)
+    out = capsys.readouterr().out
+    assert out.count("published: airbench94 3.83 s") == 1 and out.count("published: airbench94_muon 2.59 s") == 1
+
+
+def test_trainlab_names_the_device_and_only_a_gpu_warms_up(tta: ModuleType, tmp_path: Path) -> None:
+    """The recipes say device auto: the benchmark sets it; warm-ups: one per (side, recipe), on a GPU only."""
+    assert "train.device=cpu" in tta.trainlab_overrides("cifar10-94", 0, tmp_path, False)
+    cuda = tta.trainlab_overrides("cifar10-94", 3, tmp_path, True, "cuda")
+    assert "train.device=cuda" in cuda and "seed=3" in cuda and cuda[-len(tta.quick_overrides("cifar10-94")):] == \
+        tta.quick_overrides("cifar10-94")
+    jobs = tta.plan([3, 4], ["cifar10-94", "cifar10-94-muon"], True, ["airbench94_muon"])
+    assert tta.warmups(jobs, "cpu") == []
+    # seed 3 runs the peer first (the order alternates with the seed): the warm-ups follow it
+    assert tta.warmups(jobs, "cuda") == [("airbench94_muon", "airbench94_muon"), ("trainlab", "cifar10-94-muon"),
+                                         ("trainlab", "cifar10-94")]
+
+
+def test_peer_batch_crops_the_flipped_padded_images_at_the_drawn_offsets(tta: ModuleType) -> None:
+    """Each image of peer_batch is its (flipped where asked) reflect-padded image cropped at offsets
+    drawn from the CPU generator, whatever the device (here the CPU)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.randn(6, 3, 8, 8)
+    flip = torch.tensor([True, False, True, False, False, True])
+    out = tta.peer_batch(x, flip, 2, torch.Generator().manual_seed(5))
+    dy, dx = torch.randint(0, 5, (2, 6), generator=torch.Generator().manual_seed(5))
+    for i in range(6):
+        image = x[i].flip(2) if flip[i] else x[i]
+        padded = F.pad(image[None], (2,) * 4, mode="reflect")[0]
+        assert torch.equal(out[i], padded[:, dy[i] : dy[i] + 8, dx[i] : dx[i] + 8])
+
+
+def test_cuda_without_a_gpu_is_a_clear_error_before_anything_runs(
+        tta: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--device cuda where torch sees no GPU: SystemExit naming the device; nothing trained or written."""
+    monkeypatch.setattr(tta.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(tta, "run_trainlab", lambda *a: pytest.fail("trained"))
+    monkeypatch.setattr(tta, "retain_freed_memory", lambda: False)
+    path = tmp_path / "trials.json"
+    monkeypatch.setattr(sys, "argv", ["bench_time_to_accuracy.py", "--device", "cuda", "--recipes", "mnist-99",
+                                      "--threads", "1", "--trials-json", str(path)])
+    with pytest.raises(SystemExit, match=r"--device cuda: PyTorch .* (built without CUDA|sees no CUDA device)"):
+        tta.main()
+    assert not path.exists()
+
+
+def test_main_on_a_gpu_warms_each_side_up_untimed_and_keys_runs_by_the_gpu(
+        tta: ModuleType, proto: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--device cuda (a GPU faked): each side trains once first and that run is not recorded; the
+    recorded runs carry the GPU's key and line, and every run is asked for on cuda."""
+    calls: list[tuple[str, int, str]] = []
+
+    def fake_trainlab(recipe: str, seed: int, data_dir: Any, quick: bool, workdir: Path, device: str) -> Any:
+        calls.append((recipe, seed, device))
+        return trial(proto, (5.0 + seed, 0.94), (6.0 + seed, 0.941))
+
+    def fake_peer(kind: str, seed: int, data_dir: Any, budget: Any, device: str) -> Any:
+        calls.append((kind, seed, device))
+        return trial(proto, (3.0 + seed, 0.94), (4.0 + seed, 0.942))
+
+    gpu_info = fake_info("Fake GPU")
+    monkeypatch.setattr(tta.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(tta, "device_machine_info", lambda device: gpu_info if device == "cuda" else fake_info())
+    monkeypatch.setattr(tta, "run_trainlab", fake_trainlab)
+    monkeypatch.setattr(tta, "run_peer", fake_peer)
+    monkeypatch.setattr(tta, "retain_freed_memory", lambda: False)
+    path = tmp_path / "trials.json"
+    monkeypatch.setattr(sys, "argv", ["bench_time_to_accuracy.py", "--device", "cuda", "--seeds", "2",
+                                      "--recipes", "cifar10-94-muon", "--sides", "trainlab,airbench94_muon",
+                                      "--threads", "1", "--trials-json", str(path)])
+    tta.main()
+    assert calls == [("cifar10-94-muon", 0, "cuda"), ("airbench94_muon", 0, "cuda"),  # the warm-ups
+                     ("cifar10-94-muon", 0, "cuda"), ("airbench94_muon", 0, "cuda"),
+                     ("airbench94_muon", 1, "cuda"), ("cifar10-94-muon", 1, "cuda")]
+    out = capsys.readouterr().out
+    assert "warm-up trainlab cifar10-94-muon (not timed, not recorded)" in out
+    assert "published: airbench94_muon 2.59 s" in out
+    store = proto.TrialStore.load(path)
+    assert len(store.runs) == 4 and {r.machine for r in store.runs} == {proto.machine_key(gpu_info)}
+    assert all(r.machine_line.startswith("machine: GPU Fake GPU") for r in store.runs)
+
+
+# -- carrying the data to the GPU machine (bench/gpu_time_to_accuracy.py/.sh) --------------------
+@pytest.fixture
+def gpu(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """bench/gpu_time_to_accuracy.py."""
+    monkeypatch.syspath_prepend(str(BENCH_DIR))
+    return importlib.import_module("gpu_time_to_accuracy")
+
+
+def fake_cifar(folder: Path, per_batch: int = 130) -> dict[str, tuple[Any, Any]]:
+    """A cifar-10-batches-py folder of random images (``per_batch`` each): its batches by name."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    batches = {}
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"):
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, per_batch).tolist()
+        (folder / name).write_bytes(pickle.dumps({b"data": data, b"labels": labels}, protocol=2))
+        batches[name] = (data, labels)
+    names = [n.encode() for n in ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")]
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
+    return batches
+
+
+def test_pack_and_unpack_give_back_the_same_batches(gpu: ModuleType, tmp_path: Path) -> None:
+    """Packed into two parts and unpacked, trainlab's reader reads the same pixels and labels;
+    a damaged file or a part that did not arrive stops the unpacking, saying which and why."""
+    import numpy as np
+
+    from trainlab.data.cifar import read_cifar_folder
+
+    batches = fake_cifar(tmp_path / "data" / "cifar-10-batches-py")
+    pack = tmp_path / "pack"
+    manifest = gpu.pack(tmp_path / "data", pack, wheels=False)
+    assert {e["part"] for e in manifest["batches"].values()} == {"part1", "part2"}
+    assert sorted(p.name for p in (pack / "part2").iterdir()) == [
+        "data_batch_4.labels", "data_batch_4.webp", "data_batch_5.labels", "data_batch_5.webp", "manifest.json",
+        "test_batch.labels", "test_batch.webp"]
+    gpu.verify(pack, "part1")
+    folder = gpu.unpack(pack, tmp_path / "out")
+    got = read_cifar_folder(folder, strict_counts=False)
+    want = read_cifar_folder(tmp_path / "data" / "cifar-10-batches-py", strict_counts=False)
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        assert np.array_equal(got[key], want[key]), key
+    assert got["class_names"][1] == "car"
+    assert np.array_equal(got["x_test"].transpose(0, 3, 1, 2).reshape(-1, 3072), batches["test_batch"][0])
+    blob = bytearray((pack / "part2" / "test_batch.webp").read_bytes())
+    blob[100] ^= 1
+    (pack / "part2" / "test_batch.webp").write_bytes(bytes(blob))
+    with pytest.raises(SystemExit, match=r"part2/test_batch.webp \(damaged\)"):
+        gpu.unpack(pack, tmp_path / "again")
+    (pack / "part1" / "data_batch_2.webp").unlink()
+    with pytest.raises(SystemExit, match=r"part1/data_batch_2.webp \(absent\).*at once after the first"):
+        gpu.verify(pack, "part1")
+
+
+def test_mosaic_round_trip_of_a_partial_row(gpu: ModuleType) -> None:
+    """A count that does not fill the last mosaic row comes back exactly, in order."""
+    import numpy as np
+
+    data = np.random.default_rng(1).integers(0, 256, (257, 3072), dtype=np.uint8)
+    pixels = gpu.to_mosaic(data)
+    assert pixels.shape == (3 * 32, 100 * 32, 3)
+    assert np.array_equal(pixels[:32, 32:64], data[1].reshape(3, 32, 32).transpose(1, 2, 0))
+    assert np.array_equal(gpu.from_mosaic(pixels, 257), data)
+    assert np.array_equal(gpu.decode(gpu.encode(data), 257), data)
+
+
+def test_merge_adds_the_gpu_runs_beside_the_cpu_runs(gpu: ModuleType, proto: ModuleType, tmp_path: Path) -> None:
+    """The returned GPU runs join the CPU runs file as a group of their own; quick and full never mix."""
+    cpu_store = proto.TrialStore(False, ["cifar10-90"], ["cpu command"])
+    cpu_store.add(proto.Run("trainlab", "cifar10-90", 0, trial(proto, (100.0, 0.91)), MACHINE, 2))
+    gpu_key = proto.machine_key(fake_info("Fake GPU"))
+    gpu_store = proto.TrialStore(False, ["cifar10-94"], ["gpu command"])
+    gpu_store.add(proto.Run("trainlab", "cifar10-94", 0, trial(proto, (5.0, 0.94)), gpu_key, 16))
+    into, source = tmp_path / "trials.json", tmp_path / "gpu.json"
+    cpu_store.save(into)
+    gpu_store.save(source)
+    assert gpu.merge(source, into) == 1
+    merged = proto.TrialStore.load(into)
+    assert [g[0] for g in merged.groups()] == [MACHINE, gpu_key]
+    assert merged.commands == ["cpu command", "gpu command"] and merged.recipes == ["cifar10-94", "cifar10-90"]
+    proto.TrialStore(True).save(source)
+    with pytest.raises(SystemExit, match="--quick"):
+        gpu.merge(source, into)
+
+
+def test_the_device_script_parses() -> None:
+    """bench/gpu_time_to_accuracy.sh is valid bash, and refuses an unknown mode."""
+    import subprocess
+
+    script = BENCH_DIR / "gpu_time_to_accuracy.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    done = subprocess.run(["bash", str(script), "nonsense"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "OUT": "/tmp/gpu-tta-test-out", "GPU_TTA_WORK": "/tmp/gpu-tta-test"})
+    assert done.returncode == 2 and "usage" in done.stderr
+
+
+def test_keep_going_skips_a_failing_side_and_still_fails(tta: ModuleType, proto: ModuleType,
+                                                        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """--keep-going: a side that fails is tried once and skipped after, the others train and are kept,
+    and the command still exits with an error naming it; without it the failure ends the benchmark."""
+    tried: list[tuple[str, int]] = []
+
+    def fake_trainlab(recipe: str, seed: int, *_: Any) -> Any:
+        tried.append((recipe, seed))
+        return trial(proto, (5.0, 0.94), (6.0, 0.941))
+
+    def broken_peer(kind: str, seed: int, *_: Any) -> Any:
+        tried.append((kind, seed))
+        raise RuntimeError("no kernel image is available")
+
+    monkeypatch.setattr(tta, "run_trainlab", fake_trainlab)
+    monkeypatch.setattr(tta, "run_peer", broken_peer)
+    monkeypatch.setattr(tta, "retain_freed_memory", lambda: False)
+    path = tmp_path / "trials.json"
+    base = ["bench_time_to_accuracy.py", "--seeds", "3", "--recipes", "cifar10-94-muon", "--threads", "1",
+            "--sides", "trainlab,airbench94_muon", "--trials-json", str(path)]
+    monkeypatch.setattr(sys, "argv", [*base, "--keep-going"])
+    with pytest.raises(SystemExit, match=r"failed .*: airbench94_muon"):
+        tta.main()
+    assert tried == [("cifar10-94-muon", 0), ("airbench94_muon", 0), ("cifar10-94-muon", 1), ("cifar10-94-muon", 2)]
+    assert "no kernel image is available" in capsys.readouterr().err
+    assert sorted(r.seed for r in proto.TrialStore.load(path).runs if r.side == "trainlab") == [0, 1, 2]
+    monkeypatch.setattr(sys, "argv", [*base[:-1], str(tmp_path / "other.json")])
+    with pytest.raises(RuntimeError, match="no kernel image"):
+        tta.main()
