@@ -4,7 +4,7 @@ Issue 28 asks that every hyperparameter of a fast recipe be chosen on training i
 out for validation, never on the test set. A tuning file (``configs/fast/tuning/*.yaml``)
 names the recipe, the overrides every candidate shares (the validation split) and the
 candidates (each a list of ``--set`` overrides). Each candidate trains once per seed as an
-ordinary run directory ``<output_dir>/<candidate>-s<seed>``: finished runs are read, not
+ordinary run directory ``<output_dir>/<recipe name>/<candidate>-s<seed>``: finished runs are read, not
 trained again, and a run cut off (end of a session) continues from its checkpoint, so the
 tuning spreads over sessions. The table (docs/fast-recipe-tuning.md) gives each candidate's
 final validation accuracy (mean ± sd over seeds), its cost in full-size epochs (an epoch of
@@ -78,8 +78,10 @@ def shown(path: Path) -> Path:
 
 
 def run_path(tuning: Tuning, name: str, seed: int) -> Path:
-    """The run directory of ``name`` with ``seed``."""
-    return tuning.output_dir / f"{name}-s{seed}"
+    """The run directory of ``name`` with ``seed``: ``<output_dir>/<the recipe's run name>/<name>-s<seed>``,
+    where ``trainlab run`` puts a run of the recipe with that run id."""
+    recipe_name = yaml.safe_load(tuning.recipe.read_text(encoding="utf-8"))["name"]
+    return tuning.output_dir / recipe_name / f"{name}-s{seed}"
 
 
 def overrides_of(tuning: Tuning, name: str, seed: int) -> list[str]:

@@ -42,13 +42,15 @@ def test_overrides_cost_and_table(tune: ModuleType, tmp_path: Path) -> None:
     assert tune.overrides_of(tuning, "small", 3) == [
         "data.val_fraction=0.1", "train.epochs=8", "augment.low_res={size: 24, epochs: 4, mode: crop}",
         f"output.dir={tmp_path / 'runs'}", "seed=3"]
+    # where `trainlab run` puts a run of the recipe (its name) with the candidate's run id
+    assert tune.run_path(tuning, "small", 1) == tmp_path / "runs" / "fast-cifar10-94-muon" / "small-s1"
     # 4 epochs at (24/32)^2 = 0.5625 plus 4 full ones
     assert tune.full_size_epochs({"augment": {"low_res": {"size": 24, "epochs": 4}}}, 8.0, 32) == pytest.approx(6.25)
     assert tune.full_size_epochs({"augment": {"low_res": {"size": 16, "epochs": 10}}}, 8.0, 32) == pytest.approx(2.0)
     assert tune.full_size_epochs({"augment": {}}, 8.0, 32) == 8.0
-    _finished(tmp_path / "runs" / "plain-s0", 0.94, None)
-    _finished(tmp_path / "runs" / "plain-s1", 0.942, None)
-    _finished(tmp_path / "runs" / "small-s0", 0.9375, {"size": 24, "epochs": 4, "mode": "crop"})
+    _finished(tmp_path / "runs" / "fast-cifar10-94-muon" / "plain-s0", 0.94, None)
+    _finished(tmp_path / "runs" / "fast-cifar10-94-muon" / "plain-s1", 0.942, None)
+    _finished(tmp_path / "runs" / "fast-cifar10-94-muon" / "small-s0", 0.9375, {"size": 24, "epochs": 4, "mode": "crop"})
     text = tune.table(tuning, 2)
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "| 94.10 ± 0.14 | 2/2 | 94.00, 94.20 | 8 | 8.00 | 100 |" in rows["plain"]

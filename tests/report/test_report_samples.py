@@ -149,3 +149,18 @@ def test_interrupted_then_resumed_run_ends_with_its_images(tmp_path: Path, one_t
     finished = load_report_images(run)
     assert finished is not None and len(finished.test_index) > 0
     assert [name for name, _ in finished.preview] == ["original", "hflip"]
+
+
+def test_low_res_preview_rows_of_two_sizes_are_saved_and_read(tmp_path: Path, one_torch_thread: None) -> None:
+    """augment.low_res shrinks the preview's augmented rows: rows of two sizes are saved and read back."""
+    dataset = write_idx(tmp_path / "mnist", n_train=120, n_test=40)
+    config = write_config(tmp_path / "c.yaml", tmp_path / "runs", engine="torch",
+                          data={"dataset": str(dataset), "normalize": "channel", "val_fraction": 0.1},
+                          model={"type": "cnn", "conv": [{"filters": [4]}], "global_pool": "max"},
+                          augment={"hflip": True, "low_res": {"size": 20, "epochs": 1}},
+                          train={"epochs": 1, "batch_size": 20})
+    tl.run(config, run_id="small", progress=False, echo=False)
+    images = load_report_images(tmp_path / "runs" / "t" / "small")
+    assert images is not None
+    sizes = {name: x.shape[1:3] for name, x in images.preview}
+    assert sizes["original"] == (28, 28) and (20, 20) in sizes.values()

@@ -247,7 +247,8 @@ def save_report_images(data: PreparedData, config: Mapping[str, Any], run_path: 
         arrays["test_images"] = images.test_images
     if images.preview:
         arrays["preview_names"] = np.asarray([name for name, _ in images.preview], dtype=str)
-        arrays["preview_images"] = np.stack([x for _, x in images.preview])  # (R, n, H, W, C)
+        # One array per row: rows differ in size when augment.low_res shrinks the training images.
+        arrays.update({f"preview_images_{i}": x for i, (_, x) in enumerate(images.preview)})  # (n, H, W, C)
     elif images.preview_note:
         arrays["preview_note"] = np.asarray(images.preview_note)
     atomic_write_with(path, lambda handle: np.savez_compressed(handle, **arrays))
@@ -266,7 +267,10 @@ def load_report_images(run_path: str | Path) -> ReportImages | None:
     with np.load(path, allow_pickle=False) as saved:
         a = {name: np.asarray(saved[name]) for name in saved.files}
     counts = {split: a.get(f"counts_{split}") for split in ("train", "val", "test")}
-    preview = list(zip((str(n) for n in a.get("preview_names", [])), a.get("preview_images", []), strict=True))
+    names = [str(n) for n in a.get("preview_names", [])]
+    # Older files stacked the rows into one (R, n, H, W, C) array.
+    rows = list(a["preview_images"]) if "preview_images" in a else [a[f"preview_images_{i}"] for i in range(len(names))]
+    preview = list(zip(names, rows, strict=True))
     c, h, w = (int(v) for v in a["image_shape"])
     return ReportImages(
         [str(n) for n in a["class_names"]], (c, h, w), counts, a["samples_x"], a["samples_y"],
