@@ -90,6 +90,15 @@ def overrides_of(tuning: Tuning, name: str, seed: int) -> list[str]:
             f"seed={seed}"]
 
 
+def finished(path: Path) -> bool:
+    """Whether ``path`` holds a run that ran to its end (an interrupted run writes a summary too)."""
+    try:
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return summary.get("status") in ("completed", "stopped_early")
+
+
 def train(tuning: Tuning, names: Sequence[str], seeds: int) -> None:
     """Train every missing (candidate, seed), continuing runs that were cut off."""
     import trainlab.api as tl
@@ -97,7 +106,7 @@ def train(tuning: Tuning, names: Sequence[str], seeds: int) -> None:
     for name in names:
         for seed in range(seeds):
             path = run_path(tuning, name, seed)
-            if (path / "summary.json").exists():
+            if finished(path):
                 print(f"{name} seed {seed}: done already ({shown(path)})", flush=True)
                 continue
             if (path / "config.yaml").exists() and any(path.glob("checkpoint.*")):
@@ -132,7 +141,7 @@ def read_outcome(path: Path, seed: int, side: int = 32) -> Outcome:
 def outcomes(tuning: Tuning, name: str, seeds: int) -> list[Outcome]:
     """The finished runs of ``name`` among seeds 0..seeds-1."""
     return [read_outcome(run_path(tuning, name, s), s) for s in range(seeds)
-            if (run_path(tuning, name, s) / "summary.json").exists()]
+            if finished(run_path(tuning, name, s))]
 
 
 def mean_sd(values: Sequence[float]) -> str:

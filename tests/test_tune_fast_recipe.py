@@ -33,7 +33,7 @@ def _tuning_file(tmp_path: Path) -> Path:
 def _finished(folder: Path, accuracy: float, low_res: dict | None) -> None:
     folder.mkdir(parents=True)
     (folder / "summary.json").write_text(json.dumps(
-        {"final_val_accuracy": accuracy, "epochs": 8.0, "train_seconds": 100.0}))
+        {"final_val_accuracy": accuracy, "epochs": 8.0, "train_seconds": 100.0, "status": "completed"}))
     (folder / "config.yaml").write_text(yaml.safe_dump({"augment": {"low_res": low_res}}))
 
 
@@ -51,6 +51,9 @@ def test_overrides_cost_and_table(tune: ModuleType, tmp_path: Path) -> None:
     _finished(tmp_path / "runs" / "fast-cifar10-94-muon" / "plain-s0", 0.94, None)
     _finished(tmp_path / "runs" / "fast-cifar10-94-muon" / "plain-s1", 0.942, None)
     _finished(tmp_path / "runs" / "fast-cifar10-94-muon" / "small-s0", 0.9375, {"size": 24, "epochs": 4, "mode": "crop"})
+    cut = tmp_path / "runs" / "fast-cifar10-94-muon" / "later-s0"  # interrupted: a summary, but not a result
+    cut.mkdir(parents=True)
+    (cut / "summary.json").write_text(json.dumps({"status": "interrupted", "steps": 2}))
     text = tune.table(tuning, 2)
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "| 94.10 ± 0.14 | 2/2 | 94.00, 94.20 | 8 | 8.00 | 100 |" in rows["plain"]
