@@ -73,3 +73,15 @@ def test_unknown_candidate_and_bad_file(tune: ModuleType, tmp_path: Path) -> Non
     bad.write_text("recipe: x\n")
     with pytest.raises(SystemExit, match="missing output_dir, candidates"):
         tune.read_tuning(bad)
+
+
+@pytest.mark.parametrize("path", sorted((BENCH.parent / "configs" / "fast" / "tuning").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_tuning_files_give_valid_configs(tune: ModuleType, path: Path) -> None:
+    """Every candidate of a shipped tuning file is a valid run config that holds out a validation
+    split and does not evaluate the test set during training."""
+    from trainlab.config import load_config
+
+    tuning = tune.read_tuning(path)
+    for name in tuning.candidates:
+        config = load_config(tuning.recipe, tune.overrides_of(tuning, name, 0))
+        assert config.data.val_fraction > 0 and not config.train.eval_on_test, name

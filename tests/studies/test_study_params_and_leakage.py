@@ -116,8 +116,8 @@ def test_study_command_prints_the_warning_once(tmp_path: Path, monkeypatch: pyte
                                                capsys: pytest.CaptureFixture[str]) -> None:
     real = studies.run_study
 
-    def run_with_fake(study: Any, workers: int, options: Options, execute: Any) -> Any:
-        return real(study, workers=workers, options=options, execute=fake_run())
+    def run_with_fake(study: Any, workers: int, options: Options, execute: Any, retry_failed: bool = False) -> Any:
+        return real(study, workers=workers, options=options, execute=fake_run(), retry_failed=retry_failed)
 
     monkeypatch.setattr(studies, "run_study", run_with_fake)
     path = write_study(tmp_path / "cli.yaml", {"objective": "test_accuracy", "space": {"model.hidden": SIZES}},
