@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from collections.abc import Sequence
@@ -152,6 +153,22 @@ def mean_sd(values: Sequence[float]) -> str:
     return f"{mean:.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
+#: Images held out by ``data.val_fraction=0.1`` of CIFAR-10's 50,000 training images.
+VAL_IMAGES = 5000
+
+
+def _noise_text(tuning: Tuning, seeds: int) -> str:
+    """What one seed's validation accuracy can be trusted to: its binomial sd at the accuracies seen."""
+    done = [o.val_accuracy for name in tuning.candidates for o in outcomes(tuning, name, seeds)]
+    if not done:
+        return ""
+    p = statistics.fmean(done)
+    sd = 100 * math.sqrt(p * (1 - p) / VAL_IMAGES)
+    return (f" At {100 * p:.1f} % on {VAL_IMAGES:,} images, one run's accuracy has a binomial sd of {sd:.2f} "
+            "points from the finite split alone (the held-out images also change with the seed), so "
+            "single-seed differences of that order say nothing.")
+
+
 def table(tuning: Tuning, seeds: int) -> str:
     """The markdown section for ``tuning``."""
     rel = shown(tuning.path)
@@ -163,7 +180,7 @@ def table(tuning: Tuning, seeds: int) -> str:
         + ", ".join(f"`{o}`" for o in tuning.common) + ". Validation accuracy is the final one, "
         "with the recipe's TTA, on the 5,000 held-out training images; cost counts a low-resolution "
         "epoch of side s as (s / 32)^2 of a full one; the training seconds were measured on a shared, "
-        "loaded machine (1 thread) and only compare runs made side by side.",
+        "loaded machine (1 thread) and only compare runs made side by side." + _noise_text(tuning, seeds),
         "",
         "| candidate | overrides | val accuracy % (mean ± sd) | seeds | per seed | epochs | cost (full-size epochs) | train s (mean) |",
         "|---|---|---:|---:|---|---:|---:|---:|",
