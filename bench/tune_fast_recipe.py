@@ -40,6 +40,7 @@ class Tuning:
 
     path: Path
     recipe: Path
+    recipe_name: str  # the run name of the recipe (its ``name``, through its ``base`` chain)
     output_dir: Path
     common: list[str]
     candidates: dict[str, list[str]]
@@ -65,7 +66,11 @@ def read_tuning(path: Path) -> Tuning:
     candidates = raw["candidates"]
     if not isinstance(candidates, dict) or not candidates:
         raise SystemExit(f"{path}: candidates must map names to lists of overrides")
-    return Tuning(path=path, recipe=ROOT / raw["recipe"], output_dir=ROOT / raw["output_dir"],
+    from trainlab.config.loading import load_config_dict
+
+    recipe = ROOT / raw["recipe"]
+    return Tuning(path=path, recipe=recipe, recipe_name=str(load_config_dict(recipe)["name"]),
+                  output_dir=ROOT / raw["output_dir"],
                   common=[str(o) for o in raw.get("common") or []],
                   candidates={str(k): [str(o) for o in v or []] for k, v in candidates.items()})
 
@@ -81,8 +86,7 @@ def shown(path: Path) -> Path:
 def run_path(tuning: Tuning, name: str, seed: int) -> Path:
     """The run directory of ``name`` with ``seed``: ``<output_dir>/<the recipe's run name>/<name>-s<seed>``,
     where ``trainlab run`` puts a run of the recipe with that run id."""
-    recipe_name = yaml.safe_load(tuning.recipe.read_text(encoding="utf-8"))["name"]
-    return tuning.output_dir / recipe_name / f"{name}-s{seed}"
+    return tuning.output_dir / tuning.recipe_name / f"{name}-s{seed}"
 
 
 def overrides_of(tuning: Tuning, name: str, seed: int) -> list[str]:
@@ -157,9 +161,8 @@ def mean_sd(values: Sequence[float]) -> str:
 VAL_IMAGES = 5000
 
 
-def _noise_text(tuning: Tuning, seeds: int) -> str:
-    """What one seed's validation accuracy can be trusted to: its binomial sd at the accuracies seen."""
-    done = [o.val_accuracy for name in tuning.candidates for o in outcomes(tuning, name, seeds)]
+def _noise_text(done: Sequence[float]) -> str:
+    """What one seed's validation accuracy can be trusted to: its binomial sd at the accuracies ``done``."""
     if not done:
         return ""
     p = statistics.fmean(done)
@@ -172,6 +175,8 @@ def _noise_text(tuning: Tuning, seeds: int) -> str:
 def table(tuning: Tuning, seeds: int) -> str:
     """The markdown section for ``tuning``."""
     rel = shown(tuning.path)
+    results = {name: outcomes(tuning, name, seeds) for name in tuning.candidates}
+    accuracies = [o.val_accuracy for done in results.values() for o in done]
     lines = [
         f"## {shown(tuning.recipe)}",
         "",
@@ -180,13 +185,13 @@ def table(tuning: Tuning, seeds: int) -> str:
         + ", ".join(f"`{o}`" for o in tuning.common) + ". Validation accuracy is the final one, "
         "with the recipe's TTA, on the 5,000 held-out training images; cost counts a low-resolution "
         "epoch of side s as (s / 32)^2 of a full one; the training seconds were measured on a shared, "
-        "loaded machine (1 thread) and only compare runs made side by side." + _noise_text(tuning, seeds),
+        "loaded machine (1 thread) and only compare runs made side by side." + _noise_text(accuracies),
         "",
         "| candidate | overrides | val accuracy % (mean ± sd) | seeds | per seed | epochs | cost (full-size epochs) | train s (mean) |",
         "|---|---|---:|---:|---|---:|---:|---:|",
     ]
     for name, extra in tuning.candidates.items():
-        done = outcomes(tuning, name, seeds)
+        done = results[name]
         listed = "<br>".join(f"`{o}`" for o in extra) or "(none)"
         if not done:
             lines.append(f"| {name} | {listed} | not run | 0/{seeds} | | | | |")

@@ -195,8 +195,8 @@ def check_low_res(config: RunConfig, input_shape: tuple[int, int, int] | None = 
         )
     if model is None:
         return
-    device = next(iter(model.parameters()), torch.empty(0)).device
-    dtype = next(iter(model.parameters()), torch.empty(0)).dtype
+    reference = next(iter(model.parameters()), torch.empty(0))  # where and in what the model computes
+    device, dtype = reference.device, reference.dtype
     was_training = model.training
     devices = [device.index or 0] if device.type == "cuda" else []
     model.eval()
