@@ -23,15 +23,15 @@ import datetime
 import hashlib
 import json
 import math
-import os
 import statistics
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from _common import PERFORMANCE_TITLE, fmt, machine_info, machine_line, make_row, write_doc_section
+
+from trainlab.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = "bench_time_to_accuracy"
@@ -239,14 +239,7 @@ class TrialStore:
     def save(self, path: Path) -> None:
         """Write the store to ``path`` atomically (an interrupted benchmark never leaves half a file)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps(self.to_json(), indent=1) + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, json.dumps(self.to_json(), indent=1) + "\n")
 
     def groups(self) -> list[tuple[str, int, list[Run]]]:
         """The runs per (machine, threads), in the order the groups first appear."""
