@@ -362,3 +362,11 @@ class RegularizationConfig(StrictModel):
         description="weights: kernels only (no biases, no batch-norm parameters); all: every parameter. "
         "For l1, l2 and shrink.",
     )
+    in_eval_loss: bool = Field(
+        False,
+        description="Add the l1/l2 penalty of the evaluated weights to the evaluated losses too "
+        "(val, test, the final train pass), "
+        "as Keras reports val_loss (its kernel regularizers' losses are part of every loss it "
+        "logs), so early stopping and plateau schedules on val_loss watch Keras' quantity. The "
+        "training loss always includes the penalty. Default false: the data loss only.",
+    )

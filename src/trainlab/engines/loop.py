@@ -152,6 +152,10 @@ class TrainingLoop(ABC):
         eval mode; ``final``: the end-of-run figures of the summary."""
 
     @abstractmethod
+    def penalty_value(self) -> float:
+        """The l1/l2 penalty of the weights evaluations use (0.0 without one)."""
+
+    @abstractmethod
     def probabilities(self, split: str) -> np.ndarray:
         """Class probabilities (N, K) float32 of ``split`` (val or test), with the weights
         evaluations use (the final evaluation's, once it has run)."""
@@ -214,13 +218,21 @@ class TrainingLoop(ABC):
         for split in ("val", "test"):
             if self.labelled[split] and (split == "val" or self.config.train.eval_on_test):
                 loss, accuracy = self.evaluate_split(split)
-                rows.append({"split": split, "loss": loss, "accuracy": accuracy})
+                rows.append({"split": split, "loss": loss + self.eval_loss_penalty(), "accuracy": accuracy})
         return rows
+
+    def eval_loss_penalty(self) -> float:
+        """What an evaluated loss (val, test, the final train pass) adds to the data loss: the
+        penalty with ``regularization.in_eval_loss`` (as Keras' val_loss), else 0.0."""
+        return self.penalty_value() if self.config.regularization.in_eval_loss else 0.0
 
     def final_metrics(self, split: str) -> tuple[float, float] | None:
         """Loss and accuracy of ``split`` (train, val or test) at the end; None when it has
-        no labelled rows."""
-        return self.evaluate_split(split, final=True) if self.labelled[split] else None
+        no labelled rows. The loss adds the penalty with ``regularization.in_eval_loss``."""
+        if not self.labelled[split]:
+            return None
+        loss, accuracy = self.evaluate_split(split, final=True)
+        return loss + self.eval_loss_penalty(), accuracy
 
     def predictions_split(self) -> str | None:
         """The split whose predictions the run saves: test when it is labelled, else val when

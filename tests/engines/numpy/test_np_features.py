@@ -142,6 +142,28 @@ def test_shrink_is_w_minus_lr_dw_minus_shrink_w(tmp_path: Path, monkeypatch: pyt
         np.testing.assert_allclose(shrunk[key], expected, rtol=1e-12, atol=1e-15)
 
 
+def test_in_eval_loss_adds_the_penalty_to_the_split_losses(tmp_path: Path) -> None:
+    """``regularization.in_eval_loss``: the val and test losses gain l2 * sum W^2 (Keras' val_loss)."""
+    def final(in_eval_loss: bool) -> tuple[dict[str, float], float]:
+        cfg = config(model={"type": "mlp", "hidden": [8], "dtype": "float64"}, optimizer={"type": "sgd", "lr": 0.1},
+                     regularization={"l2": 0.01, "in_eval_loss": in_eval_loss},
+                     train={"steps": 3, "batch_size": 16, "eval_on_test": True})
+        run_dir = create_run_dir(tmp_path / "runs", "t", f"p{in_eval_loss}", overwrite=True)
+        context = FitContext(run_dir=run_dir, callbacks=CallbackList([]), state=TrainState(), progress=False,
+                             log=lambda _m: None)
+        training = engine_mod.NumpyTraining(cfg, synthetic_data(), context)
+        summary = training.run()
+        weights = [v for k, v in training.model.parameters().items() if k.endswith("W")]
+        return summary, 0.01 * sum(float(np.vdot(w, w)) for w in weights)
+
+    data_only, _ = final(False)
+    with_penalty, extra = final(True)
+    assert extra > 0
+    for key in ("final_val_loss", "test_loss"):
+        assert with_penalty[key] - data_only[key] == pytest.approx(extra, rel=1e-9)
+    assert with_penalty["final_val_accuracy"] == data_only["final_val_accuracy"]
+
+
 @pytest.mark.skipif(not fused.BLAS_AVAILABLE, reason="NumPy's BLAS exposes no usable gemm/axpy")
 def test_shrink_keeps_the_plain_path() -> None:
     """The fast path would fold the update into the gradient's GEMM before the shrink."""

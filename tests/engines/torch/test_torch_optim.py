@@ -139,6 +139,26 @@ def test_l2_changes_the_training_loss_by_the_penalty(fit_synthetic) -> None:
     assert with_l2["test_loss"] == pytest.approx(plain["test_loss"], rel=1e-5)  # data loss only
 
 
+def test_in_eval_loss_adds_the_penalty_to_the_evaluated_losses(fit_synthetic) -> None:
+    """``regularization.in_eval_loss`` (Keras' val_loss): the val row, the final val and test
+    losses gain l2 * sum W^2 of the weights; the training itself is the same."""
+    base = {"optimizer": {"type": "sgd", "lr": 1e-9},
+            "train": {"steps": 2, "batch_size": 16, "eval_every": 1, "eval_on_test": True}}
+    data_only, plain_path = fit_synthetic(
+        config(**base, regularization={"l2": 0.5}).model_dump(mode="json"), run_id="plain")
+    with_penalty, path = fit_synthetic(
+        config(**base, regularization={"l2": 0.5, "in_eval_loss": True}).model_dump(mode="json"), run_id="keras")
+    state = torch.load(path / "checkpoint.pt", weights_only=True)["model"]
+    extra = 0.5 * sum(float((state[k].double() ** 2).sum()) for k in ("1.weight", "3.weight"))
+    for key in ("final_val_loss", "test_loss"):
+        assert with_penalty[key] - data_only[key] == pytest.approx(extra, rel=1e-4)
+    rows = read_metrics_csv(path / "metrics.csv")[0]
+    plain_rows = read_metrics_csv(plain_path / "metrics.csv")[0]
+    for row, plain_row in zip(rows, plain_rows, strict=True):
+        gained = row["loss"] - plain_row["loss"]
+        assert gained == (pytest.approx(extra, rel=1e-3) if row["split"] in ("val", "test") else 0.0)
+
+
 def test_decoupled_weight_decay_vs_coupled() -> None:
     """With a zero gradient, AdamW shrinks p by lr * wd * p; Adam's coupled decay moves p by ~lr."""
     for type_, expected in (("adamw", 1.0 - 0.1 * 0.5), ("adam", 1.0 - 0.1)):

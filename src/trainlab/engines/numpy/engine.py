@@ -259,6 +259,9 @@ class NumpyTraining(TrainingLoop):
         chunks = [softmax(self.model.forward(x[s : s + EVAL_CHUNK], False)) for s in range(0, len(x), EVAL_CHUNK)]
         return np.concatenate(chunks).astype(np.float32)
 
+    def penalty_value(self) -> float:
+        return self.penalties(add_to_grads=False)
+
     def probabilities(self, split: str) -> np.ndarray:
         x = {"val": self.x_val, "test": self.x_test}[split]
         if x is None:

@@ -283,6 +283,11 @@ class TorchTraining(TrainingLoop):
             self.final_logits[split] = logits  # predictions.npz reuses them: the views cost a pass each
         return self.split_metrics(logits, y)
 
+    def penalty_value(self) -> float:
+        with torch.no_grad(), self.evaluated_weights():
+            value = penalty(self.penalized, self.config.regularization)
+        return float(value) if value is not None else 0.0
+
     def probabilities(self, split: str) -> np.ndarray:
         """Probabilities of ``split`` (val or test): of the final evaluation's logits once it
         has run, else with the views of ``train.tta`` as that evaluation uses them."""
