@@ -12,7 +12,7 @@ bf16, in one process:
   loop body (``bench_torch.TrainlabSide``: shuffle, alternating flip, reflect-pad crop,
   label smoothing, summed loss, Nesterov SGD, the learning-rate schedule, lookahead, the
   whitening bias dropped after its epochs).
-- plain: the airbench94 rendition of ``bench/bench_time_to_accuracy.py`` (its net, whitening
+- plain: the airbench94 rendition the time-to-accuracy benchmark trains (``bench/_airbench_peers.py``: (its net, whitening
   init, batch augmentation, optimizer, schedule and lookahead) as a hand-written loop.
 
 Lookahead runs from the first step on both sides (``train.lookahead.start_epoch=0``), so
@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _airbench_peers import airbench_net, init_whiten, lookahead, peer_batch, peer_optimizers
 from _common import add_protocol_args, default_threads, machine_line, make_row, spread, write_json
-from bench_time_to_accuracy import airbench_net, init_whiten, lookahead, peer_batch, peer_optimizers
 from bench_torch import TrainlabSide, alternating_passes, load_images, prepared
 
 from trainlab.config import RunConfig, load_config
@@ -66,7 +66,7 @@ def recipe_config(batch: int, total_steps: int) -> RunConfig:
 
 
 class AirbenchSide:
-    """The plain airbench94 rendition's loop (as ``bench_time_to_accuracy.run_peer``), by steps."""
+    """The plain airbench94 rendition's loop (as ``_airbench_peers.run_peer``), by steps."""
 
     def __init__(self, data: PreparedData, batch: int, total_steps: int, seed: int = 0) -> None:
         torch.manual_seed(seed)
