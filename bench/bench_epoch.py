@@ -12,8 +12,9 @@ bf16, in one process:
   loop body (``bench_torch.TrainlabSide``: shuffle, alternating flip, reflect-pad crop,
   label smoothing, summed loss, Nesterov SGD, the learning-rate schedule, lookahead, the
   whitening bias dropped after its epochs).
-- plain: the airbench94 rendition the time-to-accuracy benchmark trains (``bench/_airbench_peers.py``: (its net, whitening
-  init, batch augmentation, optimizer, schedule and lookahead) as a hand-written loop.
+- plain: the airbench94 rendition the time-to-accuracy benchmark trains
+  (``bench/_airbench_peers.py``: its net, whitening init, batch augmentation, optimizer,
+  schedule and lookahead) as a hand-written loop.
 
 Lookahead runs from the first step on both sides (``train.lookahead.start_epoch=0``), so
 every timed epoch is a steady-state one (the recipe's epochs 3 on). The per-epoch test
