@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
 from collections.abc import Sequence
@@ -143,10 +144,25 @@ def read_outcome(path: Path, seed: int, side: int = 32) -> Outcome:
                    train_seconds=float(summary["train_seconds"]))
 
 
-def outcomes(tuning: Tuning, name: str, seeds: int) -> list[Outcome]:
-    """The finished runs of ``name`` among seeds 0..seeds-1."""
-    return [read_outcome(run_path(tuning, name, s), s) for s in range(seeds)
-            if finished(run_path(tuning, name, s))]
+def outcomes(tuning: Tuning, name: str) -> list[Outcome]:
+    """Every finished run of ``name`` on disk (whatever ``--seeds`` this call was given), by seed."""
+    folder = run_path(tuning, name, 0).parent
+    seeds = sorted(int(match.group(1)) for path in folder.glob(f"{name}-s*")
+                   if (match := re.fullmatch(rf"{re.escape(name)}-s(\d+)", path.name)))
+    return [read_outcome(run_path(tuning, name, s), s) for s in seeds if finished(run_path(tuning, name, s))]
+
+
+def paired_difference(done: Sequence[Outcome], reference: Sequence[Outcome]) -> str:
+    """The candidate's val accuracy minus the reference's, in points, over the seeds both ran:
+    a seed fixes the held-out images, so the pairs cancel how hard each seed's split is."""
+    theirs = {o.seed: o.val_accuracy for o in reference}
+    deltas = [100 * (o.val_accuracy - theirs[o.seed]) for o in done if o.seed in theirs]
+    if not deltas:
+        return "no shared seed"
+    count = f"{len(deltas)} seed{'s' if len(deltas) > 1 else ''}"
+    if len(deltas) < 2:
+        return f"{deltas[0]:+.2f} ({count})"
+    return f"{statistics.fmean(deltas):+.2f} ± {statistics.stdev(deltas):.2f} ({count})"
 
 
 def mean_sd(values: Sequence[float]) -> str:
@@ -175,8 +191,9 @@ def _noise_text(done: Sequence[float]) -> str:
 def table(tuning: Tuning, seeds: int) -> str:
     """The markdown section for ``tuning``."""
     rel = shown(tuning.path)
-    results = {name: outcomes(tuning, name, seeds) for name in tuning.candidates}
+    results = {name: outcomes(tuning, name) for name in tuning.candidates}
     accuracies = [o.val_accuracy for done in results.values() for o in done]
+    reference = next(iter(tuning.candidates))
     lines = [
         f"## {shown(tuning.recipe)}",
         "",
@@ -185,20 +202,26 @@ def table(tuning: Tuning, seeds: int) -> str:
         + ", ".join(f"`{o}`" for o in tuning.common) + ". Validation accuracy is the final one, "
         "with the recipe's TTA, on the 5,000 held-out training images; cost counts a low-resolution "
         "epoch of side s as (s / 32)^2 of a full one; the training seconds were measured on a shared, "
-        "loaded machine (1 thread) and only compare runs made side by side." + _noise_text(accuracies),
+        "loaded machine (1 thread) and only compare runs made side by side." + _noise_text(accuracies)
+        + f" The paired column compares each candidate with the first, {reference}, seed by seed (a seed "
+        "fixes the held-out images, so the pairs cancel how hard each split is; the training noise stays).",
         "",
-        "| candidate | overrides | val accuracy % (mean ± sd) | seeds | per seed | epochs | cost (full-size epochs) | train s (mean) |",
-        "|---|---|---:|---:|---|---:|---:|---:|",
+        f"| candidate | overrides | val accuracy % (mean ± sd) | seeds | per seed | minus {reference}, paired (points) "
+        "| epochs | cost (full-size epochs) | train s (mean) |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|",
     ]
     for name, extra in tuning.candidates.items():
         done = results[name]
         listed = "<br>".join(f"`{o}`" for o in extra) or "(none)"
+        planned = max(seeds, len(done))
         if not done:
-            lines.append(f"| {name} | {listed} | not run | 0/{seeds} | | | | |")
+            lines.append(f"| {name} | {listed} | not run | 0/{planned} | | | | | |")
             continue
         per_seed = ", ".join(f"{100 * o.val_accuracy:.2f}" for o in done)
+        paired = "reference" if name == reference else paired_difference(done, results[reference])
         lines.append(
-            f"| {name} | {listed} | {mean_sd([o.val_accuracy for o in done])} | {len(done)}/{seeds} | {per_seed} "
+            f"| {name} | {listed} | {mean_sd([o.val_accuracy for o in done])} | {len(done)}/{planned} | {per_seed} "
+            f"| {paired} "
             f"| {statistics.fmean(o.epochs for o in done):g} | {statistics.fmean(o.full_size_epochs for o in done):.2f} "
             f"| {statistics.fmean(o.train_seconds for o in done):.0f} |")
     return "\n".join(lines) + "\n"

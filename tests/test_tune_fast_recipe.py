@@ -26,7 +26,7 @@ def _tuning_file(tmp_path: Path) -> Path:
         "common": ["data.val_fraction=0.1"],
         "candidates": {"plain": ["train.epochs=8"],
                        "small": ["train.epochs=8", "augment.low_res={size: 24, epochs: 4, mode: crop}"],
-                       "later": ["train.epochs=6"]}}))
+                       "later": ["train.epochs=6"]}}, sort_keys=False))
     return path
 
 
@@ -57,9 +57,15 @@ def test_overrides_cost_and_table(tune: ModuleType, tmp_path: Path) -> None:
     text = tune.table(tuning, 2)
     assert "At 94.0 % on 5,000 images, one run's accuracy has a binomial sd of 0.34 points" in text
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
-    assert "| 94.10 ± 0.14 | 2/2 | 94.00, 94.20 | 8 | 8.00 | 100 |" in rows["plain"]
-    assert "| 93.75 | 1/2 | 93.75 | 8 | 6.25 | 100 |" in rows["small"]
+    assert "| 94.10 ± 0.14 | 2/2 | 94.00, 94.20 | reference | 8 | 8.00 | 100 |" in rows["plain"]
+    assert "| 93.75 | 1/2 | 93.75 | -0.25 (1 seed) | 8 | 6.25 | 100 |" in rows["small"]
     assert "| not run | 0/2 |" in rows["later"]
+    # every finished seed on disk counts, whatever --seeds says; pairs only over shared seeds
+    _finished(tmp_path / "runs" / "fast-cifar10-94-muon" / "small-s1", 0.9435, {"size": 24, "epochs": 4, "mode": "crop"})
+    _finished(tmp_path / "runs" / "fast-cifar10-94-muon" / "small-s2", 0.95, {"size": 24, "epochs": 4, "mode": "crop"})
+    rows = {line.split(" | ")[0].strip("| "): line for line in tune.table(tuning, 1).splitlines() if line.startswith("| ")}
+    assert "| 3/3 | 93.75, 94.35, 95.00 | -0.05 ± 0.28 (2 seeds) |" in rows["small"]
+    assert "| 2/2 |" in rows["plain"]
     doc = tmp_path / "doc.md"
     tune.write_doc(text, tuning, doc)
     tune.write_doc(text.replace("93.75", "93.80"), tuning, doc)  # the section is replaced, not appended
