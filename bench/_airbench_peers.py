@@ -10,8 +10,9 @@ it), for ``bench/bench_time_to_accuracy.py`` (whole runs, :func:`run_peer`) and
   airbench94_muon :class:`PeerMuon` on the conv kernels; airbench94's :func:`lookahead`;
 - the batches (:func:`peer_batch`: alternating flip, reflect-padded random crops) and the
   evaluation (:func:`peer_eval`, with airbench's 6-view TTA);
-- the training loop (:func:`run_peer`) with its :class:`Budget`, which records a
-  :class:`Trial` as trainlab's runs are recorded, the clock read after :func:`synchronize`.
+- the training step both loops take (:func:`peer_step`), and the training loop
+  (:func:`run_peer`) with its :class:`Budget`, which records a :class:`Trial` as trainlab's
+  runs are recorded, the clock read after :func:`synchronize`.
 """
 
 from __future__ import annotations
@@ -214,6 +215,24 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def peer_step(net: nn.Module, opts: list[torch.optim.Optimizer], x: torch.Tensor, y: torch.Tensor,
+              flip: torch.Tensor, g: torch.Generator) -> None:
+    """One training step of either rendition on a batch: images ``x`` (normalised) flipped where
+    ``flip`` says and cropped by :func:`peer_batch` (padding 2, offsets from ``g``), the forward
+    in bf16, cross-entropy against ``y`` with label smoothing 0.2 summed over the batch, and a
+    step of every optimizer in ``opts`` at the learning rates the caller has set (``set_lr``).
+    """
+    xb = peer_batch(x, flip, 2, g)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        out = net(xb.contiguous(memory_format=torch.channels_last))
+    loss = F.cross_entropy(out.float(), y, label_smoothing=0.2, reduction="sum")
+    for opt in opts:
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for opt in opts:
+        opt.step()
+
+
 @dataclass(frozen=True)
 class Budget:
     """How much a peer run trains: images (None = all), batch, epochs, and its epoch-based options."""
@@ -255,16 +274,8 @@ def run_peer(kind: str, seed: int, data_dir: str | None, budget: Budget, device:
         net[0].bias.requires_grad_(step < whiten_steps)
         for i in range(per_epoch):
             idx = perm[i * batch : (i + 1) * batch]
-            xb = peer_batch(x[idx], flip_base[idx] ^ bool(epoch % 2), 2, g)
-            with torch.autocast(x.device.type, dtype=torch.bfloat16):
-                out = net(xb.contiguous(memory_format=torch.channels_last))
-            loss = F.cross_entropy(out.float(), y[idx], label_smoothing=0.2, reduction="sum")
-            for opt in opts:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
             set_lr(step, total, whiten_steps)
-            for opt in opts:
-                opt.step()
+            peer_step(net, opts, x[idx], y[idx], flip_base[idx] ^ bool(epoch % 2), g)
             step += 1
             if not muon and epoch >= budget.lookahead_start and step % budget.lookahead_every == 0:
                 average = lookahead(net, average, 0.95**5 * (step / total) ** 3)

@@ -235,3 +235,64 @@ def test_bench_epoch_row_scales_passes_to_an_epoch(monkeypatch: pytest.MonkeyPat
     config = bench_epoch.recipe_config(256, 88)
     assert config.train.batch_size == 256 and config.train.steps == 88
     assert config.schedule.warmup_steps == 20 and config.train.lookahead.start_epoch == 0
+
+
+def test_bench_epoch_muon_row_names_its_recipe_and_rendition(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--recipe cifar10-94-muon's row on made-up timings: the same arithmetic, its recipe and peer named."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench_epoch = importlib.import_module("bench_epoch")
+    muon = bench_epoch.RECIPES["cifar10-94-muon"]
+    result = {"per_epoch": 5, "seconds": {"trainlab": [3.0, 2.0, 2.2], "plain": [2.6, 2.4, 2.5]}}
+    row = bench_epoch.row_of(result, images=10000, batch=2000, steps=5, source="CIFAR-10", recipe=muon)
+    check_rows([row], "bench_epoch")
+    # medians 2.2 s and 2.5 s per 5 steps, a 5-step epoch: ratio 2.5 / 2.2
+    assert row["trainlab"] == pytest.approx(2.2) and row["peer"] == pytest.approx(2.5)
+    assert row["ratio"] == pytest.approx(2.5 / 2.2, rel=1e-3) and row["met"] is True
+    assert row["workload"].startswith("configs/fast/cifar10-94-muon.yaml net, 10000 CIFAR-10, batch 2000")
+    assert row["peer_name"] == "plain PyTorch airbench94_muon rendition"
+    tuned = bench_epoch.row_of(result, 10000, 1000, 5, "CIFAR-10", muon, ["train.batch_size=1000"])
+    assert tuned["workload"].startswith("configs/fast/cifar10-94-muon.yaml --set train.batch_size=1000 net")
+    default = bench_epoch.row_of(result, 10000, 1024, 5, "CIFAR-10")
+    assert default["workload"].startswith("configs/fast/cifar10-94.yaml net")
+    assert default["peer_name"] == "plain PyTorch airbench94 rendition"
+
+
+def test_bench_epoch_muon_recipe_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The muon recipe stretched over the steps run: its straight-down schedule (no warm-up), no
+    lookahead; its 8 epochs kept at another batch size; --set refuses what would change the net."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench_epoch = importlib.import_module("bench_epoch")
+    muon = bench_epoch.RECIPES["cifar10-94-muon"]
+    config = bench_epoch.recipe_config(256, 40, muon)
+    assert config.train.batch_size == 256 and config.train.steps == 40 and config.train.device == "cpu"
+    assert config.schedule.warmup_steps == 0 and config.train.lookahead is None
+    assert config.optimizer.type == "muon" and config.model.whiten.bias_epochs == 3
+    assert bench_epoch.recipe_epochs(bench_epoch.tuned_recipe(muon)) == 8  # 200 steps of 25 batches of 2000
+    assert bench_epoch.recipe_epochs(bench_epoch.tuned_recipe(bench_epoch.DEFAULT_RECIPE)) == 11
+    assert bench_epoch.recipe_epochs(bench_epoch.tuned_recipe(muon, ["train.batch_size=1000"])) == 8
+    candidate = ["train.epochs=7", "train.batch_size=1000", "optimizer.lr=0.17", "optimizer.other.weight_decay=2.29"]
+    tuned = bench_epoch.recipe_config(1000, 350, muon, candidate)
+    assert (tuned.train.batch_size, tuned.train.steps, tuned.optimizer.lr) == (1000, 350, 0.17)
+    assert tuned.optimizer.other.weight_decay == 2.29
+    for refused in ["augment.low_res={size: 24, epochs: 4, mode: crop}", "model.conv[0].filters=[32,32]",
+                    "optimizer.type=nesterov", "train.precision=fp32", "optimizer.weight_decay=0.1", "train.epochs"]:
+        with pytest.raises(SystemExit, match="--set"):
+            bench_epoch.tuned_recipe(muon, [refused])
+
+
+def test_bench_epoch_muon_side_has_no_lookahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plain airbench94_muon side trains (Muon and SGD), freezes the whitening bias after its
+    epochs, and keeps no lookahead average; the airbench94 side keeps one."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench_epoch = importlib.import_module("bench_epoch")
+    bench_torch = importlib.import_module("bench_torch")
+    images, labels, _ = bench_torch.load_images(None, 16)  # random images
+    data = bench_torch.prepared(images, labels)
+    muon = bench_epoch.AirbenchSide(data, batch=8, total_steps=10, muon=True)  # 2 steps per epoch
+    kernel = muon.net[2][0].weight.detach().clone()
+    muon.steps(7)
+    assert muon.average is None and bool((kernel != muon.net[2][0].weight).any())
+    assert not muon.net[0].bias.requires_grad  # epoch 3: the whitening bias is frozen
+    plain = bench_epoch.AirbenchSide(data, batch=8, total_steps=10)
+    plain.steps(5)
+    assert plain.average is not None
