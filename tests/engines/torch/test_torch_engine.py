@@ -18,12 +18,14 @@ import yaml
 
 import trainlab.api as tl
 from tests.helpers import timeless
+from trainlab.callbacks import CallbackList, TrainState
 from trainlab.config import RunConfig
+from trainlab.engines.base import FitContext
 from trainlab.engines.torch import TorchEngine
-from trainlab.engines.torch.engine import TorchTraining
+from trainlab.engines.torch.engine import RECORDS_HELD, TorchTraining
 from trainlab.engines.torch.runtime import TrainOptions
 from trainlab.errors import ConfigError, RunDirError, TrainingError
-from trainlab.run_files import read_metrics_csv
+from trainlab.run_files import RunDir, read_metrics_csv
 
 
 def test_mnist_mlp_one_epoch_learns(real_data: Path, tmp_path: Path) -> None:
@@ -126,6 +128,36 @@ def test_nan_step_is_named_exactly_between_evaluations(fit_synthetic, base_confi
             fit_synthetic(cfg)
         named.append(int(re.search(r"at step (\d+)", str(caught.value)).group(1)))  # type: ignore[union-attr]
     assert named[0] == named[1] > 1
+
+
+def test_held_step_records_fill_the_buffers_as_each_step_would(base_config, synthetic_data, tmp_path: Path) -> None:
+    """Steps hold their records and write them in batches (RECORDS_HELD at a time, and at
+    every read): the buffers get each step's own loss and count of correct predictions,
+    past the buffers' size and with batches of other sizes among them."""
+    config = RunConfig.from_dict(base_config(train={"steps": 100, "batch_size": 16, "eval_every": 4}))
+    context = FitContext(run_dir=RunDir(tmp_path / "run"), callbacks=CallbackList([]), state=TrainState(),
+                         progress=False, log=lambda _m: None)
+    training = TorchTraining(config, synthetic_data(), context)
+    seen: list[torch.Tensor] = []  # each step's logits
+    model = training.forward
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        seen.append(model(x))
+        return seen[-1]
+
+    training.forward = forward  # type: ignore[assignment]
+    sizes = [16] * 25 + [7, 16, 9] + [16] * 17  # 45 steps: two full holds, then a read
+    expected_losses, expected_correct = [], []
+    for step, size in enumerate(sizes):
+        index = torch.randperm(96, generator=torch.Generator().manual_seed(step))[:size]
+        expected_losses.append(float(training.train_step(index, 0.1)))
+        expected_correct.append(int((seen[-1].argmax(1) == training.y_train[index]).sum()))
+    assert len(training.held) == len(sizes) - 2 * RECORDS_HELD
+    training.check_finite()
+    assert not training.held and training.interval_steps == len(sizes)
+    assert training.step_losses[: len(sizes)].tolist() == expected_losses
+    assert training.step_correct[: len(sizes)].tolist() == expected_correct
+    assert training.progress_figures()["running acc"] == sum(expected_correct) / sum(sizes)
 
 
 class _Evil:

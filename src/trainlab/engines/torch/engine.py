@@ -6,7 +6,7 @@ the final figures and predictions, the callbacks, checkpoints, resume and progre
 :class:`TorchTraining` supplies only the torch parts: one step (gather a batch by index
 from tensors held in memory, augment it on the device, forward, loss plus penalties,
 backward, clip, update), the evaluation of a split, its state tensors and their loader.
-Each step's loss and count of correct predictions stay in device buffers, read only at log
+Each step's loss and count of correct predictions stay on the device, read only at log
 intervals and evaluations, so the host does not wait on the device every step.
 
 A checkpoint (:mod:`.checkpoint`) adds to the loop's part the weights, optimizer state,
@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 CONV_MODELS = ("cnn", "resnet", "fast_cifar")
 EVAL_CHUNK = 1024
 MONITOR_BATCH = 256
+RECORDS_HELD = 20  # most steps whose records wait on the host before they are written (see reset_interval)
 
 
 class TorchEngine:
@@ -100,7 +101,8 @@ class TorchTraining(TrainingLoop):
                  options: TrainOptions | None = None) -> None:
         self.options = options or TrainOptions()
         self.device = pick_device(self.options.device)
-        autocast(self.device, self.options.precision)  # fails here, before any work, for fp16 on a CPU
+        # Fails here, before any work, for fp16 on a CPU; built once, as building costs more than entering.
+        self.step_autocast = autocast(self.device, self.options.precision)
         super().__init__(config, data, context)
         if self.device.type == "cpu":
             torch.set_num_threads(cpu_threads())
@@ -130,17 +132,20 @@ class TorchTraining(TrainingLoop):
             self.model = self.model.to(memory_format=torch.channels_last)
         # The compiled module shares the parameters; state dicts come from the original.
         self.forward = torch.compile(self.model) if self.options.compile else self.model
-        # Disabled, the scaler is the identity (scale, unscale_ and update do nothing; step is the
-        # optimizer's): one step path serves fp16 and every other precision.
+        # fp16 only; disabled it would pass everything through, so train_step leaves it out.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.options.precision == "fp16")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.penalized = penalized_params(self.model, config.regularization.apply_to)
         self.optimizer = build_optimizer(self.params, config.optimizer, output_weight(self.model))
+        # What zero_grad(set_to_none=True) clears, cleared directly by train_step: the call
+        # also opens a profiler record and builds a dict, at every step.
+        self.optimized_params = [p for group in self.optimizer.param_groups for p in group["params"]]
         shrink_before_step(self.optimizer, self.penalized, config.regularization.shrink)
         self.average = build_average(self.model, train.ema, train.lookahead)
         self.data_gen = torch.Generator().manual_seed(stream_seed(config.seed, 1))
         self.augment = BatchAugment(config.augment, data.num_classes, self.pixels, self.device,
                                     seed=stream_seed(config.seed, 2), num_examples=n)
+        self.augmenting = self.augment.enabled  # read once: it walks every augment field
         torch.manual_seed(stream_seed(config.seed, 3))  # dropout masks
         self.permutation = torch.arange(n)
         self.checkpoint_path = context.run_dir.checkpoint_path(".pt")
@@ -148,6 +153,7 @@ class TorchTraining(TrainingLoop):
         slots = max(1, self.eval_every)  # a training run's interval never holds more steps
         self.step_losses = torch.zeros(slots, dtype=torch.float64, device=self.device)
         self.step_correct = torch.zeros(slots, dtype=torch.int64, device=self.device)
+        self.held: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (loss, logits, labels)
         self.reset_interval()
 
     def _floats(self, xb: torch.Tensor) -> torch.Tensor:
@@ -157,15 +163,38 @@ class TorchTraining(TrainingLoop):
     def reset_interval(self) -> None:
         """Start a new interval of device-side per-step records (loss, correct predictions).
 
-        Each step writes its loss and its count of correct predictions into slot
-        ``interval_steps`` of two device buffers (one copy each, no host sync); sums and the
-        NaN check read the filled part at log intervals and evaluations. Buffers, not running
-        sums, so that a step costs no extra device ops for the NaN bookkeeping, and the first
-        non-finite loss is still found by its step.
+        Step ``interval_steps`` of the interval has slot ``interval_steps`` of two device
+        buffers: its loss and its count of correct predictions. Sums and the NaN check read
+        the filled part at log intervals and evaluations. Buffers, not running sums, so that
+        the first non-finite loss is still found by its step. A step only holds its loss,
+        logits and labels in :attr:`held`; :meth:`write_held` turns up to ``RECORDS_HELD``
+        steps of them into slots in a few batched device ops (no host sync), cheaper than
+        the ~8 small ops a step took to write its own slots.
         """
         self.seen = 0
         self.interval_steps = 0
         self.interval_start = int(self.state.step)
+        self.held.clear()
+
+    def write_held(self) -> None:
+        """Write the records of the steps in :attr:`held` into their buffer slots (the steps
+        just before ``interval_steps``); the buffers double when full (a run driven without
+        evaluations: parity, benchmarks)."""
+        if not self.held:
+            return
+        losses, logits, labels = zip(*self.held, strict=True)
+        end = self.interval_steps
+        start = end - len(losses)
+        while end > len(self.step_losses):
+            self.step_losses = torch.cat([self.step_losses, torch.zeros_like(self.step_losses)])
+            self.step_correct = torch.cat([self.step_correct, torch.zeros_like(self.step_correct)])
+        self.step_losses[start:end] = torch.stack(losses)
+        if len({z.shape for z in logits}) == 1:  # one batch size: one argmax and count for all
+            correct = torch.stack(logits).argmax(2).eq(torch.stack(labels)).sum(1)  # (n,)
+        else:
+            correct = torch.stack([z.argmax(1).eq(y).sum() for z, y in zip(logits, labels, strict=True)])
+        self.step_correct[start:end] = correct
+        self.held.clear()
 
     def snapshot_weights(self) -> dict[str, torch.Tensor]:
         """A copy of the state dict evaluations use (for early stopping's restore-best)."""
@@ -192,20 +221,37 @@ class TorchTraining(TrainingLoop):
         xb = self.x_train.index_select(0, index)  # (B, C, H, W), uint8 pixels or floats
         yb = self.y_train.index_select(0, index)  # (B,)
         soft = None
-        if self.augment.enabled:  # it normalises uint8 pixels itself, after its crop/flip gather
+        if self.augmenting:  # it normalises uint8 pixels itself, after its crop/flip gather
             xb, soft = self.augment(xb, yb, index, self.state.epoch, dtype=self.dtype)
         else:
             xb = self._floats(xb)
         set_lr(self.optimizer, lr)
-        with autocast(self.device, self.options.precision):
+        with self.step_autocast:
             logits = self.forward(self._input(xb))  # (B, K)
         loss = data_loss(self.config, logits, yb, soft)
         extra = penalty(self.penalized, self.config.regularization)
         total = loss + extra if extra is not None else loss
-        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.optimized_params:
+            p.grad = None
+        if self.scaler.is_enabled():
+            self._scaled_update(total)
+        else:
+            total.backward()
+            self._drop_frozen_grads()
+            clip_gradients(self.params, self.config.train.grad_clip_value, self.config.train.grad_clip_norm)
+            self.optimizer.step()
+        total = total.detach()
+        self.held.append((total, logits.detach(), soft.argmax(1) if soft is not None else yb))
+        self.seen += len(index)
+        self.interval_steps += 1
+        if len(self.held) == RECORDS_HELD:
+            self.write_held()
+        return total
+
+    def _scaled_update(self, total: torch.Tensor) -> None:
+        """fp16's backward and update: the loss is scaled and the gradients unscaled before
+        clipping; a step with an inf/NaN gradient is skipped."""
         train = self.config.train
-        # fp16: the loss is scaled and the gradients unscaled before clipping; a step with an
-        # inf/NaN gradient is skipped. Otherwise the scaler passes everything through.
         self.scaler.scale(total).backward()
         self._drop_frozen_grads()
         parts = optimizer_parts(self.optimizer)
@@ -215,17 +261,6 @@ class TorchTraining(TrainingLoop):
         for part in parts:
             self.scaler.step(part)
         self.scaler.update()
-        with torch.no_grad():
-            total = total.detach()
-            hard = soft.argmax(1) if soft is not None else yb
-            if self.interval_steps == len(self.step_losses):  # driven without evaluations (parity, bench)
-                self.step_losses = torch.cat([self.step_losses, torch.zeros_like(self.step_losses)])
-                self.step_correct = torch.cat([self.step_correct, torch.zeros_like(self.step_correct)])
-            self.step_losses[self.interval_steps] = total
-            self.step_correct[self.interval_steps] = (logits.argmax(1) == hard).sum()
-        self.seen += len(index)
-        self.interval_steps += 1
-        return total
 
     def _drop_frozen_grads(self) -> None:
         """Once ``model.whiten.bias_epochs`` are done, the whitening bias gets no more updates."""
@@ -234,6 +269,7 @@ class TorchTraining(TrainingLoop):
 
     def check_finite(self) -> None:
         """Raise if a step since the last check had a NaN/inf loss (reads one device scalar)."""
+        self.write_held()
         losses = self.step_losses[: self.interval_steps]
         if self.interval_steps == 0 or bool(torch.isfinite(losses).all()):
             return
@@ -316,6 +352,7 @@ class TorchTraining(TrainingLoop):
 
     # -- checkpoints (torch/checkpoint.py) ------------------------------------------------
     def save_checkpoint(self) -> None:
+        self.write_held()  # the checkpoint holds the interval's records from the buffers
         save_training(self)
 
     def load_checkpoint(self) -> None:
@@ -352,6 +389,7 @@ class TorchTraining(TrainingLoop):
 
     def _train_accuracy(self) -> float:
         """Training accuracy over the steps of the current interval (reads the device)."""
+        self.write_held()
         return float(self.step_correct[: self.interval_steps].sum()) / max(1, self.seen)
 
     def run_facts(self) -> dict[str, Any]:
