@@ -296,3 +296,21 @@ def test_bench_epoch_muon_side_has_no_lookahead(monkeypatch: pytest.MonkeyPatch)
     plain = bench_epoch.AirbenchSide(data, batch=8, total_steps=10)
     plain.steps(5)
     assert plain.average is not None
+
+
+def test_alternating_passes_turn_the_order_each_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No side always goes first: the order of the sides turns by one each round."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench_torch = importlib.import_module("bench_torch")
+    calls: list[str] = []
+
+    class Side:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def steps(self, count: int) -> None:
+            calls.append(f"{self.name}{count}")
+
+    warmups, seconds = bench_torch.alternating_passes({"a": Side("a"), "b": Side("b")}, 1, 2, 3)
+    assert calls == ["a1", "b1", "a2", "b2", "b2", "a2", "a2", "b2"]
+    assert set(warmups) == {"a", "b"} and [len(s) for s in seconds.values()] == [3, 3]
