@@ -19,7 +19,13 @@ from trainlab.engines.torch import TorchEngine
 from trainlab.engines.torch.augment import BatchAugment
 from trainlab.engines.torch.averaging import WeightAverage
 from trainlab.engines.torch.inference import TrainedModel
-from trainlab.engines.torch.layers import Whiten, patch_covariance, whitening_filters
+from trainlab.engines.torch.layers import (
+    Whiten,
+    drop_whiten_bias_grads,
+    init_whitening,
+    patch_covariance,
+    whitening_filters,
+)
 from trainlab.engines.torch.models import build_model, count_params
 from trainlab.engines.torch.muon import Muon, newton_schulz
 from trainlab.engines.torch.pixels import PixelSpace
@@ -99,6 +105,36 @@ def test_whitening_layer_is_frozen_and_set_from_the_data(fit_synthetic, base_con
     saved = torch.load(run_path / "checkpoint.pt", weights_only=True)["model"]["0.weight"]
     expected = whitening_filters(torch.from_numpy(data.x_train[:40]), 2, 5e-4)
     torch.testing.assert_close(saved, expected)  # set from the first 40 images, then never trained
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_frozen_whitening_bias_is_skipped_and_leaves_the_other_gradients_exact(precision: str) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(Whiten(3, 2), nn.GELU(), nn.Conv2d(24, 4, 3, padding=1, bias=False), nn.Flatten(),
+                          nn.Linear(4 * 7 * 7, 3))
+    x = _correlated_images(8)[:, :, :8, :8]  # (8, 3, 8, 8)
+    init_whitening(model, x, 5e-4)
+    with torch.no_grad():
+        model[0].bias.normal_()
+    whiten, trained = model[0], [model[2].weight, model[4].weight, model[4].bias]
+
+    def gradients() -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = model(x).float().square().sum()
+        loss.backward()
+        return [p.grad.clone() for p in trained]
+
+    before = gradients()
+    assert whiten.bias.grad is not None and not whiten.bias_frozen
+    drop_whiten_bias_grads(model)
+    assert whiten.bias.grad is None and whiten.bias_frozen
+    assert whiten.bias.requires_grad and count_params(model) == sum(p.numel() for p in trained) + 24
+    assert not whiten(x).requires_grad  # nothing before the next conv is in the backward any more
+    after = gradients()
+    assert whiten.bias.grad is None
+    for a, b in zip(before, after, strict=True):
+        assert torch.equal(a, b)
 
 
 # -- weight averages -------------------------------------------------------------------------------

@@ -226,6 +226,7 @@ class TorchTraining(TrainingLoop):
         else:
             xb = self._floats(xb)
         set_lr(self.optimizer, lr)
+        self._drop_frozen_grads()  # before the forward: a frozen bias then costs no backward at all
         with self.step_autocast:
             logits = self.forward(self._input(xb))  # (B, K)
         loss = data_loss(self.config, logits, yb, soft)
@@ -237,7 +238,6 @@ class TorchTraining(TrainingLoop):
             self._scaled_update(total)
         else:
             total.backward()
-            self._drop_frozen_grads()
             clip_gradients(self.params, self.config.train.grad_clip_value, self.config.train.grad_clip_norm)
             self.optimizer.step()
         total = total.detach()
@@ -253,7 +253,6 @@ class TorchTraining(TrainingLoop):
         clipping; a step with an inf/NaN gradient is skipped."""
         train = self.config.train
         self.scaler.scale(total).backward()
-        self._drop_frozen_grads()
         parts = optimizer_parts(self.optimizer)
         for part in parts:
             self.scaler.unscale_(part)
@@ -263,7 +262,8 @@ class TorchTraining(TrainingLoop):
         self.scaler.update()
 
     def _drop_frozen_grads(self) -> None:
-        """Once ``model.whiten.bias_epochs`` are done, the whitening bias gets no more updates."""
+        """Once ``model.whiten.bias_epochs`` are done, the whitening bias gets no more updates
+        (frozen before the step's forward, so that its backward is not computed either)."""
         if self.whiten_bias_steps is not None and self.state.step >= self.whiten_bias_steps:
             drop_whiten_bias_grads(self.model)
 
