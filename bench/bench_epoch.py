@@ -20,7 +20,7 @@ The two sides:
 - trainlab: the torch engine's own training object built from the recipe and its per-step
   loop body (``bench_torch.TrainlabSide``: shuffle, alternating flip, reflect-pad crop,
   label smoothing, summed loss, the optimizers, the learning-rate schedule, lookahead where
-  the recipe has it, the whitening bias dropped after its epochs).
+  the recipe has it, the whitening bias frozen after its epochs).
 - plain: the rendition the time-to-accuracy benchmark trains (its net, whitening init,
   optimizers, schedule, lookahead for airbench94) as ``run_peer``'s loop, by steps, each
   step ``_airbench_peers.peer_step`` (batch augmentation, loss, optimizer steps).
