@@ -2,7 +2,7 @@
 
 Usage: python bench/bench_epoch.py [--recipe {cifar10-94,cifar10-94-muon}] [--set KEY=VALUE ...]
                                    [--data-dir DIR] [--images N] [--batch B] [--steps S]
-                                   [--passes P] [--threads T] [--quick] [--json PATH]
+                                   [--passes P] [--threads T] [--eval-passes E] [--quick] [--json PATH]
 
 Issue 28: on the same net, trainlab's epoch costs no more than the plain-PyTorch
 rendition's (ratio plain / trainlab >= 1.0x, measured side by side in one run). Both sides
@@ -41,6 +41,10 @@ off); any other (``model.*``, ``augment.*`` such as ``augment.low_res``, ``loss.
 optimizer's type, precision...) is refused. The plain side keeps its published values.
 ``--batch`` defaults to the recipe's batch size (after ``--set``).
 
+``--eval-passes E`` also times the evaluation of the images, alternating E times per kind: the
+plain forward, and the final one with TTA (trainlab: the recipe's ``train.tta``; plain: the
+rendition's 6 views), both in eval mode and bf16, so that the end of a run is compared too.
+
 Each side warms up for a few steps, then the sides run ``--passes`` alternating passes of
 ``--steps`` steps (default: one whole epoch, ``--images // --batch`` steps); the median pass,
 scaled to an epoch, counts. Uses CIFAR-10 from ``--data-dir`` / ``$TRAINLAB_DATA`` when found,
@@ -60,7 +64,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from _airbench_peers import airbench_net, init_whiten, lookahead, peer_optimizers, peer_step
+from _airbench_peers import (
+    airbench_net,
+    init_whiten,
+    lookahead,
+    peer_eval,
+    peer_optimizers,
+    peer_step,
+)
 from _common import add_protocol_args, default_threads, machine_line, make_row, spread, write_json
 from bench_torch import TrainlabSide, alternating_passes, load_images, prepared
 
@@ -218,8 +229,9 @@ class AirbenchSide:
 
 
 def compare(images: np.ndarray, labels: np.ndarray, batch: int, steps: int, passes: int, warmup: int,
-            recipe: Recipe = DEFAULT_RECIPE, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Warm-up seconds and per-pass seconds of both sides on the same images."""
+            recipe: Recipe = DEFAULT_RECIPE, overrides: Sequence[str] = (), eval_passes: int = 0) -> dict[str, Any]:
+    """Warm-up seconds and per-pass seconds of both sides on the same images; with
+    ``eval_passes``, then seconds per evaluation of those images, without and with TTA."""
     data = prepared(images, labels)
     per_epoch = len(labels) // batch
     # the schedule must cover every step run (warm-up and passes), and at least the recipe's epochs
@@ -228,7 +240,48 @@ def compare(images: np.ndarray, labels: np.ndarray, batch: int, steps: int, pass
     sides = {"trainlab": TrainlabSide(recipe_config(batch, total, recipe, overrides), data),
              "plain": AirbenchSide(data, batch, total, muon=recipe.muon)}
     warmups, seconds = alternating_passes(sides, warmup, steps, passes)
-    return {"warmup": warmups, "seconds": seconds, "per_epoch": per_epoch}
+    result: dict[str, Any] = {"warmup": warmups, "seconds": seconds, "per_epoch": per_epoch}
+    if eval_passes:
+        result["eval"] = {tta: alternating_passes(evaluators(sides, tta), 1, 1, eval_passes)[1]
+                          for tta in (False, True)}
+    return result
+
+
+class Evaluation:
+    """One side's evaluation of the training images as a benchmark side (``steps(n)``: n
+    evaluations): trainlab's ``logits_of`` (with the recipe's ``train.tta`` views when ``tta``)
+    or the rendition's ``peer_eval`` (airbench's 6 views), both in bf16, in eval mode."""
+
+    def __init__(self, side: TrainlabSide | AirbenchSide, tta: bool) -> None:
+        self.side, self.tta = side, tta
+
+    def steps(self, count: int) -> None:
+        for _ in range(count):
+            if isinstance(self.side, TrainlabSide):
+                training = self.side.training
+                training.logits_of(training.x_train, training.config.train.tta if self.tta else False)
+            else:
+                peer_eval(self.side.net, self.side.x, self.side.y, self.tta)
+
+
+def evaluators(sides: dict[str, Any], tta: bool) -> dict[str, Evaluation]:
+    """The sides' evaluations, with or without test-time augmentation."""
+    return {name: Evaluation(side, tta) for name, side in sides.items()}
+
+
+def eval_rows(result: dict[str, Any], images: int, source: str, recipe: Recipe = DEFAULT_RECIPE) -> list[dict[str, Any]]:
+    """One row per evaluation kind (plain, with TTA): median seconds of each side."""
+    rows = []
+    for tta, seconds in result.get("eval", {}).items():
+        median = {name: float(np.median(s)) for name, s in seconds.items()}
+        spreads = "; ".join(f"{name} {spread(s, 's')}" for name, s in seconds.items())
+        views = "with TTA (trainlab: the recipe's train.tta; plain: airbench's 6 views)" if tta else "no TTA"
+        rows.append(make_row(BENCHMARK, f"configs/fast/{recipe.name}.yaml net, evaluation of {images} {source}, "
+                             f"{views}, bf16", median["trainlab"], median["plain"],
+                             peer_name=f"plain PyTorch {recipe.peer} rendition", unit="s/eval",
+                             higher_is_better=False, min_ratio=GOAL,
+                             note=f"median of {len(seconds['trainlab'])} alternating evaluations; {spreads}"))
+    return rows
 
 
 def row_of(result: dict[str, Any], images: int, batch: int, steps: int, source: str,
@@ -262,6 +315,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="steps per timed pass (default: one epoch)")
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--threads", type=int, default=default_threads())
+    parser.add_argument("--eval-passes", type=int, default=0,
+                        help="also time evaluating the images, without and with TTA, over this many alternating "
+                             "evaluations after the training passes (default 0: off)")
     args = add_protocol_args(parser).parse_args()
     recipe = RECIPES[args.recipe]
     if args.batch is not None and any(t.partition("=")[0].strip() == "train.batch_size" for t in args.overrides):
@@ -284,13 +340,17 @@ def main() -> None:
     print(f"{args.recipe}{''.join(f' --set {t}' for t in args.overrides)} against the {recipe.peer} rendition; "
           f"{len(images)} {source}, batch {batch}, {args.passes} alternating passes of {steps} steps "
           f"(median), torch {torch.__version__}, {args.threads} threads", flush=True)
-    result = compare(images, labels, batch, steps, args.passes, warmup, recipe, args.overrides)
+    result = compare(images, labels, batch, steps, args.passes, warmup, recipe, args.overrides, args.eval_passes)
     row = row_of(result, len(images), batch, steps, source, recipe, args.overrides)
+    evaluated = eval_rows(result, len(images), source, recipe)
     for name, seconds in result["seconds"].items():
         print(f"{name:>9}: warm-up {result['warmup'][name]:.2f} s; s/pass {[round(s, 2) for s in seconds]}")
     print(f"s/epoch ({per_epoch} steps): trainlab {row['trainlab']:.2f}, plain {row['peer']:.2f}; "
           f"ratio plain / trainlab {row['ratio']:.3f}x (goal >= {GOAL}x: {'met' if row['met'] else 'not met'})")
-    write_json(args.json, [row])
+    for extra in evaluated:
+        print(f"{extra['workload']}: trainlab {extra['trainlab']:.2f} s, plain {extra['peer']:.2f} s; "
+              f"ratio plain / trainlab {extra['ratio']:.3f}x")
+    write_json(args.json, [row, *evaluated])
 
 
 if __name__ == "__main__":

@@ -314,3 +314,18 @@ def test_alternating_passes_turn_the_order_each_round(monkeypatch: pytest.Monkey
     warmups, seconds = bench_torch.alternating_passes({"a": Side("a"), "b": Side("b")}, 1, 2, 3)
     assert calls == ["a1", "b1", "a2", "b2", "b2", "a2", "a2", "b2"]
     assert set(warmups) == {"a", "b"} and [len(s) for s in seconds.values()] == [3, 3]
+
+
+def test_bench_epoch_eval_rows_time_both_evaluations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--eval-passes: one row without and one with TTA, each the median evaluation of each side."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench_epoch = importlib.import_module("bench_epoch")
+    result = {"eval": {False: {"trainlab": [1.0, 1.2, 1.1], "plain": [1.1, 1.3, 1.2]},
+                       True: {"trainlab": [6.0, 5.0, 5.5], "plain": [5.0, 5.2, 4.9]}}}
+    rows = bench_epoch.eval_rows(result, 4000, "CIFAR-10", bench_epoch.RECIPES["cifar10-94-muon"])
+    check_rows(rows, "bench_epoch")
+    plain_eval, with_tta = rows
+    assert "no TTA" in plain_eval["workload"] and "with TTA" in with_tta["workload"]
+    assert plain_eval["unit"] == "s/eval" and plain_eval["ratio"] == pytest.approx(1.2 / 1.1, rel=1e-3)
+    assert with_tta["trainlab"] == 5.5 and with_tta["peer"] == 5.0 and with_tta["met"] is False
+    assert bench_epoch.eval_rows({"seconds": {}}, 4000, "CIFAR-10") == []  # --eval-passes 0: no rows
