@@ -215,10 +215,12 @@ class TrainingLoop(ABC):
         rows: list[dict[str, Any]] = [
             {"split": "train", "loss": train_loss, "accuracy": train_accuracy, **monitors}
         ]
-        for split in ("val", "test"):
-            if self.labelled[split] and (split == "val" or self.config.train.eval_on_test):
-                loss, accuracy = self.evaluate_split(split)
-                rows.append({"split": split, "loss": loss + self.eval_loss_penalty(), "accuracy": accuracy})
+        evaluated = [split for split in ("val", "test")
+                     if self.labelled[split] and (split == "val" or self.config.train.eval_on_test)]
+        extra = self.eval_loss_penalty() if evaluated else 0.0  # the same weights for both splits
+        for split in evaluated:
+            loss, accuracy = self.evaluate_split(split)
+            rows.append({"split": split, "loss": loss + extra, "accuracy": accuracy})
         return rows
 
     def eval_loss_penalty(self) -> float:
