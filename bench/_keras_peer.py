@@ -59,7 +59,8 @@ def _norm_act(keras: Any, config: RunConfig, activation: str) -> list[Any]:
     act = _activation(keras, activation, m.leaky_slope)
     if not m.batch_norm:
         return [act]
-    norm = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)  # torch's defaults
+    # The config's running-average momentum in Keras' convention (the weight kept on the old value).
+    norm = keras.layers.BatchNormalization(momentum=1.0 - m.bn_momentum, epsilon=m.bn_eps)
     return [norm, act] if m.bn_position == "before" else [act, norm]
 
 
@@ -101,7 +102,12 @@ def build_keras_model(keras: Any, config: RunConfig, input_shape: tuple[int, int
     return keras.Sequential(stack)
 
 
-def _optimizer(keras: Any, config: RunConfig) -> Any:
+def keras_optimizer(keras: Any, config: RunConfig) -> Any:
+    """The config's optimizer (adam, sgd, momentum, nesterov) as a Keras optimizer.
+
+    Raises:
+        ValueError: another optimizer type.
+    """
     o = config.optimizer
     if o.type == "adam":
         return keras.optimizers.Adam(learning_rate=o.lr, epsilon=o.eps or 1e-8)
@@ -128,7 +134,7 @@ class KerasSide:
             self.model = build_keras_model(keras, config, (32, 32, 3), 10)
         finally:
             keras.mixed_precision.set_dtype_policy("float32")  # the policy is global
-        self.model.compile(optimizer=_optimizer(keras, config), jit_compile=False,
+        self.model.compile(optimizer=keras_optimizer(keras, config), jit_compile=False,
                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                            metrics=["accuracy"])  # trainlab's step also sums loss and accuracy
         self.x = np.ascontiguousarray(images.transpose(0, 2, 3, 1), dtype=np.float32)  # (N, 32, 32, 3)

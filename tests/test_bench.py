@@ -329,3 +329,49 @@ def test_bench_epoch_eval_rows_time_both_evaluations(monkeypatch: pytest.MonkeyP
     assert plain_eval["unit"] == "s/eval" and plain_eval["ratio"] == pytest.approx(1.2 / 1.1, rel=1e-3)
     assert with_tta["trainlab"] == 5.5 and with_tta["peer"] == 5.0 and with_tta["met"] is False
     assert bench_epoch.eval_rows({"seconds": {}}, 4000, "CIFAR-10") == []  # --eval-passes 0: no rows
+
+
+KERAS_CNN = {"engine": "torch", "seed": 1, "data": {"dataset": "cifar10", "normalize": "scale"},
+             "model": {"type": "cnn", "conv": [{"filters": [4, 4]}, {"filters": 8}], "batch_norm": True,
+                       "bn_momentum": 0.01, "bn_eps": 1e-3, "init": {"scheme": "he_uniform"}, "dropout": 0.3},
+             "optimizer": {"type": "adam", "lr": 1e-3, "eps": 1e-7},
+             "regularization": {"l2": 1e-3, "apply_to": "weights"}}
+
+
+def keras_parity_module(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.setenv("KERAS_BACKEND", "torch")  # keras picks its backend at its first import
+    pytest.importorskip("keras", reason="keras_parity needs keras (the bench extra)")
+    monkeypatch.syspath_prepend(str(BENCH))
+    return importlib.import_module("keras_parity")
+
+
+def test_keras_parity_agrees_on_a_seed_c_style_cnn(real_data: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A BN CNN with L2 and Keras' Adam epsilon: the same first-step loss and gradients as Keras;
+    with Adam's epsilon where PyTorch puts it, the weights still agree after the first step."""
+    keras_parity = keras_parity_module(monkeypatch)
+    config = tmp_path / "cnn.yaml"
+    config.write_text(json.dumps(KERAS_CNN))
+    out = tmp_path / "parity.json"
+    args = [str(config), "--steps", "3", "--batch-size", "16", "--eval-images", "32", "--json", str(out),
+            "--data-dir", str(real_data)]
+    assert keras_parity.main([*args, "--adam-epsilon", "torch"]) == 0
+    result = json.loads(out.read_text())
+    assert result["passed"] and result["first_step_grad_rel_diff"] < 1e-4
+    assert [layer.split("/")[0] for layer in result["layers"]][:3] == ["Conv2d", "BatchNorm2d", "Conv2d"]
+    assert result["rows"][0]["weight_rel_diff"] < 1e-4
+    assert result["eval"]["penalty_trainlab"] > 0
+    assert abs(result["eval"]["loss_trainlab"] - result["eval"]["loss_keras"]) < 1e-2
+
+
+def test_keras_parity_fails_when_the_nets_differ(real_data: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check can fail: the dense kernel copied without reordering its rows from NCHW to
+    NHWC flattening gives Keras another function, and the first step says so."""
+    keras_parity = keras_parity_module(monkeypatch)
+    copied = keras_parity._keras_weights
+    monkeypatch.setattr(keras_parity, "_keras_weights", lambda module, _flatten: copied(module, None))
+    config = tmp_path / "cnn.yaml"
+    config.write_text(json.dumps(KERAS_CNN))
+    assert keras_parity.main([str(config), "--steps", "1", "--batch-size", "16", "--eval-images", "16",
+                              "--data-dir", str(real_data)]) == 1
