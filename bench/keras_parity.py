@@ -265,7 +265,7 @@ def run(config: RunConfig, steps: int, batch_size: int, eval_images: int,
     evaluated = model.evaluate(np.ascontiguousarray(data.x_val.transpose(0, 2, 3, 1)), data.y_val,
                                batch_size=batch_size, verbose=0, return_dict=True)
     return {
-        "config": config.name, "adam_epsilon": adam_epsilon, "steps": steps, "batch_size": batch_size, "eval_images": eval_images,
+        "config": config.name, "optimizer": cfg.optimizer.type, "adam_epsilon": adam_epsilon, "steps": steps, "batch_size": batch_size, "eval_images": eval_images,
         "layers": [f"{type(m).__name__}/{type(k).__name__}" for m, k in pairs],
         "initial_weight_rel_diff": start, "first_step_grad_rel_diff": grad_diff, "rows": rows,
         "eval": {"loss_trainlab": data_loss + penalty, "penalty_trainlab": penalty,
@@ -308,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                  args.data_dir, args.adam_epsilon)
     result["first_step_rel_diff"] = largest = first_step_diff(result)
     result["passed"] = largest <= args.threshold
+    epsilon = f", Adam's epsilon where {args.adam_epsilon} puts it" if result["optimizer"] == "adam" else ""
     print(f"{result['config']}: {len(result['layers'])} layers paired, {args.steps} steps of {args.batch_size}, "
-          f"float64, Adam epsilon placed as {args.adam_epsilon} places it")
+          f"float64{epsilon}")
     print(f"first step: gradients differ by {result['first_step_grad_rel_diff']:.2e} (relative, norms)")
     print(f"{'step':>4} {'lr':>10} {'loss trainlab':>14} {'loss keras':>12} {'loss rel':>10} {'weights rel':>12}")
     for r in result["rows"]:
