@@ -182,6 +182,14 @@ class TrainConfig(StrictModel):
         "three and their mirror images (airbench's six views, weights 1/4, 1/4 and 1/8 each). flip is "
         "stored as true and none as false.",
     )
+    tta_below: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="torch: selective TTA. Only the images whose plain prediction's top softmax probability is "
+        "below this get the other views of train.tta (averaged with the plain view at the mode's weights); the "
+        "others keep their plain logits, saving those views' forward passes. null: every image.",
+    )
     ema: WeightAverageConfig | None = Field(
         None, description="torch: evaluate with an exponential moving average of the weights; null = off."
     )
@@ -201,4 +209,7 @@ class TrainConfig(StrictModel):
             self.tta = False
         elif self.tta == "flip":
             self.tta = True
+        if self.tta_below is not None and self.tta is False:
+            raise field_error("tta_below", "selects the images that get train.tta's views, so it needs train.tta "
+                              "(true, translate or flip_translate)", self.tta_below)
         return self  # RunConfig fills the length (epochs 10, or from schedule.cycles)

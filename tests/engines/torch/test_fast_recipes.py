@@ -29,7 +29,9 @@ from trainlab.engines.torch.layers import (
 from trainlab.engines.torch.models import build_model, count_params
 from trainlab.engines.torch.muon import Muon, newton_schulz
 from trainlab.engines.torch.pixels import PixelSpace
+from trainlab.engines.torch.runtime import train_options
 from trainlab.engines.torch.tta import shift_reflect, tta_logits, tta_views
+from trainlab.errors import ConfigError
 from trainlab.run_files import read_metrics_csv
 
 FAST = Path(__file__).resolve().parents[3] / "configs" / "fast"
@@ -252,6 +254,45 @@ def test_tta_logits_are_deterministic_and_weighted() -> None:
         expected = sum(w * net(v) for v, w in tta_views(x, "flip_translate"))
         torch.testing.assert_close(first, expected)
         torch.testing.assert_close(tta_logits(net, x, True), (net(x) + net(x.flip(3))) / 2)
+
+
+def test_selective_tta_views_only_the_unsure_images() -> None:
+    """train.tta_below: images whose plain top probability is below it get every view (as
+    without it); the others keep their plain logits, and the extra views see only the unsure."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(5))
+    x = torch.randn(16, 3, 8, 8) * 3
+    seen: list[int] = []
+
+    def forward(v: torch.Tensor) -> torch.Tensor:
+        seen.append(len(v))
+        return net(v)
+
+    with torch.no_grad():
+        plain, full = net(x), tta_logits(net, x, "flip_translate")
+        confidence = torch.softmax(plain, dim=1).amax(dim=1)
+        below = float(confidence.median())  # about half the images are unsure
+        unsure = confidence < below
+        assert 0 < int(unsure.sum()) < len(x)
+        selective = tta_logits(forward, x, "flip_translate", below=below)
+        torch.testing.assert_close(selective[unsure], full[unsure])
+        assert torch.equal(selective[~unsure], plain[~unsure].float())
+        assert seen == [16] + [int(unsure.sum())] * 5  # the plain pass, then five views of the unsure
+        seen.clear()
+        assert torch.equal(tta_logits(forward, x, "flip", below=0.01), plain.float()) and seen == [16]  # all sure
+        torch.testing.assert_close(tta_logits(net, x, "flip", below=1.0), tta_logits(net, x, "flip"))
+
+
+def test_tta_below_needs_tta_and_the_torch_engine() -> None:
+    with pytest.raises(ConfigError, match=r"needs train\.tta"):
+        RunConfig.from_dict({"engine": "torch", "data": {"dataset": "cifar10"}, "model": {"type": "linear"},
+                             "train": {"tta_below": 0.5}})
+    with pytest.raises(ConfigError, match="no tta option"):  # the numpy engine has no TTA at all
+        RunConfig.from_dict({"engine": "numpy", "data": {"dataset": "cifar10"},
+                             "model": {"type": "mlp", "hidden": [4]}, "train": {"tta": True, "tta_below": 0.5}})
+    cfg = RunConfig.from_dict({"engine": "torch", "data": {"dataset": "cifar10"}, "model": {"type": "linear"},
+                               "train": {"tta": "flip_translate", "tta_below": 0.9}})
+    assert train_options(cfg).tta_below == 0.9
 
 
 # -- exact resume with every new piece of state -----------------------------------------------------

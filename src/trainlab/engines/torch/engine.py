@@ -291,7 +291,8 @@ class TorchTraining(TrainingLoop):
                     if mode == "none":
                         chunks.append(self.forward(self._input(xb)).float())  # (n, K)
                     else:
-                        chunks.append(tta_logits(lambda v: self.forward(self._input(v)), xb, mode))
+                        chunks.append(tta_logits(lambda v: self.forward(self._input(v)), xb, mode,
+                                                 self.options.tta_below))
             return torch.cat(chunks)
         finally:
             self.model.train()

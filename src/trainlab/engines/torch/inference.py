@@ -82,7 +82,7 @@ class TrainedModel:
     def logits(self, x: np.ndarray, tta: bool | str = False) -> torch.Tensor:
         """Logits (N, K) in float32 on the CPU of normalised images x (N, C, H, W);
         ``tta`` (a ``train.tta`` value: true/flip, translate, flip_translate) averages them
-        over the views of :mod:`.tta`."""
+        over the views of :mod:`.tta`, for the images the run's ``train.tta_below`` selects."""
         mode = tta_mode(tta)
         chunks = []
         with autocast(self.device, self.precision):
@@ -91,7 +91,8 @@ class TrainedModel:
                 if mode == "none":
                     out = self.model(self._input(xb)).float()  # (n, K)
                 else:
-                    out = tta_logits(lambda v: self.model(self._input(v)), xb, mode)
+                    out = tta_logits(lambda v: self.model(self._input(v)), xb, mode,
+                                     self.config.train.tta_below)
                 chunks.append(out.cpu())
         if not chunks:
             return torch.zeros((0, self.model_classes()), dtype=torch.float32)

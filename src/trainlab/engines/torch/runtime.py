@@ -36,20 +36,22 @@ class TrainOptions:
         compile: run the model through ``torch.compile``.
         tta: test-time augmentation of the final evaluation: False, True (the mirror
             image), or a mode of :mod:`.tta` (``translate``, ``flip_translate``).
+        tta_below: selective TTA: only images whose plain prediction's top probability is
+            below it get the other views; None: every image.
     """
 
     device: str = "auto"
     precision: str = "fp32"
     compile: bool = False
     tta: bool | str = False
+    tta_below: float | None = None
 
 
 def train_options(config: RunConfig) -> TrainOptions:
     """The device, precision, compile and TTA options of ``config.train``."""
     train = config.train
-    return TrainOptions(
-        device=train.device, precision=train.precision, compile=train.compile, tta=train.tta
-    )
+    return TrainOptions(device=train.device, precision=train.precision, compile=train.compile, tta=train.tta,
+                        tta_below=train.tta_below)
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -9,6 +9,12 @@ Modes (``train.tta``; ``True`` means ``flip``, ``False`` or ``none`` no TTA):
   of the two shifts and their mirrors (1/8 each).
 
 The views are deterministic, so evaluation stays reproducible.
+
+Selective TTA (``train.tta_below``): the plain view first, for every image; only images
+whose top softmax probability is below the threshold get the other views (averaged with
+the plain one at the mode's weights); the others keep their plain logits. The views cost
+a forward pass each, so a threshold that leaves most images confident saves most of
+them.
 """
 
 from __future__ import annotations
@@ -63,14 +69,30 @@ def tta_views(x: torch.Tensor, mode: str) -> list[tuple[torch.Tensor, float]]:
     return views
 
 
-def tta_logits(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mode: bool | str) -> torch.Tensor:
-    """Weighted mean of ``forward``'s float32 logits (B, K) over the views of ``mode``."""
-    total: torch.Tensor | None = None
-    for view, weight in tta_views(x, tta_mode(mode)):
-        logits = forward(view).float() * weight
-        total = logits if total is None else total + logits
-    assert total is not None
-    return total
+def tta_logits(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mode: bool | str,
+               below: float | None = None) -> torch.Tensor:
+    """Weighted mean of ``forward``'s float32 logits (B, K) over the views of ``mode``.
+
+    ``below``: selective TTA. Only the images whose plain view's top softmax probability is
+    below it get the other views; the rest keep the plain view's logits. None: every image.
+    """
+    views = tta_views(x, tta_mode(mode))
+    if below is None or len(views) == 1:
+        total: torch.Tensor | None = None
+        for view, weight in views:
+            logits = forward(view).float() * weight
+            total = logits if total is None else total + logits
+        assert total is not None
+        return total
+    plain = forward(x).float()  # (B, K): the first view is the image itself
+    unsure = (torch.softmax(plain, dim=1).amax(dim=1) < below).nonzero().squeeze(1)  # (U,)
+    if len(unsure) == 0:
+        return plain
+    subset = x.index_select(0, unsure)
+    total = plain.index_select(0, unsure) * views[0][1]
+    for view, weight in tta_views(subset, tta_mode(mode))[1:]:
+        total = total + forward(view).float() * weight
+    return plain.index_copy(0, unsure, total)
 
 
 __all__ = ["TTA_MODES", "shift_reflect", "tta_logits", "tta_mode", "tta_views"]
