@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -375,3 +376,37 @@ def test_keras_parity_fails_when_the_nets_differ(real_data: Path, tmp_path: Path
     config.write_text(json.dumps(KERAS_CNN))
     assert keras_parity.main([str(config), "--steps", "1", "--batch-size", "16", "--eval-images", "16",
                               "--data-dir", str(real_data)]) == 1
+
+
+def test_selective_tta_scores_thresholds_on_the_validation_split(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run trained with a validation split and TTA: its full-TTA accuracy is the run's own,
+    a threshold of 1 views every image (the full-TTA figure), a tiny one none (the plain one)."""
+    from PIL import Image
+
+    import trainlab.api as tl
+
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("red", "blue")):
+        folder = tmp_path / "data" / "train" / name
+        folder.mkdir(parents=True)
+        for i in range(40):
+            base = np.array([170, 60, 90] if label == 0 else [90, 60, 170], dtype=np.float64)
+            pixels = np.clip(base + rng.normal(0, 60, size=(8, 8, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({
+        "name": "tta", "seed": 0, "engine": "torch", "data": {"dataset": str(tmp_path / "data"), "val_fraction": 0.25},
+        "model": {"type": "cnn", "conv": [{"filters": 4}]}, "optimizer": {"type": "adam", "lr": 0.01},
+        "train": {"epochs": 2, "batch_size": 16, "tta": "flip_translate"}, "output": {"dir": str(tmp_path / "runs")}}))
+    run_dir = tl.run(config, run_id="r", progress=False, echo=False).path
+    monkeypatch.syspath_prepend(str(BENCH))
+    selective_tta = importlib.import_module("selective_tta")
+    out = tmp_path / "scores.json"
+    assert selective_tta.main([str(run_dir), "--thresholds", "1e-6,1", "--json", str(out)]) == 0
+    (result,) = json.loads(out.read_text())
+    none_viewed, all_viewed = result["rows"]
+    assert none_viewed["share"] == 0 and none_viewed["accuracy"] == result["plain_accuracy"]
+    assert all_viewed["share"] == 1 and all_viewed["accuracy"] == result["full_accuracy"]
+    assert result["full_accuracy"] == pytest.approx(result["summary_val_accuracy"], abs=1e-9)
+    assert result["views"] == 6
