@@ -61,6 +61,8 @@ from trainlab.run_files import RunDir
 # Layers whose weights the copy carries over, in the order both builders create them.
 TORCH_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
 KERAS_LAYERS = ("Conv2D", "Dense", "BatchNormalization")
+#: (torch layer, Keras layer, the (H, W, C) its rows are reordered by, or None), in order.
+Pairs = list[tuple[nn.Module, Any, "tuple[int, int, int] | None"]]
 
 
 def crosscheck_config(config: RunConfig) -> RunConfig:
@@ -109,42 +111,59 @@ def _flatten_shape(model: Any) -> tuple[int, int, int] | None:
     return None
 
 
-def copy_weights(torch_model: nn.Module, keras_model: Any) -> list[tuple[nn.Module, Any]]:
-    """Set the Keras net's weights to the torch net's; return the (torch, keras) layer pairs.
+def _keras_kind(module: nn.Module) -> str:
+    return {nn.Conv2d: "Conv2D", nn.Linear: "Dense"}.get(type(module), "BatchNormalization")
+
+
+def layer_pairs(torch_model: nn.Module, keras_model: Any) -> Pairs:
+    """(torch layer, Keras layer, flatten) in order: ``flatten`` is the (H, W, C) that the first
+    dense layer's rows are reordered by (torch flattens (C, H, W), Keras (H, W, C)), else None.
 
     Raises:
         SystemExit: the two nets' layers do not pair up (a model option the Keras mirror lacks).
     """
     torch_layers = [m for m in torch_model.modules() if isinstance(m, TORCH_LAYERS)]
     keras_layers = _keras_layers(keras_model)
-    kinds = [type(m).__name__ for m in torch_layers], [type(k).__name__ for k in keras_layers]
-    if len(torch_layers) != len(keras_layers):
+    kinds = [_keras_kind(m) for m in torch_layers], [type(k).__name__ for k in keras_layers]
+    if kinds[0] != kinds[1]:
         raise SystemExit(f"the nets do not pair up: torch {kinds[0]}, keras {kinds[1]}")
-    flatten, first_dense = _flatten_shape(keras_model), True
+    pairs: Pairs = []
+    flatten = _flatten_shape(keras_model)
     for module, layer in zip(torch_layers, keras_layers, strict=True):
-        layer.set_weights(_keras_weights(module, flatten if first_dense else None))
-        first_dense = first_dense and not isinstance(module, nn.Linear)
-    return list(zip(torch_layers, keras_layers, strict=True))
+        pairs.append((module, layer, flatten if isinstance(module, nn.Linear) else None))
+        flatten = None if isinstance(module, nn.Linear) else flatten
+    return pairs
 
 
-def _keras_weights(module: nn.Module, flatten: tuple[int, int, int] | None) -> list[np.ndarray]:
-    """A torch layer's tensors in Keras' layout and order."""
-    with torch.no_grad():
-        if isinstance(module, nn.Conv2d):
-            weights = [module.weight.numpy().transpose(2, 3, 1, 0)]  # (O, I, kh, kw) -> (kh, kw, I, O)
-        elif isinstance(module, nn.Linear):
-            kernel = module.weight.numpy()  # (out, in)
-            if flatten is not None:  # torch flattens (C, H, W), Keras (H, W, C)
-                h, w, c = flatten
-                kernel = kernel.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(kernel.shape[0], -1)
-            weights = [kernel.T]
-        else:  # batch norm: gamma, beta, moving mean, moving variance
-            gamma = module.weight if module.weight is not None else torch.ones_like(module.running_mean)
-            beta = module.bias if module.bias is not None else torch.zeros_like(module.running_mean)
-            return [t.detach().numpy().copy() for t in (gamma, beta, module.running_mean, module.running_var)]
-        if getattr(module, "bias", None) is not None:
-            weights.append(module.bias.numpy())
-        return [np.ascontiguousarray(w) for w in weights]
+def copy_weights(pairs: Pairs) -> None:
+    """Set each Keras layer's weights to its torch layer's."""
+    for module, layer, flatten in pairs:
+        layer.set_weights(as_keras(module, flatten))
+
+
+def as_keras(module: nn.Module, flatten: tuple[int, int, int] | None, grads: bool = False) -> list[np.ndarray]:
+    """A torch layer's tensors in Keras' layout and ``get_weights`` order; ``grads``: their
+    gradients instead, for the trainable ones (batch norm's moving statistics left out)."""
+
+    def value(t: torch.Tensor) -> np.ndarray:
+        return (t.grad if grads else t).detach().numpy().copy()
+
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        if grads:
+            return [value(t) for t in (module.weight, module.bias) if t is not None and t.requires_grad]
+        gamma = module.weight if module.weight is not None else torch.ones_like(module.running_mean)
+        beta = module.bias if module.bias is not None else torch.zeros_like(module.running_mean)
+        return [value(t) for t in (gamma, beta, module.running_mean, module.running_var)]
+    kernel = value(module.weight)
+    if isinstance(module, nn.Conv2d):
+        kernel = kernel.transpose(2, 3, 1, 0)  # (O, I, kh, kw) -> (kh, kw, I, O)
+    else:
+        if flatten is not None:
+            h, w, c = flatten
+            kernel = kernel.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(kernel.shape[0], -1)
+        kernel = kernel.T  # (out, in) -> (in, out)
+    tensors = [kernel] + ([value(module.bias)] if module.bias is not None else [])
+    return [np.ascontiguousarray(t) for t in tensors]
 
 
 def norm_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -158,61 +177,46 @@ def norm_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b)) / scale if scale > 0 else 0.0
 
 
-def _bias_ahead_of_norm(pairs: list[tuple[nn.Module, Any]]) -> set[int]:
-    """Positions of the conv/dense layers whose next paired layer is a batch norm: their bias
-    is subtracted again by the norm, so its gradient is rounding noise that Adam scales up
-    on both sides alike, and it does not change the function."""
-    return {i for i, (module, _) in enumerate(pairs[:-1])
-            if isinstance(module, (nn.Conv2d, nn.Linear)) and isinstance(pairs[i + 1][0], (nn.BatchNorm1d, nn.BatchNorm2d))}
+def _compared(pairs: Pairs) -> list[int]:
+    """How many of each pair's tensors to compare: all, but a bias right ahead of a batch norm
+    (the norm subtracts it again, so its gradient is rounding noise that Adam scales up on
+    both sides alike, and it does not change the function)."""
+    counts = []
+    for i, (module, _, _) in enumerate(pairs):
+        ahead = i + 1 < len(pairs) and isinstance(pairs[i + 1][0], (nn.BatchNorm1d, nn.BatchNorm2d))
+        dead_bias = isinstance(module, (nn.Conv2d, nn.Linear)) and module.bias is not None and ahead
+        counts.append(1 if dead_bias else 4)
+    return counts
 
 
-def weight_diff(pairs: list[tuple[nn.Module, Any]], flatten: tuple[int, int, int] | None) -> float:
-    """Largest :func:`norm_diff` over the pairs' weights (torch's mapped into Keras' layout),
-    biases ahead of a batch norm left out."""
-    worst, first_dense, dead = 0.0, True, _bias_ahead_of_norm(pairs)
-    for i, (module, layer) in enumerate(pairs):
-        ours = _keras_weights(module, flatten if first_dense else None)
-        first_dense = first_dense and not isinstance(module, nn.Linear)
-        theirs = [np.asarray(w) for w in layer.get_weights()]
-        compared = list(zip(ours, theirs, strict=True))[: 1 if i in dead else None]
-        worst = max([worst, *(norm_diff(a, b) for a, b in compared)])
+def weight_diff(pairs: Pairs) -> float:
+    """Largest :func:`norm_diff` over the pairs' weights (torch's mapped into Keras' layout)."""
+    worst = 0.0
+    for (module, layer, flatten), count in zip(pairs, _compared(pairs), strict=True):
+        compared = list(zip(as_keras(module, flatten), layer.get_weights(), strict=True))[:count]
+        worst = max([worst, *(norm_diff(a, np.asarray(b)) for a, b in compared)])
     return worst
 
 
-def keras_gradients(model: Any, x: np.ndarray, y: np.ndarray) -> dict[int, list[np.ndarray]]:
+def keras_gradients(model: Any, x: np.ndarray, y: np.ndarray) -> list[list[np.ndarray]]:
     """Gradients of Keras' training loss (cross-entropy plus the model's regularization
-    losses) on one batch, per layer position in :func:`_keras_layers`, in ``get_weights`` order
-    of the trainable ones; the weights, moving statistics included, are left as they were."""
+    losses) on one batch: per layer of :func:`_keras_layers`, its trainable weights' in
+    ``get_weights`` order. The weights, moving statistics included, are left as they were."""
     saved = model.get_weights()
     logits = model(torch.from_numpy(x), training=True)
     loss = model.loss(torch.from_numpy(y), logits) + sum(model.losses)  # the compiled loss: its dtype
     layers = _keras_layers(model)
-    variables = [v for layer in layers for v in layer.trainable_weights]
-    grads = iter(torch.autograd.grad(loss, [v.value for v in variables]))
+    grads = iter(torch.autograd.grad(loss, [v.value for layer in layers for v in layer.trainable_weights]))
     model.set_weights(saved)  # the training-mode call moved batch norm's moving statistics
-    return {i: [next(grads).numpy() for _ in layer.trainable_weights] for i, layer in enumerate(layers)}
+    return [[next(grads).numpy() for _ in layer.trainable_weights] for layer in layers]
 
 
-def gradient_diff(pairs: list[tuple[nn.Module, Any]], flatten: tuple[int, int, int] | None,
-                  theirs: dict[int, list[np.ndarray]]) -> float:
-    """Largest :func:`norm_diff` between the torch layers' ``.grad`` and Keras' gradients,
-    biases ahead of a batch norm left out (their gradient is rounding noise on both sides)."""
-    worst, first_dense, dead = 0.0, True, _bias_ahead_of_norm(pairs)
-    for i, (module, _) in enumerate(pairs):
-        if isinstance(module, nn.Conv2d):
-            ours = [module.weight.grad.numpy().transpose(2, 3, 1, 0)]
-        elif isinstance(module, nn.Linear):
-            kernel = module.weight.grad.numpy()
-            if flatten is not None and first_dense:
-                h, w, c = flatten
-                kernel = kernel.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(kernel.shape[0], -1)
-            ours = [kernel.T]
-            first_dense = False
-        else:
-            ours = [t.grad.numpy() for t in (module.weight, module.bias) if t is not None and t.requires_grad]
-        if not isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.bias is not None and i not in dead:
-            ours.append(module.bias.grad.numpy())
-        worst = max([worst, *(norm_diff(a, b) for a, b in zip(ours, theirs[i], strict=False))])
+def gradient_diff(pairs: Pairs, theirs: list[list[np.ndarray]]) -> float:
+    """Largest :func:`norm_diff` between the torch layers' ``.grad`` and Keras' gradients."""
+    worst = 0.0
+    for (module, _, flatten), grads, count in zip(pairs, theirs, _compared(pairs), strict=True):
+        compared = list(zip(as_keras(module, flatten, grads=True), grads, strict=True))[:count]
+        worst = max([worst, *(norm_diff(a, b) for a, b in compared)])
     return worst
 
 
@@ -239,9 +243,9 @@ def run(config: RunConfig, steps: int, batch_size: int, eval_images: int,
     finally:
         keras.config.set_floatx(floatx)
         keras.mixed_precision.set_dtype_policy(floatx)
-    pairs = copy_weights(training.model, model)
-    flatten = _flatten_shape(model)
-    start = weight_diff(pairs, flatten)
+    pairs = layer_pairs(training.model, model)
+    copy_weights(pairs)
+    start = weight_diff(pairs)
     x_nhwc = np.ascontiguousarray(data.x_train.transpose(0, 2, 3, 1))
     first_grads = keras_gradients(model, x_nhwc[:batch_size], data.y_train[:batch_size])
     rows = []
@@ -251,7 +255,7 @@ def run(config: RunConfig, steps: int, batch_size: int, eval_images: int,
         ours = float(training.train_step(torch.from_numpy(index), lr))
         training.state.step = step + 1
         if step == 0:
-            grad_diff = gradient_diff(pairs, flatten, first_grads)
+            grad_diff = gradient_diff(pairs, first_grads)
         model.optimizer.learning_rate.assign(lr)
         if adam_epsilon == "torch" and cfg.optimizer.type == "adam":
             beta2 = float(model.optimizer.beta_2)
@@ -259,14 +263,14 @@ def run(config: RunConfig, steps: int, batch_size: int, eval_images: int,
         theirs = float(model.train_on_batch(x_nhwc[index], data.y_train[index], return_dict=True)["loss"])
         rows.append({"step": step + 1, "lr": lr, "loss_trainlab": ours, "loss_keras": theirs,
                      "loss_rel_diff": abs(ours - theirs) / max(abs(ours), abs(theirs), 1e-300),
-                     "weight_rel_diff": weight_diff(pairs, flatten)})
+                     "weight_rel_diff": weight_diff(pairs)})
     data_loss, accuracy = training.evaluate_split("val")
     penalty = training.penalty_value()
     evaluated = model.evaluate(np.ascontiguousarray(data.x_val.transpose(0, 2, 3, 1)), data.y_val,
                                batch_size=batch_size, verbose=0, return_dict=True)
     return {
         "config": config.name, "optimizer": cfg.optimizer.type, "adam_epsilon": adam_epsilon, "steps": steps, "batch_size": batch_size, "eval_images": eval_images,
-        "layers": [f"{type(m).__name__}/{type(k).__name__}" for m, k in pairs],
+        "layers": [f"{type(m).__name__}/{type(k).__name__}" for m, k, _ in pairs],
         "initial_weight_rel_diff": start, "first_step_grad_rel_diff": grad_diff, "rows": rows,
         "eval": {"loss_trainlab": data_loss + penalty, "penalty_trainlab": penalty,
                  "loss_keras": float(evaluated["loss"]), "accuracy_trainlab": accuracy,

@@ -370,8 +370,8 @@ def test_keras_parity_fails_when_the_nets_differ(real_data: Path, tmp_path: Path
     """The check can fail: the dense kernel copied without reordering its rows from NCHW to
     NHWC flattening gives Keras another function, and the first step says so."""
     keras_parity = keras_parity_module(monkeypatch)
-    copied = keras_parity._keras_weights
-    monkeypatch.setattr(keras_parity, "_keras_weights", lambda module, _flatten: copied(module, None))
+    copied = keras_parity.as_keras
+    monkeypatch.setattr(keras_parity, "as_keras", lambda module, _flatten, grads=False: copied(module, None, grads))
     config = tmp_path / "cnn.yaml"
     config.write_text(json.dumps(KERAS_CNN))
     assert keras_parity.main([str(config), "--steps", "1", "--batch-size", "16", "--eval-images", "16",
