@@ -2,6 +2,7 @@
 
 Usage: python bench/selective_tta.py RUN_DIR [RUN_DIR ...] [--thresholds 0.5,0.7,...]
                                      [--data-dir DIR] [--write-docs] [--json PATH]
+       python bench/selective_tta.py --render-from PATH [--write-docs]
 
 Each RUN_DIR is a finished run trained with a validation split and ``train.tta`` (the
 tuning runs of ``bench/tune_fast_recipe.py`` under ``runs/tune94/``). For each run this
@@ -16,7 +17,9 @@ get the views, the others keep their plain logits):
   for V views.
 
 The full-TTA accuracy is checked against the run's own ``final_val_accuracy``. The test
-split is never read. ``--write-docs`` writes the table into docs/fast-recipe-tuning.md.
+split is never read. ``--write-docs`` writes the table into docs/fast-recipe-tuning.md;
+``--json`` keeps the per-run scores, from which ``--render-from`` writes the table again
+without recomputing (bench/selective-tta.json holds the scores the docs were written from).
 """
 
 from __future__ import annotations
@@ -126,13 +129,21 @@ def write_docs(text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="finished run directories with a validation split")
+    parser.add_argument("runs", nargs="*", type=Path, help="finished run directories with a validation split")
     parser.add_argument("--thresholds", default=",".join(f"{t:g}" for t in THRESHOLDS),
                         help="comma-separated train.tta_below values to score")
     parser.add_argument("--data-dir", help="dataset root (default the runs' config, then $TRAINLAB_DATA)")
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/fast-recipe-tuning.md")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the per-run scores as JSON")
+    parser.add_argument("--render-from", type=Path, metavar="PATH",
+                        help="the scores a --json run wrote: tabulate them, compute nothing")
     args = parser.parse_args(argv)
+    if bool(args.runs) == bool(args.render_from):
+        parser.error("give run directories, or --render-from PATH")
+    if args.render_from:
+        results = json.loads(args.render_from.read_text())
+        report(results, [row["threshold"] for row in results[0]["rows"]], args.write_docs)
+        return 0
     thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
     if not thresholds or not all(0 < t <= 1 for t in thresholds):
         parser.error("--thresholds: values in (0, 1]")
@@ -148,20 +159,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{run_dir}: full TTA {100 * result['full_accuracy']:.2f} %{check}, plain "
               f"{100 * result['plain_accuracy']:.2f} %", flush=True)
         results.append(result)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    report(results, thresholds, args.write_docs)
+    return 0
+
+
+def report(results: list[dict[str, Any]], thresholds: list[float], docs: bool) -> None:
+    """Print the table; with ``docs``, write it into docs/fast-recipe-tuning.md."""
     text = table(results, thresholds)
     runs = ", ".join(f"`{Path(r['run']).name}`" for r in results)
-    body = (f"## Selective TTA (`train.tta_below`)\n\nWritten by `python bench/selective_tta.py` on {len(results)} "
-            f"finished tuning runs ({runs}); their 5,000 held-out training images, never the test set. "
-            f"Each threshold is scored exactly as the engine applies it: the images whose plain top "
+    body = (f"## Selective TTA (`train.tta_below`)\n\nWritten by `python bench/selective_tta.py RUN_DIR ... "
+            f"--json bench/selective-tta.json` and `--render-from bench/selective-tta.json --write-docs` on "
+            f"{len(results)} finished tuning runs ({runs}); their 5,000 held-out training images, never the test "
+            f"set. Each threshold is scored exactly as the engine applies it: the images whose plain top "
             f"probability is below it get all {results[0]['views']} views, the others keep their plain "
             f"logits. Forward passes count the plain pass plus the views of the images viewed.\n\n{text}")
     print(text)
-    if args.write_docs:
+    if docs:
         write_docs(body)
         print(f"wrote {DOCS}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
-    return 0
 
 
 if __name__ == "__main__":

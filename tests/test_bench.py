@@ -410,3 +410,4 @@ def test_selective_tta_scores_thresholds_on_the_validation_split(tmp_path: Path,
     assert all_viewed["share"] == 1 and all_viewed["accuracy"] == result["full_accuracy"]
     assert result["full_accuracy"] == pytest.approx(result["summary_val_accuracy"], abs=1e-9)
     assert result["views"] == 6
+    assert selective_tta.main(["--render-from", str(out)]) == 0  # the table again, from the scores alone
