@@ -76,10 +76,10 @@ def tta_logits(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     ``below``: selective TTA. Only the images whose plain view's top softmax probability is
     below it get the other views; the rest keep the plain view's logits. None: every image.
     """
-    views = tta_views(x, tta_mode(mode))
-    if below is None or len(views) == 1:
+    mode = tta_mode(mode)
+    if below is None or mode == "none":
         total: torch.Tensor | None = None
-        for view, weight in views:
+        for view, weight in tta_views(x, mode):
             logits = forward(view).float() * weight
             total = logits if total is None else total + logits
         assert total is not None
@@ -88,9 +88,9 @@ def tta_logits(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     unsure = (torch.softmax(plain, dim=1).amax(dim=1) < below).nonzero().squeeze(1)  # (U,)
     if len(unsure) == 0:
         return plain
-    subset = x.index_select(0, unsure)
+    views = tta_views(x.index_select(0, unsure), mode)  # the views of the unsure images only
     total = plain.index_select(0, unsure) * views[0][1]
-    for view, weight in tta_views(subset, tta_mode(mode))[1:]:
+    for view, weight in views[1:]:
         total = total + forward(view).float() * weight
     return plain.index_copy(0, unsure, total)
 
