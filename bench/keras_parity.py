@@ -30,7 +30,8 @@ difference is known: where Adam adds epsilon. Keras adds it to sqrt(v), PyTorch 
 sqrt(v / (1 - beta2^t)); ``--adam-epsilon torch`` sets Keras' epsilon before each step so
 that it sits where PyTorch's does, which takes that difference out of the later columns.
 
-Needs keras (the ``bench`` extra: ``pip install -e ".[bench]"``); exit status 2 without it.
+Needs keras (the ``dev`` and ``bench`` extras; ``make setup`` installs it); exit status 2
+without it.
 Exit status 0 when the first step's loss and gradients differ by at most ``--threshold``
 (relative, default 1e-4; Keras rounds some batch-norm arithmetic to float32 even in a
 float64 model, about 1e-6 here), else 1.
