@@ -42,22 +42,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from _keras_peer import build_keras_model, import_keras, keras_available, keras_optimizer
+from bench_torch import TrainlabSide
 from torch import nn
 
-from trainlab.callbacks import CallbackList, TrainState
 from trainlab.config import RunConfig, load_config, with_overrides
 from trainlab.data import PreparedData, prepare_data
-from trainlab.engines.base import FitContext
-from trainlab.engines.torch.engine import TorchTraining
-from trainlab.engines.torch.runtime import TrainOptions
-from trainlab.run_files import RunDir
+from trainlab.parity import augmentation_off
 
 # Layers whose weights the copy carries over, in the order both builders create them.
 TORCH_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
@@ -74,9 +70,7 @@ def crosscheck_config(config: RunConfig) -> RunConfig:
         "train.precision": "fp32", "train.compile": False, "train.tta": False,
         "train.early_stopping": None, "train.reduce_on_plateau": None, "data.val_fraction": 0.0,
     }
-    for name in config.augment.active():
-        overrides[f"augment.{name}"] = type(config.augment).model_fields[name].default
-    return with_overrides(config, overrides, source="keras parity")
+    return with_overrides(config, {**overrides, **augmentation_off(config)}, source="keras parity")
 
 
 def real_images(config: RunConfig, train: int, evaluated: int, data_dir: str | None) -> PreparedData:
@@ -90,13 +84,6 @@ def real_images(config: RunConfig, train: int, evaluated: int, data_dir: str | N
     x, y = data.x_train, data.y_train
     return PreparedData(x[:train], y[:train], x[train:], y[train:], None, None, None, data.class_names,
                         data.input_shape, data.num_classes, data.normalizer, data.fingerprint, data.source)
-
-
-def engine_training(config: RunConfig, data: PreparedData) -> TorchTraining:
-    """The torch engine's own training object for ``config`` on ``data`` (nothing is written)."""
-    context = FitContext(run_dir=RunDir(Path(tempfile.gettempdir()) / "trainlab-keras-parity"),
-                         callbacks=CallbackList([]), state=TrainState(), progress=False, log=lambda _m: None)
-    return TorchTraining(config, data, context, TrainOptions(device="cpu", precision="fp32"))
 
 
 def _keras_layers(model: Any) -> list[Any]:
@@ -232,7 +219,7 @@ def run(config: RunConfig, steps: int, batch_size: int, eval_images: int,
     cfg = crosscheck_config(with_overrides(config, {"train.batch_size": batch_size}, source="keras parity"))
     data = real_images(cfg, steps * batch_size, eval_images, data_dir)
     torch.manual_seed(cfg.seed)
-    training = engine_training(cfg, data)
+    training = TrainlabSide(cfg, data).training  # the torch engine's own training object, fp32
     floatx = keras.config.floatx()
     keras.config.set_floatx("float64")  # global: the Input, the layers' variables and compute, the losses
     keras.mixed_precision.set_dtype_policy("float64")
@@ -270,7 +257,8 @@ def run(config: RunConfig, steps: int, batch_size: int, eval_images: int,
     evaluated = model.evaluate(np.ascontiguousarray(data.x_val.transpose(0, 2, 3, 1)), data.y_val,
                                batch_size=batch_size, verbose=0, return_dict=True)
     return {
-        "config": config.name, "optimizer": cfg.optimizer.type, "adam_epsilon": adam_epsilon, "steps": steps, "batch_size": batch_size, "eval_images": eval_images,
+        "config": config.name, "optimizer": cfg.optimizer.type, "adam_epsilon": adam_epsilon,
+        "steps": steps, "batch_size": batch_size, "eval_images": eval_images,
         "layers": [f"{type(m).__name__}/{type(k).__name__}" for m, k, _ in pairs],
         "initial_weight_rel_diff": start, "first_step_grad_rel_diff": grad_diff, "rows": rows,
         "eval": {"loss_trainlab": data_loss + penalty, "penalty_trainlab": penalty,

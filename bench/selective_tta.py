@@ -33,14 +33,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import write_doc_section
+from tune_fast_recipe import DOC_HEADER
 
-from trainlab.data import prepare_data
+from trainlab.engines.numpy.losses import softmax
 from trainlab.engines.torch.tta import tta_mode, tta_views
-from trainlab.predict import open_trained_run
+from trainlab.predict import open_trained_run, prepare_run_data
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "fast-recipe-tuning.md"
-BEGIN, END = "<!-- begin selective-tta -->", "<!-- end selective-tta -->"
 THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
 
@@ -52,8 +53,7 @@ def view_logits(run_dir: Path, data_dir: str | None) -> dict[str, Any]:
     mode = tta_mode(config.train.tta)
     if mode == "none":
         raise SystemExit(f"{run_dir}: trained without train.tta; nothing to select")
-    d = config.data
-    data = prepare_data(d.dataset, data_dir=data_dir or d.data_dir, seed=config.seed, **d.prepare_kwargs())
+    data = prepare_run_data(config, data_dir)
     if len(data.y_val) == 0:
         raise SystemExit(f"{run_dir}: no validation split (choose on held-out training images, not the test set)")
     loader = run.loader
@@ -81,8 +81,7 @@ def score(logits: dict[str, Any], thresholds: list[float]) -> dict[str, Any]:
     weights = np.asarray(logits["weights"]).reshape(-1, 1, 1)
     full = (views * weights).sum(axis=0)  # (N, K)
     plain = views[0]
-    shifted = plain - plain.max(axis=1, keepdims=True)
-    confidence = (np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)).max(axis=1)  # (N,)
+    confidence = softmax(plain).max(axis=1)  # (N,)
     full_accuracy = float((full.argmax(1) == labels).mean())
     rows = []
     for t in thresholds:
@@ -113,17 +112,6 @@ def table(results: list[dict[str, Any]], thresholds: list[float]) -> str:
 def _mean_sd(values: list[float]) -> str:
     mean = statistics.fmean(values)
     return f"{mean:+.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:+.2f}"
-
-
-def write_docs(text: str) -> None:
-    """Put ``text`` between the selective-TTA markers of docs/fast-recipe-tuning.md (appended once)."""
-    doc = DOCS.read_text() if DOCS.exists() else ""
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in doc and END in doc:
-        doc = doc[: doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(doc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,7 +165,7 @@ def report(results: list[dict[str, Any]], thresholds: list[float], docs: bool) -
             f"logits. Forward passes count the plain pass plus the views of the images viewed.\n\n{text}")
     print(text)
     if docs:
-        write_docs(body)
+        write_doc_section(DOCS, "selective-tta", body, DOC_HEADER)
         print(f"wrote {DOCS}")
 
 

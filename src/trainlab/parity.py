@@ -73,11 +73,15 @@ def parity_config(config: RunConfig, steps: int) -> RunConfig:
         "train.early_stopping": None,
         "train.reduce_on_plateau": None,
     }
-    for name in config.augment.active():
-        overrides[f"augment.{name}"] = type(config.augment).model_fields[name].default
+    overrides.update(augmentation_off(config))
     if config.schedule.cycles is None:
         overrides["train.steps"] = int(steps)
     return with_overrides(config, overrides, source="parity")
+
+
+def augmentation_off(config: RunConfig) -> dict[str, Any]:
+    """Overrides that set every active ``augment`` field of ``config`` back to its default (off)."""
+    return {f"augment.{name}": type(config.augment).model_fields[name].default for name in config.augment.active()}
 
 
 def _random_batches(config: RunConfig, n: int, input_shape: tuple[int, int, int] | None,
@@ -374,4 +378,4 @@ def _buffer_rows(np_model: Any, t_model: Any, steps: int, batch_size: int) -> li
     return rows
 
 
-__all__ = ["DEFAULT_THRESHOLD", "parity_config", "rel_diff", "run_parity"]
+__all__ = ["DEFAULT_THRESHOLD", "augmentation_off", "parity_config", "rel_diff", "run_parity"]

@@ -105,12 +105,13 @@ def open_trained_run(run_dir: str | Path, *, data_dir: str | Path | None = None,
     if spec is None:
         print(f"{directory.path}: no {MODEL_FILE} (a run from an older trainlab): preparing its dataset "
               "again for the normaliser, input shape and class names", file=sys.stderr, flush=True)
-        spec = ModelSpec.of(config.engine, _prepare(config, data_dir))
+        spec = ModelSpec.of(config.engine, prepare_run_data(config, data_dir))
     return _trained_run(directory, config, provenance, spec, device)
 
 
-def _prepare(config: RunConfig, data_dir: str | Path | None) -> PreparedData:
-    """The run's dataset, prepared as training prepared it (same seed, splits, normaliser)."""
+def prepare_run_data(config: RunConfig, data_dir: str | Path | None = None) -> PreparedData:
+    """The run's dataset, prepared as training prepared it (same seed, splits, normaliser),
+    read from ``data_dir``, else the config's, else ``$TRAINLAB_DATA``."""
     from trainlab.data import prepare_data
 
     d = config.data
@@ -196,7 +197,7 @@ def evaluate_run(run_dir: str | Path, *, tta: bool | None = None, data_dir: str 
     """
     directory = open_run_dir(run_dir)
     config, provenance = directory.read_run_config()
-    data = _prepare(config, data_dir)
+    data = prepare_run_data(config, data_dir)
     split, x, y = _labelled_split(data, config.data.dataset)
     # The run's own spec when it has one: its model is built for the shape it was trained on.
     spec = directory.read_model() or ModelSpec.of(config.engine, data)
@@ -355,4 +356,4 @@ def predict_folder(
 
 
 __all__ = ["PathPredictions", "TrainedRun", "evaluate_run", "list_images", "open_trained_run", "predict_arrays",
-           "predict_folder", "predict_paths", "read_images"]
+           "predict_folder", "predict_paths", "prepare_run_data", "read_images"]
