@@ -60,6 +60,7 @@ class Outcome:
     epochs: float
     full_size_epochs: float
     train_seconds: float
+    measured_test: bool  # the run evaluated the test split at its end (this tool never reads it)
 
 
 def read_tuning(path: Path) -> Tuning:
@@ -145,7 +146,8 @@ def read_outcome(path: Path, seed: int, side: int = 32) -> Outcome:
     epochs = float(summary["epochs"])
     return Outcome(seed=seed, val_accuracy=float(summary["final_val_accuracy"]), epochs=epochs,
                    full_size_epochs=full_size_epochs(config, epochs, side),
-                   train_seconds=float(summary["train_seconds"]))
+                   train_seconds=float(summary["train_seconds"]),
+                   measured_test=summary.get("test_accuracy") is not None)
 
 
 def outcomes(tuning: Tuning, name: str) -> list[Outcome]:
@@ -192,11 +194,20 @@ def _noise_text(done: Sequence[float]) -> str:
             "single-seed differences of that order say nothing.")
 
 
+def _test_split_text(measured_test: int, runs: int) -> str:
+    """Whether any run saw the test split: with ``train.final_test_eval=false`` none does."""
+    if not measured_test:
+        return " No run evaluated the test split."
+    return (f" {measured_test} of these {runs} runs (made before `train.final_test_eval=false` was a shared "
+            "override) also evaluated the test split at their end; this tool never reads that figure.")
+
+
 def table(tuning: Tuning, seeds: int) -> str:
     """The markdown section for ``tuning``."""
     rel = shown(tuning.path)
     results = {name: outcomes(tuning, name) for name in tuning.candidates}
     accuracies = [o.val_accuracy for done in results.values() for o in done]
+    measured_test = sum(o.measured_test for done in results.values() for o in done)
     reference = next(iter(tuning.candidates))
     lines = [
         f"## {shown(tuning.recipe)}",
@@ -208,7 +219,8 @@ def table(tuning: Tuning, seeds: int) -> str:
         "epoch of side s as (s / 32)^2 of a full one; the training seconds were measured on a shared, "
         "loaded machine (1 thread) and only compare runs made side by side." + _noise_text(accuracies)
         + f" The paired column compares each candidate with the first, {reference}, seed by seed (a seed "
-        "fixes the held-out images, so the pairs cancel how hard each split is; the training noise stays).",
+        "fixes the held-out images, so the pairs cancel how hard each split is; the training noise stays)."
+        + _test_split_text(measured_test, len(accuracies)),
         "",
         f"| candidate | overrides | val accuracy % (mean ± sd) | seeds | per seed | minus {reference}, paired (points) "
         "| epochs | cost (full-size epochs) | train s (mean) |",

@@ -30,10 +30,11 @@ def _tuning_file(tmp_path: Path) -> Path:
     return path
 
 
-def _finished(folder: Path, accuracy: float, low_res: dict | None) -> None:
+def _finished(folder: Path, accuracy: float, low_res: dict | None, test_accuracy: float | None = None) -> None:
     folder.mkdir(parents=True)
     (folder / "summary.json").write_text(json.dumps(
-        {"final_val_accuracy": accuracy, "epochs": 8.0, "train_seconds": 100.0, "status": "completed"}))
+        {"final_val_accuracy": accuracy, "epochs": 8.0, "train_seconds": 100.0, "status": "completed",
+         "test_accuracy": test_accuracy}))
     (folder / "config.yaml").write_text(yaml.safe_dump({"augment": {"low_res": low_res}}))
 
 
@@ -56,14 +57,19 @@ def test_overrides_cost_and_table(tune: ModuleType, tmp_path: Path) -> None:
     (cut / "summary.json").write_text(json.dumps({"status": "interrupted", "steps": 2}))
     text = tune.table(tuning, 2)
     assert "At 94.0 % on 5,000 images, one run's accuracy has a binomial sd of 0.34 points" in text
+    assert "No run evaluated the test split." in text
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "| 94.10 ± 0.14 | 2/2 | 94.00, 94.20 | reference | 8 | 8.00 | 100 |" in rows["plain"]
     assert "| 93.75 | 1/2 | 93.75 | -0.25 (1 seed) | 8 | 6.25 | 100 |" in rows["small"]
     assert "| not run | 0/2 |" in rows["later"]
     # every finished seed on disk counts, whatever --seeds says; pairs only over shared seeds
     _finished(tmp_path / "runs" / "fast-cifar10-94-muon" / "small-s1", 0.9435, {"size": 24, "epochs": 4, "mode": "crop"})
-    _finished(tmp_path / "runs" / "fast-cifar10-94-muon" / "small-s2", 0.95, {"size": 24, "epochs": 4, "mode": "crop"})
-    rows = {line.split(" | ")[0].strip("| "): line for line in tune.table(tuning, 1).splitlines() if line.startswith("| ")}
+    _finished(tmp_path / "runs" / "fast-cifar10-94-muon" / "small-s2", 0.95, {"size": 24, "epochs": 4, "mode": "crop"},
+              test_accuracy=0.93)  # a run made before train.final_test_eval=false: said, never used
+    later_text = tune.table(tuning, 1)
+    assert "1 of these 5 runs (made before `train.final_test_eval=false`" in later_text
+    assert "93.00" not in later_text
+    rows = {line.split(" | ")[0].strip("| "): line for line in later_text.splitlines() if line.startswith("| ")}
     assert "| 3/3 | 93.75, 94.35, 95.00 | -0.05 ± 0.28 (2 seeds) |" in rows["small"]
     assert "| 2/2 |" in rows["plain"]
     doc = tmp_path / "doc.md"
@@ -85,10 +91,11 @@ def test_unknown_candidate_and_bad_file(tune: ModuleType, tmp_path: Path) -> Non
 @pytest.mark.parametrize("path", sorted((BENCH.parent / "configs" / "fast" / "tuning").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_tuning_files_give_valid_configs(tune: ModuleType, path: Path) -> None:
     """Every candidate of a shipped tuning file is a valid run config that holds out a validation
-    split and does not evaluate the test set during training."""
+    split and never evaluates the test set, during training or at its end."""
     from trainlab.config import load_config
 
     tuning = tune.read_tuning(path)
     for name in tuning.candidates:
         config = load_config(tuning.recipe, tune.overrides_of(tuning, name, 0))
         assert config.data.val_fraction > 0 and not config.train.eval_on_test, name
+        assert not config.train.final_test_eval, name

@@ -139,6 +139,13 @@ class TrainConfig(StrictModel):
         False,
         description="Also evaluate on the test split at every evaluation (to plot or monitor it).",
     )
+    final_test_eval: bool = Field(
+        True,
+        description="At the end, evaluate the test split (test_loss, test_accuracy, and the saved predictions). "
+        "false never evaluates the test split at all, so that choosing hyperparameters on the validation split "
+        "cannot peek at it (the tuning files under configs/fast/tuning/ set it); the predictions are then the "
+        "validation split's.",
+    )
     final_train_eval: bool = Field(
         True,
         description="At the end, evaluate the whole training split once more (eval mode, the weights "
@@ -209,6 +216,9 @@ class TrainConfig(StrictModel):
             self.tta = False
         elif self.tta == "flip":
             self.tta = True
+        if self.eval_on_test and not self.final_test_eval:
+            raise field_error("final_test_eval", "false keeps the test split out of the run, but train.eval_on_test "
+                              "evaluates it at every evaluation: set one of them the other way", self.final_test_eval)
         if self.tta_below is not None and self.tta is False:
             raise field_error("tta_below", "selects the images that get train.tta's views, so it needs train.tta "
                               "(true, translate or flip_translate)", self.tta_below)

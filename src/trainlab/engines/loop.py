@@ -62,7 +62,8 @@ class TrainingLoop(ABC):
         state: ``context.state``, the training state the callbacks share.
         batch_size, steps_per_epoch, total_steps, eval_every: the run length
             (:class:`~trainlab.engines.run_length.RunLength`).
-        labelled: whether each split (train, val, test) has labelled rows to measure.
+        labelled: whether each split (train, val, test) has labelled rows to measure (never
+            the test split with ``train.final_test_eval: false``).
         test_labels: the test split's labels (None when it has none), for predictions.
         val_labels: the validation split's labels, for predictions without a labelled test split.
         train_seconds: training time so far (carried over a resume by the checkpoint).
@@ -92,7 +93,9 @@ class TrainingLoop(ABC):
         self.total_steps, self.eval_every = length.total_steps, length.eval_every
         self.test_labels = np.asarray(data.y_test) if data.y_test is not None else None
         self.val_labels = np.asarray(data.y_val)
-        self.has_test_images = data.x_test is not None
+        # train.final_test_eval: false holds the test split out of the run entirely: nothing
+        # below (final figures, predictions, evaluations) may see it, as if the data had none.
+        self.has_test_images = data.x_test is not None and config.train.final_test_eval
         labelled_test = self.has_test_images and self.test_labels is not None and len(self.test_labels) > 0
         self.labelled = {"train": True, "val": len(data.y_val) > 0, "test": labelled_test}
         self.train_seconds = 0.0

@@ -92,6 +92,41 @@ def test_final_train_eval_off_skips_the_train_pass_and_changes_nothing_else(
     assert {k: v for k, v in off.items() if "second" not in k} == kept
 
 
+def test_final_test_eval_off_never_touches_the_test_split(
+        fit_synthetic, base_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``train.final_test_eval: false`` (the tuning runs): the test split is neither measured
+    nor predicted, before or after training; the predictions are the validation split's, and
+    training itself is the same as with the test split measured."""
+    splits: list[str] = []
+    evaluate, probabilities = TorchTraining.evaluate_split, TorchTraining.probabilities
+
+    def recorded_evaluate(self: TorchTraining, split: str, final: bool = False) -> tuple[float, float]:
+        splits.append(split)
+        return evaluate(self, split, final)
+
+    def recorded_probabilities(self: TorchTraining, split: str) -> np.ndarray:
+        splits.append(split)
+        return probabilities(self, split)
+
+    monkeypatch.setattr(TorchTraining, "evaluate_split", recorded_evaluate)
+    monkeypatch.setattr(TorchTraining, "probabilities", recorded_probabilities)
+    on, _ = fit_synthetic(base_config(), run_id="on")
+    assert "test" in splits and on["test_accuracy"] is not None
+    splits.clear()
+    off, run_path = fit_synthetic(base_config(train={"epochs": 2, "batch_size": 16, "final_test_eval": False}),
+                                  run_id="off")
+    assert "test" not in splits and "val" in splits
+    assert off["test_accuracy"] is None and off["test_loss"] is None
+    assert off["final_val_accuracy"] == on["final_val_accuracy"]
+    with np.load(run_path / "predictions.npz") as saved:
+        assert str(saved["split"]) == "val" and saved["probabilities"].shape == (24, 3)
+
+
+def test_final_test_eval_off_conflicts_with_eval_on_test(base_config) -> None:
+    with pytest.raises(ConfigError, match="final_test_eval"):
+        RunConfig.from_dict(base_config(train={"final_test_eval": False, "eval_on_test": True}))
+
+
 def test_fp16_off_a_gpu_is_refused(fit_synthetic, base_config) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
