@@ -40,7 +40,7 @@ def import_keras() -> Any:
 def _activation(keras: Any, name: str, slope: float) -> Any:
     if name == "leaky_relu":
         return keras.layers.LeakyReLU(negative_slope=slope)
-    return keras.layers.Activation(name)  # relu, elu, gelu (exact), sigmoid, tanh
+    return keras.layers.Activation(name)  # relu, elu, gelu (exact), silu, sigmoid, tanh
 
 
 def _dense_or_conv_args(keras: Any, config: RunConfig) -> dict[str, Any]:

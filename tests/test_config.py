@@ -326,6 +326,9 @@ def test_numpy_engine_refuses_what_it_cannot_do() -> None:
     assert "model.activation: engine 'numpy' has no gelu" in error_of(
         engine="numpy", model={"activation": "gelu"}
     )
+    assert "model.activation: engine 'numpy' has no silu" in error_of(
+        engine="numpy", model={"activation": "silu"}
+    )
     assert build(engine="numpy", augment={}).engine == "numpy"
 
 

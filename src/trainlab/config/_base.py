@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 FIELD_ERROR = "trainlab_field"
 
 # linear: no activation at all (a Keras Conv2D or Dense without activation=, as seed E's CNN).
-Activation = Literal["relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "linear"]
+Activation = Literal["relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "silu", "linear"]
 Monitor = Literal[
     "val_loss", "val_accuracy", "train_loss", "train_accuracy", "test_loss", "test_accuracy"
 ]

@@ -229,9 +229,9 @@ class RunConfig(StrictModel):
                 f"engine 'numpy' builds only {' and '.join(NUMPY_MODELS)} models: use engine: torch",
                 model.type,
             )
-        if model.activation == "gelu":
+        if model.activation in ("gelu", "silu"):
             raise field_error(
-                "model.activation", "engine 'numpy' has no gelu: use engine: torch", "gelu"
+                "model.activation", f"engine 'numpy' has no {model.activation}: use engine: torch", model.activation
             )
         if self.optimizer.type not in NUMPY_OPTIMIZERS:
             raise field_error(

@@ -88,10 +88,10 @@ def test_fc_batch_norm_is_a_cnn_field() -> None:
         model_cfg({"type": "mlp", "hidden": [4], "fc_batch_norm": False})
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh"])
 def test_activations(activation: str) -> None:
     net = build_model(model_cfg({"type": "mlp", "hidden": [4], "activation": activation}), MNIST, 10)
-    names = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "elu": "ELU", "gelu": "GELU",
+    names = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "elu": "ELU", "gelu": "GELU", "silu": "SiLU",
              "sigmoid": "Sigmoid", "tanh": "Tanh"}
     assert type(net[2]).__name__ == names[activation]
 

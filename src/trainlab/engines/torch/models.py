@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 
 def make_activation(name: str, leaky_slope: float = 0.01) -> nn.Module:
-    """The activation module called ``name`` (relu, leaky_relu, elu, gelu, sigmoid, tanh, linear)."""
+    """The activation module called ``name`` (relu, leaky_relu, elu, gelu, silu, sigmoid, tanh, linear)."""
     if name == "linear":
         return nn.Identity()
     if name == "relu":
@@ -43,6 +43,8 @@ def make_activation(name: str, leaky_slope: float = 0.01) -> nn.Module:
         return nn.ELU()
     if name == "gelu":
         return nn.GELU()
+    if name == "silu":
+        return nn.SiLU()  # x * sigmoid(x), Keras' "silu"/"swish"
     if name == "sigmoid":
         return nn.Sigmoid()
     if name == "tanh":
