@@ -159,9 +159,10 @@ class TrainingLoop(ABC):
         """The l1/l2 penalty of the weights evaluations use (0.0 without one)."""
 
     @abstractmethod
-    def probabilities(self, split: str) -> np.ndarray:
+    def probabilities(self, split: str, views: bool = True) -> np.ndarray:
         """Class probabilities (N, K) float32 of ``split`` (val or test), with the weights
-        evaluations use (the final evaluation's, once it has run)."""
+        evaluations use (the final evaluation's, once it has run), and the test-time views of
+        ``train.tta`` unless ``views`` is False."""
 
     @abstractmethod
     def run_facts(self) -> dict[str, Any]:
@@ -256,7 +257,9 @@ class TrainingLoop(ABC):
         split = self.predictions_split()
         if not self.config.output.save_predictions or split is None:
             return
-        arrays = {"probabilities": self.probabilities(split)}
+        # Before training the net is at its initial weights: its predictions only fill the
+        # "before training" confusion matrix, and train.tta's views would cost a pass each.
+        arrays = {"probabilities": self.probabilities(split, views=not initial)}
         labels = self.test_labels if split == "test" else self.val_labels
         if labels is not None:
             arrays["labels"] = labels

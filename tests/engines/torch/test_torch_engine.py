@@ -69,6 +69,27 @@ def test_bf16_autocast_and_tta_on_cpu(fit_synthetic, base_config, synthetic_data
         assert saved["probabilities"].shape == (24, 3)
 
 
+def test_initial_predictions_take_the_plain_view_only(
+        fit_synthetic, base_config, synthetic_data, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``train.tta`` the predictions before training (the initial confusion matrix) are of
+    the plain view, not worth a pass per view; the final ones average in the views."""
+    asked: list[bool | str] = []
+    logits_of = TorchTraining.logits_of
+
+    def recorded(self: TorchTraining, x: torch.Tensor, tta: bool | str = False) -> torch.Tensor:
+        asked.append(tta)
+        return logits_of(self, x, tta)
+
+    monkeypatch.setattr(TorchTraining, "logits_of", recorded)
+    cfg = base_config(model={"type": "cnn", "conv": [{"filters": 4}]},
+                      train={"epochs": 1, "batch_size": 16, "tta": "flip_translate", "final_train_eval": False})
+    _, run_path = fit_synthetic(cfg, data=synthetic_data(shape=(3, 8, 8)))
+    # the test split before training: plain; the epoch's val: plain; the final val and test: the views
+    assert asked == [False, False, "flip_translate", "flip_translate"]
+    with np.load(run_path / "predictions_initial.npz") as before, np.load(run_path / "predictions.npz") as after:
+        assert before["probabilities"].shape == after["probabilities"].shape == (24, 3)
+
+
 def test_final_train_eval_off_skips_the_train_pass_and_changes_nothing_else(
         fit_synthetic, base_config, monkeypatch: pytest.MonkeyPatch) -> None:
     """``train.final_train_eval: false`` (the fast recipes): no final pass over the training
@@ -104,9 +125,9 @@ def test_final_test_eval_off_never_touches_the_test_split(
         splits.append(split)
         return evaluate(self, split, final)
 
-    def recorded_probabilities(self: TorchTraining, split: str) -> np.ndarray:
+    def recorded_probabilities(self: TorchTraining, split: str, views: bool = True) -> np.ndarray:
         splits.append(split)
-        return probabilities(self, split)
+        return probabilities(self, split, views)
 
     monkeypatch.setattr(TorchTraining, "evaluate_split", recorded_evaluate)
     monkeypatch.setattr(TorchTraining, "probabilities", recorded_probabilities)

@@ -262,7 +262,9 @@ class NumpyTraining(TrainingLoop):
     def penalty_value(self) -> float:
         return self.penalties(add_to_grads=False)
 
-    def probabilities(self, split: str) -> np.ndarray:
+    def probabilities(self, split: str, views: bool = True) -> np.ndarray:
+        """Probabilities of ``split`` (val or test) with the current weights (``views``: the
+        NumPy engine has no test-time augmentation, so there is one view either way)."""
         x = {"val": self.x_val, "test": self.x_test}[split]
         if x is None:
             raise ValueError(f"the data have no {split} split")

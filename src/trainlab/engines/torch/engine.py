@@ -325,16 +325,17 @@ class TorchTraining(TrainingLoop):
             value = penalty(self.penalized, self.config.regularization)
         return float(value) if value is not None else 0.0
 
-    def probabilities(self, split: str) -> np.ndarray:
+    def probabilities(self, split: str, views: bool = True) -> np.ndarray:
         """Probabilities of ``split`` (val or test): of the final evaluation's logits once it
-        has run, else with the views of ``train.tta`` as that evaluation uses them."""
+        has run, else with the views of ``train.tta`` as that evaluation uses them (only the
+        plain view with ``views=False``)."""
         x = self.x_val if split == "val" else self.x_test
         if x is None:
             raise ValueError(f"the data have no {split} split")
         logits = self.final_logits.get(split)
         if logits is None:
             with self.evaluated_weights():
-                logits = self.logits_of(x, self.options.tta)
+                logits = self.logits_of(x, self.options.tta if views else False)
         return torch.softmax(logits, 1).cpu().numpy().astype(np.float32)
 
     def interval_figures(self) -> tuple[float, float]:
