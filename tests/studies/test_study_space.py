@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.studies.conftest import write_study
+from tests.studies.conftest import TINY_RUN, write_study
 from trainlab.errors import ConfigError
 from trainlab.studies import grid_points, load_study, narrow, parse_space, random_points
 from trainlab.studies.space import Param, overrides_for
@@ -105,6 +105,15 @@ def test_study_file_defaults(tmp_path: Path) -> None:
     loss = _load(tmp_path, {"objective": "test_loss", "n_trials": 4,
                             "space": {"optimizer.lr": {"loguniform": [1e-3, 1]}}})
     assert loss.direction == "minimize" and loss.stages[0].sampler == "tpe"
+
+
+def test_a_test_objective_needs_the_test_split(tmp_path: Path) -> None:
+    """train.final_test_eval: false keeps the test split out of every trial, so no trial
+    could report a test metric: the study is refused before it starts."""
+    held_out = {**TINY_RUN["train"], "final_test_eval": False}
+    with pytest.raises(ConfigError, match=r"study\.objective: test_loss is measured on the test split"):
+        _load(tmp_path, {"objective": "test_loss", "space": {"optimizer.lr": [0.01, 0.1]}}, train=held_out)
+    assert _load(tmp_path, {"space": {"optimizer.lr": [0.01, 0.1]}}, train=held_out).metric == "best_val_accuracy"
 
 
 def test_study_file_with_base(tmp_path: Path) -> None:

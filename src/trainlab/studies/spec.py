@@ -222,6 +222,10 @@ def load_study(path: str | Path, dir_override: str | Path | None = None,
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(f"{source}: study.objective: {objective.metric!r} is not a summary.json metric; "
                           f"{hint}(known: {', '.join(SUMMARY_METRICS)})")
+    if objective.metric.startswith("test_") and not base.train.final_test_eval:
+        raise ConfigError(f"{source}: study.objective: {objective.metric} is measured on the test split, which "
+                          "train.final_test_eval: false keeps out of every trial; choose a validation metric "
+                          "(best_val_accuracy, final_val_loss, ...) or evaluate the test split")
     name = name or section.name or base.name
     study_dir = Path(dir_override or section.dir or Path(base.output.dir) / name)
     stages = _stages(section, source, base)
