@@ -79,6 +79,30 @@ def test_overrides_cost_and_table(tune: ModuleType, tmp_path: Path) -> None:
     assert written.count("<!-- begin tuning -->") == 1 and "93.80" in written and "93.75 |" not in written
 
 
+def test_the_choice_rule_picks_within_cost_and_seeds(tune: ModuleType, tmp_path: Path) -> None:
+    """``choose:`` picks the best mean among candidates with enough seeds within the cost, and
+    says the pick is not final while a candidate within the cost has fewer seeds or has not run."""
+    path = _tuning_file(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, "choose": {"max_cost": 7.0, "seeds": 2}}, sort_keys=False))
+    tuning = tune.read_tuning(path)
+    assert tuning.choose == tune.ChoiceRule(max_cost=7.0, seeds=2)
+    folder = tmp_path / "runs" / "fast-cifar10-94-muon"
+    crop = {"size": 24, "epochs": 4, "mode": "crop"}
+    _finished(folder / "plain-s0", 0.95, None)  # the best, but cost 8 > 7
+    _finished(folder / "plain-s1", 0.95, None)
+    _finished(folder / "small-s0", 0.93, crop)  # cost 6.25, one seed of two
+    rule_line = tune.table(tuning, 2).splitlines()[-1]
+    assert "none qualifies yet; not final while small has fewer seeds; not run yet: later." in rule_line
+    _finished(folder / "small-s1", 0.94, crop)
+    rule_line = tune.table(tuning, 2).splitlines()[-1]
+    assert rule_line.endswith("accuracy): small (93.50 % over 2 seeds, cost 6.25); not run yet: later.")
+    for bad in ({"max_cost": 6}, {"max_cost": -1, "seeds": 2}, {"max_cost": 6, "seeds": True}):
+        path.write_text(yaml.safe_dump({**raw, "choose": bad}))
+        with pytest.raises(SystemExit, match="choose"):
+            tune.read_tuning(path)
+
+
 def test_unknown_candidate_and_bad_file(tune: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         tune.main([str(_tuning_file(tmp_path)), "--only", "nope", "--only-table"])
