@@ -157,8 +157,9 @@ class NumpyTraining(TrainingLoop):
         dtype = np.dtype(config.model.dtype)
         self.x_train, self.y_train = _flat(data.x_train, dtype), np.asarray(data.y_train)
         self.x_val, self.y_val = _flat(data.x_val, dtype), np.asarray(data.y_val)
-        self.x_test = _flat(data.x_test, dtype) if data.x_test is not None else None
-        self.y_test = np.asarray(data.y_test) if data.y_test is not None else None
+        # has_test_images (the loop's) is False under train.final_test_eval: false: nothing to copy then
+        self.x_test = _flat(data.x_test, dtype) if self.has_test_images else None
+        self.y_test = np.asarray(data.y_test) if self.x_test is not None and data.y_test is not None else None
         n = len(self.y_train)
         train = config.train
         # Independent streams: initialisation (and dropout masks), data order.

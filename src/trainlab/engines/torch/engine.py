@@ -115,8 +115,9 @@ class TorchTraining(TrainingLoop):
         self.x_train = pack_images(data.x_train, self.pixels, self.device)  # (N, C, H, W)
         self.y_train = torch.as_tensor(np.asarray(data.y_train), dtype=torch.int64, device=self.device)
         self.x_val, self.y_val = pack_images(data.x_val, self.pixels, self.device), torch.as_tensor(np.asarray(data.y_val))
-        self.x_test = pack_images(data.x_test, self.pixels, self.device) if data.x_test is not None else None
-        self.y_test = torch.as_tensor(np.asarray(data.y_test)) if data.y_test is not None else None
+        # has_test_images (the loop's) is False under train.final_test_eval: false: nothing to pack then
+        self.x_test = pack_images(data.x_test, self.pixels, self.device) if self.has_test_images else None
+        self.y_test = torch.as_tensor(np.asarray(data.y_test)) if self.x_test is not None and data.y_test is not None else None
         train = config.train
         self.input_shape = tuple(int(d) for d in data.input_shape)
         self.model = build_model(config.model, self.input_shape, data.num_classes,  # type: ignore[arg-type]
