@@ -9,6 +9,9 @@ trained again, and a run cut off (end of a session) continues from its checkpoin
 tuning spreads over sessions. The table (docs/fast-recipe-tuning.md) gives each candidate's
 final validation accuracy (mean ± sd over seeds), its cost in full-size epochs (an epoch of
 ``low_res`` crops of side s counts (s / side)^2 of one) and its measured training time.
+A file's ``dropped:`` maps candidates set aside (no more seeds, or none at all) to the reason:
+the table marks them, the choice neither picks them nor waits for them, and ``--only``
+refuses to train them.
 
 Usage:
     TRAINLAB_DATA=../shared/datasets python bench/tune_fast_recipe.py configs/fast/tuning/cifar10-94-muon.yaml
@@ -25,7 +28,7 @@ import re
 import statistics
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,7 @@ class Tuning:
     common: list[str]
     candidates: dict[str, list[str]]
     choose: ChoiceRule | None = None
+    dropped: dict[str, str] = field(default_factory=dict)  # candidate -> why it gets no more seeds
 
 
 @dataclass(frozen=True)
@@ -87,11 +91,30 @@ def read_tuning(path: Path) -> Tuning:
     from trainlab.config.loading import load_config_dict
 
     recipe = ROOT / raw["recipe"]
+    names = {str(k): [str(o) for o in v or []] for k, v in candidates.items()}
     return Tuning(path=path, recipe=recipe, recipe_name=str(load_config_dict(recipe)["name"]),
                   output_dir=ROOT / raw["output_dir"],
                   common=[str(o) for o in raw.get("common") or []],
-                  candidates={str(k): [str(o) for o in v or []] for k, v in candidates.items()},
-                  choose=_choice_rule(path, raw.get("choose")))
+                  candidates=names,
+                  choose=_choice_rule(path, raw.get("choose")),
+                  dropped=_dropped(path, raw.get("dropped"), names))
+
+
+def _dropped(path: Path, raw: Any, candidates: dict[str, list[str]]) -> dict[str, str]:
+    """The ``dropped:`` mapping (candidate: why), checked: known candidates, a reason each."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SystemExit(f"{path}: dropped must map candidate names to the reason they get no more seeds")
+    unknown = [str(name) for name in raw if str(name) not in candidates]
+    if unknown:
+        raise SystemExit(f"{path}: dropped names unknown candidate(s) {', '.join(unknown)}")
+    if next(iter(candidates)) in {str(name) for name in raw}:
+        raise SystemExit(f"{path}: the first candidate is the reference of the paired column; it cannot be dropped")
+    empty = [str(name) for name, why in raw.items() if not isinstance(why, str) or not why.strip()]
+    if empty:
+        raise SystemExit(f"{path}: dropped needs a reason for {', '.join(empty)}")
+    return {str(name): why.strip() for name, why in raw.items()}
 
 
 def _choice_rule(path: Path, raw: Any) -> ChoiceRule | None:
@@ -108,11 +131,14 @@ def _choice_rule(path: Path, raw: Any) -> ChoiceRule | None:
     return ChoiceRule(max_cost=float(max_cost), seeds=seeds)
 
 
-def choice_text(rule: ChoiceRule, results: dict[str, list[Outcome]]) -> str:
+def choice_text(rule: ChoiceRule, results: dict[str, list[Outcome]], dropped: dict[str, str] | None = None) -> str:
     """The candidate ``rule`` picks from ``results`` (finished runs by candidate), as one
     sentence; candidates within the cost that are still short of the seeds, and those not run
     at all (whose cost is not known until they are), are named, so that a pick made while
-    they run is marked as not final."""
+    they run is marked as not final. ``dropped`` candidates are neither picked nor waited for;
+    the sentence names them."""
+    dropped = dropped or {}
+    results = {name: done for name, done in results.items() if name not in dropped}
     cost = {name: statistics.fmean(o.full_size_epochs for o in done) for name, done in results.items() if done}
     within = [name for name in cost if cost[name] <= rule.max_cost + 1e-9]
     eligible = [name for name in within if len(results[name]) >= rule.seeds]
@@ -130,6 +156,8 @@ def choice_text(rule: ChoiceRule, results: dict[str, list[Outcome]]) -> str:
     unrun = [name for name, done in results.items() if not done]
     if unrun:
         pending += f"; not run yet: {', '.join(unrun)}"
+    if dropped:
+        pending += f"; dropped (see below): {', '.join(dropped)}"
     return head + picked + pending + "."
 
 
@@ -281,19 +309,23 @@ def table(tuning: Tuning, seeds: int) -> str:
     for name, extra in tuning.candidates.items():
         done = results[name]
         listed = "<br>".join(f"`{o}`" for o in extra) or "(none)"
-        planned = max(seeds, len(done))
+        planned = len(done) if name in tuning.dropped else max(seeds, len(done))
+        shown_name = f"{name} (dropped)" if name in tuning.dropped else name
         if not done:
-            lines.append(f"| {name} | {listed} | not run | 0/{planned} | | | | | |")
+            lines.append(f"| {shown_name} | {listed} | not run | 0/{planned} | | | | | |")
             continue
         per_seed = ", ".join(f"{100 * o.val_accuracy:.2f}" for o in done)
         paired = "reference" if name == reference else paired_difference(done, results[reference])
         lines.append(
-            f"| {name} | {listed} | {mean_sd([o.val_accuracy for o in done])} | {len(done)}/{planned} | {per_seed} "
+            f"| {shown_name} | {listed} | {mean_sd([o.val_accuracy for o in done])} | {len(done)}/{planned} | {per_seed} "
             f"| {paired} "
             f"| {statistics.fmean(o.epochs for o in done):g} | {statistics.fmean(o.full_size_epochs for o in done):.2f} "
             f"| {statistics.fmean(o.train_seconds for o in done):.0f} |")
     if tuning.choose is not None:
-        lines += ["", choice_text(tuning.choose, results)]
+        lines += ["", choice_text(tuning.choose, results, tuning.dropped)]
+    if tuning.dropped:
+        lines += ["", "Dropped (the tuning file's `dropped:`; these get no more seeds):", ""]
+        lines += [f"- {name}: {why}" for name, why in tuning.dropped.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -314,6 +346,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in tuning.candidates]
     if unknown:
         parser.error(f"unknown candidate(s) {', '.join(unknown)}; the file has {', '.join(tuning.candidates)}")
+    if args.only:
+        set_aside = [n for n in names if n in tuning.dropped]
+        if set_aside:
+            parser.error(f"{', '.join(set_aside)}: dropped in {shown(tuning.path)} ({tuning.dropped[set_aside[0]]}); "
+                         "take it out of dropped: to train it")
+    else:
+        names = [n for n in names if n not in tuning.dropped]
     if not args.only_table:
         train(tuning, names, args.seeds)
     text = table(tuning, args.seeds)

@@ -123,3 +123,33 @@ def test_shipped_tuning_files_give_valid_configs(tune: ModuleType, path: Path) -
         config = load_config(tuning.recipe, tune.overrides_of(tuning, name, 0))
         assert config.data.val_fraction > 0 and not config.train.eval_on_test, name
         assert not config.train.final_test_eval, name
+
+
+def test_dropped_candidates_are_marked_never_picked_and_never_trained(tune: ModuleType, tmp_path: Path) -> None:
+    """A ``dropped:`` candidate keeps its row (marked), is neither picked nor waited for by the
+    choice, is left out of a plain run and refused by ``--only``; bad entries are clear errors."""
+    path = _tuning_file(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, "choose": {"max_cost": 8.0, "seeds": 2},
+                                    "dropped": {"small": "seed 0 trailed by 0.5", "later": "not run: shorter"}},
+                                   sort_keys=False))
+    tuning = tune.read_tuning(path)
+    assert tuning.dropped == {"small": "seed 0 trailed by 0.5", "later": "not run: shorter"}
+    folder = tmp_path / "runs" / "fast-cifar10-94-muon"
+    _finished(folder / "plain-s0", 0.94, None)
+    _finished(folder / "plain-s1", 0.94, None)
+    _finished(folder / "small-s0", 0.99, {"size": 24, "epochs": 4, "mode": "crop"})  # best, but dropped
+    _finished(folder / "small-s1", 0.99, {"size": 24, "epochs": 4, "mode": "crop"})
+    text = tune.table(tuning, 4)
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "| 2/2 |" in rows["small (dropped)"] and "| not run | 0/0 |" in rows["later (dropped)"]
+    assert "accuracy): plain (94.00 % over 2 seeds, cost 8.00); dropped (see below): small, later." in text
+    assert text.rstrip().endswith("- small: seed 0 trailed by 0.5\n- later: not run: shorter")
+    with pytest.raises(SystemExit):  # argparse's error: a dropped candidate is not trained
+        tune.main([str(path), "--only", "later"])
+    assert not (folder / "later-s0").exists()
+    for bad, message in (({"nope": "x"}, "unknown candidate"), ({"small": " "}, "needs a reason"),
+                         ({"plain": "x"}, "reference"), (["small"], "must map")):
+        path.write_text(yaml.safe_dump({**raw, "dropped": bad}, sort_keys=False))
+        with pytest.raises(SystemExit, match=message):
+            tune.read_tuning(path)
