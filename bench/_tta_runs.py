@@ -41,6 +41,8 @@ RECIPES: dict[str, dict[str, Any]] = {
                    "ratio_goals": RATIO_GOALS_94},
     "cifar10-94-muon": {"target": 0.94, "peers": list(PEERS), "dataset": "CIFAR-10", "limit_s": 600.0,
                         "ratio_goals": RATIO_GOALS_94},
+    "cifar10-94-muon-lowres": {"target": 0.94, "peers": list(PEERS), "dataset": "CIFAR-10", "limit_s": 600.0,
+                               "ratio_goals": RATIO_GOALS_94},
     "cifar10-90": {"target": 0.90, "peers": ["airbench94"], "dataset": "CIFAR-10", "limit_s": 180.0,
                    "ratio_goals": {}},
     "mnist-99": {"target": 0.99, "peers": [], "dataset": "MNIST", "limit_s": 30.0, "ratio_goals": {}},

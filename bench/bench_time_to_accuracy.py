@@ -1,7 +1,7 @@
 """Time to accuracy: trainlab's fast recipes against plain-PyTorch airbench94 and airbench94_muon.
 
 Usage: python bench/bench_time_to_accuracy.py [--data-dir DIR] [--seeds N] [--threads T] [--device cpu|cuda]
-                                              [--recipes cifar10-94,cifar10-94-muon,cifar10-90,mnist-99]
+                                              [--recipes cifar10-94,cifar10-94-muon,cifar10-94-muon-lowres,cifar10-90,mnist-99]
                                               [--sides trainlab,airbench94,airbench94_muon]
                                               [--trials-json PATH] [--render-from PATH] [--keep-going]
                                               [--quick] [--json PATH] [--write-docs]
@@ -10,7 +10,7 @@ For each seed (0 to N-1), each recipe of ``configs/fast/`` is trained by ``train
 and each rendition its recipes are compared with, back to back (the order alternates with
 the seed, so a machine that slows down during the benchmark hurts both sides alike):
 
-- ``cifar10-94`` and ``cifar10-94-muon`` vs airbench94 and airbench94_muon: airbench94 is
+- ``cifar10-94``, ``cifar10-94-muon`` and ``cifar10-94-muon-lowres`` vs airbench94 and airbench94_muon: airbench94 is
   the same net (whitening conv, three conv-pool-BN-GELU groups, scaled head), schedule,
   lookahead, alternating flip, reflect-padded crops and 6-view TTA, written as a plain
   PyTorch loop (``bench/_airbench_peers.py``) from the published description of Keller
@@ -135,8 +135,9 @@ def quick_overrides(recipe: str) -> list[str]:
              f"model.whiten.images={QUICK_TRAIN}"]
     if recipe == "mnist-99":
         return [*sizes, "train.epochs=1", "schedule.warmup_steps=1"]
-    steps = [f"train.steps={QUICK_TRAIN // QUICK_BATCH}", "model.whiten.bias_epochs=1"]
-    if recipe == "cifar10-94-muon":
+    # train.epochs=null: a recipe given in epochs (cifar10-94-muon-lowres) takes the steps instead
+    steps = ["train.epochs=null", f"train.steps={QUICK_TRAIN // QUICK_BATCH}", "model.whiten.bias_epochs=1"]
+    if recipe.startswith("cifar10-94-muon"):  # no warm-up or lookahead to shorten
         return [*sizes, *steps]
     return [*sizes, *steps, "schedule.warmup_steps=1", "train.lookahead.start_epoch=0", "train.lookahead.every=1"]
 
