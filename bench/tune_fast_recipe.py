@@ -16,6 +16,7 @@ refuses to train them.
 Usage:
     TRAINLAB_DATA=../shared/datasets python bench/tune_fast_recipe.py configs/fast/tuning/cifar10-94-muon.yaml
     ... --only muon-b2000-e8 --seeds 2      # some candidates, more seeds
+    ... --only muon-b2000-e8 --seed 3       # one seed (run another seed beside it)
     ... --only-table                        # train nothing, rewrite the table
 """
 
@@ -190,12 +191,12 @@ def finished(path: Path) -> bool:
     return summary.get("status") in ("completed", "stopped_early")
 
 
-def train(tuning: Tuning, names: Sequence[str], seeds: int) -> None:
+def train(tuning: Tuning, names: Sequence[str], seeds: Sequence[int]) -> None:
     """Train every missing (candidate, seed), continuing runs that were cut off."""
     import trainlab.api as tl
 
     for name in names:
-        for seed in range(seeds):
+        for seed in seeds:
             path = run_path(tuning, name, seed)
             if finished(path):
                 print(f"{name} seed {seed}: done already ({shown(path)})", flush=True)
@@ -338,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("tuning", type=Path, help="a tuning file, e.g. configs/fast/tuning/cifar10-94-muon.yaml")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 of each candidate (default 1)")
+    parser.add_argument("--seed", type=int, metavar="N",
+                        help="train only seed N (e.g. two seeds side by side, one process each)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="train only these candidates")
     parser.add_argument("--only-table", action="store_true", help="train nothing; rewrite the table")
     args = parser.parse_args(argv)
@@ -353,9 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "take it out of dropped: to train it")
     else:
         names = [n for n in names if n not in tuning.dropped]
+    if args.seed is not None and args.seed < 0:
+        parser.error("--seed: a seed is 0 or more")
     if not args.only_table:
-        train(tuning, names, args.seeds)
-    text = table(tuning, args.seeds)
+        train(tuning, names, [args.seed] if args.seed is not None else range(args.seeds))
+    text = table(tuning, args.seeds if args.seed is None else max(args.seeds, args.seed + 1))
     write_doc(text, tuning)
     print(text)
     return 0

@@ -153,3 +153,19 @@ def test_dropped_candidates_are_marked_never_picked_and_never_trained(tune: Modu
         path.write_text(yaml.safe_dump({**raw, "dropped": bad}, sort_keys=False))
         with pytest.raises(SystemExit, match=message):
             tune.read_tuning(path)
+
+
+def test_one_seed_at_a_time(tune: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--seed N`` trains seed N alone (two processes can run two seeds side by side), and the
+    table plans at least N + 1 seeds."""
+    trained: list[tuple[list[str], list[int]]] = []
+    written: list[str] = []
+    monkeypatch.setattr(tune, "train", lambda tuning, names, seeds: trained.append((list(names), list(seeds))))
+    monkeypatch.setattr(tune, "write_doc", lambda text, tuning: written.append(text))
+    path = _tuning_file(tmp_path)
+    tune.main([str(path), "--only", "small", "--seed", "3"])
+    assert trained == [(["small"], [3])] and "| not run | 0/4 |" in written[-1]
+    tune.main([str(path), "--only", "small", "--seeds", "2"])
+    assert trained[-1] == (["small"], [0, 1])
+    with pytest.raises(SystemExit):
+        tune.main([str(path), "--seed", "-1"])
