@@ -368,8 +368,11 @@ def section(store: TrialStore) -> str:
             lines += [f"### {machine}, {threads} threads", ""]
         lines += [f"Machine: {line}", "", f"Threads: {threads}", ""]
         gpu = is_gpu_machine(machine)
-        rows = [row for recipe in store.recipes for row in recipe_rows(recipe, ours.get(recipe, []), peers,
-                                                                        store.quick, gpu=gpu)]
+        # A recipe with no trainlab run on this machine has no row here (its peers' runs are in the
+        # listing below), unless no recipe has one: then every recipe's row shows the peers.
+        here = [recipe for recipe in store.recipes if ours.get(recipe)] or store.recipes
+        rows = [row for recipe in here for row in recipe_rows(recipe, ours.get(recipe, []), peers,
+                                                              store.quick, gpu=gpu)]
         stale = [r for r in runs if r.side == "trainlab" and r.config and r.config != recipe_digest(r.recipe)]
         if stale:
             lines += [f"**{len(stale)} trainlab run(s) here were trained from an earlier version of their recipe "

@@ -175,8 +175,15 @@ def test_missing_sides_say_so_and_render(proto: ModuleType, tta: ModuleType, tmp
     assert [r["workload"] for r in written] == ["CIFAR-10 to 90.00 %: configs/fast/cifar10-90.yaml"]
     check_rows(written, "bench_time_to_accuracy")
     assert "no runs" in capsys.readouterr().out
+    # a machine's table has rows for the recipes trainlab ran there; the peers' runs still show
     text = proto.section(store)
-    assert "| no runs | no runs |" in text and "94.10 ± 0.00 % (94.10–94.10 %, n = 2)" in text
+    assert "cifar10-94.yaml" not in text and "| no runs | no runs |" not in text
+    assert "94.10 ± 0.00 % (94.10–94.10 %, n = 2)" in text and text.count("| airbench94 (plain PyTorch) |") == 2
+    # with no trainlab run at all, every recipe's rows show the peers
+    peers_only = proto.TrialStore(False, ["cifar10-94", "cifar10-90"], ["cmd"])
+    peers_only.add(proto.Run("airbench94", "airbench94", 0, trial(proto, (300.0, 0.941)), MACHINE, 2))
+    text = proto.section(peers_only)
+    assert "cifar10-94.yaml" in text and "cifar10-90.yaml" in text and "| no runs | no runs |" in text
 
 
 def test_machines_are_never_compared(proto: ModuleType) -> None:

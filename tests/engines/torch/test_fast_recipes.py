@@ -40,6 +40,7 @@ TINY = {  # a few steps on a small subset: the recipe's every part runs, quickly
     "cifar10-94": ["train.steps=8", "schedule.warmup_steps=2", "train.lookahead.start_epoch=0",
                    "train.lookahead.every=2", "model.whiten.bias_epochs=1"],
     "cifar10-94-muon": ["train.steps=8", "model.whiten.bias_epochs=1"],
+    "cifar10-94-muon-lowres": ["train.epochs=null", "train.steps=8", "model.whiten.bias_epochs=1"],
     "cifar10-90": ["train.steps=8", "schedule.warmup_steps=2", "train.lookahead.start_epoch=0",
                    "train.lookahead.every=2", "model.whiten.bias_epochs=1"],
     "mnist-99": ["train.epochs=2", "schedule.warmup_steps=2"],
