@@ -107,15 +107,16 @@ def _dropped(path: Path, raw: Any, candidates: dict[str, list[str]]) -> dict[str
         return {}
     if not isinstance(raw, dict):
         raise SystemExit(f"{path}: dropped must map candidate names to the reason they get no more seeds")
-    unknown = [str(name) for name in raw if str(name) not in candidates]
+    reasons = {str(name): why for name, why in raw.items()}
+    unknown = [name for name in reasons if name not in candidates]
     if unknown:
         raise SystemExit(f"{path}: dropped names unknown candidate(s) {', '.join(unknown)}")
-    if next(iter(candidates)) in {str(name) for name in raw}:
+    if next(iter(candidates)) in reasons:
         raise SystemExit(f"{path}: the first candidate is the reference of the paired column; it cannot be dropped")
-    empty = [str(name) for name, why in raw.items() if not isinstance(why, str) or not why.strip()]
+    empty = [name for name, why in reasons.items() if not isinstance(why, str) or not why.strip()]
     if empty:
         raise SystemExit(f"{path}: dropped needs a reason for {', '.join(empty)}")
-    return {str(name): why.strip() for name, why in raw.items()}
+    return {name: why.strip() for name, why in reasons.items()}
 
 
 def _choice_rule(path: Path, raw: Any) -> ChoiceRule | None:
