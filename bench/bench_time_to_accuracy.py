@@ -130,16 +130,29 @@ class _Clock(Callback):
 
 
 def quick_overrides(recipe: str) -> list[str]:
-    """A few hundred images, one short epoch: checks that the recipe runs."""
-    sizes = [f"data.limit={{train: {QUICK_TRAIN}, test: {QUICK_TEST}}}", f"train.batch_size={QUICK_BATCH}",
-             f"model.whiten.images={QUICK_TRAIN}"]
-    if recipe == "mnist-99":
-        return [*sizes, "train.epochs=1", "schedule.warmup_steps=1"]
-    # train.epochs=null: a recipe given in epochs (cifar10-94-muon-lowres) takes the steps instead
-    steps = ["train.epochs=null", f"train.steps={QUICK_TRAIN // QUICK_BATCH}", "model.whiten.bias_epochs=1"]
-    if recipe.startswith("cifar10-94-muon"):  # no warm-up or lookahead to shorten
-        return [*sizes, *steps]
-    return [*sizes, *steps, "schedule.warmup_steps=1", "train.lookahead.start_epoch=0", "train.lookahead.every=1"]
+    """A few hundred images, one short epoch: checks that the recipe runs.
+
+    What is shortened is read from the recipe: its length (in epochs or steps), the whitening
+    bias's epochs, a warm-up and a lookahead, each only where the recipe has it.
+    """
+    from trainlab.config import load_config
+
+    config = load_config(ROOT / "configs" / "fast" / f"{recipe}.yaml")
+    overrides = [f"data.limit={{train: {QUICK_TRAIN}, test: {QUICK_TEST}}}", f"train.batch_size={QUICK_BATCH}"]
+    if config.train.steps is None and config.augment.low_res is None:
+        overrides.append("train.epochs=1")
+    else:  # steps, also for a recipe given in epochs whose low-res epochs would outlast one epoch
+        overrides += ["train.epochs=null", f"train.steps={QUICK_TRAIN // QUICK_BATCH}"]
+    whiten = config.model.whiten
+    if whiten is not None:
+        overrides.append(f"model.whiten.images={QUICK_TRAIN}")
+        if whiten.bias_epochs is not None:
+            overrides.append("model.whiten.bias_epochs=1")
+    if config.schedule.warmup_steps:
+        overrides.append("schedule.warmup_steps=1")
+    if config.train.lookahead is not None:
+        overrides += ["train.lookahead.start_epoch=0", "train.lookahead.every=1"]
+    return overrides
 
 
 def trainlab_overrides(recipe: str, seed: int, workdir: Path, quick: bool, device: str = "cpu") -> list[str]:

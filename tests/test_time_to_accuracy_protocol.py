@@ -547,3 +547,17 @@ def test_keep_going_skips_a_failing_side_and_still_fails(tta: ModuleType, proto:
     monkeypatch.setattr(sys, "argv", [*base[:-1], str(tmp_path / "other.json")])
     with pytest.raises(RuntimeError, match="no kernel image"):
         tta.main()
+
+
+def test_quick_overrides_shorten_only_what_the_recipe_has(tta: ModuleType) -> None:
+    """--quick reads the recipe: a lookahead or warm-up is shortened only where there is one, and a
+    recipe in epochs with low-res epochs is cut to steps (one epoch would be shorter than them)."""
+    lookahead = ["train.lookahead.start_epoch=0", "train.lookahead.every=1"]
+    cifar = tta.quick_overrides("cifar10-94")
+    assert set(lookahead) <= set(cifar) and "schedule.warmup_steps=1" in cifar and "train.steps=4" in cifar
+    for recipe in ("cifar10-94-muon", "cifar10-94-muon-lowres"):
+        quick = tta.quick_overrides(recipe)
+        assert not set(lookahead) & set(quick) and "schedule.warmup_steps=1" not in quick
+        assert "train.epochs=null" in quick and "model.whiten.bias_epochs=1" in quick
+    mnist = tta.quick_overrides("mnist-99")
+    assert "train.epochs=1" in mnist and "model.whiten.bias_epochs=1" not in mnist
