@@ -125,11 +125,47 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
+def untrained(claim: dict[str, Any], settings: list[Setting], chance: float, tol: float) -> list[Setting]:
+    """The settings a comparison claim favours whose mean accuracy is at chance (within ``tol``).
+
+    A setting that never left chance did not train at the study's size (a reduced study's few
+    steps), so whether the report's claim for it holds cannot be told there. The favoured
+    settings: for ``best``, the best-ranked claimed one; for ``better`` and ``not_worse``, the
+    first group; for ``tie``, both. A disfavoured setting at chance is an outcome (zero init
+    against Glorot), not a missing one; claims about chance itself are not comparisons.
+    """
+    if "best" in claim:
+        favoured = matching(settings, claim["best"])[:1]
+    elif "tie" in claim:
+        favoured = matching(settings, claim["tie"][0]) + matching(settings, claim["tie"][1])
+    elif "better" in claim or "not_worse" in claim:
+        favoured = matching(settings, (claim.get("better") or claim.get("not_worse"))[0])
+    else:
+        return []
+    return [s for s in favoured if abs(s.spread.mean - chance) <= tol]
+
+
 def judge(claim: dict[str, Any], settings: list[Setting], maximize: bool, alpha: float, chance: float,
           tol: float) -> str:
-    """One claim's outcome, in words: holds / holds within noise / contradicted, and why."""
+    """One claim's outcome, in words: holds / holds within noise / contradicted, and why.
+
+    Where the metric is maximised (an accuracy) and a compared setting stayed at chance
+    (:func:`untrained`), the outcome is "inconclusive at this size", with the measured one after it.
+    """
     if not settings:
         return "not measured (no completed trial)"
+    outcome = _judge(claim, settings, maximize, alpha, chance, tol)
+    stuck = untrained(claim, settings, chance, tol) if maximize else []
+    if not stuck or outcome.startswith("not measured"):
+        return outcome
+    names = "; ".join(f"{show_params(s.params)} ({_pct(s.spread.mean)} %)" for s in stuck)
+    return (f"inconclusive at this size: {names} stayed at chance ({_pct(chance)} % ± {_pct(tol)}), "
+            f"so it did not train here (measured: {outcome})")
+
+
+def _judge(claim: dict[str, Any], settings: list[Setting], maximize: bool, alpha: float, chance: float,
+           tol: float) -> str:
+    """:func:`judge` before the chance check."""
     repeats = min(s.spread.n for s in settings)
     no_test = repeats < 2
     if "best" in claim:
@@ -314,7 +350,10 @@ def render(manifest: dict[str, Any], manifest_path: Path) -> str:
              "test and only the direction is reported. Each study quotes the report's own conclusions "
              "(verbatim, with the seed file's prefix and line); a conclusion marked 'report' tests one of "
              "those quotes as the report states it, one marked 'ours' is our hypothesis. Reduced-size studies (few epochs, a data subset) "
-             "test whether the published ranking shows up early in training, not the published numbers.",
+             "test whether the published ranking shows up early in training, not the published numbers. "
+             f"A conclusion whose favoured setting stayed at chance ({_pct(chance)} % ± {_pct(tol)} points) is "
+             "'inconclusive at this size': that setting did not train in the study's steps, so the study "
+             "cannot tell (the measured outcome follows in brackets).",
              ""]
     for entry in manifest["studies"]:
         lines += study_section(entry, alpha, chance, tol)

@@ -89,3 +89,34 @@ def test_a_study_is_read_from_its_archived_journal_once_runs_is_gone(outcomes: M
     stages = outcomes.read_study(gone, archive=archive)
     assert stages and any(stage.trials for stage in stages)
     assert outcomes.read_study(tmp_path / "runs" / "never-ran", archive=archive) is None
+
+
+def test_a_comparison_with_a_setting_at_chance_is_inconclusive(outcomes: ModuleType) -> None:
+    """A favoured setting that stayed at chance did not train at the study's size: the claim is
+    inconclusive (the measured outcome follows); claims about chance itself are judged."""
+    from trainlab.studies.results import Setting
+    from trainlab.studies.stats import spread
+
+    def setting(params: dict, values: list[float]) -> Setting:
+        return Setting(params=params, trials=[], values=values, spread=spread(values), verdict=None)
+
+    small = setting({"batch": 32}, [0.29, 0.30, 0.28])
+    large = setting({"batch": 256}, [0.10, 0.101, 0.099])
+    best = {"text": "t", "best": {"batch": 256}}
+    outcome = outcomes.judge(best, [small, large], True, 0.05, 0.1, 0.03)
+    assert outcome.startswith("inconclusive at this size: batch=256 (10.00 %) stayed at chance")
+    assert "(measured: not reproduced" in outcome
+    # the favoured side at chance: inconclusive; only the other side there: an outcome (zero init)
+    better = {"text": "t", "better": [{"batch": 256}, {"batch": 32}]}
+    assert outcomes.judge(better, [small, large], True, 0.05, 0.1, 0.03).startswith("inconclusive")
+    worse = {"text": "t", "better": [{"batch": 32}, {"batch": 256}]}
+    assert outcomes.judge(worse, [small, large], True, 0.05, 0.1, 0.03).startswith("holds")
+    tie = {"text": "t", "tie": [{"batch": 32}, {"batch": 256}]}
+    assert outcomes.judge(tie, [small, large], True, 0.05, 0.1, 0.03).startswith("inconclusive")
+    near = {"text": "t", "near_chance": {"batch": 256}}
+    assert outcomes.judge(near, [small, large], True, 0.05, 0.1, 0.03).startswith("holds")
+    trained = setting({"batch": 64}, [0.25, 0.26, 0.24])
+    assert outcomes.judge({"text": "t", "best": {"batch": 32}}, [small, trained], True, 0.05, 0.1, 0.03) \
+        .startswith("ranks first")
+    # a loss (minimised) has no chance level: the comparison stands
+    assert not outcomes.judge(best, [large, small], False, 0.05, 0.1, 0.03).startswith("inconclusive")
