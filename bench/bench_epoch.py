@@ -1,15 +1,16 @@
 """Per-epoch parity: a fast recipe's net in trainlab against its plain-PyTorch airbench rendition.
 
-Usage: python bench/bench_epoch.py [--recipe {cifar10-94,cifar10-94-muon}] [--set KEY=VALUE ...]
+Usage: python bench/bench_epoch.py [--recipe {all,cifar10-94,cifar10-94-muon}] [--set KEY=VALUE ...]
                                    [--data-dir DIR] [--images N] [--batch B] [--steps S]
                                    [--passes P] [--threads T] [--eval-passes E] [--quick] [--json PATH]
 
 Issue 28: on the same net, trainlab's epoch costs no more than the plain-PyTorch
 rendition's (ratio plain / trainlab >= 1.0x, measured side by side in one run). Both sides
 train the recipe's net on the same CIFAR-10 subset, in bf16, in one process. ``--recipe``
-picks the recipe and its peer (``bench/_airbench_peers.py``):
+picks the recipe and its peer (``bench/_airbench_peers.py``); by default (``all``) each recipe
+is timed against its own rendition, one after the other, a row each (``run_all.py`` records both):
 
-- ``cifar10-94`` (the default): ``configs/fast/cifar10-94.yaml`` against the airbench94
+- ``cifar10-94``: ``configs/fast/cifar10-94.yaml`` against the airbench94
   rendition (Nesterov SGD, the triangular schedule, lookahead);
 - ``cifar10-94-muon``: ``configs/fast/cifar10-94-muon.yaml`` against the airbench94_muon
   rendition (Muon on the conv kernels and Nesterov SGD on the rest, every lr falling
@@ -32,8 +33,8 @@ epochs 3 on do. Both sides train the whitening bias for its first 3 epochs, as t
 and renditions do. The per-epoch test evaluation is left out on both sides: this measures
 the training part of an epoch.
 
-``--set KEY=VALUE`` (repeatable) overrides the trainlab side's recipe, e.g. to time a tuned
-candidate: ``--set train.batch_size=1000 --set train.epochs=7 --set optimizer.lr=0.17``. The
+``--set KEY=VALUE`` (repeatable, with one ``--recipe``) overrides the trainlab side's recipe, e.g.
+to time a tuned candidate: ``--set train.batch_size=1000 --set train.epochs=7 --set optimizer.lr=0.17``. The
 plain side takes the same batch size. Only keys that leave the two sides the same net doing
 the same work per step are taken (:data:`SAME_NET_KEYS`: the batch size, the length in
 epochs, the optimizers' hyperparameter values, none turning a momentum or weight decay on or
@@ -49,7 +50,7 @@ Each side warms up for a few steps, then the sides run ``--passes`` alternating 
 ``--steps`` steps (default: one whole epoch, ``--images // --batch`` steps); the median pass,
 scaled to an epoch, counts. Uses CIFAR-10 from ``--data-dir`` / ``$TRAINLAB_DATA`` when found,
 else random images. Threads: ``--threads``, else ``$TRAINLAB_NUM_THREADS``, else every core.
-``--quick``: 256 images, batch 32, one pass of 2 steps after a 1-step warm-up.
+``--quick``: 256 images, batch 32, one pass of 2 steps after a 1-step warm-up (per recipe).
 """
 
 from __future__ import annotations
@@ -299,16 +300,45 @@ def row_of(result: dict[str, Any], images: int, batch: int, steps: int, source: 
                          f"steps, scaled to {per_epoch} steps; {spreads}")
 
 
+def time_recipe(recipe: Recipe, args: argparse.Namespace, images: np.ndarray, labels: np.ndarray,
+                source: str) -> list[dict[str, Any]]:
+    """Time one recipe against its rendition; print the outcome; its rows (epoch, then evaluations)."""
+    if args.batch is not None and any(t.partition("=")[0].strip() == "train.batch_size" for t in args.overrides):
+        raise SystemExit("give the batch size once: --batch or --set train.batch_size")
+    batch = args.batch or int(tuned_recipe(recipe, args.overrides).train.batch_size)  # type: ignore[arg-type]
+    warmup, steps, passes = WARMUP_STEPS, args.steps, args.passes
+    if args.quick:
+        batch, steps, passes, warmup = 32, 2, 1, 1
+    per_epoch = len(images) // batch
+    if per_epoch < 1:
+        raise SystemExit(f"--images {len(images)} is less than one batch of {batch}")
+    steps = steps or per_epoch
+    print(f"{recipe.name}{''.join(f' --set {t}' for t in args.overrides)} against the {recipe.peer} rendition; "
+          f"{len(images)} {source}, batch {batch}, {passes} alternating passes of {steps} steps "
+          f"(median), torch {torch.__version__}, {args.threads} threads", flush=True)
+    result = compare(images, labels, batch, steps, passes, warmup, recipe, args.overrides, args.eval_passes)
+    row = row_of(result, len(images), batch, steps, source, recipe, args.overrides)
+    evaluated = eval_rows(result, len(images), source, recipe)
+    for name, seconds in result["seconds"].items():
+        print(f"{name:>9}: warm-up {result['warmup'][name]:.2f} s; s/pass {[round(s, 2) for s in seconds]}")
+    print(f"s/epoch ({per_epoch} steps): trainlab {row['trainlab']:.2f}, plain {row['peer']:.2f}; "
+          f"ratio plain / trainlab {row['ratio']:.3f}x (goal >= {GOAL}x: {'met' if row['met'] else 'not met'})")
+    for extra in evaluated:
+        print(f"{extra['workload']}: trainlab {extra['trainlab']:.2f} s, plain {extra['peer']:.2f} s; "
+              f"ratio plain / trainlab {extra['ratio']:.3f}x")
+    return [row, *evaluated]
+
+
 def main() -> None:
-    """Parse arguments, time both sides, print and (with --json) write the row."""
+    """Parse arguments, time both sides of each recipe asked for, print and (with --json) write the rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE.name,
-                        help="the recipe, timed against its airbench rendition (default: %(default)s)")
+    parser.add_argument("--recipe", choices=["all", *sorted(RECIPES)], default="all",
+                        help="the recipe, timed against its airbench rendition (default: all, one after the other)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="override the trainlab side's recipe (repeatable; the plain side takes its batch "
-                             "size). Only keys that keep both sides the same net doing the same work per step: "
-                             f"{', '.join(SAME_NET_KEYS)}, none turning a momentum or weight decay on or off; "
-                             "any other is refused")
+                        help="override the trainlab side's recipe (repeatable, with one --recipe; the plain side "
+                             "takes its batch size). Only keys that keep both sides the same net doing the same "
+                             f"work per step: {', '.join(SAME_NET_KEYS)}, none turning a momentum or weight decay "
+                             "on or off; any other is refused")
     parser.add_argument("--data-dir", default=os.environ.get("TRAINLAB_DATA"))
     parser.add_argument("--images", type=int, default=10240, help="training images (an epoch's worth)")
     parser.add_argument("--batch", type=int, help="batch size of both sides (default: the recipe's, after --set)")
@@ -319,17 +349,11 @@ def main() -> None:
                         help="also time evaluating the images, without and with TTA, over this many alternating "
                              "evaluations after the training passes (default 0: off)")
     args = add_protocol_args(parser).parse_args()
-    recipe = RECIPES[args.recipe]
-    if args.batch is not None and any(t.partition("=")[0].strip() == "train.batch_size" for t in args.overrides):
-        parser.error("give the batch size once: --batch or --set train.batch_size")
-    batch = args.batch or int(tuned_recipe(recipe, args.overrides).train.batch_size)  # type: ignore[arg-type]
-    warmup = WARMUP_STEPS
+    if args.recipe == "all" and args.overrides:
+        parser.error("--set changes one recipe: name it with --recipe")
+    recipes = list(RECIPES.values()) if args.recipe == "all" else [RECIPES[args.recipe]]
     if args.quick:
-        args.images, batch, args.steps, args.passes, warmup = 256, 32, 2, 1, 1
-    per_epoch = args.images // batch
-    if per_epoch < 1:
-        raise SystemExit(f"--images {args.images} is less than one batch of {batch}")
-    steps = args.steps or per_epoch
+        args.images = 256
     os.environ["TRAINLAB_NUM_THREADS"] = str(args.threads)  # the engine sets its threads from it
     torch.set_num_threads(args.threads)
     # The engine makes malloc reuse freed memory for its process: set it before either side is
@@ -337,20 +361,8 @@ def main() -> None:
     retain_freed_memory()
     print(machine_line())
     images, labels, source = load_images(args.data_dir, args.images)
-    print(f"{args.recipe}{''.join(f' --set {t}' for t in args.overrides)} against the {recipe.peer} rendition; "
-          f"{len(images)} {source}, batch {batch}, {args.passes} alternating passes of {steps} steps "
-          f"(median), torch {torch.__version__}, {args.threads} threads", flush=True)
-    result = compare(images, labels, batch, steps, args.passes, warmup, recipe, args.overrides, args.eval_passes)
-    row = row_of(result, len(images), batch, steps, source, recipe, args.overrides)
-    evaluated = eval_rows(result, len(images), source, recipe)
-    for name, seconds in result["seconds"].items():
-        print(f"{name:>9}: warm-up {result['warmup'][name]:.2f} s; s/pass {[round(s, 2) for s in seconds]}")
-    print(f"s/epoch ({per_epoch} steps): trainlab {row['trainlab']:.2f}, plain {row['peer']:.2f}; "
-          f"ratio plain / trainlab {row['ratio']:.3f}x (goal >= {GOAL}x: {'met' if row['met'] else 'not met'})")
-    for extra in evaluated:
-        print(f"{extra['workload']}: trainlab {extra['trainlab']:.2f} s, plain {extra['peer']:.2f} s; "
-              f"ratio plain / trainlab {extra['ratio']:.3f}x")
-    write_json(args.json, [row, *evaluated])
+    rows = [row for recipe in recipes for row in time_recipe(recipe, args, images, labels, source)]
+    write_json(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -258,6 +258,22 @@ def test_bench_epoch_muon_row_names_its_recipe_and_rendition(monkeypatch: pytest
     assert default["peer_name"] == "plain PyTorch airbench94 rendition"
 
 
+def test_bench_epoch_times_every_recipe_by_default(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Without --recipe each recipe is timed against its own rendition (a row each, as run_all
+    records them); --set, which changes one recipe, needs --recipe."""
+    request.getfixturevalue("real_data")
+    out = tmp_path / "rows.json"
+    run([str(BENCH / "bench_epoch.py"), "--quick", "--json", str(out)])
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    check_rows(rows, "bench_epoch")
+    assert [r["peer_name"] for r in rows] == ["plain PyTorch airbench94 rendition",
+                                              "plain PyTorch airbench94_muon rendition"]
+    refused = subprocess.run([sys.executable, str(BENCH / "bench_epoch.py"), "--quick", "--set",
+                              "train.batch_size=64"], cwd=ROOT, env=bench_env(), capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "name it with --recipe" in refused.stderr
+
+
 def test_bench_epoch_muon_recipe_config(monkeypatch: pytest.MonkeyPatch) -> None:
     """The muon recipe stretched over the steps run: its straight-down schedule (no warm-up), no
     lookahead; its 8 epochs kept at another batch size; --set refuses what would change the net."""
