@@ -149,7 +149,7 @@ def judge(claim: dict[str, Any], settings: list[Setting], maximize: bool, alpha:
           tol: float) -> str:
     """One claim's outcome, in words: holds / holds within noise / contradicted, and why.
 
-    Where the metric is maximised (an accuracy) and a compared setting stayed at chance
+    Where the metric is maximised (an accuracy) and a setting the claim favours stayed at chance
     (:func:`untrained`), the outcome is "inconclusive at this size", with the measured one after it.
     """
     if not settings:
@@ -159,8 +159,9 @@ def judge(claim: dict[str, Any], settings: list[Setting], maximize: bool, alpha:
     if not stuck or outcome.startswith("not measured"):
         return outcome
     names = "; ".join(f"{show_params(s.params)} ({_pct(s.spread.mean)} %)" for s in stuck)
-    return (f"inconclusive at this size: {names} stayed at chance ({_pct(chance)} % ± {_pct(tol)}), "
-            f"so it did not train here (measured: {outcome})")
+    subject = "it" if len(stuck) == 1 else "they"
+    return (f"inconclusive at this size: {names} stayed at chance ({_pct(chance)} % ± {_pct(tol)} points), "
+            f"so {subject} did not train here (measured: {outcome})")
 
 
 def _judge(claim: dict[str, Any], settings: list[Setting], maximize: bool, alpha: float, chance: float,
