@@ -303,8 +303,6 @@ def row_of(result: dict[str, Any], images: int, batch: int, steps: int, source: 
 def time_recipe(recipe: Recipe, args: argparse.Namespace, images: np.ndarray, labels: np.ndarray,
                 source: str) -> list[dict[str, Any]]:
     """Time one recipe against its rendition; print the outcome; its rows (epoch, then evaluations)."""
-    if args.batch is not None and any(t.partition("=")[0].strip() == "train.batch_size" for t in args.overrides):
-        raise SystemExit("give the batch size once: --batch or --set train.batch_size")
     batch = args.batch or int(tuned_recipe(recipe, args.overrides).train.batch_size)  # type: ignore[arg-type]
     warmup, steps, passes = WARMUP_STEPS, args.steps, args.passes
     if args.quick:
@@ -351,6 +349,8 @@ def main() -> None:
     args = add_protocol_args(parser).parse_args()
     if args.recipe == "all" and args.overrides:
         parser.error("--set changes one recipe: name it with --recipe")
+    if args.batch is not None and any(t.partition("=")[0].strip() == "train.batch_size" for t in args.overrides):
+        parser.error("give the batch size once: --batch or --set train.batch_size")
     recipes = list(RECIPES.values()) if args.recipe == "all" else [RECIPES[args.recipe]]
     if args.quick:
         args.images = 256
