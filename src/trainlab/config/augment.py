@@ -9,6 +9,8 @@ from pydantic import Field, model_validator
 from ._base import StrictModel, field_error, name_or
 
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+#: Fields that only say how another transform works (not augmentations by themselves).
+MODIFIERS = ("crop_padding_mode", "fill_mode")
 
 
 class ColorJitterConfig(StrictModel):
@@ -64,6 +66,13 @@ class AugmentConfig(StrictModel):
     random_resized_crop: tuple[Fraction, Fraction] | None = Field(
         None, description="[min_scale, max_scale]: crop this fraction of the area, resize back."
     )
+    fill_mode: Literal["zeros", "nearest", "reflect"] = Field(
+        "zeros",
+        description="What translate, rotate, zoom and random_resized_crop fill the area they uncover with: "
+        "zeros (the mean colour once normalised), nearest (the nearest edge pixel, the default of Keras' "
+        "ImageDataGenerator) or reflect (the image mirrored about its edge, the default of Keras' "
+        "RandomTranslation, RandomRotation and RandomZoom layers).",
+    )
     color_jitter: ColorJitterConfig | None = Field(
         None, description="Random brightness/contrast/saturation/hue."
     )
@@ -90,15 +99,22 @@ class AugmentConfig(StrictModel):
             raise field_error("random_resized_crop", "min_scale must be <= max_scale", list(crop))
         if self.crop_padding_mode != "zeros" and not self.crop_padding:
             raise field_error("crop_padding_mode", "needs crop_padding > 0", self.crop_padding_mode)
+        if self.fill_mode != "zeros" and not self.resamples():
+            raise field_error("fill_mode", "needs translate, rotate, zoom or random_resized_crop", self.fill_mode)
         return self
+
+    def resamples(self) -> bool:
+        """Whether a geometric transform that resamples the image (and so fills) is on."""
+        return bool(self.translate or self.rotate or self.zoom or self.random_resized_crop is not None)
 
     def active(self) -> list[str]:
         """Names of the augmentations that are on (fields that differ from their default).
 
-        ``crop_padding_mode`` only modifies ``crop_padding``, so it is not listed by itself.
+        ``crop_padding_mode`` and ``fill_mode`` only modify other transforms, so they are not
+        listed by themselves.
         """
         return [
             name
             for name, info in type(self).model_fields.items()
-            if name != "crop_padding_mode" and getattr(self, name) != info.default
+            if name not in MODIFIERS and getattr(self, name) != info.default
         ]

@@ -11,6 +11,7 @@ from trainlab.config import AugmentConfig
 from trainlab.engines.torch.augment import (
     LUMA,
     BatchAugment,
+    affine,
     crop_flip,
     cutmix,
     cutout,
@@ -74,6 +75,36 @@ def test_shift_moves_pixels_and_fills_zeros() -> None:
     # pad-and-crop only ever shifts by at most the padding, so every output is some shift
     cropped = pad_crop(x, torch.Generator().manual_seed(0), 1)
     assert cropped.shape == x.shape
+
+
+def test_affine_fill_modes_match_keras() -> None:
+    """A shift right by 2 of 4 pixels uncovers the first 2 columns: zeros leaves 0, nearest
+    repeats the edge pixel (ImageDataGenerator's default), reflect mirrors about the edge
+    (a a | a b c d: Keras' RandomTranslation default)."""
+    row = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    x = row.expand(1, 1, 4, 4).contiguous()
+    theta = torch.tensor([[[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]]])  # x_in = x_out - 1 unit = 2 pixels left
+    expected = {"zeros": [0.0, 0.0, 1.0, 2.0], "nearest": [1.0, 1.0, 1.0, 2.0], "reflect": [2.0, 1.0, 1.0, 2.0]}
+    for mode, values in expected.items():
+        out = affine(x, theta, mode)
+        torch.testing.assert_close(out[0, 0], torch.tensor(values).expand(4, 4))
+    with pytest.raises(ValueError, match="fill_mode"):
+        affine(x, theta, "wrap")
+
+
+def test_fill_mode_reaches_the_batch_and_needs_a_resampling_transform() -> None:
+    """On a uniform image, edge fills leave the image uniform wherever the zoom and shift put
+    it; the zero fill darkens the uncovered border."""
+    x = torch.full((16, 3, 16, 16), 2.0)
+    y = torch.zeros(16, dtype=torch.long)
+    for mode in ("nearest", "reflect"):
+        out, _ = augmenter(zoom=0.3, translate=0.2, fill_mode=mode)(x.clone(), y)
+        torch.testing.assert_close(out, x)
+    zeros, _ = augmenter(zoom=0.3, translate=0.2)(x.clone(), y)
+    assert float(zeros.min()) == 0.0
+    assert AugmentConfig(zoom=0.3, fill_mode="reflect").active() == ["zoom"]
+    with pytest.raises(ValueError, match="fill_mode"):
+        AugmentConfig(hflip=True, fill_mode="nearest")
 
 
 def test_fused_crop_flip_equals_flip_then_shift() -> None:

@@ -7,7 +7,8 @@ resample (translate, rotate, zoom, random-resized-crop) are folded into one affi
 per image and one ``grid_sample``; flip and pad-and-crop are fused into one gather.
 
 Images arrive normalised (``data.normalize``). Geometric transforms and cutout work in
-that space and fill with 0 (the mean colour for per-channel normalisation); colour
+that space and fill with 0 (the mean colour for per-channel normalisation), unless
+``augment.fill_mode`` (the resampling transforms) or ``crop_padding_mode`` says otherwise; colour
 transforms need pixel values, so :class:`~trainlab.engines.torch.pixels.PixelSpace` maps
 to [0, 1] and back.
 
@@ -247,10 +248,18 @@ def affine_matrices(
     return theta  # (n, 2, 3)
 
 
-def affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Resample every image through its affine map (bilinear, zero fill)."""
+#: ``augment.fill_mode`` -> grid_sample's padding_mode. With align_corners=False, "reflection"
+#: mirrors about the pixel edge (d c b a | a b c d), as Keras' "reflect" does.
+FILL_MODES = {"zeros": "zeros", "nearest": "border", "reflect": "reflection"}
+
+
+def affine(x: torch.Tensor, theta: torch.Tensor, fill_mode: str = "zeros") -> torch.Tensor:
+    """Resample every image through its affine map (bilinear), filling the area it uncovers as
+    ``fill_mode`` says: zeros, nearest (the edge pixel) or reflect (mirrored about the edge)."""
+    if fill_mode not in FILL_MODES:
+        raise ValueError(f"fill_mode must be one of {sorted(FILL_MODES)}, got {fill_mode!r}")
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)  # (B, H, W, 2)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=FILL_MODES[fill_mode], align_corners=False)
 
 
 def cutout(x: torch.Tensor, g: torch.Generator, size: int) -> torch.Tensor:
@@ -359,10 +368,10 @@ class BatchAugment:
             x = unpack_images(x, self.pixels, dtype)
         if c.low_res is not None and epoch < c.low_res.epochs:
             x = low_res(x, g, c.low_res)
-        if c.translate or c.rotate or c.zoom or c.random_resized_crop is not None:
+        if c.resamples():
             theta = affine_matrices(x.shape[0], g, x.device, rotate=c.rotate, translate=c.translate,
                                     zoom=c.zoom, resized_crop=c.random_resized_crop)
-            x = affine(x, theta)
+            x = affine(x, theta, c.fill_mode)
         if c.color_jitter is not None or c.grayscale:
             u = self.pixels.to_unit(x)
             if c.color_jitter is not None:
