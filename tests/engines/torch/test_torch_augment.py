@@ -79,8 +79,8 @@ def test_shift_moves_pixels_and_fills_zeros() -> None:
 
 def test_affine_fill_modes_match_keras() -> None:
     """A shift right by 2 of 4 pixels uncovers the first 2 columns: zeros leaves 0, nearest
-    repeats the edge pixel (ImageDataGenerator's default), reflect mirrors about the edge
-    (a a | a b c d: Keras' RandomTranslation default)."""
+    repeats the edge pixel (a a | a b: ImageDataGenerator's default), reflect mirrors about
+    the edge (b a | a b: Keras' RandomTranslation default)."""
     row = torch.tensor([1.0, 2.0, 3.0, 4.0])
     x = row.expand(1, 1, 4, 4).contiguous()
     theta = torch.tensor([[[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]]])  # x_in = x_out - 1 unit = 2 pixels left
