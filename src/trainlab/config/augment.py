@@ -10,7 +10,7 @@ from ._base import StrictModel, field_error, name_or
 
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 #: Fields that only say how another transform works (not augmentations by themselves).
-MODIFIERS = ("crop_padding_mode", "fill_mode")
+MODIFIERS = ("crop_padding_mode", "fill_mode", "zoom_axes")
 
 
 class ColorJitterConfig(StrictModel):
@@ -63,6 +63,11 @@ class AugmentConfig(StrictModel):
     zoom: float = Field(
         0.0, ge=0.0, lt=1.0, description="Random zoom in/out by up to this fraction."
     )
+    zoom_axes: Literal["same", "independent"] = Field(
+        "same",
+        description="same: one zoom factor for both axes (the aspect ratio kept); independent: the height's "
+        "and the width's factors drawn apart, as Keras' ImageDataGenerator(zoom_range=...) and RandomZoom do.",
+    )
     random_resized_crop: tuple[Fraction, Fraction] | None = Field(
         None, description="[min_scale, max_scale]: crop this fraction of the area, resize back."
     )
@@ -101,6 +106,8 @@ class AugmentConfig(StrictModel):
             raise field_error("crop_padding_mode", "needs crop_padding > 0", self.crop_padding_mode)
         if self.fill_mode != "zeros" and not self.resamples():
             raise field_error("fill_mode", "needs translate, rotate, zoom or random_resized_crop", self.fill_mode)
+        if self.zoom_axes != "same" and not self.zoom:
+            raise field_error("zoom_axes", "needs zoom > 0", self.zoom_axes)
         return self
 
     def resamples(self) -> bool:
@@ -110,8 +117,8 @@ class AugmentConfig(StrictModel):
     def active(self) -> list[str]:
         """Names of the augmentations that are on (fields that differ from their default).
 
-        ``crop_padding_mode`` and ``fill_mode`` only modify other transforms, so they are not
-        listed by themselves.
+        ``crop_padding_mode``, ``fill_mode`` and ``zoom_axes`` only modify other transforms, so
+        they are not listed by themselves.
         """
         return [
             name

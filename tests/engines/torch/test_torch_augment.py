@@ -12,6 +12,7 @@ from trainlab.engines.torch.augment import (
     LUMA,
     BatchAugment,
     affine,
+    affine_matrices,
     crop_flip,
     cutmix,
     cutout,
@@ -105,6 +106,26 @@ def test_fill_mode_reaches_the_batch_and_needs_a_resampling_transform() -> None:
     assert AugmentConfig(zoom=0.3, fill_mode="reflect").active() == ["zoom"]
     with pytest.raises(ValueError, match="fill_mode"):
         AugmentConfig(hflip=True, fill_mode="nearest")
+
+
+def test_zoom_axes_draws_one_factor_or_one_per_axis() -> None:
+    """same: each image's two scales are equal (aspect kept); independent: they differ (Keras'
+    ImageDataGenerator draws zx and zy apart), each within [1 - zoom, 1 + zoom]. "same" keeps
+    the random stream it had before the option existed."""
+    def scales(axes: str) -> tuple[torch.Tensor, torch.Tensor]:
+        theta = affine_matrices(256, torch.Generator().manual_seed(3), torch.device("cpu"), zoom=0.2, zoom_axes=axes)
+        return theta[:, 0, 0], theta[:, 1, 1]
+
+    sx, sy = scales("same")
+    assert torch.equal(sx, sy)
+    ix, iy = scales("independent")
+    assert torch.equal(ix, sx)  # the first axis keeps the shared draw
+    assert bool((ix - iy).abs().gt(1e-3).float().mean() > 0.9)
+    for s in (ix, iy):
+        assert float(s.min()) >= 0.8 and float(s.max()) <= 1.2 and float(s.max() - s.min()) > 0.3
+    assert AugmentConfig(zoom=0.1, zoom_axes="independent").active() == ["zoom"]
+    with pytest.raises(ValueError, match="zoom_axes"):
+        AugmentConfig(translate=0.1, zoom_axes="independent")
 
 
 def test_fused_crop_flip_equals_flip_then_shift() -> None:

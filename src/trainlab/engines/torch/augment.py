@@ -221,16 +221,20 @@ def affine_matrices(
     rotate: float = 0.0,
     translate: float = 0.0,
     zoom: float = 0.0,
+    zoom_axes: str = "same",
     resized_crop: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """Per-image affine maps (n, 2, 3) from output to input coordinates in [-1, 1] units.
 
     rotate: degrees in [-rotate, rotate]; translate: fraction of the size in each axis;
-    zoom: scale in [1 - zoom, 1 + zoom] (below 1 zooms in); resized_crop: the fraction of
+    zoom: scale in [1 - zoom, 1 + zoom] (below 1 zooms in), one factor for both axes or, with
+    ``zoom_axes="independent"``, one per axis; resized_crop: the fraction of
     the area kept, drawn in [lo, hi], with an aspect ratio in [3/4, 4/3] (Inception-style).
     """
     angle = _uniform(n, -rotate, rotate, g, device) * (math.pi / 180.0)  # (n,)
     sx = sy = _uniform(n, 1.0 - zoom, 1.0 + zoom, g, device) if zoom else torch.ones(n, device=device)
+    if zoom and zoom_axes == "independent":  # drawn after sx, so "same" keeps its random stream
+        sy = _uniform(n, 1.0 - zoom, 1.0 + zoom, g, device)
     tx = _uniform(n, -2 * translate, 2 * translate, g, device)  # (n,) full width is 2 units
     ty = _uniform(n, -2 * translate, 2 * translate, g, device)
     if resized_crop is not None:
@@ -370,7 +374,7 @@ class BatchAugment:
             x = low_res(x, g, c.low_res)
         if c.resamples():
             theta = affine_matrices(x.shape[0], g, x.device, rotate=c.rotate, translate=c.translate,
-                                    zoom=c.zoom, resized_crop=c.random_resized_crop)
+                                    zoom=c.zoom, zoom_axes=c.zoom_axes, resized_crop=c.random_resized_crop)
             x = affine(x, theta, c.fill_mode)
         if c.color_jitter is not None or c.grayscale:
             u = self.pixels.to_unit(x)
