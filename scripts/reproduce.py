@@ -6,7 +6,8 @@ covers the config as written (seed, output and its source section left out), so 
 reading makes its old runs stale instead of silently reused. Each finished run is also recorded
 in the ledger docs/reproductions.json (runs/ is not committed), so the table keeps the rows of
 earlier sessions. Finished runs are skipped, so the script can be stopped and started again,
-row by row::
+row by row, and several copies can share the rows: a seed that another live copy is training
+(its lock file beside the run directory) is skipped::
 
     TRAINLAB_DATA=/work/shared/datasets .venv/bin/python scripts/reproduce.py            # everything
     .venv/bin/python scripts/reproduce.py --rows D1 D2 --seeds 1                          # some rows
@@ -65,34 +66,94 @@ def ledger_entry(row: Row, result: Result, digest: str) -> Entry:
                  date=dt.date.today().isoformat())
 
 
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None if it is gone.
+
+    Recorded with the pid so that a lock left by a dead process is not taken for a live one
+    when the pid has been reused.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        if Path("/proc/self/stat").exists():
+            return None  # /proc works here, so the process is gone
+        try:  # no /proc (macOS): existence is all one can tell
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "unknown"
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file of the run at ``path``: beside it, since a fresh run replaces its directory."""
+    return path.with_name(path.name + ".lock")
+
+
+def claim(path: Path) -> int | None:
+    """Take the lock of the run at ``path`` for this process.
+
+    Returns None when taken, else the pid of the live process that holds it. A lock whose
+    process is gone (a session cut off mid-run) is taken over.
+    """
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    mine = json.dumps({"pid": os.getpid(), "host": platform.node(), "start": _process_start(os.getpid())})
+    pid = None
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                held = json.loads(lock.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                held = {}
+            pid = held.get("pid")
+            alive = (isinstance(pid, int) and held.get("host") == platform.node()
+                     and _process_start(pid) is not None and _process_start(pid) == held.get("start"))
+            if alive and pid != os.getpid():
+                return pid
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(mine)
+        return None
+    # another process took over the stale lock between our two tries
+    return pid if isinstance(pid, int) else -1
+
+
+def release(path: Path) -> None:
+    """Drop the lock of the run at ``path`` (taken by :func:`claim`)."""
+    lock_path(path).unlink(missing_ok=True)
+
+
 def train_row(row: Row, seeds: int, ledger: Ledger) -> None:
     """Train every missing seed of ``row`` (seeds 0..seeds-1), one after the other.
 
-    A seed the ledger already holds under the row's current config is not trained again;
-    each finished run is recorded in the ledger at once.
+    A seed the ledger already holds under the row's current config is not trained again, nor
+    one that another live process is training (see :func:`claim`); each finished run is
+    recorded in the ledger at once.
     """
-    import trainlab.api as tl
-    from trainlab.errors import TrainingError
-
     digest = row_hash(row)
     for seed in range(seeds):
         path = run_dir(row, seed)
         if read_result(path, seed, row.metric) is not None or ledger.get(row.id, seed, digest) is not None:
             print(f"{row.id} seed {seed}: done already ({shown(path)})", flush=True)
             continue
-        resuming = can_resume(path)
-        action = "resuming from its last checkpoint" if resuming else "training"
-        print(f"{row.id} seed {seed}: {action} -> {shown(path)}", flush=True)
-        started = time.perf_counter()
+        holder = claim(path)
+        if holder is not None:
+            print(f"{row.id} seed {seed}: being trained by another process (pid {holder}); skipped", flush=True)
+            continue
+        if read_result(path, seed, row.metric) is not None:  # finished by another process meanwhile
+            release(path)
+            print(f"{row.id} seed {seed}: done already ({shown(path)})", flush=True)
+            continue
         try:
-            if resuming:
-                tl.run(resume=path, progress=False, echo=False)
-            else:
-                tl.run(ROOT / row.config, overrides=[*row.overrides, f"seed={seed}"],
-                       run_id=path.name, overwrite=True, progress=False, echo=False)
-        except TrainingError as error:  # a diverged run is a result, recorded as "failed"
-            print(f"{row.id} seed {seed}: {error}", flush=True)
-        elapsed = time.perf_counter() - started
+            elapsed, resuming = _train_seed(row, seed, path)
+        finally:
+            release(path)
         # A resumed run's wall clock is lost with the process that was cut off; its training
         # time (carried over the resume by the checkpoint) stands in for it.
         wall = {"resumed_seconds": elapsed} if resuming else {"wall_seconds": elapsed}
@@ -103,6 +164,26 @@ def train_row(row: Row, seeds: int, ledger: Ledger) -> None:
             ledger.save()
         outcome = "diverged" if result is None or result.value is None else f"{result.value:.2f} %"
         print(f"{row.id} seed {seed}: {outcome} in {elapsed:.0f} s", flush=True)
+
+
+def _train_seed(row: Row, seed: int, path: Path) -> tuple[float, bool]:
+    """Train (or resume) one seed of ``row`` into ``path``; (seconds it took, whether it resumed)."""
+    import trainlab.api as tl
+    from trainlab.errors import TrainingError
+
+    resuming = can_resume(path)
+    action = "resuming from its last checkpoint" if resuming else "training"
+    print(f"{row.id} seed {seed}: {action} -> {shown(path)}", flush=True)
+    started = time.perf_counter()
+    try:
+        if resuming:
+            tl.run(resume=path, progress=False, echo=False)
+        else:
+            tl.run(ROOT / row.config, overrides=[*row.overrides, f"seed={seed}"],
+                   run_id=path.name, overwrite=True, progress=False, echo=False)
+    except TrainingError as error:  # a diverged run is a result, recorded as "failed"
+        print(f"{row.id} seed {seed}: {error}", flush=True)
+    return time.perf_counter() - started, resuming
 
 
 def collect(row: Row, seeds: int, ledger: Ledger) -> list[Result]:

@@ -233,3 +233,35 @@ def test_train_row_resumes_a_cut_off_run_instead_of_starting_over(
 def test_config_hash_ignores_the_source_section(rep: ModuleType) -> None:
     a = {"model": {"hidden": [50]}}
     assert rep.config_hash(a) == rep.config_hash({**a, "source": {"model.hidden": {"reading": "why"}}})
+
+
+def test_a_seed_another_live_process_trains_is_skipped_and_a_stale_lock_is_taken(
+        rep: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import platform
+    import subprocess
+
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs", train={"epochs": 1})
+    row = rep.Row(id="R", table="D", description="d", config=str(cfg))
+    path = rep.run_dir(row, 0)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        held = {"pid": other.pid, "host": platform.node(), "start": rep._process_start(other.pid)}
+        rep.lock_path(path).parent.mkdir(parents=True)
+        rep.lock_path(path).write_text(json.dumps(held))
+        assert rep.claim(path) == other.pid
+        rep.train_row(row, 1, rep.Ledger(tmp_path / "ledger.json"))  # would train for real if it ignored the lock
+        assert "R seed 0: being trained by another process" in capsys.readouterr().out
+        assert not path.exists()
+        # the same pid number on another host, or reused by a later process, is not the holder
+        rep.lock_path(path).write_text(json.dumps({**held, "start": "0"}))
+        assert rep.claim(path) is None
+        assert json.loads(rep.lock_path(path).read_text())["pid"] == os.getpid()
+        rep.release(path)
+        assert not rep.lock_path(path).exists()
+    finally:
+        other.kill()
+        other.wait()
+    rep.lock_path(path).write_text(json.dumps(held))  # its process is gone now
+    assert rep.claim(path) is None
+    rep.release(path)
