@@ -66,67 +66,49 @@ def ledger_entry(row: Row, result: Result, digest: str) -> Entry:
                  date=dt.date.today().isoformat())
 
 
-def _process_start(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, from /proc), or None if it is gone.
-
-    Recorded with the pid so that a lock left by a dead process is not taken for a live one
-    when the pid has been reused.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        if Path("/proc/self/stat").exists():
-            return None  # /proc works here, so the process is gone
-        try:  # no /proc (macOS): existence is all one can tell
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return "unknown"
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
+#: Lock files this process holds, by path, as their open descriptors (closing one drops its lock).
+_HELD: dict[Path, int] = {}
 
 
 def lock_path(path: Path) -> Path:
-    """The lock file of the run at ``path``: beside it, since a fresh run replaces its directory."""
-    return path.with_name(path.name + ".lock")
+    """The lock file of the run at ``path``: beside it (a fresh run replaces its directory),
+    hidden, so that a glob over the run directories does not pick it up."""
+    return path.with_name(f".{path.name}.lock")
 
 
 def claim(path: Path) -> int | None:
     """Take the lock of the run at ``path`` for this process.
 
-    Returns None when taken, else the pid of the live process that holds it. A lock whose
-    process is gone (a session cut off mid-run) is taken over.
+    Returns None when taken, else the pid of the process that holds it (-1 if it has not
+    written it yet). The lock is an advisory ``flock`` on the file, which the system drops when
+    its process ends, so a run cut off with its session leaves no stale lock behind.
     """
+    import fcntl  # POSIX only, like the rest of the run machinery
+
     lock = lock_path(path)
     lock.parent.mkdir(parents=True, exist_ok=True)
-    mine = json.dumps({"pid": os.getpid(), "host": platform.node(), "start": _process_start(os.getpid())})
-    pid = None
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                held = json.loads(lock.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                held = {}
-            pid = held.get("pid")
-            alive = (isinstance(pid, int) and held.get("host") == platform.node()
-                     and _process_start(pid) is not None and _process_start(pid) == held.get("start"))
-            if alive and pid != os.getpid():
-                return pid
-            lock.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(mine)
-        return None
-    # another process took over the stale lock between our two tries
-    return pid if isinstance(pid, int) else -1
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        written = os.read(fd, 32).decode("ascii", "replace").strip()
+        os.close(fd)
+        return int(written) if written.isdigit() else -1
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode("ascii"))
+    _HELD[lock] = fd
+    return None
 
 
 def release(path: Path) -> None:
-    """Drop the lock of the run at ``path`` (taken by :func:`claim`)."""
-    lock_path(path).unlink(missing_ok=True)
+    """Drop the lock of the run at ``path`` taken by :func:`claim`.
+
+    The file stays: removing it would let a process that opened it just before hold a lock on
+    the removed file while a third creates and locks a new one.
+    """
+    fd = _HELD.pop(lock_path(path), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def train_row(row: Row, seeds: int, ledger: Ledger) -> None:
@@ -144,7 +126,8 @@ def train_row(row: Row, seeds: int, ledger: Ledger) -> None:
             continue
         holder = claim(path)
         if holder is not None:
-            print(f"{row.id} seed {seed}: being trained by another process (pid {holder}); skipped", flush=True)
+            who = f"pid {holder}" if holder > 0 else "its pid not yet written"
+            print(f"{row.id} seed {seed}: being trained by another process ({who}); skipped", flush=True)
             continue
         if read_result(path, seed, row.metric) is not None:  # finished by another process meanwhile
             release(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -235,33 +236,32 @@ def test_config_hash_ignores_the_source_section(rep: ModuleType) -> None:
     assert rep.config_hash(a) == rep.config_hash({**a, "source": {"model.hidden": {"reading": "why"}}})
 
 
-def test_a_seed_another_live_process_trains_is_skipped_and_a_stale_lock_is_taken(
+def test_a_seed_another_live_process_trains_is_skipped_until_it_ends(
         rep: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import os
-    import platform
     import subprocess
 
     cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs", train={"epochs": 1})
     row = rep.Row(id="R", table="D", description="d", config=str(cfg))
     path = rep.run_dir(row, 0)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert rep.lock_path(path).name.startswith(".")  # hidden from globs over the run directories
+    rep.lock_path(path).parent.mkdir(parents=True)
+    holder = subprocess.Popen(  # another copy of the script, as claim() locks: flock, then its pid
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "os.write(fd, str(os.getpid()).encode()); print('held', flush=True); time.sleep(60)",
+         str(rep.lock_path(path))], stdout=subprocess.PIPE, text=True)
     try:
-        held = {"pid": other.pid, "host": platform.node(), "start": rep._process_start(other.pid)}
-        rep.lock_path(path).parent.mkdir(parents=True)
-        rep.lock_path(path).write_text(json.dumps(held))
-        assert rep.claim(path) == other.pid
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert rep.claim(path) == holder.pid
         rep.train_row(row, 1, rep.Ledger(tmp_path / "ledger.json"))  # would train for real if it ignored the lock
-        assert "R seed 0: being trained by another process" in capsys.readouterr().out
+        assert f"R seed 0: being trained by another process (pid {holder.pid}); skipped" in capsys.readouterr().out
         assert not path.exists()
-        # the same pid number on another host, or reused by a later process, is not the holder
-        rep.lock_path(path).write_text(json.dumps({**held, "start": "0"}))
-        assert rep.claim(path) is None
-        assert json.loads(rep.lock_path(path).read_text())["pid"] == os.getpid()
-        rep.release(path)
-        assert not rep.lock_path(path).exists()
     finally:
-        other.kill()
-        other.wait()
-    rep.lock_path(path).write_text(json.dumps(held))  # its process is gone now
+        holder.kill()
+        holder.wait()
+    # its process is gone, and the system dropped its lock with it: no stale lock to clear
     assert rep.claim(path) is None
+    assert rep.lock_path(path).read_text() == str(os.getpid())
+    rep.release(path)
+    assert rep.claim(path) is None  # released: free again
     rep.release(path)
