@@ -20,6 +20,7 @@ engine share the manifest.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -27,7 +28,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, when imported by tests
@@ -66,22 +67,21 @@ def ledger_entry(row: Row, result: Result, digest: str) -> Entry:
                  date=dt.date.today().isoformat())
 
 
-#: Lock files this process holds, by path, as their open descriptors (closing one drops its lock).
-_HELD: dict[Path, int] = {}
-
-
 def lock_path(path: Path) -> Path:
     """The lock file of the run at ``path``: beside it (a fresh run replaces its directory),
     hidden, so that a glob over the run directories does not pick it up."""
     return path.with_name(f".{path.name}.lock")
 
 
-def claim(path: Path) -> int | None:
-    """Take the lock of the run at ``path`` for this process.
+@contextlib.contextmanager
+def run_lock(path: Path) -> Iterator[int | None]:
+    """Hold the lock of the run at ``path`` while the block runs, if no other process holds it.
 
-    Returns None when taken, else the pid of the process that holds it (-1 if it has not
-    written it yet). The lock is an advisory ``flock`` on the file, which the system drops when
-    its process ends, so a run cut off with its session leaves no stale lock behind.
+    Yields None when this process holds it, else the pid of the process that does (-1 if it
+    has not written it yet). The lock is an advisory ``flock`` on the file, which the system
+    drops when its process ends, so a run cut off with its session leaves no stale lock. The
+    file stays afterwards: removing it would let a process that opened it just before lock the
+    removed file while a third creates and locks a new one.
     """
     import fcntl  # POSIX only, like the rest of the run machinery
 
@@ -89,33 +89,24 @@ def claim(path: Path) -> int | None:
     lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        written = os.read(fd, 32).decode("ascii", "replace").strip()
-        os.close(fd)
-        return int(written) if written.isdigit() else -1
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode("ascii"))
-    _HELD[lock] = fd
-    return None
-
-
-def release(path: Path) -> None:
-    """Drop the lock of the run at ``path`` taken by :func:`claim`.
-
-    The file stays: removing it would let a process that opened it just before hold a lock on
-    the removed file while a third creates and locks a new one.
-    """
-    fd = _HELD.pop(lock_path(path), None)
-    if fd is not None:
-        os.close(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            written = os.read(fd, 32).decode("ascii", "replace").strip()
+            yield int(written) if written.isdigit() else -1
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode("ascii"))
+        yield None
+    finally:
+        os.close(fd)  # closing the descriptor drops the lock
 
 
 def train_row(row: Row, seeds: int, ledger: Ledger) -> None:
     """Train every missing seed of ``row`` (seeds 0..seeds-1), one after the other.
 
     A seed the ledger already holds under the row's current config is not trained again, nor
-    one that another live process is training (see :func:`claim`); each finished run is
+    one that another live process is training (see :func:`run_lock`); each finished run is
     recorded in the ledger at once.
     """
     digest = row_hash(row)
@@ -124,19 +115,15 @@ def train_row(row: Row, seeds: int, ledger: Ledger) -> None:
         if read_result(path, seed, row.metric) is not None or ledger.get(row.id, seed, digest) is not None:
             print(f"{row.id} seed {seed}: done already ({shown(path)})", flush=True)
             continue
-        holder = claim(path)
-        if holder is not None:
-            who = f"pid {holder}" if holder > 0 else "its pid not yet written"
-            print(f"{row.id} seed {seed}: being trained by another process ({who}); skipped", flush=True)
-            continue
-        if read_result(path, seed, row.metric) is not None:  # finished by another process meanwhile
-            release(path)
-            print(f"{row.id} seed {seed}: done already ({shown(path)})", flush=True)
-            continue
-        try:
+        with run_lock(path) as holder:
+            if holder is not None:
+                who = f"pid {holder}" if holder > 0 else "its pid not yet written"
+                print(f"{row.id} seed {seed}: being trained by another process ({who}); skipped", flush=True)
+                continue
+            if read_result(path, seed, row.metric) is not None:  # finished by another process meanwhile
+                print(f"{row.id} seed {seed}: done already ({shown(path)})", flush=True)
+                continue
             elapsed, resuming = _train_seed(row, seed, path)
-        finally:
-            release(path)
         # A resumed run's wall clock is lost with the process that was cut off; its training
         # time (carried over the resume by the checkpoint) stands in for it.
         wall = {"resumed_seconds": elapsed} if resuming else {"wall_seconds": elapsed}

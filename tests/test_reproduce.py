@@ -245,14 +245,15 @@ def test_a_seed_another_live_process_trains_is_skipped_until_it_ends(
     path = rep.run_dir(row, 0)
     assert rep.lock_path(path).name.startswith(".")  # hidden from globs over the run directories
     rep.lock_path(path).parent.mkdir(parents=True)
-    holder = subprocess.Popen(  # another copy of the script, as claim() locks: flock, then its pid
+    holder = subprocess.Popen(  # another copy of the script, as run_lock() locks: flock, then its pid
         [sys.executable, "-c", "import fcntl, os, sys, time\n"
          "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX)\n"
          "os.write(fd, str(os.getpid()).encode()); print('held', flush=True); time.sleep(60)",
          str(rep.lock_path(path))], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        assert rep.claim(path) == holder.pid
+        with rep.run_lock(path) as held:
+            assert held == holder.pid
         rep.train_row(row, 1, rep.Ledger(tmp_path / "ledger.json"))  # would train for real if it ignored the lock
         assert f"R seed 0: being trained by another process (pid {holder.pid}); skipped" in capsys.readouterr().out
         assert not path.exists()
@@ -260,8 +261,8 @@ def test_a_seed_another_live_process_trains_is_skipped_until_it_ends(
         holder.kill()
         holder.wait()
     # its process is gone, and the system dropped its lock with it: no stale lock to clear
-    assert rep.claim(path) is None
-    assert rep.lock_path(path).read_text() == str(os.getpid())
-    rep.release(path)
-    assert rep.claim(path) is None  # released: free again
-    rep.release(path)
+    with rep.run_lock(path) as held:
+        assert held is None
+        assert rep.lock_path(path).read_text() == str(os.getpid())
+    with rep.run_lock(path) as held:
+        assert held is None  # released: free again
