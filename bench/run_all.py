@@ -34,7 +34,7 @@ from typing import Any
 from _common import FIELDS, fmt, machine_info, machine_line
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("bench_data", "bench_numpy", "bench_torch", "bench_compile", "bench_augment", "bench_dropout",
+ORDER = ("bench_data", "bench_numpy", "bench_torch", "bench_compile", "bench_augment", "bench_dropout", "bench_conv_grad",
          "bench_study", "bench_time_to_accuracy", "bench_epoch")
 TIMEOUT_S = {"bench_time_to_accuracy": 3 * 3600}  # trains to an accuracy target, more than once
 DEFAULT_TIMEOUT_S = 1800

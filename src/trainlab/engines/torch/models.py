@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from trainlab.engines.torch.convgrad import Conv2d
 from trainlab.engines.torch.custom import build_custom
 from trainlab.engines.torch.init import init_weights
 from trainlab.engines.torch.layers import Dropout, Scale, Whiten, make_batch_norm
@@ -180,7 +181,7 @@ def _append_conv_block(
     for position, filters in enumerate(block.filter_list()):
         # Batch norm makes the conv bias redundant only when it follows the conv
         # directly; keep the bias by default so parameter counts match Keras'.
-        layers.append(nn.Conv2d(channels, filters, block.kernel, block.stride, pad, bias=m.conv_bias))
+        layers.append(Conv2d(channels, filters, block.kernel, block.stride, pad, bias=m.conv_bias))
         height = (height + 2 * pad - block.kernel) // block.stride + 1
         width = (width + 2 * pad - block.kernel) // block.stride + 1
         if pool_first and position == 0:
@@ -211,10 +212,10 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, channels: int, stride: int, act: nn.Module,
                  norm: Callable[[int], nn.Module] = nn.BatchNorm2d) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
+        self.conv1 = Conv2d(in_channels, channels, 3, stride, 1, bias=False)
         self.bn1 = norm(channels)
         self.act1 = act
-        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.conv2 = Conv2d(channels, channels, 3, 1, 1, bias=False)
         self.bn2 = norm(channels)
         self.act2 = type(act)() if not isinstance(act, nn.LeakyReLU) else nn.LeakyReLU(act.negative_slope)
         self.shortcut: nn.Module = nn.Identity()
@@ -243,7 +244,7 @@ class Residual(nn.Module):
 
 
 def _conv_bn(c_in: int, c_out: int, m: ModelConfig) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), make_batch_norm(c_out, m),
+    return [Conv2d(c_in, c_out, 3, 1, 1, bias=False), make_batch_norm(c_out, m),
             make_activation(m.activation, m.leaky_slope)]
 
 
@@ -283,7 +284,7 @@ def build_resnet(m: ModelConfig, input_shape: tuple[int, int, int], num_classes:
         raise ConfigError(f"model.depth: resnet depth {depth} is not built; choose 9, 18 or 34")
     w = m.width or 64
     layers: list[nn.Module] = [
-        nn.Conv2d(input_shape[0], w, 3, 1, 1, bias=False),
+        Conv2d(input_shape[0], w, 3, 1, 1, bias=False),
         make_batch_norm(w, m),
         make_activation(m.activation, m.leaky_slope),
     ]
