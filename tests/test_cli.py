@@ -45,6 +45,20 @@ def test_validate_study_file_names_bad_search_path(tmp_path: Path, capsys: pytes
     assert "study.space" in err and "model.hiden" in err and "hidden" in err
 
 
+def test_validate_applies_the_engine_rules_run_applies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A config every field of which is valid, but that the torch engine cannot build, fails
+    ``validate`` as it would fail ``run``; so does a study whose base it is."""
+    even = tmp_path / "even.yaml"
+    even.write_text("name: x\nengine: torch\ndata: {dataset: mnist}\nmodel: {type: cnn, conv: "
+                    "[{filters: [8], kernel: 4, padding: same}]}\n")
+    study = tmp_path / "study.yaml"
+    study.write_text(even.read_text() + "study: {objective: test_accuracy, space: {optimizer.lr: [0.1, 0.01]}}\n")
+    for path in (even, study):
+        assert main(["validate", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "model.conv[0].padding" in err and "odd kernel" in err, err
+
+
 def test_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nengine: numpy\ndata: {dataset: mnist}\nmodel: {type: mlp, hidden: [10]}\n"

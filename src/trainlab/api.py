@@ -189,19 +189,24 @@ def validate_files(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]
 
     A file with a ``study:`` section is checked as a study file (its base run config, the
     search space's paths and values, every stage), so ``trainlab validate`` takes both kinds.
-    A run config (a study's base) must also fit in this machine's memory (``check_memory``).
+    A run config (a study's base) then passes what ``trainlab run`` checks before it reads any
+    data: its engine's rules (``Engine.check_config``), its trackers' packages, and this
+    machine's memory (``check_memory``).
     """
+    from trainlab.callbacks.tracker import check_trackers
     from trainlab.config import load_config_dict
+    from trainlab.engines.base import get_engine
     from trainlab.engines.memory import check_memory
     from trainlab.studies.spec import load_study
 
     results: list[tuple[Path, str | None]] = []
     for path in paths:
         try:
-            if "study" in load_config_dict(path):
-                check_memory(load_study(path).base)  # each trial's run checks its own
-            else:
-                check_memory(load_config(path))
+            # A study's base only: each trial's run checks its own config when it starts.
+            config = load_study(path).base if "study" in load_config_dict(path) else load_config(path)
+            get_engine(config.engine).check_config(config)
+            check_trackers(config)
+            check_memory(config)
             results.append((Path(path), None))
         except ConfigError as exc:
             results.append((Path(path), str(exc)))

@@ -170,7 +170,7 @@ class TrainConfig(StrictModel):
         None, description="Rescale gradients so that their global L2 norm is at most this."
     )
     checkpoint_every: PositiveInt | None = Field(
-        None, description="Save a checkpoint every this many evaluations; null = at the end only."
+        None, description="Save a checkpoint every this many evaluations and at the end; null = every evaluation."
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="torch: where to train; auto picks cuda, then mps, then cpu."
