@@ -29,9 +29,11 @@ from .helpers import write_config
 LIMIT = {"train": 500, "val": 200, "test": 200}
 # name: engine, dataset, model, normalize, extra train options
 RUNS: dict[str, tuple[str, str, dict[str, Any], str, dict[str, Any]]] = {
-    # A CNN with batch norm, evaluated with an EMA of its weights and flip TTA: all three in the export.
+    # A CNN with batch norm, evaluated with an EMA of its weights and selective flip TTA (after
+    # one epoch on 500 images the top probabilities are 0.11-0.25, so 0.14 splits the test
+    # images; test_selective_tta_takes_the_views_for_some_images_only checks it): all in the export.
     "torch-cnn": ("torch", "cifar10", {"type": "cnn", "conv": [{"filters": 8}], "fc": [16], "batch_norm": True},
-                  "channel", {"ema": {"decay": 0.9}, "tta": True}),
+                  "channel", {"ema": {"decay": 0.9}, "tta": True, "tta_below": 0.14}),
     # Per-position statistics (feature), batch norm before the activation, dropout.
     "numpy-mlp": ("numpy", "mnist", {"type": "mlp", "hidden": [32, 16], "batch_norm": True, "dropout": 0.2},
                   "feature", {}),
@@ -103,7 +105,23 @@ def test_torchscript_export_gives_the_runs_predictions_from_raw_pixels(
     assert sidecar["output"]["name"] == "logits"
     assert sidecar["check"]["passed"] is True and sidecar["check"]["images"] == 8
     assert sidecar["tta"] == ("flip" if name == "torch-cnn" else "none")
+    assert sidecar["tta_below"] == (0.14 if name == "torch-cnn" else None)
     assert sidecar["weights"].startswith("ema" if name == "torch-cnn" else "final")
+
+
+def test_selective_tta_takes_the_views_for_some_images_only(
+        trained: dict[str, Path], real_data: Path, tmp_path: Path) -> None:
+    """The torch CNN's threshold leaves some test images with their plain logits and gives the
+    others the views' mean, so the torchscript test above compares a real mix."""
+    pixels = torch.from_numpy(raw_test_pixels(trained["torch-cnn"], real_data))
+    with torch.no_grad():
+        plain = torch.jit.load(str(export_run(trained["torch-cnn"], "torchscript", tmp_path / "plain.pt",
+                                              tta="none")))(pixels)
+        selective = torch.jit.load(str(export_run(trained["torch-cnn"], "torchscript", tmp_path / "sel.pt")))(pixels)
+    sure = torch.softmax(plain, dim=1).amax(dim=1) >= 0.14
+    assert 0 < int(sure.sum()) < len(sure)
+    torch.testing.assert_close(selective[sure], plain[sure])  # the confident ones: plain logits
+    assert not torch.allclose(selective[~sure], plain[~sure], atol=1e-4)  # the others: the views' mean
 
 
 @pytest.mark.parametrize("name", list(RUNS))

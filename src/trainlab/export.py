@@ -5,7 +5,8 @@ The exported model takes **raw pixels**: float32 ``(N, C, H, W)`` with values in
 TorchScript module takes uint8 tensors as well). Inside it: the run's normaliser (the same
 float32 operations as :func:`trainlab.data.normalize.apply_normalizer`), the trained
 network in eval mode with the weights evaluations used (the EMA with ``train.ema``), and
-the run's test-time augmentation views (``train.tta``, or as asked). It returns **logits**
+the run's test-time augmentation views (``train.tta``, or as asked; for the images
+``train.tta_below`` selects, when the run sets it). It returns **logits**
 ``(N, K)`` float32, not probabilities: softmax over axis 1 gives the probabilities that
 ``predictions.npz`` holds. Logits are what deployment code usually wants (argmax,
 calibration, its own softmax) and keep the export one plain graph.
@@ -65,10 +66,14 @@ class PixelModel(nn.Module):
         channels: image channels.
         dtype: the network's parameter dtype (float64 models get float64 inputs, as in training).
         tta: a :data:`~trainlab.engines.torch.tta.TTA_MODES` name: the views averaged.
+        tta_below: the run's ``train.tta_below`` (selective TTA: only images whose plain top
+            probability is below it take the views' mean), or None for every image. The export
+            computes every view of every image and picks per image (one static graph), so it
+            gives the run's selective logits without the run's savings.
     """
 
     def __init__(self, network: nn.Module, normalizer: dict[str, Any], channels: int, dtype: torch.dtype,
-                 tta: str) -> None:
+                 tta: str, tta_below: float | None = None) -> None:
         super().__init__()
         self.network = network
         affine = normalizer_affine(normalizer, channels)
@@ -78,6 +83,7 @@ class PixelModel(nn.Module):
         self.register_buffer("factor", _float32(affine.factor))
         self.compute_dtype = dtype
         self.tta = tta
+        self.tta_below = tta_below
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (N, C, H, W) -> logits (N, K) float32."""
@@ -89,7 +95,7 @@ class PixelModel(nn.Module):
         x = x.to(self.compute_dtype)
         if self.tta == "none":
             return self.network(x).float()  # (N, K)
-        return tta_logits(self.network, x, self.tta)
+        return tta_logits(self.network, x, self.tta, self.tta_below, static_shapes=True)
 
 
 def _float32(value: np.ndarray | float | None) -> torch.Tensor | None:
@@ -275,7 +281,8 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
         out: the file to write, or a folder to write the default name into. Default None:
             ``RUN_DIR/model.torchscript.pt`` or ``RUN_DIR/model.onnx``.
         tta: views averaged inside the export (a ``train.tta`` value); default the run's
-            ``train.tta``, so the export gives the run's predictions.
+            ``train.tta``, so the export gives the run's predictions. The run's
+            ``train.tta_below`` applies to them, as in the run's own evaluation.
         data_dir: a run without ``model.json`` (from an older trainlab) only: where its dataset is
             read from for the normaliser, input shape and class names. Default None.
 
@@ -297,7 +304,7 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
         raise ConfigError(f"tta {mode!r}: a NumPy-engine model averages with the mirror image only (flip)")
     spec = run.spec
     dtype = torch.float64 if run.config.model.dtype == "float64" else torch.float32
-    module = PixelModel(_network(run), spec.normalizer, spec.input_shape[0], dtype, mode).eval()
+    module = PixelModel(_network(run), spec.normalizer, spec.input_shape[0], dtype, mode, _tta_below(run, mode)).eval()
     # Batch 2 as the example: torch.export specialises a dimension of size 1.
     example = torch.full((2, *spec.input_shape), 128.0)
     with torch.no_grad():
@@ -307,6 +314,12 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     atomic_write_bytes(target, data)
     atomic_write_json(sidecar_path(target), _description(run, format, target, mode, check))
     return target
+
+
+def _tta_below(run: TrainedRun, mode: str) -> float | None:
+    """The selective-TTA threshold the run's own loader applies to ``mode``'s views: the torch
+    engine's ``train.tta_below`` (the NumPy engine has none)."""
+    return run.config.train.tta_below if run.config.engine == "torch" and mode != "none" else None
 
 
 def _description(run: TrainedRun, format_: str, target: Path, tta: str, check: dict[str, Any]) -> dict[str, Any]:
@@ -333,6 +346,7 @@ def _description(run: TrainedRun, format_: str, target: Path, tta: str, check: d
         "class_names": list(spec.class_names),
         "weights": "ema (the weight average the run evaluated with)" if config.train.ema is not None else "final",
         "tta": tta,
+        "tta_below": _tta_below(run, tta),
         "compute_dtype": config.model.dtype,
         "check": check,
         "versions": {"trainlab": __version__, "torch": torch.__version__},

@@ -279,6 +279,9 @@ def test_selective_tta_views_only_the_unsure_images() -> None:
         torch.testing.assert_close(selective[unsure], full[unsure])
         assert torch.equal(selective[~unsure], plain[~unsure].float())
         assert seen == [16] + [int(unsure.sum())] * 5  # the plain pass, then five views of the unsure
+        seen.clear()  # the export's form: every view of every image, then a per-image pick
+        torch.testing.assert_close(tta_logits(forward, x, "flip_translate", below=below, static_shapes=True), selective)
+        assert seen == [16] * 6
         seen.clear()
         assert torch.equal(tta_logits(forward, x, "flip", below=0.01), plain.float()) and seen == [16]  # all sure
         torch.testing.assert_close(tta_logits(net, x, "flip", below=1.0), tta_logits(net, x, "flip"))

@@ -70,13 +70,25 @@ def tta_views(x: torch.Tensor, mode: str) -> list[tuple[torch.Tensor, float]]:
 
 
 def tta_logits(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mode: bool | str,
-               below: float | None = None) -> torch.Tensor:
+               below: float | None = None, *, static_shapes: bool = False) -> torch.Tensor:
     """Weighted mean of ``forward``'s float32 logits (B, K) over the views of ``mode``.
 
     ``below``: selective TTA. Only the images whose plain view's top softmax probability is
     below it get the other views; the rest keep the plain view's logits. None: every image.
+
+    ``static_shapes``: with ``below``, pass every view of every image through ``forward`` and
+    pick each image's result afterwards, instead of gathering the unsure images first: the
+    same logits without a data-dependent batch size, which a traced or ONNX export needs.
     """
     mode = tta_mode(mode)
+    if below is not None and mode != "none" and static_shapes:
+        views = tta_views(x, mode)
+        plain = forward(views[0][0]).float()  # (B, K): the first view is the image itself
+        total = plain * views[0][1]
+        for view, weight in views[1:]:
+            total = total + forward(view).float() * weight
+        unsure = torch.softmax(plain, dim=1).amax(dim=1, keepdim=True) < below  # (B, 1)
+        return torch.where(unsure, total, plain)
     if below is None or mode == "none":
         total: torch.Tensor | None = None
         for view, weight in tta_views(x, mode):
