@@ -314,6 +314,9 @@ def test_cross_field_checks() -> None:
     )
     assert "did you mean 'cifar10'?" in error_of(data={"dataset": "cifar-10"})
     assert build(data={"dataset": "./my/pets.tar.gz"}).data.dataset == "./my/pets.tar.gz"
+    assert build(data={"dataset": "pets.tgz"}).data.dataset == "pets.tgz"  # an archive name without a '/'
+    for zipped in ("pets.zip", "./my/pets.ZIP"):  # validated, not left to fail when the run loads it
+        assert "zip archives are not read" in error_of(data={"dataset": zipped})
 
 
 def test_numpy_engine_refuses_what_it_cannot_do() -> None:

@@ -18,8 +18,8 @@ as training decoded its images, optionally resized, unreadable ones optionally s
 folder (:func:`predict_folder`), which writes a Kaggle-style submission: ``id,label`` with one
 row per image of the folder and its subfolders (such as the 4,999 unlabelled Cats vs Dogs
 test images), the id being the file's path relative to the folder without its extension and
-the label the predicted class index (class names in sorted folder order, as training
-numbered them), optionally followed by one probability column per class. Finding, decoding
+the label the predicted class index (class names in natural folder order, 2 before 10, as
+training numbered them), optionally followed by one probability column per class. Finding, decoding
 and writing files is :mod:`trainlab.predict_files`.
 """
 

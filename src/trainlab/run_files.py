@@ -189,8 +189,8 @@ class RunDir:
         """The spec :meth:`write_model` wrote; None for a run from before model specs existed.
 
         Raises:
-            RunDirError: ``model.json`` or its ``normalizer.npz`` is missing, unreadable or
-                malformed (named).
+            RunDirError: ``model.json`` is unreadable or malformed, or its ``normalizer.npz`` is
+                missing or unreadable (named).
         """
         if not self.model_path.exists():
             return None

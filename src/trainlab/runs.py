@@ -11,9 +11,10 @@ Layout of ``runs/<name>/<run-id>/``::
     checkpoint.npz / checkpoint.pt   whatever the engine needs to resume exactly
     .trainlab-run    the marker: this folder was created by trainlab for a run
 
-Every file is written atomically (see :mod:`trainlab.io`), so a run killed at any moment
-leaves complete files behind and can be resumed or reported; the temporary files such a
-kill leaves are removed when the directory is next opened.
+Every file but the appended ``run.log`` and ``steps.csv`` is written atomically (see
+:mod:`trainlab.io`), so a run killed at any moment leaves complete files behind (at worst a
+torn last line in those two, which a resume repairs) and can be resumed or reported; the
+temporary files such a kill leaves are removed when the directory is next opened.
 
 A run directory is created with an exclusive ``mkdir``, so two processes never share one,
 and its name (like the run name above it) follows :mod:`trainlab.names`. ``overwrite``

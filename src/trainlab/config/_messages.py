@@ -40,7 +40,8 @@ def validation_error_to_config_error(
     root: type[BaseModel],
     origins: dict[str, str] | None = None,
 ) -> ConfigError:
-    """One ConfigError listing every problem of ``error`` (at most MAX_PROBLEMS lines).
+    """One ConfigError listing every problem of ``error`` (at most MAX_PROBLEMS, then a
+    "... and N more" line).
 
     ``origins`` maps a dotted path to where its value came from (a base file, a --set);
     a problem is attributed to the longest matching path, else to ``source``.

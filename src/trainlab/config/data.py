@@ -13,7 +13,7 @@ from ._base import PositiveInt, StrictModel, field_error, scalar_or
 KNOWN_DATASETS = ("cifar10", "mnist", "fashion-mnist", "cats-vs-dogs")
 #: Pillow's own decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``): width x height.
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
-_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")  # what trainlab.data.loader extracts
 
 
 class LimitConfig(StrictModel):
@@ -38,7 +38,7 @@ class DataConfig(StrictModel):
     )
     data_dir: str | None = Field(
         None,
-        description="Folder holding the datasets; default $TRAINLAB_DATA, else ~/.cache/trainlab.",
+        description="Folder holding the datasets; default $TRAINLAB_DATA, else ~/.cache/trainlab/data.",
     )
     val_fraction: float = Field(
         0.1,
@@ -67,8 +67,8 @@ class DataConfig(StrictModel):
         "mean and std (a position with std 0 is only centred); center: pixels mapped to [0, scale], then "
         "the training-split mean subtracted without dividing by a std (center_by says which mean); fixed: "
         "(pixels / 255 - mean) / std with the given per-channel constants (torchvision's Normalize, e.g. "
-        "ImageNet's). Statistics come from the training split (see stats_from) and are recomputed from it "
-        "for predict/evaluate.",
+        "ImageNet's). Statistics come from the training split (see stats_from); the run saves them "
+        "(model.json), and predict and export apply the saved ones.",
     )
     mean: list[float] | None = Field(
         None,
@@ -113,6 +113,9 @@ class DataConfig(StrictModel):
     def _known_or_path(cls, value: str) -> str:
         if value.lower() in KNOWN_DATASETS:
             return value.lower()
+        if value.lower().endswith(".zip"):
+            raise ValueError("zip archives are not read: extract it and give the folder, or repack it as "
+                             ".tar.gz (tar czf images.tar.gz -C FOLDER .)")
         if (
             "/" in value
             or "\\" in value

@@ -110,7 +110,8 @@ OPTIMIZER_TYPE_FIELDS = (*_OPTIMIZER_DEFAULTS, "other")
 
 
 class OptimizerConfig(StrictModel):
-    """The update rule. Defaults follow PyTorch.
+    """The update rule. Defaults follow PyTorch, except the learning rates (the ``lr`` field
+    lists each type's; rmsprop's 1e-3 is Keras', PyTorch's is 1e-2).
 
     ``muon`` (Jordan et al. 2024) updates every conv kernel and hidden weight matrix with
     momentum followed by a Newton-Schulz orthogonalisation of the update; the output

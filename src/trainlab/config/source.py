@@ -9,7 +9,8 @@ and in ``tried`` what else was tried with its measured effect). See docs/provena
 The model (:class:`SourceEntry`) and the key check run with every config validation; the
 other checks (:func:`uncovered` here, ``quote_problems`` and ``number_problems`` in
 :mod:`.source_checks`) read files or ask for full coverage, so they run on demand:
-``trainlab config show --provenance --check-quotes DIR`` and tests/test_seed_provenance.py.
+``trainlab config show --provenance --check-quotes DIR`` runs ``quote_problems``, and
+tests/test_seed_provenance.py runs all three on every shipped config.
 """
 
 from __future__ import annotations

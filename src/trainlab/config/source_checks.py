@@ -2,8 +2,9 @@
 
 :func:`quote_problems` finds each published quote at its ``FILE:LINE`` in the reports'
 folder; :func:`number_problems` asks that a quote stating numbers holds the field's value.
-Both return one line per problem (empty when all is well); ``trainlab config show
---provenance --check-quotes DIR`` and tests/test_seed_provenance.py run them.
+Both return one line per problem (empty when all is well). ``trainlab config show
+--provenance --check-quotes DIR`` runs :func:`quote_problems`; tests/test_seed_provenance.py
+runs both on every shipped config.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def quote_problems(source: Source | None, seeds_dir: str | Path) -> list[str]:
 
 
 def _find_lines(quote: str, lines: list[str]) -> str:
-    """Where ``quote`` is in ``lines``: ``N`` or ``N-M`` (one or two lines), "" if nowhere."""
+    """Where ``quote`` is in ``lines``: ``N`` or ``N-M`` (one to three lines), "" if nowhere."""
     for width in (1, 2, 3):
         for start in range(len(lines) - width + 1):
             if quote in normalize_space(" ".join(lines[start: start + width])):

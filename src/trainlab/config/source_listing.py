@@ -19,10 +19,9 @@ from .source import SourceEntry, covering_key
 
 Kind = Literal["published", "reading", "set", "default"]
 KINDS: tuple[Kind, ...] = ("published", "reading", "set", "default")
-#: Top-level keys of a resolved config that are not settings: where the run writes, the
-#: section this listing explains, and the versions and data fingerprint a run directory adds.
-# Not settings: where the run writes, its identity (name, seed: a row runs several), and the
-# sections that describe the run rather than configure it.
+#: Top-level keys of a resolved config that are not settings: the run's identity (name, and
+#: seed: a reproduction row runs several), where it writes (output), the section this listing
+#: explains (source), and the versions and data fingerprint a run directory adds (provenance).
 LEFT_OUT = ("name", "seed", "output", "source", "provenance")
 
 

@@ -1,7 +1,8 @@
 """Normalisation of uint8 NHWC images into float NCHW arrays.
 
-Statistics are computed from the training split only (never val or test), chunk by chunk with
-exact integer counts and sums, finished in float64.
+Statistics are computed from the training split (with ``stats_from="train+val"``, from the
+training and validation rows together; never from test), chunk by chunk with exact integer
+counts and sums, finished in float64.
 
 Every kind is one affine map of the pixel values p (0..255): ``(p - shift) * factor``
 (:func:`normalizer_affine`), with ``shift`` and ``factor`` per channel, per position or

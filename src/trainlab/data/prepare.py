@@ -156,7 +156,8 @@ def prepare_data(
             (per-channel mean/std), "pixel" (per-pixel mean subtracted), "feature" (each
             position's mean/std), "center" (x / 255 * scale less its mean) or "fixed" (given
             per-channel constants); see
-            :mod:`.normalize`. Statistics come from the (limited) training split only.
+            :mod:`.normalize`. Statistics come from the (limited) training split, or the
+            training and validation rows with ``stats_from="train+val"``; never from test.
             Default "channel".
         scale: the upper end of the range for ``normalize="scale"`` and ``"center"``.
             Default 1.0.

@@ -54,7 +54,8 @@ SPLITS = ("train", "val", "test")
 
 
 class TrainingLoop(ABC):
-    """Drives one run; a subclass calls ``super().__init__`` first and supplies the hooks.
+    """Drives one run; a subclass calls ``super().__init__`` before it uses the run's length or
+    state, and supplies the hooks.
 
     Attributes:
         config: the run config.

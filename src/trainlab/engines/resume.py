@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from trainlab.config import RunConfig
     from trainlab.run_files import RunDir
 
-# The config section a resume ignores (as api._resolve_config does): it documents, never runs.
+# The config section a resume ignores (as pipeline._resume_plan does): it documents, never runs.
 IGNORED_SECTIONS = ("source",)
 # The checkpoint file of each engine, as the engines name it through RunDir.checkpoint_path.
 CHECKPOINT_SUFFIX = {"numpy": ".npz", "torch": ".pt"}

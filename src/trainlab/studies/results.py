@@ -174,7 +174,8 @@ def _seconds(trial: FrozenTrial) -> float | None:
 
 
 def trial_rows(stages: Sequence[StageData], metric: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and rows of results.csv: one row per planned trial, sorted by the objective."""
+    """Columns and rows of results.csv: one row per planned trial, stage by stage; in a stage,
+    by state (complete first), then best objective first, then trial number."""
     names = list(dict.fromkeys(p.name for s in stages for p in s.params))
     metrics = [metric, *(m for m in METRIC_COLUMNS if m != metric)]
     columns = ["stage", "trial", "number", "state", *names, "seed", "objective", *metrics,

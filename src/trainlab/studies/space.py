@@ -131,7 +131,7 @@ class Param:
                    links=data["links"], low=data["low"], high=data["high"], step=data["step"])
 
     def describe(self) -> str:
-        """A short text such as ``loguniform 1e-05..0.1`` or ``choice of 4``."""
+        """A short text such as ``loguniform 1e-05..0.1`` or ``choice of 4: 16, 32, 64, 128``."""
         if self.kind in ("uniform", "loguniform", "int"):
             return f"{self.kind} {self.low:g}..{self.high:g}"
         return f"{self.kind} of {len(self.values)}: {', '.join(map(str, self.choices()))}"

@@ -314,7 +314,8 @@ def trial_config(study: Study, stage: Stage, overrides: dict[str, Any], source: 
 
 
 def _check_values(study: Study, stage: Stage) -> list[SelectionOnTest]:
-    """Build the config of every grid point (or every value, for sampled spaces) once.
+    """Build the config of every grid point (the first MAX_CHECKED_POINTS; or every value, for
+    sampled spaces) once.
 
     Catches a value the run config refuses (``optimizer.lr: 0``, ``momentum`` for adam)
     before any trial runs, and returns the choices those configs make on the test split

@@ -1,4 +1,5 @@
-"""Training monitors of the NumPy engine: per-layer norms, dead ReLUs, and warnings.
+"""Training monitors of the NumPy engine: per-layer norms and dead ReLUs (the warnings drawn
+from them are :mod:`trainlab.monitoring`'s).
 
 At each evaluation the engine runs one monitoring batch through the model layer by layer
 (forward and backward, in training mode, without an update) and records, per Linear layer

@@ -8,8 +8,9 @@ checkpoint that would run code) is refused, never executed.
 
 What it holds is listed by :func:`save_training`: the loop's part
 (:meth:`~trainlab.engines.loop.TrainingLoop.loop_state`: the step, the callbacks' state and
-the record that verifies a resume), then weights, optimizer state, every generator
-(initialisation, data order, augmentation, dropout), the epoch's permutation and the weight
+the record that verifies a resume), then weights, optimizer state, every generator still in
+use (data order, augmentation, dropout; the initialisation is seeded apart and needs none),
+the epoch's permutation and the weight
 average (``train.ema`` / ``train.lookahead``), so a resumed run reproduces an uninterrupted
 one bit for bit on CPU, also from a checkpoint taken between evaluations (an interrupt).
 """

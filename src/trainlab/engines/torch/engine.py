@@ -10,7 +10,8 @@ Each step's loss and count of correct predictions stay on the device, read only 
 intervals and evaluations, so the host does not wait on the device every step.
 
 A checkpoint (:mod:`.checkpoint`) adds to the loop's part the weights, optimizer state,
-every generator (initialisation, data order, augmentation, dropout), the epoch's
+every generator still in use (data order, augmentation, dropout; the initialisation is
+seeded apart and needs none), the epoch's
 permutation and the weight average (``train.ema`` / ``train.lookahead``), so a resumed run
 reproduces an uninterrupted one bit for bit on CPU.
 
@@ -204,7 +205,8 @@ class TorchTraining(TrainingLoop):
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def restore_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        """Put :meth:`snapshot_weights`' copy back (into the average too, with ``train.ema``)."""
+        """Put :meth:`snapshot_weights`' copy back (into the weight average too, with ``train.ema``
+        or ``train.lookahead``)."""
         self.model.load_state_dict(weights)
         if self.average is not None:
             self.average.set_average(weights)

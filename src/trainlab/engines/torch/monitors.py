@@ -8,7 +8,7 @@ names match the NumPy engine's, so reports read both. Batch-norm running statist
 the random generators are restored afterwards: looking never changes training.
 
 Layers are numbered in registration order (``model.modules()``), the forward order of the
-built-in models (but for a resnet's shortcut convs). A custom model (``model.type: custom``)
+built-in models. A custom model (``model.type: custom``)
 is numbered the same way, whatever order its forward calls them in, and only its ``nn.ReLU``
 modules count for ``dead_relu_k`` (a functional ``F.relu`` has no module to watch).
 """

@@ -6,11 +6,12 @@ Four ways to shrink weights, side by side (they are not the same thing):
   ``kernel_regularizer`` semantics: ``loss += l2 * sum(W**2) + l1 * sum(|W|)`` over conv
   and dense kernels (``apply_to: all``: every parameter). Its gradient, ``2 * l2 * W``,
   then flows through the optimizer like any other (Adam rescales it).
-- ``optimizer.weight_decay`` for every type but adamw: *coupled* decay, ``g += wd * p``
-  inside the optimizer, for every parameter (PyTorch's ``weight_decay``). For SGD this is
-  the L2 penalty with ``l2 = wd / 2``.
-- ``optimizer.weight_decay`` for adamw: *decoupled* decay (Loshchilov & Hutter),
-  ``p -= lr * wd * p`` before the Adam step, never seen by the moment estimates.
+- ``optimizer.weight_decay`` for every type but adamw and muon: *coupled* decay,
+  ``g += wd * p`` inside the optimizer, for every parameter (PyTorch's ``weight_decay``). For
+  SGD this is the L2 penalty with ``l2 = wd / 2``.
+- ``optimizer.weight_decay`` for adamw (and muon, on the matrices it updates): *decoupled*
+  decay (Loshchilov & Hutter), ``p -= lr * wd * p`` before the step, never seen by the
+  moment estimates.
 - ``regularization.shrink``: ``p *= 1 - shrink`` right before every step, for the
   parameters ``apply_to`` covers, whatever the lr: with SGD ``W = W - lr * dW - shrink * W``
   (hand-written update rules, seed E's). :func:`shrink_before_step` installs it.

@@ -1,9 +1,8 @@
 """Where and how the torch engine computes: device, threads, precision, seeds, the loss.
 
-Run options that the config does not have fields for yet (``train.device``,
-``train.precision``, ``train.compile``, ``train.tta``) are read with defaults through
-:func:`train_options`, so adding those fields to the config turns them on with no change
-here.
+The run options of ``config.train`` that say how to run rather than what to train
+(``device``, ``precision``, ``compile``, ``tta``, ``tta_below``) are gathered into a
+:class:`TrainOptions` by :func:`train_options`.
 """
 
 from __future__ import annotations
@@ -111,7 +110,8 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def data_loss(config: RunConfig, logits: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None) -> torch.Tensor:
-    """The config's loss of logits (B, K) against labels y (B,) or soft targets (B, K), in fp32."""
+    """The config's loss of logits (B, K) against labels y (B,) or soft targets (B, K), in at
+    least fp32 (half-precision logits are upcast; float64 stays float64)."""
     loss = config.loss
     logits = logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
     if loss.type == "squared":
