@@ -75,6 +75,6 @@ class Ledger:
         ]
         body = ",\n".join("    " + json.dumps(r, sort_keys=True) for r in runs)
         text = '{\n  "runs": [\n' + body + "\n  ]\n}\n"
-        tmp = self.path.with_suffix(".json.tmp")
+        tmp = self.path.with_suffix(f".json.{os.getpid()}.tmp")  # per process: copies may save at once
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, self.path)
