@@ -112,6 +112,17 @@ def test_reduce_on_plateau_cooldown() -> None:
     assert plateau.reductions == 2
 
 
+@pytest.mark.parametrize("cooldown", [0, 1])
+def test_reduce_on_plateau_cooldown_of_one_acts_as_zero(cooldown: int) -> None:
+    """As documented (running experiments rely on it): Keras's count, not PyTorch's, which
+    would skip the third evaluation with cooldown 1."""
+    plateau = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, cooldown=cooldown)
+    callbacks, state = CallbackList([plateau]), TrainState(lr=1.0)
+    for step in (1, 2, 3):
+        evaluate(callbacks, state, step, loss=1.0)
+    assert plateau.reductions == 2  # at evaluations 2 and 3
+
+
 @pytest.mark.parametrize("mode", ["min", "max"])
 def test_reduce_on_plateau_relative_threshold_follows_pytorch(mode: str) -> None:
     """threshold_mode rel: the lr trajectory of torch.optim.lr_scheduler.ReduceLROnPlateau.

@@ -51,3 +51,25 @@ def test_bad_range_is_refused(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs")
     with pytest.raises(ConfigError, match="min_lr < max_lr"):
         lr_find(cfg, min_lr=1.0, max_lr=0.1)
+
+
+class _Stop(Exception):
+    """Ends lr_find at api.run, before any training."""
+
+
+@pytest.mark.parametrize("as_path", [True, False], ids=["path", "run-config"])
+def test_overrides_apply_to_a_path_and_to_a_run_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       as_path: bool) -> None:
+    from trainlab import api
+
+    path = write_config(tmp_path / "c.yaml", tmp_path / "runs")
+    seen = []
+
+    def run(config: object, **kwargs: object) -> None:
+        seen.append(config)
+        raise _Stop
+
+    monkeypatch.setattr(api, "run", run)
+    with pytest.raises(_Stop):
+        lr_find(path if as_path else load_config(path), overrides=["name=other", "train.batch_size=32"])
+    assert seen[0].name == "other-lr-find" and seen[0].train.batch_size == 32

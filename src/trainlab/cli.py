@@ -59,7 +59,8 @@ def run_command(
     overwrite: Annotated[bool, typer.Option(help="Start again in an existing run directory (only one "
                                             "that trainlab created for a run).")] = False,
     run_id: Annotated[str | None, typer.Option(help="Name of the run directory: letters, digits, '.', "
-                                               "'_' and '-' (default: start time, seed, random suffix).")] = None,
+                                               "'_' and '-' (default: the config's output.run_id, else "
+                                               "start time, seed, random suffix).")] = None,
     data_dir: DataDirOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar / progress lines.")] = True,
 ) -> None:
@@ -178,7 +179,9 @@ def lr_find_command(
     config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
     set_: SetOption = None,
     min_lr: Annotated[float, typer.Option(help="First learning rate.")] = 1e-7,
-    max_lr: Annotated[float, typer.Option(help="Last learning rate.")] = 10.0,
+    max_lr: Annotated[float, typer.Option(help="End of the sweep: each step multiplies the lr by gamma = "
+                                          "(--max-lr / --min-lr) ** (1 / --steps), so the last step "
+                                          "uses --max-lr / gamma, one step short of it.")] = 10.0,
     steps: Annotated[int, typer.Option(help="Steps from --min-lr to --max-lr.")] = 200,
     apply: Annotated[
         bool, typer.Option("--apply", help="Write a copy of CONFIG with the suggested learning rate.")

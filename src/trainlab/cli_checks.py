@@ -48,7 +48,8 @@ def gradcheck_command(
 ) -> None:
     """Compare analytic gradients with centred finite differences (float64), per parameter.
 
-    Exits with status 1 when any relative error is above --threshold.
+    Exits with status 1 when any relative error of the check at --eps is above --threshold;
+    the --eps-sweep and --n-sweep results are reported only and never fail the run.
     """
     from trainlab.api import gradcheck, write_gradcheck
     from trainlab.engines.numpy.gradcheck import n_grid
@@ -120,10 +121,11 @@ def parity_command(
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Train CONFIG's MLP on both engines from the same weights (float64) and compare.
+    """Train CONFIG's linear or MLP model on both engines from the same weights (float64) and compare.
 
     Prints per step the loss of each engine and their difference, then the largest relative
-    difference of every parameter. Exits with status 1 when any is above --threshold.
+    difference of every parameter and batch-norm buffer. Exits with status 1 when the largest
+    relative difference of the losses, gradients, parameters or buffers is above --threshold.
     """
     from trainlab.config import load_config
     from trainlab.parity import run_parity

@@ -28,7 +28,8 @@ SetOption = Annotated[
 ]
 DataDirOption = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Dataset folder (default: $TRAINLAB_DATA, else ~/.cache/trainlab/data)."),
+    typer.Option("--data-dir", help="Dataset folder (default: the config's data.data_dir, for commands that "
+                 "read a config; else $TRAINLAB_DATA; else ~/.cache/trainlab/data)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

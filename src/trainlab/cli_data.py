@@ -138,7 +138,7 @@ def data_show(
     per_class: Annotated[int, typer.Option(help="Images per class.")] = 10,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Draw sample images of every class with the class counts (default file: NAME-samples.png)."""
+    """Draw sample images of each class (the first 20 classes) with the class counts (default file: NAME-samples.png)."""
     from trainlab.report import dataset_figure
 
     target = out or Path(f"{Path(name).name.split('.')[0] or 'dataset'}-samples.png")

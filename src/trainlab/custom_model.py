@@ -11,10 +11,10 @@ A fresh process has no registry: resuming or loading such a run there fails with
 that says so (write the module's class in a file and use ``model.factory:
 'my_models.py:build'`` for runs that outlive the process).
 
-:func:`config_for_module` turns a config into one that trains a module;
+:func:`config_for_module` turns a config (``engine: torch``) into one that trains a module;
 :func:`trainlab.api.fit` runs it and copies the trained weights back into the module::
 
-    done = trainlab.api.fit(net, "configs/examples/mnist-mlp-numpy.yaml", overrides=["engine=torch"])
+    done = trainlab.api.fit(net, "configs/examples/cifar10-cnn-torch.yaml")
 """
 
 from __future__ import annotations

@@ -25,7 +25,10 @@ DEFAULT_THRESHOLD = 1e-6
 def _checked_config(config: RunConfig | str | Path, overrides: Sequence[str] | None, layer: int | None,
                     n_values: Sequence[int] | None) -> RunConfig:
     """The config to check, in float64; refuses a torch config and an N sweep without ``layer``."""
-    cfg = load_config(config, list(overrides or [])) if isinstance(config, str | Path) else config
+    if isinstance(config, str | Path):
+        cfg = load_config(config, list(overrides or []))
+    else:
+        cfg = with_overrides(config, list(overrides), source="--set") if overrides else config
     cfg = with_overrides(cfg, {"model.dtype": "float64"}, source="gradcheck")
     if cfg.engine != "numpy":
         raise ConfigError(f"gradcheck checks the numpy engine's backward passes; {cfg.engine!r} uses autograd")

@@ -1,10 +1,13 @@
 """The learning-rate range test (Smith 2017; fastai's ``lr_find``), for either engine.
 
 The run's config is trained for a few hundred steps while the learning rate grows
-exponentially from ``min_lr`` to ``max_lr``; the training loss of every step is recorded,
-smoothed with a bias-corrected moving average, and the test stops once the smoothed loss
-passes ``diverge`` times its minimum. The suggestion is the learning rate where the
-smoothed loss falls fastest (steepest negative slope against log lr) before its minimum.
+exponentially from ``min_lr`` towards ``max_lr``: step ``s`` (from 0) uses
+``min_lr * gamma**s`` with ``gamma = (max_lr / min_lr) ** (1 / steps)``, so the last step
+uses ``max_lr / gamma``, one step short of ``max_lr``. The training loss of every step is
+recorded, smoothed with a bias-corrected moving average, and the test stops once the
+smoothed loss passes ``diverge`` times its minimum. The suggestion is the learning rate
+where the smoothed loss falls fastest (steepest negative slope against log lr) before its
+minimum.
 """
 
 from __future__ import annotations
@@ -88,8 +91,10 @@ def smooth(values: Sequence[float], beta: float = 0.98) -> list[float]:
 def suggest(lrs: Sequence[float], smoothed: Sequence[float], skip_start: int = 10) -> tuple[float, float]:
     """``(steepest-descent lr, lr at the minimum)`` of a smoothed loss curve.
 
-    The slope is taken against log10(lr) with central differences, over the points
-    between ``skip_start`` (the start is noisy) and the minimum.
+    The slope is taken against log10(lr) with central differences, over the points from
+    index ``min(skip_start, lowest - 2)`` (the start is noisy; never below 0) to the minimum
+    at index ``lowest``. When fewer than three points are left, both values are the lr at
+    the minimum.
     """
     if len(lrs) < 3:
         raise TrainingError("lr-find: fewer than 3 steps were recorded; give more --steps")
@@ -119,10 +124,11 @@ def lr_find(
 
     Args:
         config: a config or its path.
-        overrides: ``"a.b=value"`` strings applied first. Default None.
+        overrides: ``"a.b=value"`` strings applied to ``config`` first. Default None.
         min_lr: the first learning rate. Default 1e-7.
-        max_lr: the last learning rate. Default 10.
-        steps: steps from ``min_lr`` to ``max_lr``. Default 200.
+        max_lr: the sweep's end: the last step uses ``max_lr / gamma``, one step short of
+            it (see the module docstring). Default 10.
+        steps: steps from ``min_lr`` towards ``max_lr``. Default 200.
         diverge: stop once the smoothed loss exceeds this multiple of its minimum. Default 4.
         beta: smoothing of the loss curve. Default 0.98.
         data_dir: where datasets are read from. Default None.
@@ -133,7 +139,10 @@ def lr_find(
         raise ConfigError(f"lr-find: need 0 < min_lr < max_lr, got {min_lr} and {max_lr}")
     if steps < 3:
         raise ConfigError(f"lr-find: --steps must be at least 3, got {steps}")
-    base = load_config(config, list(overrides or [])) if isinstance(config, str | Path) else config
+    if isinstance(config, str | Path):
+        base = load_config(config, list(overrides or []))
+    else:
+        base = with_overrides(config, list(overrides), source="--set") if overrides else config
     # Every step is an evaluation so that each step's loss is logged; the rest is switched off.
     test_config = with_overrides(base, {
         "name": f"{base.name}-lr-find",

@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-# Thresholds of the warnings (per-example norms of the first layer's gradient).
+# Thresholds of the warnings: the gradient bounds apply to ``grad_norm_0``, the Frobenius norm
+# of the first layer's weight gradient on the monitored batch; MOSTLY_DEAD is the fraction of a
+# layer's ReLU units (conv channels) that fired for no example of that batch.
 VANISHING_GRAD = 1e-7
 EXPLODING_GRAD = 1e4
 MOSTLY_DEAD = 0.9

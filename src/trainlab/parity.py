@@ -1,4 +1,4 @@
-"""Engine parity: one MLP config, trained a few steps on both engines in float64, compared.
+"""Engine parity: one linear or MLP config, trained a few steps on both engines in float64, compared.
 
 The same config must mean the same thing on the NumPy engine (hand-written backward
 passes, hand-written update rules) and on the torch engine (autograd, ``torch.optim``).
@@ -208,7 +208,7 @@ def run_parity(
     num_classes: int | None = None,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> dict[str, Any]:
-    """Train ``config``'s MLP for ``steps`` steps on both engines from the same weights.
+    """Train ``config``'s linear or MLP model for ``steps`` steps on both engines from the same weights.
 
     Args:
         config: a run config with a linear or mlp model (either engine).
@@ -226,7 +226,8 @@ def run_parity(
         largest relative gradient difference), ``params`` (one per parameter: names, shape,
         relative and absolute difference), ``buffers``, ``torch_only``, the
         maxima ``max_loss_rel_diff``, ``max_grad_rel_diff``, ``max_param_rel_diff``,
-        ``max_rel_diff``, and ``passed`` (``max_rel_diff <= threshold``).
+        ``max_buffer_rel_diff`` and ``max_rel_diff`` (the largest of those four), and
+        ``passed`` (``max_rel_diff <= threshold``).
 
     Raises:
         ConfigError: a model, activation or optimizer that one engine does not have.

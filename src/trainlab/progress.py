@@ -81,7 +81,8 @@ def _epoch_text(epoch: float) -> str:
 
 class ProgressReporter:
     """Reports the epoch, steps done, running loss and accuracy, learning rate, images/s and the
-    time left; prints a line per evaluation and one at the end (:meth:`evaluation`, :meth:`final`).
+    time left; prints a line per evaluation that has a validation row, when ``steps_per_epoch``
+    is given, and one at the end (:meth:`evaluation`, :meth:`final`).
 
     Args:
         total_steps: the number of steps planned.
@@ -90,8 +91,8 @@ class ProgressReporter:
         stream: where to write. Default ``sys.stderr``.
         interval_seconds: the gap between plain lines when ``stream`` is not a terminal.
             Default 10.
-        steps_per_epoch: steps in one epoch; given, the bar and lines name the epoch. Default
-            None.
+        steps_per_epoch: steps in one epoch; given, the bar and lines name the epoch, and
+            evaluations print their lines. Default None.
 
     Example:
         >>> with ProgressReporter(1500, steps_per_epoch=150) as bar:
@@ -191,7 +192,11 @@ class ProgressReporter:
             print(line, file=self.stream, flush=True)
 
     def evaluation(self, step: int, rows: list[dict[str, Any]]) -> None:
-        """After an evaluation: print its validation loss and accuracy and the best so far."""
+        """After an evaluation: print its validation loss and accuracy and the best so far.
+
+        Prints nothing without ``steps_per_epoch`` or without a validation row; the best
+        validation accuracy is tracked either way.
+        """
         val = next((row for row in rows if row.get("split") == "val"), None)
         epoch = step / self.steps_per_epoch if self.steps_per_epoch else float(step)
         if val is not None and (self.best is None or float(val["accuracy"]) > self.best[0]):

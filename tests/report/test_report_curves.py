@@ -17,7 +17,8 @@ import trainlab.api as tl
 from tests.helpers import write_config
 from trainlab.cli import main
 from trainlab.report import curves as cfigs
-from trainlab.report.artifacts import load_artifacts
+from trainlab.report.artifacts import RunArtifacts, load_artifacts
+from trainlab.report.compare import CompareReport
 from trainlab.report.run_report import RunReport
 from trainlab.run_files import read_metrics_csv
 
@@ -93,6 +94,26 @@ def test_compare_against_time_steps_and_epochs(curve_runs: CurveRuns, tmp_path: 
         assert caption in html and "left out of the time axis" not in html
     assert main(["compare", *runs, "--out", str(tmp_path / "no"), "--x", "wall"]) == 2  # a ConfigError
     assert not (tmp_path / "no").exists()
+
+
+def test_compare_step_losses_stay_against_epochs_when_the_curves_fall_back_to_steps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    logged = tmp_path / "logged"
+    logged.mkdir()
+    lines = ["step,epoch,loss,lr,elapsed"] + [f"{s},{s / 20},{1 / s},0.1,{s / 100}" for s in range(1, 41)]
+    (logged / "steps.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    metrics = [{"step": s, "split": "val", "loss": 1 / s, "accuracy": s / 50} for s in (20, 40)]
+    runs = [RunArtifacts(logged, {"name": "logged"}, metrics, {"steps": 40, "epochs": 2}),
+            RunArtifacts(tmp_path / "killed", {"name": "killed"}, metrics, {})]  # steps per epoch unknown
+    drawn = []
+    draw = cfigs.overlaid_step_losses
+    monkeypatch.setattr(cfigs, "overlaid_step_losses", lambda *args: drawn.append(draw(*args)) or drawn[-1])
+    blocks = CompareReport(runs, tmp_path / "out", "epoch").curves().blocks
+    curves, steps = (block.figure.caption for block in blocks if block.figure is not None)
+    assert "against optimizer steps (not epochs" in curves
+    assert "against epochs;" in steps
+    (fig,) = drawn
+    assert fig.axes[0].get_xlabel() == "epoch" and max(fig.axes[0].get_lines()[0].get_xdata()) == 2.0
 
 
 def test_compare_time_axis_puts_each_point_at_its_elapsed_seconds(curve_runs: CurveRuns) -> None:

@@ -15,8 +15,9 @@ from tests.report.conftest import ReportRuns
 from trainlab.report import study_figures as sfigs
 from trainlab.report.curves import epochs_text
 from trainlab.report.html import render_report
-from trainlab.report.study_data import StudyData
+from trainlab.report.study_data import StudyData, trial_key
 from trainlab.report.study_report import StudyReport, curve_label
+from trainlab.run_files import CONFIG_FILE
 from trainlab.studies.results import StageData
 from trainlab.studies.space import Param
 
@@ -69,6 +70,24 @@ def test_legends_name_their_parameters() -> None:
     ax.figure.canvas.draw()  # ticks are placed when drawn
     ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     assert ticks and all(float(t).is_integer() for t in ticks)  # epochs 1 .. 2.67: no 1.5, 2.5
+
+
+def test_overlaid_curves_legend_names_a_run_without_validation_rows() -> None:
+    val = [{"step": s, "split": "val", "accuracy": s / 200, "loss": 1 / s} for s in (60, 120)]
+    train_only = [{"step": s, "split": "train", "loss": 1 / s} for s in (60, 120)]
+    fig = sfigs.overlaid_curves([sfigs.Curve("with val", val, 60.0), sfigs.Curve("train only", train_only, 60.0)])
+    assert fig is not None
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["with val", "train only"]
+
+
+def test_trial_key_without_a_stored_key_names_the_run_directory(tmp_path: Path) -> None:
+    trial = optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={})
+    trial.number = 7
+    assert trial_key(trial) == "t0007"  # the study runner's name for the trial's run directory
+    run = tmp_path / "t0007"
+    run.mkdir()
+    (run / CONFIG_FILE).write_text("name: s\n", encoding="utf-8")
+    assert _study(tmp_path, [trial]).run_dir(trial) == run
 
 
 def _report(path: Path) -> str:

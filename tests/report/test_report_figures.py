@@ -42,6 +42,15 @@ def test_save_figure_writes_png_and_svg(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["curves.png", "curves.svg"]
 
 
+def test_same_figure_saves_byte_identical_files(tmp_path: Path) -> None:
+    first, again = (figs.save_figure(figs.learning_curves(_metrics(), early_stop_step=20), tmp_path / name, "curves")
+                    for name in ("first", "again"))
+    svg = first.svg.read_bytes()
+    assert b"clip-path=" in svg  # ids that matplotlib draws at random unless svg.hashsalt is set
+    assert svg == again.svg.read_bytes()
+    assert first.png_bytes == again.png_bytes
+
+
 def test_learning_curves_panels_and_early_stopping_mark() -> None:
     fig = figs.learning_curves(_metrics(), early_stop_step=20)
     loss, accuracy, lr = fig.axes

@@ -16,7 +16,9 @@ from trainlab import api
 from trainlab.cli import main
 from trainlab.data import prepare_data
 from trainlab.errors import RunDirError
+from trainlab.report.artifacts import load_artifacts
 from trainlab.report.images import load_run_data
+from trainlab.report.run_report import RunReport
 from trainlab.run_files import REPORT_IMAGES_FILE
 
 SECTIONS = ("overview", "curves", "confusion", "top-losses", "calibration", "weights", "monitors", "data",
@@ -133,6 +135,35 @@ def test_missing_dataset_is_a_note(report_runs: ReportRuns, tmp_path: Path) -> N
     assert "the dataset could not be loaded on this machine" in text
     assert "confusion_after" in _figures(run)  # predictions need no images
     assert "top_losses" not in _figures(run)
+
+
+def _bare_run(path: Path) -> Path:
+    """A run directory with a config only (numpy engine, a dataset that is not there)."""
+    path.mkdir()
+    config = {"name": "bare", "engine": "numpy", "data": {"dataset": str(path / "no-such-dataset")}}
+    (path / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def test_empty_or_truncated_npz_files_are_notes(tmp_path: Path) -> None:
+    run = _bare_run(tmp_path / "run")
+    (run / "predictions.npz").write_bytes(b"")  # np.load: EOFError
+    for name in ("predictions_initial.npz", REPORT_IMAGES_FILE):  # np.load: zipfile.BadZipFile
+        np.savez(run / name, probabilities=np.full((4, 2), 0.5, np.float32))
+        whole = (run / name).read_bytes()
+        (run / name).write_bytes(whole[: len(whole) // 2])
+    art = load_artifacts(run)
+    assert art.predictions is None and art.initial_predictions is None
+    assert art.notes["predictions"].startswith("predictions.npz could not be read")
+    assert art.notes["initial_predictions"].startswith("predictions_initial.npz could not be read")
+    report = RunReport(art)
+    assert report.images is None and report.data_note.startswith(f"{REPORT_IMAGES_FILE} could not be read")
+
+
+def test_gradcheck_hint_names_save(tmp_path: Path) -> None:
+    report = RunReport(load_artifacts(_bare_run(tmp_path / "run")))
+    hints = [block.text for block in report.monitors().blocks if "gradient check" in block.text]
+    assert hints == ["No gradient check was saved with this run (trainlab gradcheck CONFIG --save RUN_DIR adds one)."]
 
 
 def test_not_a_run_directory(tmp_path: Path) -> None:

@@ -133,12 +133,16 @@ def test_study_with_failed_trials_reports_them(studies: Studies) -> None:
 
 def test_numeric_and_categorical_figures() -> None:
     points = [sfigs.Point(1e-3, 0.5), sfigs.Point(1e-1, 0.7), sfigs.Point(1e-2, 0.4, "PRUNED"),
-              sfigs.Point(3e-2, None, "FAIL")]
+              sfigs.Point(3e-2, None, "FAIL"), sfigs.Point(2e-2, None, "RUNNING"), sfigs.Point(5e-2, None, "WAITING"),
+              sfigs.Point(4e-2, None, "PRUNED")]  # the last three have no value yet: not drawn, not failed
     fig = sfigs.numeric_effect("optimizer.lr", points, "val acc", log=True, best=1e-1)
     assert fig is not None and fig.axes[0].get_xscale() == "log"
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert any(label.startswith("pruned (1") for label in labels) and "failed (1)" in labels
     assert "best setting" in labels
+    (ticks,) = fig.axes[0].get_lines()
+    assert list(ticks.get_xdata()) == [3e-2]
+    assert sfigs.numeric_effect("optimizer.lr", points[4:], "val acc", log=True) is None  # nothing to draw
     bars = [sfigs.Bar("a", 0.6, 0.55, 0.65, 2, "best"), sfigs.Bar("b", 0.58, 0.5, 0.66, 2, "tie"),
             sfigs.Bar("c", 0.3, 0.28, 0.32, 2, "worse"), sfigs.Bar("d", None)]
     fig = sfigs.categorical_effect("bn", bars, "test accuracy")

@@ -30,7 +30,11 @@ class ReduceLROnPlateau(Callback):
             more than ``min_delta`` times the best value, as PyTorch's default
             (``value < best * (1 - min_delta)`` in min mode, ``> best * (1 + min_delta)``
             in max mode). Default ``"abs"`` (Keras's rule).
-        cooldown: evaluations to wait after a reduction before counting again. Default 0.
+        cooldown: after a reduction, the next ``cooldown - 1`` evaluations do not count
+            toward ``patience`` (an improvement in them still becomes the best): the counter
+            is decremented before it is checked, as in Keras, so 1 acts as 0. PyTorch's
+            ``cooldown`` skips ``cooldown`` evaluations: its ``n`` is trainlab's ``n + 1``.
+            Default 0.
         min_lr: the learning rate never goes below this. Default 0.
 
     Example:

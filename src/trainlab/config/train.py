@@ -86,7 +86,10 @@ class ReduceOnPlateauConfig(StrictModel):
     )
     min_lr: float = Field(0.0, ge=0.0, description="Never reduce below this.")
     cooldown: int = Field(
-        0, ge=0, description="Evaluations to wait after a reduction before counting again."
+        0,
+        ge=0,
+        description="After a reduction, the next cooldown - 1 evaluations do not count toward patience "
+        "(Keras's rule, so 1 acts as 0; PyTorch's cooldown n equals this cooldown n + 1).",
     )
 
     @model_validator(mode="after")

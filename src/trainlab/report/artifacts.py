@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ STATUS_TEXT = {
 
 
 PREDICTION_SPLITS = ("test", "val")
+#: What reading a damaged or unexpected ``.npz`` raises: OSError (unreadable), ValueError (not
+#: an array file, or unexpected contents), KeyError (an array missing), EOFError (an empty
+#: file), zipfile.BadZipFile (a truncated one).
+NPZ_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 @dataclass
@@ -129,7 +134,8 @@ def read_predictions_file(path: Path) -> Predictions:
     """The predictions saved in ``path`` (``predictions.npz`` or ``predictions_initial.npz``).
 
     Raises:
-        OSError, KeyError: the file cannot be read, or holds no probabilities.
+        OSError, EOFError, zipfile.BadZipFile, KeyError: the file cannot be read (EOFError: it
+            is empty; BadZipFile: it is truncated), or holds no probabilities.
         ValueError: the arrays have unexpected shapes, or ``split`` is neither test nor val.
     """
     with np.load(path, allow_pickle=False) as saved:
@@ -182,7 +188,7 @@ def load_artifacts(path: str | Path) -> RunArtifacts:
             continue
         try:
             setattr(artifacts, attr, read_predictions_file(file))
-        except (OSError, ValueError, KeyError) as exc:
+        except NPZ_ERRORS as exc:
             notes[attr] = f"{name} could not be read: {exc}"
     if artifacts.predictions is None and artifacts.status in ("failed", "unknown", "running", "interrupted"):
         notes["predictions"] += " (predictions are written when a run finishes)"
@@ -212,6 +218,7 @@ def load_artifacts(path: str | Path) -> RunArtifacts:
 
 __all__ = [
     "CONFIG_FILE",
+    "NPZ_ERRORS",
     "PREDICTION_SPLITS",
     "Predictions",
     "RunArtifacts",

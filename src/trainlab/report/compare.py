@@ -133,7 +133,8 @@ class CompareReport:
         section = Section("curves", "Learning curves")
         curves = [run_curve(label, art) for label, art in zip(self.labels, self.runs, strict=True)]
         axis = cfigs.resolve_axis(self.x, curves)
-        against = {"epoch": "epochs", "step": "optimizer steps", "time": "training time"}[axis]
+        names = {"epoch": "epochs", "step": "optimizer steps", "time": "training time"}
+        against = names[axis]
         why = {"time": " (each run's own clock, continued across a resume)"}.get(axis, "")
         if axis != self.x:
             why = " (not epochs: a run's steps per epoch is unknown)"
@@ -147,9 +148,10 @@ class CompareReport:
         if axis == "time" and untimed:
             section.add(note(f"left out of the time axis (their metrics.csv has no elapsed column: they "
                              f"were written before it existed): {', '.join(untimed)}", "warning"))
+        # self.x, not axis: steps.csv rows carry their own epoch, so no run falls back to steps.
         section.add(self.draw("compare_step_losses", f"Training loss at each logged step (steps.csv, running "
-                              f"mean) against {against}; only runs trained with train.log_steps.",
-                              lambda: cfigs.overlaid_step_losses(curves, axis)))
+                              f"mean) against {names[self.x]}; only runs trained with train.log_steps.",
+                              lambda: cfigs.overlaid_step_losses(curves, self.x)))
         return section
 
     def configs(self) -> Section:

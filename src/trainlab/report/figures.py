@@ -51,6 +51,7 @@ STYLE: dict[str, Any] = {
     "legend.fontsize": 8,
     "lines.linewidth": 1.6,
     "svg.fonttype": "none",  # text stays text in SVG (editable in a paper)
+    "svg.hashsalt": "trainlab",  # fixed ids of clip paths and markers, else random on every save
     "savefig.bbox": "tight",
     "figure.dpi": PNG_DPI,
 }
@@ -104,7 +105,7 @@ def save_figure(fig: Figure, directory: Path, name: str, caption: str = "") -> S
 
 
 def _metadata(ext: str) -> dict[str, Any]:
-    # No creation date: the same run gives byte-identical figures.
+    # No creation date (and STYLE's fixed svg.hashsalt): the same run gives byte-identical figures.
     return {"Software": None} if ext == "png" else {"Date": None, "Creator": None}
 
 

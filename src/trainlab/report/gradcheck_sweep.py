@@ -28,13 +28,13 @@ CSV_COLUMNS = ("n", "eps", "max_abs_diff", "max_rel_error", "zeros")
 def n_sweep_figure(rows: Sequence[Mapping[str, Any]], title: str = "") -> Figure:
     """Max |grad - approx| against N and against eps (log-log), one marker per step.
 
-    A difference of exactly 0 has no place on a log axis: such steps are listed under the
-    panels instead of being dropped silently.
+    A difference of exactly 0 (or NaN) has no place on a log axis: such steps are listed under
+    the panels instead of being dropped silently.
     """
     n = np.array([float(r["n"]) for r in rows])
     eps = np.array([float(r["eps"]) for r in rows])
     diff = np.array([float(r["max_abs_diff"]) for r in rows])
-    shown = diff > 0
+    shown = diff > 0  # false for 0 and for NaN
     fig = new_figure(8.0, 3.4)
     axes = fig.subplots(1, 2)
     for ax, xs, label in ((axes[0], n, "N"), (axes[1], eps, "eps = 1/N")):
@@ -51,8 +51,8 @@ def n_sweep_figure(rows: Sequence[Mapping[str, Any]], title: str = "") -> Figure
     if title:
         fig.suptitle(title)
     if not shown.all():
-        zero = ", ".join(f"{v:g}" for v in n[~shown])
-        fig.supxlabel(f"difference exactly 0 (not drawn) at N = {zero}", fontsize=8)
+        left_out = ", ".join(f"{v:g}" for v in n[~shown])
+        fig.supxlabel(f"difference 0 or NaN (not drawn) at N = {left_out}", fontsize=8)
     return fig
 
 

@@ -26,10 +26,12 @@ def _as_display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
 
 
 def mosaic(rows: Sequence[np.ndarray], pad: int = 2, fill: int = 255) -> np.ndarray:
-    """Tile rows of images (each (n, H, W, C), same C) into one (R*(H+pad), N*(W+pad), C) image.
+    """Tile R rows of images (each (n, H, W, C), same C and dtype) into one
+    (R*(H+pad)-pad, N*(W+pad)-pad, C) image, N the longest row: ``pad`` only between cells.
 
     H and W are the largest of any row; a smaller image (a row of low-resolution training
-    crops beside full-size ones) sits centred in its cell, the rest filled with ``fill``.
+    crops beside full-size ones) sits centred in its cell. The rest is filled with ``fill``
+    for uint8 images, with 1.0 (white) for float ones.
     """
     n_cols = max(len(r) for r in rows)
     filled = [r for r in rows if len(r)]

@@ -57,7 +57,8 @@ class Block:
 
 
 def fmt(value: Any, digits: int = 4) -> str:
-    """A number for a table: ints with separators, floats with ``digits`` significant digits."""
+    """A number for a table: ints with separators, floats with ``digits`` significant digits
+    (a nonzero float under 1e-3 in magnitude as ``1.23e-04``: 3 significant digits)."""
     if value is None:
         return "–"
     if isinstance(value, bool):

@@ -70,15 +70,16 @@ def prediction_sections(art: RunArtifacts, names: list[str], draw: Draw, loss_im
         for section in sections:
             section.add(note("These figures are of the validation split, the images the run held out from "
                              "training: it has no labelled test split.", "info"))
-    _confusion(cm_section, preds, art.initial_predictions, names, draw)
+    _confusion(cm_section, preds, art.initial_predictions, names, draw, art.notes.get("initial_predictions", ""))
     _top_losses(top_section, preds, names, draw, loss_images)
     _calibration(cal_section, preds, draw)
     return sections
 
 
 def _confusion(section: Section, preds: Predictions, initial: Predictions | None, names: list[str],
-               draw: Draw) -> None:
-    """The confusion matrices before and after training, per-class scores and the most confused pairs."""
+               draw: Draw, initial_note: str = "") -> None:
+    """The confusion matrices before and after training, per-class scores and the most confused pairs;
+    ``initial_note`` says why ``initial`` is None (missing or unreadable), when known."""
     assert preds.labels is not None
     probs, labels = preds.probabilities, preds.labels
     where, short = SPLIT_NAMES[preds.split]
@@ -90,8 +91,11 @@ def _confusion(section: Section, preds: Predictions, initial: Predictions | None
         section.add(draw("confusion_before", f"{where[:1].upper()}{where[1:]}, initial model (before training).",
                          lambda: figs.confusion_matrices(cm0, names, f"{prefix}before training")))
     else:
-        section.add(note("no confusion matrix before training: the run has no "
-                         "predictions_initial.npz (output.save_predictions was off, or it predates them)"))
+        if initial is None:
+            why = initial_note or "output.save_predictions was off, or the run predates it"
+        else:
+            why = "its shape or split differs from predictions.npz"
+        section.add(note(f"no confusion matrix before training: the run has no usable predictions_initial.npz ({why})"))
     cm = dg.confusion_matrix(labels, probs.argmax(1), k)
     section.add(draw("confusion_after", f"{where[:1].upper()}{where[1:]}, trained model (rows: true class).",
                      lambda: figs.confusion_matrices(cm, names, f"{prefix}after training")))

@@ -24,7 +24,7 @@ from trainlab.errors import TrainlabError
 from trainlab.report import curves as cfigs
 from trainlab.report import figures as figs
 from trainlab.report import grids, kernels, sources
-from trainlab.report.artifacts import RunArtifacts, load_artifacts
+from trainlab.report.artifacts import NPZ_ERRORS, RunArtifacts, load_artifacts
 from trainlab.report.html import (
     Block,
     Section,
@@ -62,7 +62,7 @@ class RunReport:
         try:
             self.images = load_report_images(artifacts.path)
             self.from_run_dir = self.images is not None
-        except (OSError, ValueError, KeyError) as exc:  # read the dataset instead, as for an older run
+        except NPZ_ERRORS as exc:  # read the dataset instead, as for an older run
             self.data_note = f"{REPORT_IMAGES_FILE} could not be read ({exc}); "
         if self.images is None:
             self.images = self._dataset_images()
@@ -211,7 +211,8 @@ class RunReport:
                               [[r["name"], "x".join(map(str, r["shape"])), fmt(r["entries"]),
                                 f"{r['max_rel_error']:.2e}", f"{r['max_abs_error']:.2e}"] for r in check["rows"]]))
         elif self.art.engine == "numpy":
-            section.add(text("No gradient check was saved with this run (trainlab gradcheck CONFIG runs one)."))
+            section.add(text("No gradient check was saved with this run "
+                             "(trainlab gradcheck CONFIG --save RUN_DIR adds one)."))
         return section
 
     def data_section(self) -> Section:

@@ -7,8 +7,10 @@ the report is written from the run directory alone (the data folder gone, on ano
   (and ``counts_test`` when the test split is labelled): examples per class of each split;
 - ``samples_x``/``samples_y``: up to ``SAMPLES_PER_CLASS`` training images of each of the
   first ``MAX_CLASSES_SHOWN`` classes, drawn with the run's seed;
-- ``preview_names``/``preview_images`` (R, n, H, W, C), only when the run augments: the same
-  training images through each configured augmentation (:func:`.images.augmentation_preview`);
+- ``preview_names`` (R,) and ``preview_images_{i}`` (n, H, W, C), one array per row ``i``
+  (rows differ in size under ``augment.low_res``), only when the run augments: the same
+  training images through each configured augmentation (:func:`.images.augmentation_preview`).
+  Older files hold the rows stacked in one ``preview_images`` (R, n, H, W, C), still read;
 - ``test_index``/``test_labels``/``test_images``, when the run has labelled predictions:
   the images of its ``TOP_LOSSES`` largest losses, by their row in ``predictions.npz``, and
   ``predictions_split``: the split they are of (test, or val for a run without a labelled test
@@ -218,7 +220,8 @@ def read_predictions(run_path: Path) -> Predictions | None:
     """The probabilities, labels and split of ``run_path/predictions.npz`` (None without one).
 
     Raises:
-        OSError, KeyError, ValueError: the file cannot be read (:func:`read_predictions_file`).
+        OSError, EOFError, zipfile.BadZipFile, KeyError, ValueError: the file cannot be read
+            (:func:`read_predictions_file`).
     """
     path = run_path / PREDICTIONS_FILE
     return read_predictions_file(path) if path.exists() else None
@@ -259,7 +262,8 @@ def load_report_images(run_path: str | Path) -> ReportImages | None:
     """The saved ``REPORT_IMAGES_FILE`` of a run directory; None when the run has none.
 
     Raises:
-        OSError, ValueError, KeyError: the file cannot be read.
+        OSError, EOFError, zipfile.BadZipFile, KeyError, ValueError: the file cannot be read
+            (EOFError: it is empty; BadZipFile: it is truncated).
     """
     path = Path(run_path) / REPORT_IMAGES_FILE
     if not path.exists():

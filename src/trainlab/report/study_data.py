@@ -67,7 +67,7 @@ class StudyData:
         """The trial's run directory, when it exists."""
         result = trial.user_attrs.get("result") or {}
         candidates = [Path(result["run_dir"])] if result.get("run_dir") else []
-        candidates.append(self.path / str(trial.user_attrs.get("key", f"t{trial.number:04d}")))
+        candidates.append(self.path / trial_key(trial))
         return next((c for c in candidates if (c / CONFIG_FILE).exists()), None)
 
     def better(self, a: float, b: float) -> bool:
@@ -90,8 +90,9 @@ class StudyData:
 
 
 def trial_key(trial: FrozenTrial) -> str:
-    """The trial's key (``t0003-r1``), which also names its run directory."""
-    return str(trial.user_attrs.get("key", f"#{trial.number}"))
+    """The trial's key (``t0003-r1``), which also names its run directory; ``t{number:04d}``
+    for a trial stored without one, as the study runner names it."""
+    return str(trial.user_attrs.get("key", f"t{trial.number:04d}"))
 
 
 def trial_seconds(trial: FrozenTrial) -> float | None:

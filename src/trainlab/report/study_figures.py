@@ -1,6 +1,6 @@
-"""Figures of study and comparison reports: overlaid learning curves, the objective against
-each parameter (bars with error bars for categorical ones, a scatter for numeric ones) and
-parameter importances.
+"""Figures of study reports: overlaid learning curves, the objective against each parameter
+(bars with error bars for categorical ones, a scatter for numeric ones) and parameter
+importances.
 
 Same style and palette as :mod:`.figures`; every function returns a matplotlib Figure built
 without ``pyplot``.
@@ -63,21 +63,22 @@ def overlaid_curves(curves: Sequence[Curve]) -> Figure | None:
     axes = fig.subplots(1, 3)
     panels = (("accuracy", "val", "validation accuracy"), ("loss", "val", "validation loss"),
               ("loss", "train", "training loss"))
+    legend: dict[str, Any] = {}  # one entry per run: its first line, in whichever panel it has points
     for ax, (column, split, title) in zip(axes, panels, strict=True):
         for index, curve in enumerate(curves):
             x, y = _xy(curve, column, split, epochs)
             if len(x):
-                ax.plot(x, y, color=PALETTE[index % len(PALETTE)],
-                        linestyle=LINESTYLES[(index // len(PALETTE) + index) % len(LINESTYLES)],
-                        marker="o" if len(x) <= 20 else None, markersize=2.5,
-                        label=curve.label if ax is axes[0] else None)
+                (line,) = ax.plot(x, y, color=PALETTE[index % len(PALETTE)],
+                                  linestyle=LINESTYLES[(index // len(PALETTE) + index) % len(LINESTYLES)],
+                                  marker="o" if len(x) <= 20 else None, markersize=2.5)
+                legend.setdefault(curve.label, line)
         ax.set_title(title)
         ax.set_xlabel("epoch" if epochs else "step")
         if epochs:
             integer_ticks(ax)
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=legend_columns(labels), fontsize=7)
+    if legend:
+        fig.legend(list(legend.values()), list(legend), loc="outside lower center",
+                   ncols=legend_columns(list(legend)), fontsize=7)
     return fig
 
 
@@ -149,20 +150,22 @@ def numeric_effect(param: str, points: Sequence[Point], metric: str, log: bool,
     """The objective of every trial against a numeric parameter (log x axis when ``log``).
 
     Completed trials are dots, pruned trials (at their last reported value) crosses, and the
-    best setting a star; failed trials are ticks along the bottom. None when nothing is drawn.
+    best setting a star; failed trials (state FAIL) are ticks along the bottom. Other trials
+    without a value (running, waiting, pruned before reporting one) are left out. None when
+    nothing is drawn.
     """
-    if not points:
-        return None
-    fig = new_figure(5.6, 3.4)
-    ax = fig.subplots()
     groups = {"COMPLETE": ([], []), "PRUNED": ([], [])}
     failed: list[float] = []
     for point in points:
         if point.objective is not None and np.isfinite(point.objective) and point.state in groups:
             groups[point.state][0].append(point.value)
             groups[point.state][1].append(point.objective)
-        else:
+        elif point.state == "FAIL":
             failed.append(point.value)
+    if not (failed or groups["COMPLETE"][0] or groups["PRUNED"][0]):
+        return None
+    fig = new_figure(5.6, 3.4)
+    ax = fig.subplots()
     xs, ys = groups["COMPLETE"]
     ax.scatter(xs, ys, s=18, color=PALETTE[0], alpha=0.8, label=f"complete ({len(xs)})", zorder=3)
     if groups["PRUNED"][0]:

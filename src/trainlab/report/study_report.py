@@ -5,7 +5,8 @@ sd and 95 % interval over repeats, verdict against the best, time) and every tri
 state; the best run's learning curves; the objective against each parameter; overlaid
 learning curves of chosen trials; parameter importance (Optuna's fANOVA); and the settings
 table as Markdown and LaTeX. Failed and pruned trials are shown as such; a section that
-cannot be built becomes a note, never an exception.
+cannot be built becomes a note, except that a ConfigError (a ``--trials`` key that names no
+trial) is raised.
 """
 
 from __future__ import annotations
@@ -327,7 +328,8 @@ class StudyReport:
         return section
 
     def sections(self) -> list[Section]:
-        """Every section, in reading order; one that fails becomes an error note."""
+        """Every section, in reading order; one that fails becomes an error note, except that a
+        ConfigError (such as a ``--trials`` key that names no trial) is raised."""
         parts: list[Section] = []
         builders: list[tuple[str, str, Callable[[], Section | list[Section]]]] = [
             ("overview", "Overview", self.overview), ("settings", "Settings, best first", self.settings),

@@ -8,7 +8,8 @@ absolute error ``|a - n|``.
 
 Both the model and the loss run in float64 (build the model with ``dtype=np.float64``).
 Dropout masks are frozen by restoring every dropout generator's state before each
-evaluation, BatchNorm runs in train mode (batch statistics), and the BatchNorm running
+evaluation, BatchNorm runs in train mode (batch statistics; :func:`gradcheck_layer` in the
+mode its ``training`` says), and the dropout generators and the BatchNorm running
 statistics are put back afterwards.
 
 :func:`n_sweep` is the check of seed B's report (its section 1.c): the first few weights of
@@ -259,30 +260,38 @@ def gradcheck_layer(
 
     The scalar checked is ``sum(forward(x) * r)`` with a fixed random r like the output, so
     ``backward(r)`` gives the analytic gradients. Dropout masks are frozen as in
-    :func:`gradcheck`.
+    :func:`gradcheck`, and the dropout generator and the BatchNorm running statistics are
+    put back afterwards.
     """
     _require_float64({**layer.params, "x": np.asarray(x)})
     x = np.array(x, dtype=np.float64)  # (N, D), our own copy to perturb
     state = (copy.deepcopy(layer.rng.bit_generator.state)
              if isinstance(layer, Dropout) else None)
+    buffers = {k: v.copy() for k, v in layer.buffers.items()}  # BatchNorm's running statistics
 
     def forward() -> np.ndarray:
         if state is not None:
             layer.rng.bit_generator.state = copy.deepcopy(state)
         return layer.forward(x.copy(), training)
 
-    out = forward()
-    r = np.random.default_rng(seed + 1).standard_normal(out.shape)  # like out
-    need_dx = layer.need_dx
-    layer.need_dx = True
     try:
-        dx = layer.backward(r.copy())
+        out = forward()
+        r = np.random.default_rng(seed + 1).standard_normal(out.shape)  # like out
+        need_dx = layer.need_dx
+        layer.need_dx = True
+        try:
+            dx = layer.backward(r.copy())
+        finally:
+            layer.need_dx = need_dx
+        analytic = {**{k: g.copy() for k, g in layer.grads.items()}, "x": dx}
+        arrays = {**layer.params, "x": x}
+        return _check_arrays(lambda: float(np.sum(forward() * r)), arrays, analytic,
+                             eps=eps, num_entries=num_entries, seed=seed)
     finally:
-        layer.need_dx = need_dx
-    analytic = {**{k: g.copy() for k, g in layer.grads.items()}, "x": dx}
-    arrays = {**layer.params, "x": x}
-    return _check_arrays(lambda: float(np.sum(forward() * r)), arrays, analytic,
-                         eps=eps, num_entries=num_entries, seed=seed)
+        for k, saved in buffers.items():
+            np.copyto(layer.buffers[k], saved)  # in place: buffers are never reallocated
+        if state is not None:
+            layer.rng.bit_generator.state = state
 
 
 def eps_sweep(
