@@ -100,7 +100,10 @@ def _flatten_shape(model: Any) -> tuple[int, int, int] | None:
 
 
 def _keras_kind(module: nn.Module) -> str:
-    return {nn.Conv2d: "Conv2D", nn.Linear: "Dense"}.get(type(module), "BatchNormalization")
+    # isinstance: trainlab's convs subclass nn.Conv2d (engines.torch.convgrad.Conv2d).
+    if isinstance(module, nn.Conv2d):
+        return "Conv2D"
+    return "Dense" if isinstance(module, nn.Linear) else "BatchNormalization"
 
 
 def layer_pairs(torch_model: nn.Module, keras_model: Any) -> Pairs:
