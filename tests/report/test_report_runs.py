@@ -155,6 +155,12 @@ def test_empty_or_truncated_npz_files_are_notes(tmp_path: Path) -> None:
     art = load_artifacts(run)
     assert art.predictions is None and art.initial_predictions is None
     assert art.notes["predictions"].startswith("predictions.npz could not be read")
+    # A compressed member with a damaged deflate stream: zlib.error from np.load.
+    np.savez_compressed(run / "predictions.npz", probabilities=np.linspace(0, 1, 2000, dtype=np.float32))
+    damaged = bytearray((run / "predictions.npz").read_bytes())
+    damaged[60:90] = bytes(b ^ 0x5A for b in damaged[60:90])  # inside the member's compressed data
+    (run / "predictions.npz").write_bytes(bytes(damaged))
+    assert load_artifacts(run).notes["predictions"].startswith("predictions.npz could not be read")
     assert art.notes["initial_predictions"].startswith("predictions_initial.npz could not be read")
     report = RunReport(art)
     assert report.images is None and report.data_note.startswith(f"{REPORT_IMAGES_FILE} could not be read")

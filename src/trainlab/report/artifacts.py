@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,9 @@ STATUS_TEXT = {
 PREDICTION_SPLITS = ("test", "val")
 #: What reading a damaged or unexpected ``.npz`` raises: OSError (unreadable), ValueError (not
 #: an array file, or unexpected contents), KeyError (an array missing), EOFError (an empty
-#: file), zipfile.BadZipFile (a truncated one).
-NPZ_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+#: file), zipfile.BadZipFile (a truncated one, or a bad checksum), zlib.error (a compressed
+#: member whose deflate stream is damaged).
+NPZ_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 @dataclass
