@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainlab.config import RunConfig, load_config, with_overrides
+from trainlab.config import RunConfig, resolve_config, with_overrides
 from trainlab.engines.base import get_engine
 from trainlab.errors import ConfigError
 
@@ -25,11 +25,7 @@ DEFAULT_THRESHOLD = 1e-6
 def _checked_config(config: RunConfig | str | Path, overrides: Sequence[str] | None, layer: int | None,
                     n_values: Sequence[int] | None) -> RunConfig:
     """The config to check, in float64; refuses a torch config and an N sweep without ``layer``."""
-    if isinstance(config, str | Path):
-        cfg = load_config(config, list(overrides or []))
-    else:
-        cfg = with_overrides(config, list(overrides), source="--set") if overrides else config
-    cfg = with_overrides(cfg, {"model.dtype": "float64"}, source="gradcheck")
+    cfg = with_overrides(resolve_config(config, overrides), {"model.dtype": "float64"}, source="gradcheck")
     if cfg.engine != "numpy":
         raise ConfigError(f"gradcheck checks the numpy engine's backward passes; {cfg.engine!r} uses autograd")
     if n_values and layer is None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from trainlab.callbacks import Callback, TrainState
-from trainlab.config import RunConfig, config_to_yaml, load_config, with_overrides
+from trainlab.config import RunConfig, config_to_yaml, load_config, resolve_config, with_overrides
 from trainlab.errors import ConfigError, TrainingError
 from trainlab.io import atomic_write_json, atomic_write_text
 
@@ -139,10 +139,7 @@ def lr_find(
         raise ConfigError(f"lr-find: need 0 < min_lr < max_lr, got {min_lr} and {max_lr}")
     if steps < 3:
         raise ConfigError(f"lr-find: --steps must be at least 3, got {steps}")
-    if isinstance(config, str | Path):
-        base = load_config(config, list(overrides or []))
-    else:
-        base = with_overrides(config, list(overrides), source="--set") if overrides else config
+    base = resolve_config(config, overrides)
     # Every step is an evaluation so that each step's loss is logged; the rest is switched off.
     test_config = with_overrides(base, {
         "name": f"{base.name}-lr-find",

@@ -33,7 +33,7 @@ from trainlab.callbacks import (
     finish_trackers,
 )
 from trainlab.callbacks.from_config import StartWatch
-from trainlab.config import PROVENANCE_KEY, RunConfig, config_diff, load_config, with_overrides
+from trainlab.config import PROVENANCE_KEY, RunConfig, config_diff, resolve_config, with_overrides
 from trainlab.config.leakage import run_leakage_warning
 from trainlab.engines.base import FitContext, get_engine
 from trainlab.engines.resume import (
@@ -151,23 +151,12 @@ def resolve(config: RunConfig | str | Path | dict[str, Any] | None, overrides: S
         raise ConfigError("nothing to run: give a config file, or --resume RUN_DIR")
     if epochs is not None and resume is None:
         raise ConfigError("--epochs extends a run: give it with --resume RUN_DIR")
-    resolved = _config_of(config, overrides) if config is not None else None
+    resolved = resolve_config(config, overrides) if config is not None else None
     plan = Plan(resolved) if resume is None else _resume_plan(resolved, overrides, resume, epochs)  # type: ignore[arg-type]
     get_engine(plan.config.engine).check_config(plan.config)
     check_trackers(plan.config)  # a tracker's missing package, too
     check_memory(plan.config, data_dir)  # a run that cannot fit is refused here, not by a MemoryError
     return plan
-
-
-def _config_of(config: RunConfig | str | Path | dict[str, Any], overrides: Sequence[str] | None) -> RunConfig:
-    if isinstance(config, str | Path):
-        return load_config(config, list(overrides or []))
-    if isinstance(config, dict):
-        sections = {k: v for k, v in config.items() if k != PROVENANCE_KEY}
-        config = RunConfig.from_dict(sections, source="<dict>")
-    elif not isinstance(config, RunConfig):
-        raise ConfigError(f"config: expected a RunConfig, a YAML path or a dict, got {type(config).__name__}")
-    return with_overrides(config, list(overrides), source="--set") if overrides else config
 
 
 def _resume_plan(config: RunConfig | None, overrides: Sequence[str] | None, resume: str | Path,

@@ -18,6 +18,7 @@ from .loading import (
     config_to_yaml,
     load_config,
     load_config_dict,
+    resolve_config,
 )
 from .model import ConvBlockConfig, InitConfig, ModelConfig, WhitenConfig
 from .optim import LossConfig, OptimizerConfig, RegularizationConfig, ScheduleConfig
@@ -57,6 +58,7 @@ __all__ = [
     "load_config",
     "load_config_dict",
     "parse_overrides",
+    "resolve_config",
     "resolve_mode",
     "unknown_key_message",
     "validation_error_to_config_error",

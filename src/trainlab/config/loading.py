@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from trainlab.errors import ConfigError
 from ._messages import format_path
 from ._yaml import yaml_dump, yaml_load
 from .model_factory import anchor_model_factory
-from .overrides import _parse_override, _record_origins, apply_overrides, deep_merge
+from .overrides import _parse_override, _record_origins, apply_overrides, deep_merge, with_overrides
 from .run import RunConfig, _validate
 
 #: The section of a run directory's config.yaml that records how the run came about (when, with
@@ -112,6 +113,24 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         data, [_parse_override(text) for text in overrides or []], str(path), origins
     )
     return _validate(data, str(path), origins)
+
+
+def resolve_config(config: RunConfig | str | Path | Mapping[str, Any], overrides: Sequence[str] | None) -> RunConfig:
+    """The validated config of ``config`` (a RunConfig, a run file's path, or a mapping of
+    sections, whose ``provenance`` is left out) with ``--set`` ``overrides`` applied.
+
+    Raises:
+        ConfigError: the file, the sections or an override is invalid, or ``config`` is none
+            of those kinds.
+    """
+    if isinstance(config, str | Path):
+        return load_config(config, list(overrides or []))
+    if isinstance(config, Mapping):
+        sections = {k: v for k, v in config.items() if k != PROVENANCE_KEY}
+        config = RunConfig.from_dict(sections, source="<dict>")
+    elif not isinstance(config, RunConfig):
+        raise ConfigError(f"config: expected a RunConfig, a YAML path or a dict, got {type(config).__name__}")
+    return with_overrides(config, list(overrides), source="--set") if overrides else config
 
 
 def config_to_yaml(cfg: RunConfig) -> str:
