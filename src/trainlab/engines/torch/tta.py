@@ -81,21 +81,17 @@ def tta_logits(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     same logits without a data-dependent batch size, which a traced or ONNX export needs.
     """
     mode = tta_mode(mode)
-    if below is not None and mode != "none" and static_shapes:
+    every_image = below is None or mode == "none"
+    if every_image or static_shapes:
         views = tta_views(x, mode)
         plain = forward(views[0][0]).float()  # (B, K): the first view is the image itself
         total = plain * views[0][1]
         for view, weight in views[1:]:
             total = total + forward(view).float() * weight
-        unsure = torch.softmax(plain, dim=1).amax(dim=1, keepdim=True) < below  # (B, 1)
-        return torch.where(unsure, total, plain)
-    if below is None or mode == "none":
-        total: torch.Tensor | None = None
-        for view, weight in tta_views(x, mode):
-            logits = forward(view).float() * weight
-            total = logits if total is None else total + logits
-        assert total is not None
-        return total
+        if every_image:
+            return total
+        unsure_rows = torch.softmax(plain, dim=1).amax(dim=1, keepdim=True) < below  # (B, 1)
+        return torch.where(unsure_rows, total, plain)
     plain = forward(x).float()  # (B, K): the first view is the image itself
     unsure = (torch.softmax(plain, dim=1).amax(dim=1) < below).nonzero().squeeze(1)  # (U,)
     if len(unsure) == 0:
