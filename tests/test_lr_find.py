@@ -16,6 +16,11 @@ from trainlab.lr_find import lr_find, smooth, suggest
 
 def test_smooth_is_bias_corrected() -> None:
     assert smooth([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])
+    # beta 0.5: the raw averages 0.5, 0.25, 0.125 divided by 1 - 0.5**i (0.5, 0.75, 0.875);
+    # without the correction the first value would be pulled halfway to 0.
+    assert smooth([1.0, 0.0, 0.0], beta=0.5) == pytest.approx([1.0, 1 / 3, 1 / 7], rel=1e-12)
+    # the default beta 0.98: the second value is (0.98 * 0.02 * 1 + 0.02 * 3) / (1 - 0.98**2)
+    assert smooth([1.0, 3.0])[1] == pytest.approx((0.98 * 0.02 + 0.02 * 3) / (1 - 0.98**2), rel=1e-12)
 
 
 def test_suggest_finds_steepest_descent_before_the_minimum() -> None:

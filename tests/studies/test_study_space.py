@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -55,9 +56,26 @@ def test_random_draws_are_reproducible_and_in_range() -> None:
     assert first == again and first != other
     lrs = [p["optimizer.lr"] for p in first]
     assert all(1e-5 <= v <= 1e-1 for v in lrs)
-    assert min(lrs) < 1e-3 < max(lrs)  # log-uniform: small values are drawn as often as large
+    assert min(lrs) < 1e-3 < max(lrs)  # both sides drawn; the log-uniform shape is checked below
     assert all(0.1 <= p["model.dropout"] <= 0.2 for p in first)
     assert {p["train.batch_size"] for p in first} == {32, 64, 128}
+
+
+def test_loguniform_draws_are_uniform_in_log_space() -> None:
+    """log10 of a draw from loguniform [1e-5, 1e-1] is uniform on [-5, -1]: the median is
+    near -3 (the geometric mean 1e-3), half the draws fall below 1e-3 and each decade gets a
+    quarter. A uniform draw on [1e-5, 1e-1] has its median near 0.05 (log10 -1.3) and puts
+    about 1 % below 1e-3 and 0.01 % in the lowest decade, far outside these bounds."""
+    params = parse_space({"optimizer.lr": {"loguniform": [1e-5, 1e-1]}}, "s")
+    n = 2000
+    logs = np.log10([p["optimizer.lr"] for p in random_points(params, n, seed=5)])
+    assert ((logs >= -5) & (logs <= -1)).all()
+    # the sample median of n uniform draws on a width-4 range has sd 4 / (2 sqrt(n)) ~ 0.045
+    assert abs(np.median(logs) + 3) < 0.25
+    # the fraction below the geometric mean has sd 0.5 / sqrt(n) ~ 0.011
+    assert abs(np.mean(logs < -3) - 0.5) < 0.05
+    per_decade = np.histogram(logs, bins=[-5, -4, -3, -2, -1])[0] / n  # sd ~ 0.01 each
+    np.testing.assert_allclose(per_decade, 0.25, atol=0.05)
 
 
 def test_linked_setting_sets_several_fields() -> None:

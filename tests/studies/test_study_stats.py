@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from scipy import stats as sps
 
 from trainlab.studies.stats import holm, spread, verdicts, welch_p
@@ -32,6 +33,32 @@ def test_a_large_difference_is_real_and_a_zero_difference_is_not() -> None:
     assert "Welch's t-test" in result[1].text
     other = result[2] if result[0].verdict == "best" else result[0]
     assert other.verdict == "tie" and other.p_value > 0.05
+
+
+def test_welch_p_uses_unequal_variances_and_the_satterthwaite_df() -> None:
+    """Ten tight repeats of the best against four widely spread ones: Welch's test weighs
+    each mean by its own variance, where a pooled (Student) test lends the small group the
+    large one's tightness and calls the gap real."""
+    best = [0.90, 0.91, 0.89, 0.905, 0.895, 0.90, 0.91, 0.89, 0.90, 0.90]
+    spread_out = [0.70, 0.95, 0.60, 0.85]
+    n1, n2 = len(best), len(spread_out)
+    m1, m2 = np.mean(best), np.mean(spread_out)
+    v1, v2 = np.var(best, ddof=1), np.var(spread_out, ddof=1)
+    se1, se2 = v1 / n1, v2 / n2
+    t = (m1 - m2) / math.sqrt(se1 + se2)
+    df = (se1 + se2) ** 2 / (se1**2 / (n1 - 1) + se2**2 / (n2 - 1))  # Welch–Satterthwaite
+    welch = 2 * sps.t.sf(abs(t), df)
+    pooled_var = ((n1 - 1) * v1 + (n2 - 1) * v2) / (n1 + n2 - 2)
+    t_pooled = (m1 - m2) / math.sqrt(pooled_var * (1 / n1 + 1 / n2))
+    student = 2 * sps.t.sf(abs(t_pooled), n1 + n2 - 2)
+    assert 3 < df < 3.2 and welch > 0.1 and student < 0.03  # the two tests disagree here
+    assert welch_p(spread_out, best) == pytest.approx(welch, rel=1e-9)
+    assert welch_p(best, spread_out) == pytest.approx(welch, rel=1e-9)  # two-sided
+    # one comparison, so Holm leaves p as it is: a tie, which the pooled test would call worse
+    result = verdicts([best, spread_out], maximize=True)
+    assert [v.verdict for v in result] == ["best", "tie"]
+    assert result[1].raw_p == pytest.approx(welch, rel=1e-9)
+    assert result[1].p_value == pytest.approx(welch, rel=1e-9)
 
 
 def test_minimize_and_edge_cases() -> None:

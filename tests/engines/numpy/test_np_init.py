@@ -13,19 +13,28 @@ SHAPE = (400, 600)  # (D, M): fan_in 400, fan_out 600
 
 
 @pytest.mark.parametrize(
-    ("scheme", "std"),
-    [
-        ("glorot_normal", math.sqrt(2 / 1000)),
-        ("glorot_uniform", math.sqrt(2 / 1000)),  # U(-a, a) has std a / sqrt(3)
-        ("he_normal", math.sqrt(2 / 400)),
-        ("he_uniform", math.sqrt(2 / 400)),
+    ("scheme", "std", "bound"),
+    [  # bound: sqrt(6 / fan), the uniform scheme's a; U(-a, a) has std a / sqrt(3)
+        ("glorot_normal", math.sqrt(2 / 1000), math.sqrt(6 / 1000)),
+        ("glorot_uniform", math.sqrt(2 / 1000), math.sqrt(6 / 1000)),
+        ("he_normal", math.sqrt(2 / 400), math.sqrt(6 / 400)),
+        ("he_uniform", math.sqrt(2 / 400), math.sqrt(6 / 400)),
     ],
 )
-def test_scaled_schemes_have_the_right_std(scheme: str, std: float) -> None:
+def test_scaled_schemes_have_the_right_std(scheme: str, std: float, bound: float) -> None:
     w = init_weight(SHAPE, scheme, np.random.default_rng(0))
     assert w.dtype == np.float32 and w.shape == SHAPE
     assert abs(w.mean()) < 0.01 * std * 10
     assert w.std() == pytest.approx(std, rel=0.02)
+    # The std alone does not tell a normal from a uniform of that std; the tails do.
+    largest = np.abs(w).max()
+    if scheme.endswith("_uniform"):
+        # inside [-a, a] (a rounded to float32 as the weights are) and reaching its edge
+        assert largest <= np.float32(bound) and largest > 0.99 * bound
+    else:
+        # past sqrt(3) * std = a, where no uniform of this std reaches, and untruncated as
+        # documented: 240 000 normal draws go beyond 4 sd (the expected maximum is ~4.6 sd)
+        assert largest > bound and largest > 4 * std
 
 
 def test_uniform_schemes_stay_in_their_bounds() -> None:

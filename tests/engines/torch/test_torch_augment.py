@@ -73,9 +73,26 @@ def test_shift_moves_pixels_and_fills_zeros() -> None:
     assert float(out[0, 0, 0].abs().sum()) == 0
     torch.testing.assert_close(out[1, 0, :, :2], x[1, 0, :, 2:])
     assert float(out[1, 0, :, 2:].abs().sum()) == 0
-    # pad-and-crop only ever shifts by at most the padding, so every output is some shift
-    cropped = pad_crop(x, torch.Generator().manual_seed(0), 1)
-    assert cropped.shape == x.shape
+
+
+def test_pad_crop_is_a_zero_filled_shift_within_the_padding() -> None:
+    """Each output is its input moved by one (dy, dx) with |dy|, |dx| <= padding, the border
+    filled with zeros (the candidates built here with F.pad and slicing, not with shift), and
+    the offsets drawn vary over the batch."""
+    pad, (h, w) = 2, (6, 6)
+    x = torch.rand(64, 2, h, w, generator=torch.Generator().manual_seed(1)) + 1  # no zeros of its own
+    out = pad_crop(x, torch.Generator().manual_seed(0), pad)
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))  # zero fill
+    offsets = [(dy, dx) for dy in range(-pad, pad + 1) for dx in range(-pad, pad + 1)]
+    found = []
+    for i in range(len(x)):
+        # moved down dy and right dx: out[r, c] = x[r - dy, c - dx], zero outside x
+        hits = [(dy, dx) for dy, dx in offsets
+                if torch.equal(out[i], padded[i, :, pad - dy:pad - dy + h, pad - dx:pad - dx + w])]
+        assert len(hits) == 1, f"image {i} is no shift within {pad} pixels"
+        found.append(hits[0])
+    assert len(set(found)) >= 15  # 25 offsets possible; 64 draws give about 23
+    assert {dy for dy, _ in found} == {dx for _, dx in found} == set(range(-pad, pad + 1))
 
 
 def test_affine_fill_modes_match_keras() -> None:

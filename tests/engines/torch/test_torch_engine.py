@@ -9,12 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 import trainlab.api as tl
 from tests.helpers import timeless
@@ -22,8 +26,10 @@ from trainlab.callbacks import CallbackList, TrainState
 from trainlab.config import RunConfig
 from trainlab.engines.base import FitContext
 from trainlab.engines.torch import TorchEngine
+from trainlab.engines.torch import engine as engine_module
 from trainlab.engines.torch.engine import RECORDS_HELD, TorchTraining
 from trainlab.engines.torch.runtime import TrainOptions
+from trainlab.engines.torch.tta import tta_logits
 from trainlab.errors import ConfigError, RunDirError, TrainingError
 from trainlab.run_files import RunDir, read_metrics_csv
 
@@ -52,21 +58,86 @@ def test_mnist_mlp_one_epoch_learns(real_data: Path, tmp_path: Path) -> None:
     assert torch.load(run.path / "checkpoint.pt", weights_only=True)["model"]["1.weight"].shape == (256, 784)
 
 
-def test_small_resnet_trains_channels_last(fit_synthetic, base_config, synthetic_data) -> None:
-    cfg = base_config(model={"type": "fast_cifar", "width": 4}, train={"epochs": 1, "batch_size": 16},
+def _hook_train_steps(monkeypatch: pytest.MonkeyPatch,
+                      install: Callable[[TorchTraining], list[RemovableHandle]]) -> None:
+    """Hooks on the model for the length of each training step only: the monitors' and the
+    evaluations' passes (train mode too, for the monitors) stay out of what they record."""
+    train_step = TorchTraining.train_step
+
+    def hooked(self: TorchTraining, index: torch.Tensor, lr: float) -> torch.Tensor:
+        handles = install(self)
+        try:
+            return train_step(self, index, lr)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    monkeypatch.setattr(TorchTraining, "train_step", hooked)
+
+
+def test_small_resnet_trains_channels_last(
+        fit_synthetic, base_config, synthetic_data, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conv model gets its training batches channels_last (NHWC) and learns from them."""
+    channels_last: list[bool] = []
+
+    def install(training: TorchTraining) -> list[RemovableHandle]:
+        def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            channels_last.append(inputs[0].is_contiguous(memory_format=torch.channels_last))
+        return [training.model.register_forward_pre_hook(record)]
+
+    _hook_train_steps(monkeypatch, install)
+    # Adam at 1e-2 and two epochs: the default 1e-3 leaves this loss at chance after a dozen steps
+    cfg = base_config(model={"type": "fast_cifar", "width": 4}, optimizer={"type": "adam", "lr": 1e-2},
+                      train={"epochs": 2, "batch_size": 16, "eval_every": 4},
                       augment={"hflip": True, "crop_padding": 1, "cutout": 2})
-    summary, _ = fit_synthetic(cfg, data=synthetic_data(shape=(3, 8, 8)))
-    assert summary["steps"] == 6 and summary["test_accuracy"] is not None
+    summary, run_path = fit_synthetic(cfg, data=synthetic_data(shape=(3, 8, 8)))
+    assert summary["steps"] == 12 and summary["test_accuracy"] is not None
+    # 3 channels of 8 x 8: a plain (NCHW) contiguous batch is not channels_last contiguous
+    assert channels_last == [True] * 12
+    rows, _ = read_metrics_csv(run_path / "metrics.csv")
+    losses = [r["loss"] for r in rows if r["split"] == "train"]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
 
 
-def test_bf16_autocast_and_tta_on_cpu(fit_synthetic, base_config, synthetic_data) -> None:
+def test_bf16_autocast_and_tta_on_cpu(
+        fit_synthetic, base_config, synthetic_data, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 reaches the training steps' layers, not just the summary; ``tta=True`` gives the
+    final val and test evaluations the image and its mirror, and the predictions are theirs."""
+    dtypes: list[torch.dtype] = []
+
+    def install(training: TorchTraining) -> list[RemovableHandle]:
+        first = next(m for m in training.model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+        return [first.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype))]
+
+    _hook_train_steps(monkeypatch, install)
+    viewed: list[tuple[str, torch.Tensor, list[torch.Tensor], torch.Tensor]] = []  # mode, batch, views, logits
+
+    def spied(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mode: bool | str,
+              below: float | None = None, **kwargs: Any) -> torch.Tensor:
+        views: list[torch.Tensor] = []
+
+        def seen(v: torch.Tensor) -> torch.Tensor:
+            views.append(v.clone())
+            return forward(v)
+
+        logits = tta_logits(seen, x, mode, below, **kwargs)
+        viewed.append((str(mode), x.clone(), views, logits))
+        return logits
+
+    monkeypatch.setattr(engine_module, "tta_logits", spied)
     cfg = base_config(model={"type": "cnn", "conv": [{"filters": 4}]}, train={"epochs": 2, "batch_size": 16})
     data = synthetic_data(shape=(3, 8, 8))
     summary, run_path = fit_synthetic(cfg, data=data, options=TrainOptions(precision="bf16", tta=True))
     assert summary["precision"] == "bf16" and summary["tta"] is True
     assert summary["test_accuracy"] is not None and np.isfinite(summary["test_loss"])
-    with np.load(run_path / "predictions.npz") as saved:
+    assert len(dtypes) == summary["steps"] == 12 and set(dtypes) == {torch.bfloat16}
+    # Only the final val and test evaluations take the views (24 images each, one chunk).
+    assert [(mode, len(x)) for mode, x, _, _ in viewed] == [("flip", 24), ("flip", 24)]
+    for _, x, views, _ in viewed:
+        assert len(views) == 2 and torch.equal(views[0], x) and torch.equal(views[1], x.flip(3))
+    with np.load(run_path / "predictions.npz") as saved:  # the test split's: the last evaluation's logits
         assert saved["probabilities"].shape == (24, 3)
+        np.testing.assert_allclose(saved["probabilities"], torch.softmax(viewed[-1][3], 1).numpy(), rtol=1e-5)
 
 
 def test_initial_predictions_take_the_plain_view_only(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 from torch import nn
 
@@ -20,16 +23,21 @@ def test_norms_dead_relus_and_no_side_effects() -> None:
     values = layer_monitors(net, x, lambda logits: logits.square().mean())
     assert values["dead_relu_1"] == 1.0 and values["dead_relu_0"] < 1.0
     assert values["weight_norm_0"] == float(net[0].weight.detach().norm())
-    assert values["logit_norm"] > 0
+    # every example's logits are the output bias (the ReLUs before it are dead): its norm
+    assert values["logit_norm"] == pytest.approx(float(net[6].bias.detach().norm()), rel=1e-6)
     assert all(torch.equal(a, b) for a, b in zip(buffers, net.buffers(), strict=True))
     assert torch.equal(torch.get_rng_state(), rng)
     assert all(p.grad is None for p in net.parameters())
     # the gradient norms are those of the same pass done by hand (same dropout mask)
     net[4].bias.data.fill_(0.0)
     values = layer_monitors(net, x, lambda logits: logits.square().mean())
-    net(x).square().mean().backward()
+    logits = net(x)  # (32, 2), no longer the same row for every example
+    logits.square().mean().backward()
     for k, index in enumerate((0, 4, 6)):
         assert values[f"grad_norm_{k}"] == float(net[index].weight.grad.norm())
+    # logit_norm is per example: sqrt(sum of squared logits / B), not the norm of the whole batch
+    expected = math.sqrt(float(logits.detach().double().square().sum()) / len(x))
+    assert values["logit_norm"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_conv_channels_count_as_units() -> None:
