@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 import pytest
 
 from trainlab.callbacks import (
@@ -68,6 +71,40 @@ def test_moving_window_rule_of_seed_a() -> None:
         assert not state.stop_training
     evaluate(callbacks, state, 6, accuracy=0.4)  # mean of (0.3, 0.4, 0.5) = 0.4 -> gain 0
     assert state.stop_training and "mean of the last 3" in state.stop_reason
+
+
+def first_stop(stopper: EarlyStopping, values: Sequence[float]) -> int | None:
+    """The evaluation (1-based step) at which ``stopper`` stops on ``values``, or None."""
+    callbacks, state = CallbackList([stopper]), TrainState()
+    key = "loss" if stopper.monitor == "val_loss" else "accuracy"
+    for step, value in enumerate(values, start=1):
+        evaluate(callbacks, state, step, **{key: value})
+        if state.stop_training:
+            return step
+    return None
+
+
+@pytest.mark.parametrize(
+    ("monitor", "values", "threshold", "stops_at"),
+    [
+        # previous three (.3, .4, .5) mean .4, gain .06: goes on. The current value in the
+        # mean (.4533, gain .0067) or a window of 2 (.45, gain .01) would stop here.
+        ("val_accuracy", [0.1, 0.2, 0.3, 0.4, 0.5, 0.46], 0.05, None),
+        # gain .04 < .05: stops. A window of 4 (mean .35, gain .09) would go on.
+        ("val_accuracy", [0.1, 0.2, 0.3, 0.4, 0.5, 0.44], 0.05, 6),
+        # exact binary fractions: mean .5, gain exactly the threshold .125 is not "below" it
+        ("val_accuracy", [0.25, 0.5, 0.75, 0.625], 0.125, None),
+        # min mode: the gain is mean minus value (.6 - .54 = .06 goes on, .6 - .56 = .04 stops)
+        ("val_loss", [0.9, 0.8, 0.7, 0.6, 0.5, 0.54], 0.05, None),
+        ("val_loss", [0.9, 0.8, 0.7, 0.6, 0.5, 0.56], 0.05, 6),
+        # no rule before `window` previous values exist (steps 2 and 3 fall far below 0.5)
+        ("val_accuracy", [0.5, 0.1, 0.1, 0.1], 0.0, 4),
+    ],
+)
+def test_moving_window_is_the_mean_of_the_previous_window_values(
+        monitor: str, values: list[float], threshold: float, stops_at: int | None) -> None:
+    stopper = EarlyStopping(monitor=monitor, patience=None, window=3, threshold=threshold)
+    assert first_stop(stopper, values) == stops_at
 
 
 def test_start_after_delays_stopping() -> None:
@@ -179,6 +216,60 @@ def test_state_dicts_round_trip_for_resume() -> None:
     assert second.state_dict() == saved
 
 
+BASE_LR = 1.0
+# (val_loss, val_accuracy) per evaluation. PATIENCE_ENDS: the loss stalls from evaluation 5
+# on (two plateau reductions, then early stopping's patience); accuracy climbs too fast for
+# the window rule. WINDOW_ENDS: the loss keeps improving, accuracy levels off.
+PATIENCE_ENDS = [(1.0, 0.10), (0.9, 0.20), (0.95, 0.30), (0.97, 0.40), (0.85, 0.50), (0.86, 0.60),
+                 (0.87, 0.70), (0.845, 0.80), (0.88, 0.90), (0.89, 1.00), (0.9, 1.10), (0.91, 1.20)]
+WINDOW_ENDS = [(1.0, 0.10), (0.9, 0.30), (0.91, 0.50), (0.92, 0.52), (0.8, 0.70), (0.7, 0.80),
+               (0.6, 0.90), (0.5, 0.92), (0.4, 0.93), (0.3, 0.93)]
+
+
+def resumable() -> CallbackList:
+    """Every stateful callback, with settings under which each part of its state matters."""
+    return CallbackList([
+        EarlyStopping(monitor="val_loss", patience=6, min_delta=0.01, restore_best=False),
+        EarlyStopping(monitor="val_accuracy", window=3, threshold=0.05),
+        ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, cooldown=3, min_lr=0.3),
+        CheckpointTrigger(every=3),
+    ])
+
+
+def drive(callbacks: CallbackList, state: TrainState, evaluations: Sequence[tuple[float, float]],
+          start: int) -> list[tuple[object, ...]]:
+    """Evaluate from step ``start`` as the loop does (until a stop); what each evaluation did."""
+    seen: list[tuple[object, ...]] = []
+    for step, (loss, accuracy) in enumerate(evaluations, start=start):
+        evaluate(callbacks, state, step, loss=loss, accuracy=accuracy)
+        seen.append((step, state.stop_training, state.stop_reason, state.lr_scale, state.checkpoint_requested))
+        state.checkpoint_requested = False  # the engine saves and clears it
+        state.lr = BASE_LR * state.lr_scale  # the next step runs at the lowered rate
+        if state.stop_training:
+            break
+    return seen
+
+
+@pytest.mark.parametrize("evaluations", [PATIENCE_ENDS, WINDOW_ENDS], ids=["patience", "window"])
+def test_a_resumed_run_behaves_as_the_uninterrupted_one(evaluations: list[tuple[float, float]]) -> None:
+    """Cut off after each evaluation, checkpointed (through JSON, as on disk) and resumed: the
+    rest stops, lowers the lr and asks for checkpoints at the same evaluations."""
+    reference, ref_state = resumable(), TrainState(lr=BASE_LR)
+    uninterrupted = drive(reference, ref_state, evaluations, start=1)
+    assert uninterrupted[-1][1] and uninterrupted[-1][3] < 1.0, "the scenario must lower the lr and stop"
+    for cut in range(1, len(uninterrupted)):
+        before, state = resumable(), TrainState(lr=BASE_LR)
+        assert drive(before, state, evaluations[:cut], start=1) == uninterrupted[:cut]
+        saved = json.loads(json.dumps(before.state_dict()))
+        after = resumable()
+        after.load_state_dict(saved)
+        # the loop restores lr_scale itself (loop_state); the step is the checkpoint's
+        resumed = TrainState(lr=state.lr, lr_scale=state.lr_scale, step=cut)
+        assert drive(after, resumed, evaluations[cut:], start=cut + 1) == uninterrupted[cut:], cut
+        for ours, theirs in zip(after.callbacks, reference.callbacks, strict=True):
+            assert vars(ours) == vars(theirs), (cut, type(ours).__name__)
+
+
 def test_unknown_hook_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown callback hook"):
         CallbackList([]).call("on_batch_end", TrainState())
@@ -213,6 +304,38 @@ def test_reduce_on_plateau_defaults_are_the_configs() -> None:
     config, plateau = ReduceOnPlateauConfig(), ReduceLROnPlateau()
     for name in ReduceOnPlateauConfig.model_fields:
         assert getattr(plateau, name) == getattr(config, name), name
+
+
+EARLY_STOPPING_FIELDS = ("monitor", "mode", "patience", "min_delta", "restore_best", "window", "threshold",
+                         "start_after")
+PLATEAU_FIELDS = ("monitor", "mode", "factor", "patience", "min_delta", "threshold_mode", "cooldown", "min_lr")
+
+
+@pytest.mark.parametrize("built_from", ["python", "yaml"])
+def test_early_stopping_documented_defaults(built_from: str) -> None:
+    """The documented defaults written out (the tests above only compare the callback with the
+    config it takes them from): changing one must change this test."""
+    from trainlab.config import EarlyStoppingConfig
+
+    def build(**given: object) -> object:
+        return EarlyStopping(**given) if built_from == "python" else EarlyStoppingConfig(**given)
+
+    pinned = tuple(getattr(build(), name) for name in EARLY_STOPPING_FIELDS)
+    assert pinned == ("val_loss", "min", 5, 0.0, True, None, 0.0, 0)
+    assert build(window=10).patience is None  # a window alone: the patience rule off
+    assert build(monitor="val_accuracy").mode == "max"  # mode auto, not a fixed "min"
+
+
+@pytest.mark.parametrize("built_from", ["python", "yaml"])
+def test_reduce_on_plateau_documented_defaults(built_from: str) -> None:
+    from trainlab.config import ReduceOnPlateauConfig
+
+    plateau = ReduceLROnPlateau() if built_from == "python" else ReduceOnPlateauConfig()
+    pinned = tuple(getattr(plateau, name) for name in PLATEAU_FIELDS)
+    assert pinned == ("val_loss", "min", 0.1, 10, 1e-4, "abs", 0, 0.0)
+    accuracy = (ReduceLROnPlateau(monitor="val_accuracy") if built_from == "python"
+                else ReduceOnPlateauConfig(monitor="val_accuracy"))
+    assert accuracy.mode == "max"
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,13 @@ def test_data_list_and_info(real_data: Path, capsys: pytest.CaptureFixture[str])
     assert "cifar10" in capsys.readouterr().out
     assert main(["data", "info", "mnist", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert json.dumps(info).count("60000") >= 1
+    assert info["name"] == "mnist"
+    assert info["counts"] == {"train": 60_000, "test": 10_000}
+    assert (info["per_class"]["train"]["1"], info["per_class"]["test"]["5"]) == (6742, 892)
+    assert (info["num_classes"], info["image_shape"], info["dtype"]) == (10, [28, 28, 1], "uint8")
+    # MNIST's well-known statistics, as fractions of 255 (the torchvision Normalize constants)
+    assert [round(v, 4) for v in info["train_mean"]] == [0.1307]
+    assert [round(v, 4) for v in info["train_std"]] == [0.3081]
 
 
 def test_missing_dataset_exit_code_and_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,7 +3,9 @@ and nothing half-written where a write fails (a folder that cannot be written, a
 
 from __future__ import annotations
 
+import builtins
 import errno
+import io
 import json
 import os
 import resource
@@ -13,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,22 +78,85 @@ def _permissions_enforced(tmp_path: Path) -> bool:
     return False
 
 
-@pytest.fixture
-def read_only(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
-    """Makes a folder read-only (0o500); skips the test where permissions are not enforced."""
-    if not _permissions_enforced(tmp_path):
-        pytest.skip("root ignores file permissions; the under-a-file cases cover root")
-    made: list[Path] = []
+# Locks a path for a test: a folder becomes read-only, a file unreadable.
+Lock = Callable[[Path], Path]
 
-    def make(folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        folder.chmod(0o500)
-        made.append(folder)
-        return folder
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Lock]:
+    """Makes a folder read-only (0o500), a file unreadable (0o000); skips the test where
+    permissions are not enforced."""
+    if not _permissions_enforced(tmp_path):
+        pytest.skip("root ignores file permissions; the under-a-file and denied cases cover root")
+    made: list[tuple[Path, int]] = []
+
+    def make(path: Path) -> Path:
+        if path.is_file():
+            path.chmod(0o000)
+            made.append((path, 0o600))
+            return path
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o500)
+        made.append((path, 0o700))
+        return path
 
     yield make
-    for folder in made:  # pytest must be able to remove tmp_path
-        folder.chmod(0o700)
+    for path, mode in reversed(made):  # pytest must be able to remove tmp_path
+        path.chmod(mode)
+
+
+def _denied(path: Any) -> PermissionError:
+    return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+
+
+@pytest.fixture
+def denied(monkeypatch: pytest.MonkeyPatch) -> Lock:
+    """The root-proof ``read_only``: the calls that create a file or folder (os.mkdir, os.open
+    with O_CREAT, which tempfile.mkstemp uses, and open() to write) raise EACCES for a new
+    entry of a locked folder, and every open of a locked file raises it, as the kernel
+    answers a user without permission; other paths are untouched."""
+    folders: set[str] = set()
+    files: set[str] = set()
+    real_mkdir, real_os_open, real_open = os.mkdir, os.open, builtins.open
+
+    def refused(path: Any, creates: bool) -> bool:
+        if isinstance(path, int):  # a file descriptor
+            return False
+        full = os.path.abspath(os.fspath(path))
+        if full in files:
+            return True
+        # EEXIST (or opening an existing file) comes before EACCES.
+        return creates and os.path.dirname(full) in folders and not os.path.lexists(full)
+
+    def mkdir(path: Any, *args: Any, **kwargs: Any) -> None:
+        if refused(path, True):
+            raise _denied(path)
+        real_mkdir(path, *args, **kwargs)
+
+    def os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if refused(path, bool(flags & os.O_CREAT)):
+            raise _denied(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if refused(file, any(c in mode for c in "wxa+")):
+            raise _denied(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(io, "open", open_)  # pathlib opens through io.open
+
+    def lock(path: Path) -> Path:
+        if path.is_file():
+            files.add(os.path.abspath(path))
+            return path
+        path.mkdir(parents=True, exist_ok=True)
+        folders.add(os.path.abspath(path))
+        return path
+
+    return lock
 
 
 def _one_error_line(err: str, *parts: str) -> str:
@@ -158,28 +224,51 @@ def test_report_and_evaluate_when_a_run_file_is_a_folder(name: str, tmp_path: Pa
     assert not list(run.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("command", ["run", "study", "report", "predict", "data show", "evaluate"])
-def test_read_only_folders(command: str, tmp_path: Path, trained: Path, images: Path, no_figures: None,
-                           read_only: Callable[[Path], Path], capsys: pytest.CaptureFixture[str]) -> None:
+READ_ONLY_COMMANDS = ["run", "study", "report", "predict", "data show", "evaluate"]
+
+
+def _check_read_only(command: str, tmp_path: Path, trained: Path, images: Path, lock: Lock,
+                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Run ``command`` against a locked folder ``ro`` (for evaluate: a run whose summary.json
+    cannot be read) and check for one ``Permission denied`` line naming it, and no temp file."""
     out = tmp_path / "ro"
     if command in ("report", "evaluate"):
         shutil.copytree(trained, out / "r")
         if command == "evaluate":
-            (out / "r" / "summary.json").chmod(0o000)
-    read_only(out)
+            lock(out / "r" / "summary.json")
+    lock(out)
     if command == "report":
-        read_only(out / "r")
-    argv, code = {
-        "run": (["run", str(_config(tmp_path, out)), "--no-progress"], RunDirError.exit_code),
-        "study": (["study", str(_study_file(tmp_path)), "--dir", str(out / "s"), "-q"], 6),
-        "report": (["report", str(out / "r")], 6),
-        "predict": (["predict", str(trained), "--images", str(images), "--out", str(out / "p.csv")], 6),
-        "data show": (["data", "show", "mnist", "--out", str(out / "samples.png"), "--per-class", "1"], 6),
-        "evaluate": (["evaluate", str(out / "r")], 6),
+        lock(out / "r")
+    # The path the message must name: the file or folder the user asked for, never a temp file.
+    argv, code, named = {
+        "run": (["run", str(_config(tmp_path, out)), "--no-progress"], RunDirError.exit_code,
+                f"cannot write the run directory {out / 't'}{os.sep}"),
+        "study": (["study", str(_study_file(tmp_path)), "--dir", str(out / "s"), "-q"], 6, f"{out / 's'}:"),
+        "report": (["report", str(out / "r")], 6, f"cannot write {out / 'r' / 'report.html'}:"),
+        "predict": (["predict", str(trained), "--images", str(images), "--out", str(out / "p.csv")], 6,
+                    f"cannot write {out / 'p.csv'}:"),
+        "data show": (["data", "show", "mnist", "--out", str(out / "samples.png"), "--per-class", "1"], 6,
+                      f"cannot write {out / 'samples.png'}:"),
+        "evaluate": (["evaluate", str(out / "r")], 6, f"{out / 'r' / 'summary.json'}:"),
     }[command]
     assert main(argv) == code
-    _one_error_line(capsys.readouterr().err, str(out), "Permission denied")
+    line = _one_error_line(capsys.readouterr().err, named, "Permission denied")
+    assert ".tmp" not in line
     assert not list(out.rglob(".*.tmp"))
+
+
+@pytest.mark.parametrize("command", READ_ONLY_COMMANDS)
+def test_read_only_folders(command: str, tmp_path: Path, trained: Path, images: Path, no_figures: None,
+                           read_only: Lock, capsys: pytest.CaptureFixture[str]) -> None:
+    _check_read_only(command, tmp_path, trained, images, read_only, capsys)
+
+
+@pytest.mark.parametrize("command", READ_ONLY_COMMANDS)
+def test_permission_denied_for_everyone(command: str, tmp_path: Path, trained: Path, images: Path,
+                                        no_figures: None, denied: Lock, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same refusals injected (EACCES from the calls that create or open), so they are
+    tested as root too, where chmod changes nothing."""
+    _check_read_only(command, tmp_path, trained, images, denied, capsys)
 
 
 # -- a full disk ---------------------------------------------------------------------------------

@@ -107,6 +107,25 @@ def test_parts_follow_the_config() -> None:
     assert full.batch_size == 45_000
 
 
+def test_activation_bytes_follow_the_documented_formula() -> None:
+    """Training keeps every layer output and its gradient: batch x values x 2 x bytes; an
+    evaluation chunk (torch: its widest output, twice; numpy: every output) when larger."""
+    mlp = {"type": "mlp", "hidden": [100, 50], "dropout": 0.5}
+    # per example: the input, then Linear, ReLU and Dropout outputs of each hidden layer, the logits
+    values = 3072 + (100 + 100 + 100) + (50 + 50 + 50) + 10
+    assert values == 3532
+    big = estimate_memory(config(mlp, train={"batch_size": 4096}))
+    assert big.activations == 4096 * values * 2 * 4 == 115_736_576
+    bf16 = estimate_memory(config(mlp, train={"batch_size": 4096, "precision": "bf16"}))
+    assert bf16.activations * 2 == big.activations  # 16-bit outputs under autocast: half
+    # batch 32 (903 KiB) is below the evaluation chunk: 1024 rows of the widest output, the input
+    small = estimate_memory(config(mlp))
+    assert small.activations == 1024 * 3072 * 2 * 4 == 25_165_824
+    assert estimate_memory(config(mlp, train={"precision": "bf16"})).activations * 2 == small.activations
+    # the NumPy engine keeps every layer's cache in evaluation too: 4096 rows of all values
+    assert estimate_memory(config(mlp, engine="numpy")).activations == 4096 * values * 4 == 57_868_288
+
+
 def test_a_gpu_run_counts_only_its_dataset_against_the_host() -> None:
     gpu = estimate_memory(config(train={"device": "cuda"}))
     assert gpu is not None and gpu.host == gpu.dataset < gpu.total

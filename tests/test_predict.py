@@ -4,6 +4,7 @@ and fail clearly on an unreadable image, a size unlike training's, or a foreign 
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from PIL import Image
 
 import trainlab.api as tl
 from trainlab.cli import main
+from trainlab.data.normalize import apply_normalizer
 from trainlab.errors import CorruptDataError, DataError, RunDirError
-from trainlab.predict import evaluate_run, predict_folder
+from trainlab.predict import evaluate_run, open_trained_run, predict_arrays, predict_folder
 
 CLASSES = ("cat", "dog")
 SIZE = 8
@@ -92,6 +94,38 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def csv_probabilities(rows: list[dict[str, str]]) -> np.ndarray:
+    """The ``prob_<class>`` columns of a submission as (N, K) floats."""
+    return np.array([[float(row[f"prob_{name}"]) for name in CLASSES] for row in rows])
+
+
+def pixels_of(files: list[Path]) -> np.ndarray:
+    """The files decoded by Pillow alone: uint8 (N, H, W, 3)."""
+    return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64) - z.max(axis=1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+
+def mirror_tta_by_hand(run_dir: Path, files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax of the mean logits of each image and its horizontal mirror, and of the image
+    alone, from the loaded torch network on the run's normalised pixels, in the run's
+    precision and memory layout (as the run's final evaluation computed them)."""
+    import torch
+
+    from trainlab.engines.torch.runtime import autocast
+
+    trained = open_trained_run(run_dir)
+    loader = trained.loader
+    x = torch.from_numpy(apply_normalizer(pixels_of(files), trained.spec.normalizer))  # (N, C, H, W)
+    with torch.no_grad(), autocast(loader.device, loader.precision):
+        plain, mirrored = (loader.model(view.to(loader.device).contiguous(memory_format=torch.channels_last))
+                           .float().cpu().numpy() for view in (x, x.flip(3)))  # (N, K) each
+    return softmax((plain + mirrored) / 2), softmax(plain)
+
+
 # -- evaluate ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["mlp", "cnn", "numpy"])
 def test_evaluate_reproduces_the_runs_test_accuracy(runs: dict[str, Path], kind: str) -> None:
@@ -107,6 +141,11 @@ def test_evaluate_command_with_tta(runs: dict[str, Path], capsys: pytest.Capture
     assert main(["evaluate", str(runs["cnn"]), "--tta", "--json"]) == 0
     out = capsys.readouterr().out
     assert '"tta": true' in out and '"matches_summary": null' in out
+    # The mirror views must change the logits: a loss equal to the plain one means tta was ignored.
+    plain, mirrored = evaluate_run(runs["cnn"], tta=False), evaluate_run(runs["cnn"], tta=True)
+    assert plain["tta"] is False and mirrored["tta"] is True
+    assert mirrored["test_loss"] != pytest.approx(plain["test_loss"], rel=1e-4)
+    assert json.loads(out)["test_loss"] == pytest.approx(mirrored["test_loss"], rel=1e-6)  # --tta reached it
     assert main(["evaluate", str(runs["mlp"])]) == 0
     assert "test accuracy" in capsys.readouterr().out
 
@@ -127,7 +166,8 @@ def test_predict_writes_one_row_per_image_with_ids_from_file_names(runs: dict[st
 
 
 def test_predict_probabilities_and_label_names(runs: dict[str, Path], tmp_path: Path) -> None:
-    new_images(tmp_path / "imgs", [f"{i}.png" for i in range(5)])
+    files = [tmp_path / "imgs" / f"{i}.png" for i in range(5)]
+    new_images(tmp_path / "imgs", [f.name for f in files])
     result = predict_folder(runs["cnn"], tmp_path / "imgs", tmp_path / "p.csv", probabilities=True,
                             label_names=True, tta=True)
     assert result["rows"] == 5 and result["columns"] == ["id", "label", "prob_cat", "prob_dog"]
@@ -136,16 +176,39 @@ def test_predict_probabilities_and_label_names(runs: dict[str, Path], tmp_path: 
         p = np.array([float(row["prob_cat"]), float(row["prob_dog"])])
         assert p.sum() == pytest.approx(1.0, abs=1e-5)
         assert row["label"] == CLASSES[int(p.argmax())]
+    # tta=True is the "flip" mode: the image and its mirror, half each, averaged as logits.
+    expected, plain = mirror_tta_by_hand(runs["cnn"], files)
+    assert [r["id"] for r in rows] == [f.stem for f in files]
+    np.testing.assert_allclose(csv_probabilities(rows), expected, atol=2e-6)  # the CSV keeps 6 decimals
+    assert np.abs(plain - expected).max() > 1e-4  # without the mirror the check above would fail
 
 
 def test_predict_with_the_numpy_engine(runs: dict[str, Path], tmp_path: Path) -> None:
-    new_images(tmp_path / "imgs", ["a.png", "b.png", "c.png"])
-    assert predict_folder(runs["numpy"], tmp_path / "imgs", tmp_path / "n.csv")["rows"] == 3
+    files = [tmp_path / "imgs" / name for name in ("a.png", "b.png", "c.png", "d.png")]
+    truth = new_images(tmp_path / "imgs", [f.name for f in files])
+    result = predict_folder(runs["numpy"], tmp_path / "imgs", tmp_path / "n.csv", probabilities=True)
+    rows = read_csv(tmp_path / "n.csv")
+    assert result["rows"] == 4 and [r["id"] for r in rows] == ["a", "b", "c", "d"]
+    # The network by hand: the run's normaliser, then the NumPy model's forward pass in eval mode.
+    trained = open_trained_run(runs["numpy"])
+    x = apply_normalizer(pixels_of(files), trained.spec.normalizer, trained.loader.dtype)  # (N, C, H, W)
+    expected = softmax(trained.loader.model.forward(x.reshape(len(x), -1), False))
+    np.testing.assert_allclose(csv_probabilities(rows), expected, atol=2e-6)
+    assert [int(r["label"]) for r in rows] == expected.argmax(1).tolist() == truth  # colours: easy
 
 
 def test_a_run_that_resizes_accepts_other_sizes(runs: dict[str, Path], tmp_path: Path) -> None:
-    new_images(tmp_path / "big", ["a.png", "b.png"], size=20)
-    assert predict_folder(runs["resize"], tmp_path / "big", tmp_path / "r.csv")["rows"] == 2
+    files = [tmp_path / "big" / name for name in ("a.png", "b.png", "c.png", "d.png")]
+    truth = new_images(tmp_path / "big", [f.name for f in files], size=20)
+    result = predict_folder(runs["resize"], tmp_path / "big", tmp_path / "r.csv", probabilities=True)
+    rows = read_csv(tmp_path / "r.csv")
+    assert result["rows"] == 4 and [r["id"] for r in rows] == ["a", "b", "c", "d"]
+    # data.resize resizes bilinearly (imagefolder.decode_image): the same pixels resized by hand.
+    manual = np.stack([np.asarray(Image.open(f).convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+                       for f in files])  # (N, 8, 8, 3)
+    labels, probs = predict_arrays(open_trained_run(runs["resize"]), manual)
+    np.testing.assert_allclose(csv_probabilities(rows), probs, atol=2e-6)
+    assert [int(r["label"]) for r in rows] == labels.tolist() == truth
 
 
 # -- clear errors --------------------------------------------------------------------------------

@@ -70,6 +70,33 @@ def test_spread_seeds_reproduce_within_two_sd_only_with_three_seeds(rep: ModuleT
     assert kind_and_text(rep, row, results(rep, 76.0, 80.3))[0] == "below"  # 2 seeds: no spread rule
 
 
+SPREAD = (77.0, 78.0, 79.0)  # mean 78, sample sd 1.0 (population sd 0.82: 2 of those = 1.63)
+AGREE = (50.0, 50.0, 50.0)  # sd 0: only the 1-point tolerance applies
+
+
+@pytest.mark.parametrize(
+    ("seeds", "published", "kind", "text"),
+    [
+        (SPREAD, 79.9, "reproduced", "reproduced (mean -1.90, within 2 sd = 2.00 over 3 seeds)"),
+        (SPREAD, 76.1, "reproduced", "reproduced (mean +1.90, within 2 sd = 2.00 over 3 seeds)"),
+        (SPREAD, 80.2, "below", "**below** by 2.20 points (beyond 1 point and 2 sd)"),
+        (SPREAD, 75.8, "above", "**above** by 2.20 points (beyond 1 point and 2 sd)"),
+        # mean 50, sd 2.0, gap exactly 2 sd: the edge is inside
+        ((48.0, 50.0, 52.0), 54.0, "reproduced", "reproduced (mean -4.00, within 2 sd = 4.00 over 3 seeds)"),
+        (AGREE, 48.9, "above", "**above** by 1.10 points (beyond 1 point and 2 sd)"),
+        (AGREE, 49.01, "reproduced", "reproduced (mean +0.99 from the published figure)"),
+        (AGREE, 49.0, "reproduced", "reproduced (mean +1.00 from the published figure)"),  # the edge is inside
+        (AGREE, 51.1, "below", "**below** by 1.10 points (beyond 1 point and 2 sd)"),
+    ],
+)
+def test_verdict_boundaries_pin_the_rule(rep: ModuleType, seeds: tuple[float, ...], published: float,
+                                         kind: str, text: str) -> None:
+    """|mean - published| <= 1 point, or the figure within mean ± 2 sd (over n - 1) with n >= 3:
+    numbers on each side of each constant, so a changed TOLERANCE, SPREAD_SDS or sd shows."""
+    row = rep.Row(id="X", table="C", description="d", config="c.yaml", published=published)
+    assert kind_and_text(rep, row, results(rep, *seeds)) == (kind, text)
+
+
 def test_diverged_runs_are_their_own_verdict(rep: ModuleType) -> None:
     row = rep.Row(id="X", table="E", description="d", config="c.yaml", published=40.0)
     assert kind_and_text(rep, row, results(rep, 40.0, None)) == ("diverged", "**diverged** (1 of 2 runs)")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
+import errno
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,6 +74,48 @@ def test_unwritable_output_dir(tmp_path: Path) -> None:
             create_run_dir(locked, "s", "r")
     finally:
         locked.chmod(0o700)
+
+
+def _denied(path: Any) -> PermissionError:
+    return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+
+
+def test_unwritable_output_dir_for_everyone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read-only folder injected (EACCES from mkdir under it), so root runs it too."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_mkdir = os.mkdir
+
+    def read_only_mkdir(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path).is_relative_to(locked) and not Path(path).exists():  # EEXIST comes first
+            raise _denied(path)
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", read_only_mkdir)
+    with pytest.raises(RunDirError) as caught:
+        create_run_dir(locked, "s", "r")
+    assert str(caught.value) == (f"cannot write the run directory {locked / 's' / 'r'}: Permission denied; "
+                                 "set output.dir (or --set output.dir=...) to a writable folder")
+    assert list(locked.iterdir()) == []
+
+
+def test_unwritable_marker_removes_the_new_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder is made but its marker cannot be written (EACCES, for root too): the error
+    says so and the empty run directory is not left behind to block the next try."""
+    real_open = builtins.open
+
+    def no_marker(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(file, int) and Path(file).name == MARKER_FILE and Path(file).is_relative_to(tmp_path):
+            raise _denied(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_marker)
+    with pytest.raises(RunDirError) as caught:
+        create_run_dir(tmp_path, "s", "r")
+    assert str(caught.value).startswith(f"cannot write the run directory {tmp_path / 's' / 'r'}: Permission denied;")
+    assert list((tmp_path / "s").iterdir()) == []
+    monkeypatch.undo()
+    assert (create_run_dir(tmp_path, "s", "r").path / MARKER_FILE).is_file()
 
 
 def test_output_dir_under_a_file_is_unwritable(tmp_path: Path) -> None:

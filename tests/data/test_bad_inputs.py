@@ -203,12 +203,36 @@ def test_tiny_mnist_fails_official_counts(tmp_path: Path) -> None:
 # ---- image folders ----------------------------------------------------------------------
 
 
+def _decoded(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """One file as the loader documents it: PIL's RGB conversion, resized bilinearly to (H, W)."""
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+    if size is not None:
+        rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(rgb)
+
+
+def _assert_rows(x: np.ndarray, files: list[Path], size: tuple[int, int] | None = None) -> None:
+    """Row i of ``x`` is the decoded ``files[i]``: pixels and order both checked."""
+    assert len(x) == len(files)
+    for row, path in zip(x, files, strict=True):
+        assert np.array_equal(row, _decoded(path, size)), path
+
+
 def test_image_folder_flat_test(tmp_path: Path) -> None:
-    root = write_image_folder(tmp_path / "pets", n_test=12)
+    # 11 files a class, so natural order ("2" before "10") differs from plain string order
+    root = write_image_folder(tmp_path / "pets", per_class=11, n_test=12)
     ds = load_dataset(str(root))
     assert ds.name == "pets" and ds.class_names == ["cat", "dog"]
-    assert ds.x_train.shape == (12, 16, 16, 3)  # grayscale files converted to RGB
+    assert ds.x_train.shape == (22, 16, 16, 3)  # grayscale files converted to RGB
     assert ds.y_test is None and ds.test_ids == [str(i) for i in range(1, 13)]  # natural order
+    # stored order: class folders by name, then each folder's files in natural order
+    train = [(root / "train" / name / f"{i}.{name}.png", label)
+             for label, name in enumerate(ds.class_names) for i in range(11)]  # fmt: skip
+    assert ds.y_train.tolist() == [label for _, label in train]
+    _assert_rows(ds.x_train, [path for path, _ in train])
+    assert np.array_equal(ds.x_train[0, ..., 0], ds.x_train[0, ..., 2])  # 0.cat.png is grayscale
+    _assert_rows(ds.x_test, [root / "test" / f"{i}.png" for i in range(1, 13)])
 
 
 def test_image_folder_labelled_test_and_resize(tmp_path: Path) -> None:
@@ -216,6 +240,12 @@ def test_image_folder_labelled_test_and_resize(tmp_path: Path) -> None:
     ds = load_dataset(str(root), resize=(8, 10))
     assert ds.x_train.shape == (12, 8, 10, 3) and ds.x_test.shape == (4, 8, 10, 3)
     assert ds.y_test.tolist() == [0, 0, 1, 1] and ds.test_ids is None
+    assert ds.y_train.tolist() == [0] * 6 + [1] * 6
+    # resize=(8, 10) is (H, W): every 16x16 file resized bilinearly to 10 wide, 8 high
+    _assert_rows(ds.x_train, [root / "train" / name / f"{i}.{name}.png" for name in ("cat", "dog")
+                              for i in range(6)], (8, 10))  # fmt: skip
+    _assert_rows(ds.x_test, [root / "test" / name / f"t{i}.png" for name in ("cat", "dog") for i in range(2)],
+                 (8, 10))
 
 
 def test_relative_path_under_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -276,18 +306,27 @@ def _tar_with(path: Path, member: tarfile.TarInfo, payload: bytes = b"x") -> Pat
      ("train/cat/link.png", tarfile.SYMTYPE), ("train/cat/hard.png", tarfile.LNKTYPE),
      ("train/cat/dev", tarfile.CHRTYPE)],
 )  # fmt: skip
-def test_tar_unsafe_member_refused(tmp_path: Path, session_cache: Path, name: str, kind: bytes) -> None:
+def test_tar_unsafe_member_refused(tmp_path: Path, session_cache: Path, fresh_cache: Path, name: str,
+                                   kind: bytes) -> None:  # fmt: skip
     member = tarfile.TarInfo(name)
     member.type = kind
     if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
         member.linkname = "/etc/passwd"
     archive = _tar_with(tmp_path / "pets.tar.gz", member)
+    extracted = fresh_cache / "extracted"
+    # Where the member would land if written: an absolute name where it says; "../evil.txt" beside
+    # the temporary folder it is extracted into (extracted/.<name>.tmp-*), i.e. in extracted/, or
+    # a level up if the layout changes; and beside the archive.
+    landing = [extracted / "evil.txt", fresh_cache / "evil.txt", tmp_path / "evil.txt",
+               session_cache / "evil.txt"]  # fmt: skip
+    if name.startswith("/"):
+        landing.append(Path(name))
+        Path(name).unlink(missing_ok=True)  # a stale one from an earlier run would fail the check
     with pytest.raises(UnsafeDataError) as err:
         load_dataset(str(archive))
     assert name in str(err.value)
-    assert not (tmp_path / "evil.txt").exists()
+    assert [path for path in landing if path.exists()] == []
     # nothing half-extracted is left for another process to pick up
-    extracted = tmp_path / "cache" / "extracted"
     assert not extracted.exists() or not any(extracted.iterdir())
 
 
@@ -385,6 +424,26 @@ def test_cache_folder_that_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "TRAINLAB_CACHE" in str(err.value)
 
 
+def _refuse_mkdir(monkeypatch: pytest.MonkeyPatch, folder: Path, code: int) -> None:
+    """``os.mkdir`` of a new folder under ``folder`` fails with errno ``code`` (even for root)."""
+    real_mkdir = os.mkdir
+
+    def refusing_mkdir(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path).is_relative_to(folder) and not Path(path).exists():  # EEXIST comes first
+            raise OSError(code, os.strerror(code), str(path))  # EACCES gives a PermissionError
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", refusing_mkdir)
+
+
+def _assert_blames_the_cache(err: pytest.ExceptionInfo[DataError], cache: Path, reason: str) -> None:
+    """A DataError naming the cache folder that cannot be written, the reason and the archive."""
+    assert not isinstance(err.value, CorruptDataError)  # the archive is fine
+    message = str(err.value)
+    assert str(cache / "extracted") in message and reason in message
+    assert "pets.tar.gz" in message and "cannot extract" in message and "TRAINLAB_CACHE" in message
+
+
 @pytest.mark.parametrize("existing", [False, True], ids=["empty-cache", "cache-with-extracted"])
 def test_read_only_cache_with_an_archive(tmp_path: Path, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch,
                                          existing: bool) -> None:
@@ -393,19 +452,24 @@ def test_read_only_cache_with_an_archive(tmp_path: Path, fresh_cache: Path, monk
     fresh_cache.mkdir()
     if existing:
         (fresh_cache / "extracted").mkdir()
-    real_mkdir = os.mkdir
-
-    def read_only_mkdir(path: Any, *args: Any, **kwargs: Any) -> None:
-        if Path(path).is_relative_to(fresh_cache) and not Path(path).exists():  # EEXIST comes first
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
-        real_mkdir(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "mkdir", read_only_mkdir)
+    _refuse_mkdir(monkeypatch, fresh_cache, errno.EROFS)
     with pytest.raises(DataError) as err:
         load_dataset(str(archive))
-    message = str(err.value)
-    assert str(fresh_cache / "extracted") in message and "Read-only file system" in message
-    assert "pets.tar.gz" in message and "cannot extract" in message
+    _assert_blames_the_cache(err, fresh_cache, "Read-only file system")
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["empty-cache", "cache-with-extracted"])
+def test_permission_denied_cache_with_an_archive(tmp_path: Path, fresh_cache: Path,
+                                                 monkeypatch: pytest.MonkeyPatch, existing: bool) -> None:
+    """What a 0555 cache folder gives a non-root user (EACCES), injected so root runs it too."""
+    archive = _pets_archive(tmp_path)
+    fresh_cache.mkdir()
+    if existing:
+        (fresh_cache / "extracted").mkdir()
+    _refuse_mkdir(monkeypatch, fresh_cache, errno.EACCES)
+    with pytest.raises(DataError) as err:
+        load_dataset(str(archive))
+    _assert_blames_the_cache(err, fresh_cache, "Permission denied")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a 0555 folder")
@@ -413,8 +477,9 @@ def test_unwritable_cache_folder_with_an_archive(tmp_path: Path, fresh_cache: Pa
     archive = _pets_archive(tmp_path)
     fresh_cache.mkdir(mode=0o555)
     try:
-        with pytest.raises(DataError, match="cache"):
+        with pytest.raises(DataError) as err:
             load_dataset(str(archive))
+        _assert_blames_the_cache(err, fresh_cache, "Permission denied")
     finally:
         fresh_cache.chmod(0o755)
 

@@ -101,7 +101,9 @@ def test_download_complete_part_416(server: tuple[str, Path], tmp_path: Path) ->
     dest = tmp_path / "blob.bin"
     dest.with_name("blob.bin.part").write_bytes(b"abc" * 100)
     download(base + "blob.bin", dest, hashlib.md5(b"abc" * 100).hexdigest(), progress=False)
-    assert dest.read_bytes() == b"abc" * 100
+    assert dest.read_bytes() == b"abc" * 100 and not dest.with_name("blob.bin.part").exists()
+    # one request, resuming at the .part's end; the server's 416 kept the .part (no second GET)
+    assert _RangeHandler.requests_seen == ["bytes=300-"]
 
 
 def test_download_md5_mismatch(server: tuple[str, Path], tmp_path: Path) -> None:

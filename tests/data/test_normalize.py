@@ -13,10 +13,18 @@ from PIL import Image
 
 import trainlab.api as tl
 from trainlab.config import RunConfig, config_schema, with_overrides
-from trainlab.data import prepare_data
-from trainlab.data.normalize import apply_normalizer, feature_stats, fit_normalizer
+from trainlab.data import load_dataset, prepare_data
+from trainlab.data import normalize as normalize_module
+from trainlab.data.normalize import (
+    apply_normalizer,
+    channel_stats,
+    feature_stats,
+    fit_normalizer,
+    pixel_mean,
+)
 from trainlab.errors import ConfigError
 from trainlab.predict import evaluate_run
+from trainlab.runs import open_run_dir
 
 # (N, H, W, C) uint8 images; position (0, 0) of channel 1 is constant (std 0), like MNIST's corners.
 IMAGES = np.random.default_rng(0).integers(0, 256, (30, 5, 4, 3), dtype=np.uint8)
@@ -26,10 +34,21 @@ IMAGES[:, 0, 0, 1] = 77
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Chunks of 7 images: the real sizes (512 to 4096) hold these 30 images in one chunk, so
+    the accumulation across chunks (and a short last chunk) would never run."""
+    for name in ("_CHUNK", "_HIST_CHUNK", "_INT_CHUNK"):
+        assert getattr(normalize_module, name) > len(IMAGES)  # a renamed constant fails here
+        monkeypatch.setattr(normalize_module, name, 7)
+    return 7
+
+
 def as_nchw(x: np.ndarray) -> np.ndarray:
     return x.transpose(0, 3, 1, 2).astype(np.float64)  # (N, C, H, W)
 
 
+@pytest.mark.usefixtures("small_chunks")
 def test_feature_stats_are_exact() -> None:
     mean, std = feature_stats(IMAGES)
     np.testing.assert_allclose(mean, IMAGES.astype(np.float64).mean(axis=0), rtol=1e-15)
@@ -37,6 +56,16 @@ def test_feature_stats_are_exact() -> None:
     assert std[0, 0, 1] == 0.0
 
 
+@pytest.mark.usefixtures("small_chunks")
+def test_channel_and_pixel_stats_are_exact() -> None:
+    mean, std = channel_stats(IMAGES)
+    pixels = IMAGES.astype(np.float64)
+    np.testing.assert_allclose(mean, pixels.mean(axis=(0, 1, 2)), rtol=1e-13)
+    np.testing.assert_allclose(std, pixels.std(axis=(0, 1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(pixel_mean(IMAGES), pixels.mean(axis=0), rtol=1e-13)
+
+
+@pytest.mark.usefixtures("small_chunks")
 def test_feature_standardises_every_position() -> None:
     normalizer = fit_normalizer(IMAGES, "feature")
     out = apply_normalizer(IMAGES, normalizer, np.float64)  # (N, C, H, W)
@@ -50,6 +79,7 @@ def test_feature_standardises_every_position() -> None:
     assert normalizer["kind"] == "feature" and np.asarray(normalizer["mean"]).shape == (3, 5, 4)
 
 
+@pytest.mark.usefixtures("small_chunks")
 @pytest.mark.parametrize("center_by", ["channel", "pixel"])
 def test_center_scales_then_subtracts_the_mean_without_dividing(center_by: str) -> None:
     normalizer = fit_normalizer(IMAGES, "center", 100.0, center_by)
@@ -62,6 +92,7 @@ def test_center_scales_then_subtracts_the_mean_without_dividing(center_by: str) 
     assert np.asarray(normalizer["mean"]).shape == ((3,) if center_by == "channel" else (3, 5, 4))
 
 
+@pytest.mark.usefixtures("small_chunks")
 def test_fixed_constants_are_torchvisions_normalize() -> None:
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # ImageNet's
     normalizer = fit_normalizer(IMAGES, "fixed", mean=mean, std=std)
@@ -75,6 +106,7 @@ def test_fixed_constants_are_torchvisions_normalize() -> None:
         fit_normalizer(IMAGES, "fixed")
 
 
+@pytest.mark.usefixtures("small_chunks")
 def test_statistics_come_from_the_training_split_only(tmp_path: Path) -> None:
     root = image_folder(tmp_path / "pets")
     for kind, center_by in (("feature", "channel"), ("center", "pixel")):
@@ -129,7 +161,10 @@ def image_folder(root: Path, per_class: int = 24) -> Path:
     ("numpy", {"normalize": "center", "center_by": "channel", "scale": 10.0}),
     ("torch", {"normalize": "fixed", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
                "val_split": "tail", "stats_from": "train+val"}),
-])
+    # statistics from the training rows and the tail held out for validation (the last 12 dogs)
+    ("torch", {"normalize": "pixel", "val_fraction": 0.25, "val_split": "tail", "stats_from": "train+val"}),
+], ids=["numpy-feature", "torch-center-pixel", "numpy-center-channel", "torch-fixed",
+        "torch-pixel-train+val"])  # fmt: skip
 def test_evaluate_applies_the_runs_normalisation(tmp_path: Path, engine: str, data: dict[str, Any]) -> None:
     root = image_folder(tmp_path / "pets")
     cfg = {"name": "pets", "engine": engine, "data": {"dataset": str(root), "val_fraction": 0.0, **data},
@@ -141,3 +176,12 @@ def test_evaluate_applies_the_runs_normalisation(tmp_path: Path, engine: str, da
     result = evaluate_run(run.path)
     assert result["matches_summary"] is True
     assert result["test_loss"] == pytest.approx(run.summary["test_loss"], rel=1e-6)
+    if data.get("stats_from") == "train+val" and data["normalize"] != "fixed":
+        saved = open_run_dir(run.path).read_model()
+        assert saved is not None
+        x = load_dataset(str(root)).x_train.astype(np.float64)  # (48, 6, 6, 3), stored order
+        n_val = round(data["val_fraction"] * len(x))  # the tail: rows 36..47
+        train_and_tail = x.mean(axis=0).transpose(2, 0, 1)  # (C, H, W): the 36 training rows + the 12
+        train_only = x[: len(x) - n_val].mean(axis=0).transpose(2, 0, 1)
+        np.testing.assert_allclose(saved.normalizer["mean"], train_and_tail, rtol=1e-12)
+        assert not np.allclose(train_only, train_and_tail)  # so the held-out rows did count

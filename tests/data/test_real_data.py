@@ -11,8 +11,16 @@ import numpy as np
 import pytest
 from synthdata import idx_bytes
 
-from trainlab.data import RawDataset, dataset_info, list_datasets, load_dataset, prepare_data
+from trainlab.data import (
+    PreparedData,
+    RawDataset,
+    dataset_info,
+    list_datasets,
+    load_dataset,
+    prepare_data,
+)
 from trainlab.data.idx import read_bytes
+from trainlab.data.prepare import split_indices
 
 
 def test_cifar10_counts(cifar: RawDataset) -> None:
@@ -98,23 +106,55 @@ def test_list_datasets() -> None:
     json.dumps(rows)
 
 
-@pytest.mark.parametrize("kind", ["channel", "pixel", "scale", "none"])
-def test_prepare_cifar_stats_from_train_only(real_data: Path, cifar: RawDataset, kind: str) -> None:
-    data = prepare_data("cifar10", data_dir=real_data, val_fraction=0.1, normalize=kind,
-                        scale=100.0, limit={"train": 2000, "val": 500, "test": 300})  # fmt: skip
+# 2,000 / 500 / 300 rows: the statistics tests stay fast on the real data
+SPLIT = {"val_fraction": 0.1, "limit": {"train": 2000, "val": 500, "test": 300}}
+
+
+def _prepare_cifar(real_data: Path, cifar: RawDataset,
+                   kind: str) -> tuple[PreparedData, list[np.ndarray]]:  # fmt: skip
+    """``prepare_data`` with ``kind``, checked for shapes and labels; with the uint8 (N, H, W, C) rows
+    of its train, val and test splits, taken from the dataset by their indices (no normaliser)."""
+    data = prepare_data("cifar10", data_dir=real_data, normalize=kind, scale=100.0, **SPLIT)
     assert data.x_train.shape == (2000, 3, 32, 32) and data.x_train.dtype == np.float32
     assert data.x_val.shape == (500, 3, 32, 32) and data.x_test.shape == (300, 3, 32, 32)
     assert data.input_shape == (3, 32, 32) and data.num_classes == 10
     assert np.bincount(data.y_train).tolist() == [200] * 10
     json.dumps(data.normalizer)
+    train_idx, val_idx, test_idx = split_indices(cifar, **SPLIT)
+    assert data.y_train.tolist() == cifar.y_train[train_idx].tolist()
+    assert data.y_val.tolist() == cifar.y_train[val_idx].tolist()
+    return data, [cifar.x_train[train_idx], cifar.x_train[val_idx], cifar.x_test[test_idx]]
+
+
+@pytest.mark.parametrize("kind", ["channel", "pixel"])
+def test_prepare_cifar_stats_from_train_only(real_data: Path, cifar: RawDataset, kind: str) -> None:
+    data, (train, val, test) = _prepare_cifar(real_data, cifar, kind)
+    train64 = train.astype(np.float64)
+    both = np.concatenate([train, val]).astype(np.float64)  # what a leak of val would give
+    mean = np.asarray(data.normalizer["mean"])
     if kind == "channel":
+        np.testing.assert_allclose(mean, train64.mean(axis=(0, 1, 2)), rtol=1e-12)
+        np.testing.assert_allclose(data.normalizer["std"], train64.std(axis=(0, 1, 2)), rtol=1e-12)
+        assert not np.allclose(mean, both.mean(axis=(0, 1, 2)), rtol=1e-6)
         # exactly zero mean / unit std on the training split; the val split is only close
         assert np.allclose(data.x_train.mean(axis=(0, 2, 3)), 0, atol=1e-4)
         assert np.allclose(data.x_train.std(axis=(0, 2, 3)), 1, atol=1e-4)
         assert not np.allclose(data.x_val.mean(axis=(0, 2, 3)), 0, atol=1e-4)
-    elif kind == "pixel":
-        assert np.abs(data.x_train.mean(axis=0)).max() < 1e-3
-    elif kind == "scale":
-        assert data.x_train.min() >= 0 and data.x_train.max() == pytest.approx(100.0)
     else:
-        assert data.x_train.max() == 255.0 and data.normalizer == {"kind": "none"}
+        np.testing.assert_allclose(mean, train64.mean(axis=0).transpose(2, 0, 1), rtol=1e-12)  # (C, H, W)
+        assert not np.allclose(mean, both.mean(axis=0).transpose(2, 0, 1), rtol=1e-6)
+        assert np.abs(data.x_train.mean(axis=0)).max() < 1e-3
+        # every split less the training mean image, in float32 as apply_normalizer computes it
+        for x, rows in ((data.x_train, train), (data.x_val, val), (data.x_test, test)):
+            assert np.array_equal(x, rows.transpose(0, 3, 1, 2).astype(np.float32) - mean.astype(np.float32))
+
+
+@pytest.mark.parametrize("kind", ["scale", "none"])
+def test_prepare_cifar_without_statistics(real_data: Path, cifar: RawDataset, kind: str) -> None:
+    """No statistics to take: every split is its pixels times 100 / 255 (scale) or as they are."""
+    data, rows = _prepare_cifar(real_data, cifar, kind)
+    factor = np.float32(100.0 / 255.0) if kind == "scale" else np.float32(1.0)
+    for x, pixels in zip((data.x_train, data.x_val, data.x_test), rows, strict=True):
+        assert np.array_equal(x, pixels.transpose(0, 3, 1, 2).astype(np.float32) * factor)
+    assert data.normalizer == ({"kind": "scale", "scale": 100.0} if kind == "scale" else {"kind": "none"})
+    assert data.x_train.max() == pytest.approx(100.0 if kind == "scale" else 255.0)
