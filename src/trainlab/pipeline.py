@@ -42,6 +42,7 @@ from trainlab.engines.resume import (
     verify_resume,
     verify_resume_config,
 )
+from trainlab.engines.run_length import batch_norm_warmup_warning
 from trainlab.errors import ConfigError
 from trainlab.progress import final_line
 from trainlab.run_extension import checkpointed_config, extension_of, record_extension
@@ -234,9 +235,10 @@ def prepare(session: Session, data_dir: str | Path | None = None) -> PreparedDat
         run_dir.write_model(ModelSpec.of(config.engine, data))
     session.log(f"run {run_dir.path}: engine {config.engine}, dataset {data_cfg.dataset} "
                 f"({len(data.y_train)} train / {len(data.y_val)} val)")
-    leakage = run_leakage_warning(config)
-    if leakage and not session.resumed:  # run.log keeps it (the report lists its warnings); once per run
-        session.log(f"warning: {leakage}")
+    if not session.resumed:  # run.log keeps these (the report lists its warnings); once per run
+        for warning in (run_leakage_warning(config), batch_norm_warmup_warning(config, len(data.y_train))):
+            if warning:
+                session.log(f"warning: {warning}")
     return data
 
 

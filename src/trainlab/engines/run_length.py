@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from trainlab.errors import ConfigError
 
 if TYPE_CHECKING:
-    from trainlab.config import TrainConfig
+    from trainlab.config import ModelConfig, RunConfig, TrainConfig
+
+# The share of BatchNorm's starting running statistics (mean 0, variance 1) left at the end of
+# a run above which the warm-up warning is given: about three time constants of the average.
+BN_STALE_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -46,4 +51,46 @@ def plan_length(train: TrainConfig, n: int) -> RunLength:
     )
 
 
-__all__ = ["RunLength", "plan_length"]
+def has_batch_norm(model: ModelConfig) -> bool:
+    """Whether the built-in model has BatchNorm layers: resnet and fast_cifar always do, mlp
+    and cnn with ``model.batch_norm`` (cnn also with ``model.fc_batch_norm``); a custom
+    module is not inspected (False)."""
+    if model.type in ("resnet", "fast_cifar"):
+        return True
+    if model.type == "mlp":
+        return model.batch_norm
+    if model.type == "cnn":
+        return model.batch_norm or bool(model.fc_batch_norm)
+    return False
+
+
+def batch_norm_warmup_warning(config: RunConfig, n_train: int) -> str | None:
+    """A warning when the run is too short for BatchNorm's running statistics to forget their
+    starting values; None otherwise.
+
+    Evaluation normalises with the running averages, which after ``s`` steps still hold
+    ``(1 - bn_momentum) ** s`` of their start. With Keras' momentum (bn_momentum 0.01) a run of
+    48 steps keeps 62 % of them, and its evaluation can sit at chance while training accuracy
+    climbs: seed C's batch-size study did this on 4,000 images at batch 256.
+
+    Args:
+        config: the run's config.
+        n_train: examples in the training split (the run length depends on it).
+    """
+    model = config.model
+    if not has_batch_norm(model) or model.bn_momentum >= 1.0:
+        return None
+    steps = plan_length(config.train, n_train).total_steps
+    keep = 1.0 - model.bn_momentum
+    stale = keep**steps
+    if stale <= BN_STALE_SHARE:
+        return None
+    enough = math.ceil(math.log(BN_STALE_SHARE) / math.log(keep))
+    return (f"BatchNorm's running statistics, which evaluation normalises with, will still hold "
+            f"{stale * 100:.0f} % of their starting values after this run's {steps} training steps "
+            f"((1 - model.bn_momentum {model.bn_momentum:g}) ** {steps}): evaluation can fall far below "
+            f"training accuracy, even to chance. Train at least {enough} steps (to leave "
+            f"{BN_STALE_SHARE * 100:g} %) or raise model.bn_momentum")
+
+
+__all__ = ["BN_STALE_SHARE", "RunLength", "batch_norm_warmup_warning", "has_batch_norm", "plan_length"]
