@@ -4,6 +4,7 @@ its results and report (a stand-in for the training run: no data needed)."""
 from __future__ import annotations
 
 import csv
+import html
 import itertools
 import json
 from pathlib import Path
@@ -126,3 +127,39 @@ def test_study_command_prints_the_warning_once(tmp_path: Path, monkeypatch: pyte
     captured = capsys.readouterr()
     assert captured.err.count("selects on the test set") == 1 and "study.objective = test_accuracy" in captured.err
     assert "test set" not in captured.out
+
+
+def warning_run(config: RunConfig, run_dir: Path, callbacks: list[Callback], data_dir: str | None) -> dict[str, Any]:
+    """Logs what a short BatchNorm run logs: its width decides whether it warns (32: yes)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["2026-12-07T10:00:00 run started"]
+    if config.model.hidden[0] == 32:
+        lines += ["2026-12-07T10:00:01 warning: BatchNorm's running statistics will still hold 64 % ...",
+                  "2026-12-07T10:00:02 warning: BatchNorm's running statistics will still hold 64 % ..."]
+    if config.seed == 1:
+        lines.append("2026-12-07T10:00:03 warning: gradients vanish at step 10")
+    (run_dir / "run.log").write_text("\n".join(lines) + "\n")
+    return fake_run()(config, run_dir, callbacks, data_dir)
+
+
+def test_trial_warnings_reach_the_console_the_results_and_the_report(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_study(tmp_path / "warned.yaml", {"objective": "best_val_accuracy", "repeats": 2,
+                                                  "space": {"model.hidden": SIZES}}, tmp_path / "runs", name="warned")
+    run_study(path, options=Options(echo=True), execute=warning_run)
+    out = capsys.readouterr().out
+    # each trial says its warnings once (the log's repeat of a line counts once)
+    assert out.count("warning: BatchNorm's running statistics") == 2
+    assert out.count("warning: gradients vanish at step 10") == 3
+    study_dir = tmp_path / "runs" / "warned"
+    md = (study_dir / RESULTS_MD).read_text()
+    section = md[md.index("## Warnings raised in trials"):md.index("## Stage")]
+    lines = [line for line in section.splitlines() if line.startswith("- ")]
+    assert lines == ["- BatchNorm's running statistics will still hold 64 % ... (2 trials: t0000-r0, t0000-r1)",
+                     "- gradients vanish at step 10 (3 trials: t0000-r1, t0001-r1, t0002-r1)"]
+    page = html.unescape(build_study_report(study_dir).read_text())
+    assert page.count("2 trials warned: BatchNorm's running statistics will still hold 64 % ... "
+                      "(t0000-r0, t0000-r1)") == 1
+    assert page.count("3 trials warned: gradients vanish at step 10 (t0000-r1, t0001-r1, t0002-r1)") == 1
+    # a study without warnings has no such section
+    assert "Warnings raised in trials" not in (_run(tmp_path, "quiet", "best_val_accuracy") / RESULTS_MD).read_text()

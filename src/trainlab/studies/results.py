@@ -20,7 +20,9 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.config.leakage import leakage_warning, objective_selection
+from trainlab.diagnostics import log_warnings
 from trainlab.io import atomic_write_text
+from trainlab.run_files import RunDir
 
 from .space import Param
 from .stats import TEST_NAME, Spread, Verdict, spread, verdicts
@@ -233,6 +235,37 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines
 
 
+def trial_warnings(run_dir: Path) -> list[str]:
+    """The warnings a trial's run logged (``run.log``), each once, in order; none without a log."""
+    try:
+        text = RunDir(run_dir).log_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return list(dict.fromkeys(log_warnings(text)))
+
+
+def warned_trials(stages: Sequence[StageData]) -> dict[str, list[str]]:
+    """Each distinct warning of the complete and pruned trials, with the keys of the trials that
+    logged it, in trial order (a study of short runs warns about all of them with one line)."""
+    found: dict[str, list[str]] = {}
+    for stage in stages:
+        for trial in sorted(stage.trials, key=lambda t: t.number):
+            for warning in (trial.user_attrs.get("result") or {}).get("warnings", []):
+                found.setdefault(warning, []).append(str(trial.user_attrs.get("key", f"#{trial.number}")))
+    return found
+
+
+def _warnings_lines(stages: Sequence[StageData], shown: int = 6) -> list[str]:
+    found = warned_trials(stages)
+    if not found:
+        return []
+    lines = ["## Warnings raised in trials", ""]
+    for warning, keys in found.items():
+        named = ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
+        lines.append(f"- {warning} ({len(keys)} trial{'s' if len(keys) > 1 else ''}: {named})")
+    return [*lines, ""]
+
+
 def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha: float = 0.05) -> str:
     """results.md as text: per stage, the settings (mean ± sd, 95 % CI, verdict) and the trials."""
     direction = stages[0].attrs.get("direction", "maximize") if stages else "maximize"
@@ -244,6 +277,7 @@ def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha:
     leakage = study_leakage(stages, metric)
     if leakage:  # the figures below were chosen on the test set: say so where they are read
         lines += [f"**Warning**: {leakage}", ""]
+    lines += _warnings_lines(stages)  # before the figures they may explain (e.g. a setting at chance)
     for stage in stages:
         counts = {s.name: stage.count(s) for s in TrialState}
         planned = stage.attrs.get("planned", len(stage.trials))

@@ -40,6 +40,7 @@ from .results import (
     params_key,
     rank_settings,
     setting_key,
+    trial_warnings,
     write_results,
 )
 from .space import Param, Scalar, grid_points, narrow, overrides_for, random_points
@@ -242,9 +243,13 @@ class Worker:
             return
         seconds = time.perf_counter() - started
         numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        warnings = trial_warnings(run_dir)
         storage.set_trial_user_attr(trial_id, "result", {
-            "summary": numbers, "status": summary.get("status"), "run_dir": str(run_dir), "seconds": seconds})
+            "summary": numbers, "status": summary.get("status"), "run_dir": str(run_dir), "seconds": seconds,
+            **({"warnings": warnings} if warnings else {})})
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        for warning in warnings:  # the run's own console is quiet in a study: say them here
+            self._echo(f"{key} warning: {warning}")
         pruned = (callback is not None and callback.pruned) or str(summary.get("stop_reason", "")).startswith(PRUNED_PREFIX)
         value = summary.get(self.study.metric)
         if pruned:
