@@ -70,7 +70,7 @@ def batch_norm_warmup_warning(config: RunConfig, n_train: int) -> str | None:
 
     Evaluation normalises with the running averages, which after ``s`` steps still hold
     ``(1 - bn_momentum) ** s`` of their start. With Keras' momentum (bn_momentum 0.01) a run of
-    48 steps keeps 62 % of them, and its evaluation can sit at chance while training accuracy
+    45 steps keeps 64 % of them, and its evaluation can sit at chance while training accuracy
     climbs: seed C's batch-size study did this on 4,000 images at batch 256.
 
     Args:

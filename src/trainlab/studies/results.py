@@ -245,7 +245,7 @@ def trial_warnings(run_dir: Path) -> list[str]:
 
 
 def warned_trials(stages: Sequence[StageData]) -> dict[str, list[str]]:
-    """Each distinct warning of the complete and pruned trials, with the keys of the trials that
+    """Each distinct warning of the trials that stored a result, with the keys of the trials that
     logged it, in trial order (a study of short runs warns about all of them with one line)."""
     found: dict[str, list[str]] = {}
     for stage in stages:
