@@ -53,6 +53,8 @@ def test_which_models_have_batch_norm() -> None:
     assert has_batch_norm(config({"type": "cnn", "conv": [{"filters": [8]}], "fc": [8],
                                   "fc_batch_norm": True}).model)  # in the dense layers only
     assert not has_batch_norm(config({"type": "cnn", "conv": [{"filters": [8]}]}).model)
+    # the flags without the layers they apply to build no BatchNorm
+    assert not has_batch_norm(config({"type": "cnn", "conv": [{"filters": [8]}], "fc_batch_norm": True}).model)
     assert not has_batch_norm(config({"type": "linear"}).model)
     no_bn = config({"type": "mlp", "hidden": [8]}, batch_size=10, steps=1)
     assert batch_norm_warmup_warning(no_bn, 100) is None  # one step, but nothing to warm up

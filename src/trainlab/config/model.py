@@ -387,6 +387,10 @@ class ModelConfig(StrictModel):
             ]
         return rates
 
+    def fc_norm(self) -> bool:
+        """Whether a cnn's fc layers get batch norm: ``fc_batch_norm``, else ``batch_norm``."""
+        return self.batch_norm if self.fc_batch_norm is None else self.fc_batch_norm
+
     def fc_dropouts(self) -> list[float]:
         """Dropout rate after each fc layer of a cnn."""
         if isinstance(self.fc_dropout, list):

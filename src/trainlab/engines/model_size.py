@@ -146,7 +146,7 @@ def _cnn(size: ModelSize, m: ModelConfig, input_shape: tuple[int, int, int], num
     if m.global_pool != "none":
         h = w = 1
         size.output(c)
-    fc_norm = m.batch_norm if m.fc_batch_norm is None else m.fc_batch_norm
+    fc_norm = m.fc_norm()
     features = _dense_stack(size, m, c * h * w, list(m.fc), m.fc_dropouts(), fc_norm,
                             m.fc_activation or m.activation)
     _head(size, m, features, num_classes)

@@ -52,15 +52,16 @@ def plan_length(train: TrainConfig, n: int) -> RunLength:
 
 
 def has_batch_norm(model: ModelConfig) -> bool:
-    """Whether the built-in model has BatchNorm layers: resnet and fast_cifar always do, mlp
-    and cnn with ``model.batch_norm`` (cnn also with ``model.fc_batch_norm``); a custom
-    module is not inspected (False)."""
+    """Whether the built-in model has BatchNorm layers, by the builders' rule: resnet and
+    fast_cifar always do; an mlp (it has hidden layers) or a cnn (it has convs) with
+    ``batch_norm``; a cnn's fc layers, when it has some, with :meth:`ModelConfig.fc_norm`.
+    A custom module is not inspected (False)."""
     if model.type in ("resnet", "fast_cifar"):
         return True
     if model.type == "mlp":
         return model.batch_norm
     if model.type == "cnn":
-        return model.batch_norm or bool(model.fc_batch_norm)
+        return model.batch_norm or (model.fc_norm() and bool(model.fc))
     return False
 
 

@@ -144,7 +144,7 @@ def build_cnn(m: ModelConfig, input_shape: tuple[int, int, int], num_classes: in
         layers.append(nn.AdaptiveMaxPool2d(1) if m.global_pool == "max" else nn.AdaptiveAvgPool2d(1))
         height = width = 1
     layers.append(nn.Flatten())  # (B, C*H*W)
-    fc_norm = m.batch_norm if m.fc_batch_norm is None else m.fc_batch_norm
+    fc_norm = m.fc_norm()
     in_features = _append_dense(layers, m, channels * height * width, list(m.fc), m.fc_dropouts(),
                                 m.fc_activation or m.activation, fc_norm)
     layers += _head(m, in_features, num_classes)  # (B, K)
