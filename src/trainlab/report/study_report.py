@@ -45,7 +45,7 @@ from trainlab.report.study_data import (
 from trainlab.report.study_tables import export, settings_table
 from trainlab.report.study_trials import STATE_TEXT, trial_table
 from trainlab.run_files import FIGURES_DIR, REPORT_FILE, read_metrics_csv
-from trainlab.studies.results import StageData, study_leakage, warned_trials
+from trainlab.studies.results import StageData, study_leakage, warned_trials_lines
 from trainlab.studies.space import Param
 from trainlab.studies.stats import TEST_NAME
 
@@ -130,9 +130,8 @@ class StudyReport:
         leakage = study_leakage(s.stages, s.metric)
         if leakage:
             section.add(note(leakage, "warning"))
-        for warning, keys in warned_trials(s.stages).items():  # e.g. every trial too short for BN
-            section.add(note(f"{len(keys)} trial{'s' if len(keys) > 1 else ''} warned: {warning} "
-                             f"({', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''})", "warning"))
+        for line in warned_trials_lines(s.stages):  # e.g. every trial too short for BN
+            section.add(note(f"Trials warned: {line}", "warning"))
         for stage in s.stages:
             section.add(text(self._stage_title("Searched", stage) + ":"),
                         *[note(f"{p.name}: {p.describe()}") for p in stage.params])

@@ -255,15 +255,19 @@ def warned_trials(stages: Sequence[StageData]) -> dict[str, list[str]]:
     return found
 
 
-def _warnings_lines(stages: Sequence[StageData], shown: int = 6) -> list[str]:
-    found = warned_trials(stages)
-    if not found:
-        return []
-    lines = ["## Warnings raised in trials", ""]
-    for warning, keys in found.items():
+def warned_trials_lines(stages: Sequence[StageData], shown: int = 6) -> list[str]:
+    """One line per distinct trial warning: the warning, then how many trials logged it and the
+    first ``shown`` of their keys (results.md lists them, the study report shows each as a note)."""
+    lines = []
+    for warning, keys in warned_trials(stages).items():
         named = ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
-        lines.append(f"- {warning} ({len(keys)} trial{'s' if len(keys) > 1 else ''}: {named})")
-    return [*lines, ""]
+        lines.append(f"{warning} ({len(keys)} trial{'s' if len(keys) > 1 else ''}: {named})")
+    return lines
+
+
+def _warnings_section(stages: Sequence[StageData]) -> list[str]:
+    lines = warned_trials_lines(stages)
+    return ["## Warnings raised in trials", "", *(f"- {line}" for line in lines), ""] if lines else []
 
 
 def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha: float = 0.05) -> str:
@@ -277,7 +281,7 @@ def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha:
     leakage = study_leakage(stages, metric)
     if leakage:  # the figures below were chosen on the test set: say so where they are read
         lines += [f"**Warning**: {leakage}", ""]
-    lines += _warnings_lines(stages)  # before the figures they may explain (e.g. a setting at chance)
+    lines += _warnings_section(stages)  # before the figures they may explain (e.g. a setting at chance)
     for stage in stages:
         counts = {s.name: stage.count(s) for s in TrialState}
         planned = stage.attrs.get("planned", len(stage.trials))
