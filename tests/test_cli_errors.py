@@ -390,4 +390,4 @@ def test_study_echoes_its_overrides_as_typed(tmp_path: Path, capsys: pytest.Capt
     out = tmp_path / "[exp]"
     assert main(["study", str(_study_file(tmp_path)), "--set", f"output.dir={out}", "--dir",
                  str(tmp_path / "s"), "-q"]) == 0
-    assert f"base config overridden: output.dir={out}" in capsys.readouterr().out
+    assert f"overridden by --set: output.dir={out}" in capsys.readouterr().out

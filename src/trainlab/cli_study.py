@@ -91,7 +91,7 @@ def run_command(
     console.print(f"study {study.name}: {len(study.stages)} stage(s), objective {study.metric} "
                   f"({study.direction}), directory {study.dir}")
     if study.overrides:
-        echo(f"base config overridden: {', '.join(study.overrides)}")  # the --set values verbatim
+        echo(f"overridden by --set: {', '.join(study.overrides)}")  # the --set values verbatim
     if study.leakage:
         echo(labelled("warning:", "yellow", study.leakage), stderr=True)
     stages = run_study(study, workers=workers, options=options, retry_failed=retry_failed)

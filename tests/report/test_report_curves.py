@@ -155,3 +155,8 @@ def test_step_loss_figure_skips_non_finite_losses_and_shows_epochs() -> None:
     assert len(raw.get_xdata()) == 199 and len(smooth.get_xdata()) == 197  # a window of 3
     assert any(child.get_xlabel() == "epoch" for child in ax.child_axes)  # the secondary top axis
     assert cfigs.step_losses([{**rows[0], "loss": float("nan")}]) is None
+
+
+def test_a_config_without_an_engine_key_reads_as_the_run_configs_default(tmp_path: Path) -> None:
+    assert RunArtifacts(tmp_path, {"name": "old"}, [], {}).engine == "torch"
+    assert RunArtifacts(tmp_path, {"name": "np", "engine": "numpy"}, [], {}).engine == "numpy"

@@ -15,8 +15,9 @@ from tests.report.conftest import ReportRuns
 from trainlab.report import study_figures as sfigs
 from trainlab.report.curves import epochs_text
 from trainlab.report.html import render_report
-from trainlab.report.study_data import StudyData, trial_key
+from trainlab.report.study_data import StudyData, trial_key, trial_value
 from trainlab.report.study_report import StudyReport, curve_label
+from trainlab.report.study_trials import trial_table
 from trainlab.run_files import CONFIG_FILE
 from trainlab.studies.results import StageData
 from trainlab.studies.space import Param
@@ -57,6 +58,24 @@ def test_trial_table_shows_a_pruned_trial_in_whole_epochs(tmp_path: Path) -> Non
     assert ">2 (+40 steps)</td>" in html and "2.667" not in html
     assert "whole epochs it completed" in html
 
+
+
+def test_a_pruned_trial_shows_its_objective_not_the_pruners_monitor(tmp_path: Path) -> None:
+    # a val_loss pruner on an accuracy study reports -val_loss: never show it as the accuracy
+    pruned = optuna.trial.create_trial(
+        state=TrialState.PRUNED, params={LR.name: 0.1, BN.name: "before"}, distributions=DISTRIBUTIONS,
+        intermediate_values={1: -1.3456, 2: -1.2345},
+        user_attrs={"key": "t0001-r0", "seed": 0, "result": {"summary": {"best_val_accuracy": 0.4125}}})
+    silent = optuna.trial.create_trial(state=TrialState.PRUNED, params={LR.name: 0.3, BN.name: "before"},
+                                       distributions=DISTRIBUTIONS, intermediate_values={1: -2.5},
+                                       user_attrs={"key": "t0002-r0", "seed": 0})
+    study = _study(tmp_path, [_trial(0, TrialState.COMPLETE, {}), pruned, silent])
+    assert [trial_value(t, study.metric) for _, t in study.trials] == [0.5, 0.4125, None]
+    columns, rows = trial_table(study, multi=False)
+    shown_values = {row[columns.index("trial")]: row[columns.index(study.metric)] for row in rows}
+    assert shown_values == {"t0000-r0": "0.5000", "t0001-r0": "0.4125", "t0002-r0": ""}
+    html = render_report("t", [StudyReport(study).parameters()])  # the lr plot skips the silent trial
+    assert "param_main_optimizer_lr" in html
 
 def test_legends_name_their_parameters() -> None:
     complete = _trial(3, TrialState.COMPLETE, {})

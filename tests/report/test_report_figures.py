@@ -146,6 +146,20 @@ def test_augmentation_preview_rows() -> None:
     assert len(grids.augmentation_grid(rows).axes[0].get_yticklabels()) == 4
 
 
+
+def test_augmentation_preview_keeps_the_runs_fill_for_each_transform_alone() -> None:
+    pytest.importorskip("torch")
+    from trainlab.report.images import augmentation_preview
+
+    x = np.full((6, 8, 8, 3), 200, dtype=np.uint8)  # no black pixel: only a zero fill makes one
+    scale = {"kind": "scale", "scale": 1.0}
+    rows = dict(augmentation_preview(x, np.arange(6) % 3, {"translate": 0.25, "hflip": True,
+                                                           "fill_mode": "reflect"}, scale, 3))
+    assert list(rows) == ["original", "hflip", "translate", "all"]
+    assert (rows["translate"] == 200).all() and (rows["all"] == 200).all()  # reflected, not blanked
+    zero_filled = dict(augmentation_preview(x, np.arange(6) % 3, {"translate": 0.25, "hflip": True}, scale, 3))
+    assert (zero_filled["translate"] == 0).any()  # the check above can fail
+
 def test_first_layer_templates_of_both_engines() -> None:
     rng = np.random.default_rng(0)
     numpy_w = {"0.W": rng.normal(size=(3 * 4 * 4, 5)), "0.b": np.zeros(5)}

@@ -35,7 +35,7 @@ def is_field_path(root: type[BaseModel], path: str) -> bool:
     """Whether ``path`` (dotted, no list indices) names a field under ``root``.
 
     A list of sections is crossed without an index (``model.conv.filters``), a union
-    (``model.init`` as a name or a mapping) through every member that is a model.
+    (``data.limit`` as a number or a mapping) through every member that is a model.
     """
     models: list[type[BaseModel]] = [root]
     for part in path.split("."):

@@ -74,7 +74,7 @@ class OutputConfig(StrictModel):
         True,
         description="Write test-set probabilities and labels before and after training "
         "(predictions_initial.npz, predictions.npz); of the validation set when the test set "
-        "is unlabelled or missing.",
+        "is unlabelled or missing, or held out of the run (train.final_test_eval: false).",
     )
     report: bool = Field(
         True, description="Write figures/ and report.html when the run ends (a few seconds)."
@@ -125,7 +125,8 @@ class RunConfig(StrictModel):
         default_factory=ScheduleConfig, description="Learning-rate schedule."
     )
     regularization: RegularizationConfig = Field(
-        default_factory=RegularizationConfig, description="L1/L2 penalties added to the loss."
+        default_factory=RegularizationConfig,
+        description="L1/L2 penalties added to the loss, and a shrink of the weights at every step.",
     )
     train: TrainConfig = Field(
         default_factory=TrainConfig, description="Run length, batching, callbacks."

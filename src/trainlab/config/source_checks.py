@@ -129,7 +129,7 @@ def number_problems(raw: Mapping[str, Any], source: Source | None) -> list[str]:
 
 def _resolved(raw: Mapping[str, Any]) -> dict[str, Any]:
     """``raw`` validated (defaults filled in), as plain data; {} when it does not validate."""
-    from .run import RunConfig  # run imports this module
+    from .run import RunConfig  # late: only the defaults of number_problems need it
 
     data = {k: v for k, v in raw.items() if k not in ("base", "study")}
     try:

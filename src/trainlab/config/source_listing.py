@@ -41,7 +41,8 @@ class FieldSource:
     where: str | None = None
 
     def origin(self, limit: int = 0) -> str:
-        """``published 002:15 "quote"``, ``reading: why``, ``set in FILE (no source entry)`` or ``default``.
+        """``published 002:15 "quote"``, ``reading: why``, ``set in FILE (no source entry)``,
+        ``set by --set KEY=VALUE`` or ``default``.
 
         Args:
             limit: cut the quote or the reading to this many characters. Default 0: whole.
@@ -122,8 +123,8 @@ def _set_where(field: str, data: dict[str, Any], origins: dict[str, str]) -> str
     """The file (or ``--set``) that set ``field``, or None when it is a default.
 
     A field is set when its own path was written, or when an enclosing path was written as
-    a value rather than a section (``init: he_normal`` sets ``model.init.scheme``; a list
-    sets its items). An enclosing *section* only sets the keys written in it.
+    a value rather than a section (a list sets its items: ``conv: [...]`` sets
+    ``model.conv[0].filters``). An enclosing *section* only sets the keys written in it.
     """
     parts = _key_parts(field)
     for n in range(len(parts), 0, -1):

@@ -39,7 +39,7 @@ class FitContext:
         state: the shared training state the callbacks read and change.
         resume: continue from ``run_dir``'s checkpoint instead of starting afresh.
         progress: show a progress bar (terminal) or periodic lines (log, CI).
-        log: writes one line to the run log (and to the console when verbose).
+        log: writes one line to the run log (and to the console with ``api.run``'s ``echo``).
     """
 
     run_dir: RunDir

@@ -1,10 +1,15 @@
-"""Reports: figures (matplotlib, Agg) and self-contained HTML reports of runs.
+"""Reports: figures (matplotlib, Agg) and self-contained HTML reports of runs, of studies
+and of comparisons of runs.
 
 ``build_run_report(RUN_DIR)`` draws a run's figures into ``RUN_DIR/figures`` (PNG and SVG)
 and writes ``RUN_DIR/report.html``; ``dataset_figure`` draws a dataset's samples per class.
-The modules: :mod:`.artifacts` (reading a run directory), :mod:`.images` (a run's dataset
-images and augmentation preview), :mod:`.figures` and :mod:`.grids` (drawing),
-:mod:`.html` (sections, blocks and the jinja2 template), :mod:`.run_report` (the run report).
+The modules: :mod:`.artifacts` (reading a run directory), :mod:`.samples` and :mod:`.images`
+(a run's images, saved with it or read again from its dataset, and the augmentation
+preview), :mod:`.figures`, :mod:`.curves`, :mod:`.grids` and :mod:`.kernels` (drawing),
+:mod:`.interpretation` and :mod:`.sources` (sections), :mod:`.html` (sections, blocks and
+the jinja2 template), :mod:`.run_report` (the run report), :mod:`.compare` (``trainlab
+compare``), the ``study_*`` modules (the study report), :mod:`.dataset` (``trainlab data
+show``) and :mod:`.gradcheck_sweep` (``trainlab gradcheck --n-sweep``).
 Matplotlib is imported by the drawing modules only, so importing this package is cheap.
 """
 

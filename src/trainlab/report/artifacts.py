@@ -1,14 +1,16 @@
 """Everything a run report reads from a run directory, loaded without ever failing on a
 missing or partial file: what is absent becomes a note that the report shows.
 
-Optional inputs that engines may write (read when present):
+Optional inputs (read when present):
 
 - ``predictions_initial.npz``: probabilities of the initial model (before any update), for
-  the confusion matrix before training.
+  the confusion matrix before training;
+- ``gradcheck.json``: the result of :func:`trainlab.api.gradcheck` for the run's model
+  (``trainlab gradcheck CONFIG --save RUN_DIR`` writes it).
 
-Both prediction files hold the test split, or the validation split when the run has no
-labelled test split; their ``split`` entry says which (a file without it is of the test split).
-- ``gradcheck.json``: the result of :func:`trainlab.api.gradcheck` for the run's model.
+Both prediction files (``predictions.npz`` and ``predictions_initial.npz``) hold the test
+split, or the validation split when the run has no labelled test split; their ``split``
+entry says which (a file without it is of the test split).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from trainlab.config import RunConfig
 from trainlab.diagnostics import early_stopping_step, log_warnings
 from trainlab.run_files import (
     CONFIG_FILE,
@@ -93,8 +96,9 @@ class RunArtifacts:
 
     @property
     def engine(self) -> str:
-        """The engine that trained the run (numpy or torch)."""
-        return str(self.config.get("engine", "numpy"))
+        """The engine that trained the run (numpy or torch; a config without the key gets
+        the run config's default, torch)."""
+        return str(self.config.get("engine", RunConfig.model_fields["engine"].default))
 
     @property
     def name(self) -> str:
@@ -136,8 +140,9 @@ def read_predictions_file(path: Path) -> Predictions:
     """The predictions saved in ``path`` (``predictions.npz`` or ``predictions_initial.npz``).
 
     Raises:
-        OSError, EOFError, zipfile.BadZipFile, KeyError: the file cannot be read (EOFError: it
-            is empty; BadZipFile: it is truncated), or holds no probabilities.
+        OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError: the file cannot be read
+            (EOFError: it is empty; BadZipFile: it is truncated; zlib.error: a compressed
+            member is damaged), or holds no probabilities.
         ValueError: the arrays have unexpected shapes, or ``split`` is neither test nor val.
     """
     with np.load(path, allow_pickle=False) as saved:

@@ -120,7 +120,8 @@ def augmentation_preview(
     num_classes: int,
     seed: int = 0,
 ) -> list[tuple[str, np.ndarray]]:
-    """The same images through each augmentation the config turns on, alone, then all together.
+    """The same images through each augmentation the config turns on, alone, then (when more
+    than one is on) all together.
 
     Uses the torch engine's batched augmentation, in the run's normalised space (so cutout
     fills with the mean colour as in training), and maps the result back to pixels.
@@ -135,11 +136,12 @@ def augmentation_preview(
 
     Returns:
         ``[("original", images), (name, augmented images), ..., ("all", ...)]``, uint8;
-        only ``original`` when nothing is on.
+        ``all`` only when more than one augmentation is on, ``original`` alone when none is.
     """
     import torch
 
     from trainlab.config import AugmentConfig
+    from trainlab.config.augment import MODIFIERS
     from trainlab.data.normalize import apply_normalizer
     from trainlab.engines.torch.augment import BatchAugment
     from trainlab.engines.torch.pixels import PixelSpace
@@ -153,8 +155,10 @@ def augmentation_preview(
     pixels = PixelSpace(dict(normalizer), channels)
     x = torch.from_numpy(apply_normalizer(np.asarray(images), dict(normalizer)))  # (n, C, H, W)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    # each transform alone keeps the run's modifiers (a reflect fill previews as it trains)
+    modifiers = {name: getattr(cfg, name) for name in MODIFIERS}
     defaults = AugmentConfig()
-    settings = [(name, defaults.model_copy(update={name: getattr(cfg, name)})) for name in active]
+    settings = [(name, defaults.model_copy(update={name: getattr(cfg, name), **modifiers})) for name in active]
     if len(active) > 1:
         settings.append(("all", cfg))
     for name, one in settings:

@@ -220,8 +220,8 @@ def read_predictions(run_path: Path) -> Predictions | None:
     """The probabilities, labels and split of ``run_path/predictions.npz`` (None without one).
 
     Raises:
-        OSError, EOFError, zipfile.BadZipFile, KeyError, ValueError: the file cannot be read
-            (:func:`read_predictions_file`).
+        OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, ValueError: the file
+            cannot be read (:func:`read_predictions_file`).
     """
     path = run_path / PREDICTIONS_FILE
     return read_predictions_file(path) if path.exists() else None
@@ -262,8 +262,9 @@ def load_report_images(run_path: str | Path) -> ReportImages | None:
     """The saved ``REPORT_IMAGES_FILE`` of a run directory; None when the run has none.
 
     Raises:
-        OSError, EOFError, zipfile.BadZipFile, KeyError, ValueError: the file cannot be read
-            (EOFError: it is empty; BadZipFile: it is truncated).
+        OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, ValueError: the file
+            cannot be read (EOFError: it is empty; BadZipFile: it is truncated; zlib.error: a
+            compressed member is damaged).
     """
     path = Path(run_path) / REPORT_IMAGES_FILE
     if not path.exists():

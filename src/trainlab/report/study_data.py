@@ -111,12 +111,19 @@ def mean_seconds(trials: list[FrozenTrial]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def last_intermediate(trial: FrozenTrial) -> float | None:
-    """The last value a (pruned) trial reported, if any."""
-    if not trial.intermediate_values:
-        return None
-    value = trial.intermediate_values[max(trial.intermediate_values)]
-    return float(value) if value is not None and math.isfinite(value) else None
+def trial_value(trial: FrozenTrial, metric: str) -> float | None:
+    """The objective a trial shows: its value when it completed; for any other trial, the
+    ``metric`` its run's summary had reached when it stopped (a pruned trial's); else None.
+
+    A pruner's intermediate values are never shown as the objective: they are its
+    ``monitor`` (val_loss, say, for an accuracy study), negated where its direction differs.
+    """
+    if trial.state == TrialState.COMPLETE:
+        return trial.value
+    value = ((trial.user_attrs.get("result") or {}).get("summary") or {}).get(metric)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def open_study(path: str | Path, storage: str | None = None, alpha: float = DEFAULT_ALPHA) -> StudyData:
@@ -148,5 +155,5 @@ def shown(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["StudyData", "is_study_dir", "last_intermediate", "mean_seconds", "open_study", "shown", "trial_key",
-           "trial_seconds"]
+__all__ = ["StudyData", "is_study_dir", "mean_seconds", "open_study", "shown", "trial_key",
+           "trial_seconds", "trial_value"]

@@ -36,11 +36,11 @@ from trainlab.report.html import (
 )
 from trainlab.report.study_data import (
     StudyData,
-    last_intermediate,
     open_study,
     shown,
     trial_key,
     trial_seconds,
+    trial_value,
 )
 from trainlab.report.study_tables import export, settings_table
 from trainlab.report.study_trials import STATE_TEXT, trial_table
@@ -118,7 +118,7 @@ class StudyReport:
         rows = [["study", s.name], ["objective", f"{s.metric} ({'maximize' if s.maximize else 'minimize'})"],
                 ["study file", str(first.get("source", "–"))], ["stages", str(len(s.stages))]]
         if first.get("overrides"):
-            rows.append(["base config overridden", ", ".join(first["overrides"])])
+            rows.append(["overridden by --set", ", ".join(first["overrides"])])
         for stage in s.stages:
             planned = stage.attrs.get("planned", len(stage.trials))
             rows.append([f"stage {stage.name}", f"sampler {stage.attrs.get('sampler')}, repeats "
@@ -223,7 +223,9 @@ class StudyReport:
             for trial in stage.trials:
                 if param.name not in trial.params:
                     continue
-                value = trial.value if trial.state == TrialState.COMPLETE else last_intermediate(trial)
+                value = trial_value(trial, s.metric)
+                if value is None:  # failed, or still running
+                    continue
                 points.append(sfigs.Point(float(trial.params[param.name]), value, trial.state.name))
             positive = [p.value for p in points if p.value > 0]
             log = param.kind == "loguniform" or (len(positive) == len(points) and len(positive) > 1

@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.report.curves import epochs_text
 from trainlab.report.html import fmt
-from trainlab.report.study_data import StudyData, last_intermediate, shown, trial_key, trial_seconds
+from trainlab.report.study_data import StudyData, shown, trial_key, trial_seconds, trial_value
 from trainlab.studies.results import StageData
 
 #: How each Optuna trial state reads in the report.
@@ -36,7 +36,7 @@ def trial_table(study: StudyData, multi: bool) -> tuple[list[str], list[list[str
     """Columns and text rows of every trial of ``study``; ``multi`` adds a stage column.
 
     The ``params`` column (the model's parameter count) is shown only when a trial recorded one;
-    a trial that did not complete shows the last value it reported.
+    a pruned trial shows the objective its run had reached when it stopped (:func:`trial_value`).
     """
     names = list(dict.fromkeys(p.name for stage in study.stages for p in stage.params))
     rows = []
@@ -44,7 +44,7 @@ def trial_table(study: StudyData, multi: bool) -> tuple[list[str], list[list[str
     counted = any(isinstance(summary.get("params"), int) for summary in summaries.values())
     for stage, trial in sorted(study.trials, key=_sort_key(study)):
         summary = summaries[id(trial)]
-        value = trial.value if trial.state == TrialState.COMPLETE else last_intermediate(trial)
+        value = trial_value(trial, study.metric)
         seconds = trial_seconds(trial)
         count = [str(summary.get("params", ""))] if counted else []
         rows.append([*([stage.name] if multi else []), trial_key(trial),

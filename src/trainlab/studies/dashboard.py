@@ -34,7 +34,8 @@ DEFAULT_PORT = 8080
 
 
 def label_objectives(handle: StorageHandle) -> int:
-    """Name the objective of each trainlab study in the storage that has no name yet; how many.
+    """Name the objective of each trainlab study in the storage not yet named after its metric;
+    how many were named.
 
     The name is the study's ``metric`` attribute (the objective's summary.json key).
     """

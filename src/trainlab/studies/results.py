@@ -277,7 +277,7 @@ def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha:
              f"Objective: `{metric}` ({direction}). Written {dt.datetime.now():%Y-%m-%d %H:%M}.", ""]
     overrides = stages[0].attrs.get("overrides", []) if stages else []
     if overrides:  # a reduced-size study says so in its results
-        lines += ["Base config overridden: " + ", ".join(f"`{o}`" for o in overrides) + ".", ""]
+        lines += ["Overridden by --set: " + ", ".join(f"`{o}`" for o in overrides) + ".", ""]
     leakage = study_leakage(stages, metric)
     if leakage:  # the figures below were chosen on the test set: say so where they are read
         lines += [f"**Warning**: {leakage}", ""]

@@ -1,13 +1,14 @@
 """Running a study: plan each stage once, then let any number of workers take its trials.
 
-The plan of a stage (every grid point, every random draw, or one empty slot per TPE trial,
-times the repeats) is enqueued once, under the study's set-up lock, as WAITING trials. A
-worker claims a WAITING trial atomically (Optuna's own state change), runs it as a normal
-run directory ``<study dir>/<trial key>``, and tells the result. Nothing is ever sampled
-outside the plan, so each planned trial runs exactly once however many workers share the
-study; a trial whose worker died is failed and queued again under the same key (and the
-same run directory, resumed from its checkpoint when it has one). A trial that failed
-(its run raised) stays failed on a resume, unless ``retry_failed`` queues it again the same way.
+The plan of a stage (every grid point or random draw times the repeats, or one empty slot
+per TPE trial, whose other repeats are queued when its first repeat has drawn its setting) is
+enqueued once, under the study's set-up lock, as WAITING trials. A worker claims a WAITING
+trial atomically (Optuna's own state change), runs it as a normal run directory
+``<study dir>/<trial key>``, and tells the result. Nothing is ever sampled outside the plan,
+so each planned trial runs exactly once however many workers share the study; a trial
+whose worker died is failed and queued again under the same key (and the same run
+directory, resumed from its checkpoint when it has one). A trial that failed (its run
+raised) stays failed on a resume, unless ``retry_failed`` queues it again the same way.
 
 How a trial's run is trained is injected (:class:`TrialExecutor`): studies sit below the
 API in the import order, so :func:`trainlab.api.run_study` passes the API's executor.

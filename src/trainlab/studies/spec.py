@@ -79,7 +79,8 @@ class ObjectiveSpec(_Strict):
 
 
 class PrunerSpec(_Strict):
-    """Stop clearly bad trials early from their per-evaluation validation accuracy."""
+    """Stop clearly bad trials early from a per-evaluation metric (``monitor``: validation
+    accuracy by default)."""
 
     type: Literal["median", "successive_halving", "hyperband", "none"] = "median"
     monitor: str = Field("val_accuracy", description="The per-evaluation metric reported, e.g. val_loss.")
@@ -93,7 +94,9 @@ class NarrowSpec(_Strict):
     """Coarse-to-fine: narrow the previous stage's ranges around its best ``top`` settings."""
 
     top: int = Field(3, ge=1, description="How many of the previous stage's best settings.")
-    margin: float = Field(0.25, ge=0.0, description="Widen the span of the best values by this on each side.")
+    margin: float = Field(
+        0.25, ge=0.0, description="Widen the span of the best values by this fraction of it on each side."
+    )
 
 
 class StageSpec(_Strict):
@@ -159,7 +162,8 @@ class Study:
     stages: list[Stage]
     seed: int = 0
     alpha: float = 0.05
-    #: ``--set key=value`` overrides of the base run config (a reduced-size study records them)
+    #: ``--set key=value`` overrides as given: of the base run config, and ``study.`` ones of the
+    #: study section (a reduced-size study records them)
     overrides: tuple[str, ...] = ()
     #: the one-line warning when the study chooses anything on the test split (its objective,
     #: a pruner, or its runs' callbacks); None when it does not (see ``config.leakage``)
@@ -314,8 +318,8 @@ def trial_config(study: Study, stage: Stage, overrides: dict[str, Any], source: 
 
 
 def _check_values(study: Study, stage: Stage) -> list[SelectionOnTest]:
-    """Build the config of every grid point (the first MAX_CHECKED_POINTS; or every value, for
-    sampled spaces) once.
+    """Build the config of every grid point (the first MAX_CHECKED_POINTS) once; for sampled
+    spaces, of each discrete value and each range's two ends, one parameter at a time.
 
     Catches a value the run config refuses (``optimizer.lr: 0``, ``momentum`` for adam)
     before any trial runs, and returns the choices those configs make on the test split

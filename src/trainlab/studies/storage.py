@@ -2,7 +2,8 @@
 
 - Default: a journal file in the study directory (``study.journal``, Optuna's
   ``JournalFileBackend``): no server, any number of worker processes on this machine.
-- ``--storage postgresql://user@host/db`` (or ``$TRAINLAB_STORAGE``; any SQLAlchemy URL):
+- ``--storage postgresql://user@host/db`` (or ``$TRAINLAB_STORAGE``; an SQLAlchemy URL of
+  PostgreSQL or SQLite):
   workers on any number of machines. Optuna's heartbeat marks the trials of a dead worker
   stale; they are failed and queued again (:func:`enqueue_retry`). ``--retry-failed`` queues
   the failed trials of a study again the same way (:func:`enqueue_failed`).
@@ -37,7 +38,9 @@ from .optuna_adapter import rdb_engine, trial_id
 JOURNAL_FILE = "study.journal"
 LOCK_FILE = "study.lock"
 STORAGE_ENV = "TRAINLAB_STORAGE"
-_RDB_PREFIXES = ("postgresql", "postgres", "sqlite", "mysql")
+# MySQL is left out on purpose: planning a stage needs a lock good across machines, which
+# trainlab takes as a PostgreSQL advisory lock (setup_lock), or a file lock beside SQLite.
+_RDB_PREFIXES = ("postgresql", "postgres", "sqlite")
 #: User attributes of one attempt at a trial (who ran it, how it ended), not of its setting.
 ATTEMPT_ATTRS = ("worker", "error", "result")
 #: A running trial that names no worker this long after its claim was claimed by a worker that
@@ -83,9 +86,14 @@ def open_storage(url: str, heartbeat: int | None = 10, lock_dir: Path | None = N
         lock_dir: where the journal's set-up lock lives (default: beside the journal).
 
     Raises:
-        ConfigError: the database cannot be reached, or the URL is not understood.
+        ConfigError: the database cannot be reached, or the URL is not understood or is
+            MySQL's (not supported: see ``_RDB_PREFIXES``).
     """
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    if "://" in url and scheme == "mysql":
+        raise ConfigError(f"--storage {_redact(url)}: MySQL is not supported (workers on several "
+                          "machines need PostgreSQL's advisory lock to plan a stage); use "
+                          "postgresql://user@host:port/db")
     if "://" in url and scheme not in _RDB_PREFIXES:
         raise ConfigError(f"--storage {url!r}: not a storage URL; use postgresql://user@host:port/db, "
                           "sqlite:///path, or a journal file path")

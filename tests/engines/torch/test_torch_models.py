@@ -59,6 +59,16 @@ def test_summary_lists_layers_shapes_and_total() -> None:
     assert "(None, 64, 4, 4)" in text and "Conv2d" in text and "65,600" in text
 
 
+
+def test_summary_rows_add_up_to_the_total_with_frozen_layers() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    net[0].requires_grad_(False)  # frozen, as the airbench nets' whitening conv
+    text = model_summary(net, (3, 8, 8))
+    rows = [int(line.split()[-1].replace(",", "")) for line in text.splitlines() if "(Conv2d)" in line
+            or "(Linear)" in line or "(Flatten)" in line]
+    assert rows == [112, 0, 290] and sum(rows) == 402
+    assert "Total params: 402" in text and "Trainable params: 290" in text and "Non-trainable params: 112" in text
+
 @pytest.mark.parametrize("position", ["before", "after"])
 def test_batch_norm_position(position: str) -> None:
     net = build_model(model_cfg({"type": "mlp", "hidden": [8], "batch_norm": True, "bn_position": position}),

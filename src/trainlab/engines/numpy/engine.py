@@ -4,7 +4,7 @@ The shared loop (:class:`trainlab.engines.loop.TrainingLoop`) owns the run: its 
 when to draw the data order and to evaluate, the metrics rows, the final figures and
 predictions, the callbacks, checkpoints, resume and progress. :class:`NumpyTraining`
 supplies only the NumPy parts, readable top to bottom: one step (gather a batch, forward,
-loss and penalties, backward, clip, shrink (``regularization.shrink``), update), the
+loss, backward, penalties, clip, shrink (``regularization.shrink``), update), the
 evaluation of a split, its state arrays and their loader. Its checkpoint
 (:mod:`.checkpoint`) adds the weights, the optimizer state, the random generators and the
 epoch's permutation to the loop's part, so a resumed run reproduces an uninterrupted one

@@ -9,9 +9,9 @@ activation statistics without recomputing them.
 Arrays in ``params``, ``grads`` and ``buffers`` are allocated once and only ever updated in
 place (``out=``), so views handed to an optimizer or a checkpoint stay valid.
 
-dtype follows the parameters (float32 for training, float64 for gradient checks);
-activations follow their input. N is the batch size, D the number of input features and
-M the number of output features throughout.
+dtype follows the parameters (float32 by default; float64 with ``model.dtype: float64`` and
+for gradient checks); activations follow their input. N is the batch size, D the number of
+input features and M the number of output features throughout.
 """
 
 from __future__ import annotations

@@ -14,10 +14,15 @@ from trainlab.engines.torch.models import BasicBlock, count_params
 
 
 def model_summary(model: nn.Module, input_shape: tuple[int, int, int]) -> str:
-    """A table like Keras' ``model.summary()``: layer, output shape, parameters, and the total.
+    """A table like Keras' ``model.summary()``: layer, output shape, parameters, and the totals.
 
-    One row per leaf module (and per residual block), from a forward pass of one zero
-    image in eval mode, so shapes are the real ones.
+    Rows count every parameter of their layer, frozen ones too (the whitening conv, a
+    batch-norm scale held at 1), so the rows add up to "Total params"; "Trainable params"
+    is what the optimizer updates, as in Keras.
+
+    One row per leaf module (and per ResNet-18/34 ``BasicBlock``; ResNet-9's residual branch
+    gets a row per layer), from a forward pass of one zero image in eval mode, so shapes are
+    the real ones.
     """
     rows: list[tuple[str, str, int]] = []
     hooks = []
@@ -52,12 +57,14 @@ def model_summary(model: nn.Module, input_shape: tuple[int, int, int]) -> str:
         for handle in hooks:
             handle.remove()
         model.train(was_training)
-    total = count_params(model)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = count_params(model)
     width = max([len(r[0]) for r in rows] + [20])
     line = "-" * (width + 40)
     out = [line, f"{'Layer (type)':<{width}}  {'Output Shape':<24}{'Param #':>12}", "=" * (width + 40)]
     out += [f"{name:<{width}}  {shape:<24}{params:>12,}" for name, shape, params in rows]
-    out += ["=" * (width + 40), f"Total params: {total:,}", line]
+    out += ["=" * (width + 40), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}", line]
     return "\n".join(out)
 
 
