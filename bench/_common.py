@@ -107,7 +107,8 @@ def spread(values: list[float], unit: str = "") -> str:
 
 
 def fmt(value: float | None) -> str:
-    """A figure with 3-4 significant digits (thousands separated), '-' for None."""
+    """A figure for a table: a whole number (thousands separated) from 100 up, else 3 significant
+    digits; '-' for None."""
     if value is None:
         return "-"
     if abs(value) >= 100:

@@ -14,7 +14,8 @@ left out) twice: with ``train.compile: false`` (the default) and ``true``. Both 
 ``--steps`` steps; the median pass counts. Prints images/s, the ratio compiled / eager, the
 compile time (compiled warm-up minus eager warm-up) and after how many images compiling pays
 it back. ``--write-docs`` writes the "torch.compile on the fast recipes" section of
-docs/performance.md. ``--quick``: cifar10-90 only, batch 16, one pass of 1 step.
+docs/performance.md. ``--quick``: cifar10-90 in bf16 only, batch 16, one pass of 1 step after
+a 1-step warm-up.
 """
 
 from __future__ import annotations

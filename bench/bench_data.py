@@ -1,6 +1,6 @@
 """Cold decode vs cached load of CIFAR-10 and MNIST (the datasets layer's cache).
 
-Usage: python bench/bench_data.py [--data-dir DIR] [--repeat N] [--quick] [--json PATH]
+Usage: python bench/bench_data.py [--data-dir DIR] [--repeat N] [--datasets NAME ...] [--quick] [--json PATH]
 
 Each repeat decodes into a fresh, empty cache folder (cold: read + validate + write the
 cache), then loads again from that cache (warm: memory-mapped .npy), timed both alone and

@@ -8,7 +8,7 @@ gradient; the two implementations alternate, and the median pass counts. PyTorch
 dropout draws one random number per element (``bernoulli_``); trainlab's
 (:class:`trainlab.engines.torch.layers.Dropout`) draws one 32-bit integer per two elements.
 
-Command: ``python bench/bench_dropout.py [--passes 15] [--json PATH] [--quick]``.
+Command: ``python bench/bench_dropout.py [--passes 15] [--threads T] [--json PATH] [--quick]``.
 """
 
 from __future__ import annotations

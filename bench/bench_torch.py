@@ -2,7 +2,8 @@
 
 Usage: python bench/bench_torch.py [--data-dir DIR] [--images N] [--steps S] [--threads T]
                                    [--models e,c,mlp] [--precisions fp32,bf16] [--batch B]
-                                   [--no-keras] [--quick] [--json PATH]
+                                   [--passes P] [--no-keras] [--no-compile] [--write-docs]
+                                   [--quick] [--json PATH]
 
 Three CIFAR-10 nets, each with its seed study's optimizer and batch size:
 
@@ -40,9 +41,12 @@ Each side is timed in alternating passes of ``--steps`` steps after a warm-up; t
 pass counts (on a shared machine a single pass, fast or slow, says little; 11 passes by default,
 as 7 left the medians of a 2-core AMD EPYC VM up to 1.5x their minimum). Prints images/s
 of each and the ratios trainlab/plain (goal >= 0.97) and trainlab/keras (goal >= 1.4).
+Unless ``--no-compile`` (or ``--quick``), a fourth side, the engine with ``train.compile: true``,
+adds a row against the eager engine with its compile time and break-even; ``--write-docs``
+writes those answers into the "torch.compile" section of docs/performance.md.
 Uses CIFAR-10 from ``--data-dir`` / ``$TRAINLAB_DATA`` when found, else random images.
 Threads: ``--threads``, else ``$TRAINLAB_NUM_THREADS``, else every core this process may use.
-``--quick``: 256 images, batch 32, one pass of 2 steps after a 1-step warm-up.
+``--quick``: 256 images, batch 32, one pass of 2 steps after a 1-step warm-up, no compiled side.
 """
 
 from __future__ import annotations
@@ -235,9 +239,10 @@ def bench(config: RunConfig, images: np.ndarray, data: PreparedData, steps: int,
           keras: bool, warmup: int = 3, compiled: bool = False) -> dict[str, Any]:
     """Seconds per pass of each side over ``passes`` alternating passes of ``steps`` steps.
 
-    Returns ``{"seconds": {side: [...]}, "params": {side: n}, "warmup": {side: s}}`` for the
-    sides trainlab, plain, (when ``keras``) keras and (when ``compiled``) ``compiled``: the
-    engine with ``train.compile`` on, whose warm-up holds torch.compile's compile time.
+    Returns ``{"seconds": {side: [...]}, "params": {side: n}, "warmup": {side: s},
+    "warmup_steps": n}`` for the sides trainlab, plain, (when ``keras``) keras and (when
+    ``compiled``) ``compiled``: the engine with ``train.compile`` on, whose warm-up holds
+    torch.compile's compile time.
 
     Raises:
         RuntimeError: the keras net's trainable parameter count differs from the torch net's.

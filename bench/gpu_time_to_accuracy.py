@@ -19,7 +19,7 @@ its own Python (PyTorch with CUDA, NumPy, Pillow; no pydantic), and a call carri
   (``bench/tta-trials.json``), so that ``bench_time_to_accuracy.py --render-from ... --write-docs``
   shows the GPU's table beside the CPU's.
 
-Usage: python bench/gpu_time_to_accuracy.py pack [--data-dir DIR] [--out .gpu-tta] [--no-wheels]
+Usage: python bench/gpu_time_to_accuracy.py pack [--data-dir DIR] [--out .gpu-tta] [--no-wheels] [--python 3.12]
        python bench/gpu_time_to_accuracy.py verify --pack .gpu-tta --part part1
        python bench/gpu_time_to_accuracy.py unpack --pack .gpu-tta --dest DIR
        python bench/gpu_time_to_accuracy.py merge RETURNED.json [--into bench/tta-trials.json]

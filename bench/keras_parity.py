@@ -14,8 +14,8 @@ statistics), then trains both on the same batches of real images in float64, Ker
 ``train_on_batch`` against the engine's own ``train_step``. It reports:
 
 - the first step's training loss (data loss plus the kernels' L1/L2 penalty) and its
-  gradient with respect to every weight, from the same weights on the same batch; these
-  decide the exit status;
+  gradient with respect to every weight, from the same weights on the same batch; these,
+  with the copied weights themselves, decide the exit status;
 - each later step's loss and every weight (relative difference of norms): Adam moves
   each weight by about lr in its first steps whatever its gradient's size, so rounding
   differences grow from step to step, and these columns show how fast;
@@ -32,9 +32,9 @@ that it sits where PyTorch's does, which takes that difference out of the later 
 
 Needs keras (the ``dev`` and ``bench`` extras; ``make setup`` installs it); exit status 2
 without it.
-Exit status 0 when the first step's loss and gradients differ by at most ``--threshold``
-(relative, default 1e-4; Keras rounds some batch-norm arithmetic to float32 even in a
-float64 model, about 1e-6 here), else 1.
+Exit status 0 when the copied weights, the first step's loss and its gradients differ by at
+most ``--threshold`` (relative, default 1e-4; Keras rounds some batch-norm arithmetic to
+float32 even in a float64 model, about 1e-6 here), else 1.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def run(config: RunConfig, steps: int, batch_size: int, eval_images: int,
     cfg = crosscheck_config(with_overrides(config, {"train.batch_size": batch_size}, source="keras parity"))
     data = real_images(cfg, steps * batch_size, eval_images, data_dir)
     torch.manual_seed(cfg.seed)
-    training = TrainlabSide(cfg, data).training  # the torch engine's own training object, fp32
+    training = TrainlabSide(cfg, data).training  # the torch engine's own training object: float64, no autocast
     floatx = keras.config.floatx()
     keras.config.set_floatx("float64")  # global: the Input, the layers' variables and compute, the losses
     keras.mixed_precision.set_dtype_policy("float64")
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
     parser.add_argument("--eval-images", type=int, default=256,
                         help="images after the training ones, evaluated at the end (default 256)")
-    parser.add_argument("--data-dir", help="dataset root (default $TRAINLAB_DATA)")
+    parser.add_argument("--data-dir", help="dataset root (default the config's data.data_dir, then $TRAINLAB_DATA)")
     parser.add_argument("--threshold", type=float, default=1e-4,
                         help="largest relative difference of the first step that passes (default 1e-4)")
     parser.add_argument("--adam-epsilon", choices=("keras", "torch"), default="keras",

@@ -1,6 +1,7 @@
 """Run every benchmark back to back and write one table: bench/results.md.
 
-Usage: python bench/run_all.py [--quick] [--only NAME ...] [--output PATH]
+Usage: python bench/run_all.py [--quick] [--only NAME ...] [--output PATH] [--timeout S] [--quiet]
+                               [--write-docs]
 
 Each ``bench/bench_*.py`` runs as its own process with ``--json`` (and ``--quick``), one
 after the other, so no two compete for the cores; their rows (see ``bench/_common.py``)
@@ -248,7 +249,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, help="seconds per script (default: per script)")
     parser.add_argument("--quiet", action="store_true", help="do not echo each script's output")
     parser.add_argument("--write-docs", action="store_true",
-                        help="also let bench_torch and bench_time_to_accuracy write docs/performance.md")
+                        help="also let bench_torch, bench_compile and bench_time_to_accuracy write their sections of docs/performance.md (not with --quick)")
     args = parser.parse_args()
     output = args.output or HERE / ("results-quick.md" if args.quick else "results.md")
     scripts = discover(args.only)

@@ -151,7 +151,7 @@ class Inputs:
         return root
 
     def bomb(self, fault: str, skip: bool) -> Case:
-        """A 40-byte PNG whose header claims 100,000 x 100,000 pixels."""
+        """A 69-byte PNG whose header claims 100,000 x 100,000 pixels."""
         case = Case(fault, f"a PNG claiming 10^10 pixels{', skip_corrupt' if skip else ''}")
         folder = self.ws.root / f"bombed-{skip}"
         shutil.copytree(self.image_folder(), folder)

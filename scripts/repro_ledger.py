@@ -3,7 +3,7 @@
 Run directories live under ``runs/`` and are not committed, so a table written from them
 alone would lose every row trained in an earlier session. Each finished (row, seed) run is
 therefore also recorded here, keyed by the hash of the config it ran (see
-``reproduce.config_hash``): a result counts only while its row's config is unchanged, so
+``repro_manifest.config_hash``): a result counts only while its row's config is unchanged, so
 editing a config's reading makes its old results stale instead of silently reused.
 """
 
@@ -23,7 +23,7 @@ class Entry:
     Attributes:
         row: the manifest row id.
         seed: the run's seed.
-        config_hash: the hash of the row's config (bases merged, overrides applied) it ran.
+        config_hash: the hash of the row's config (bases merged) and overrides it ran.
         status: the run's final status (completed, stopped_early or failed).
         value: the row's metric in percent; None when the run diverged.
         seconds: wall time of the run (training time for a resumed run).

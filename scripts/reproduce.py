@@ -2,12 +2,13 @@
 
 Each manifest row names a config, the published figure and how many seeds to run. Every
 (row, seed) trains once into ``runs/<config name>/<row id>-s<seed>-<config hash>``; the hash
-covers the config as written (seed, output and its source section left out), so editing a config's
-reading makes its old runs stale instead of silently reused. Each finished run is also recorded
-in the ledger docs/reproductions.json (runs/ is not committed), so the table keeps the rows of
-earlier sessions. Finished runs are skipped, so the script can be stopped and started again,
-row by row, and several copies can share the rows: a seed that another live copy is training
-(its lock file beside the run directory) is skipped::
+covers the config as written (bases merged; seed, name, output and its source section left out)
+and the row's overrides, so editing a config's reading makes its old runs stale instead of
+silently reused. Each finished run is also recorded in the ledger docs/reproductions.json
+(runs/ is not committed), so the table keeps the rows of earlier sessions. Finished runs are
+skipped, so the script can be stopped and started again, row by row, and several copies can
+share the rows: a seed that another live copy is training (its lock file beside the run
+directory) is skipped::
 
     TRAINLAB_DATA=/work/shared/datasets .venv/bin/python scripts/reproduce.py            # everything
     .venv/bin/python scripts/reproduce.py --rows D1 D2 --seeds 1                          # some rows
@@ -303,7 +304,8 @@ def render(rows: Sequence[Row], results: dict[str, list[Result]], engines: dict[
         "the report's experiment, and the row's note says which setting may differ and what was tried. "
         "Qualitative rows state their threshold, fixed before running; every seed must meet it. "
         "Rows ask for 5 seeds, 3 where a run takes over 5 minutes. "
-        "s/run is the mean wall time of one run (data loading included); epochs is the mean number trained "
+        "s/run is the mean wall time of one run (data loading included; a run resumed after a cut-off counts "
+        "its training time); epochs is the mean number trained "
         "(below the config's count when early stopping ended a run). The settings column counts the settings "
         "whose value is quoted from the report (with file and line) and names our readings; "
         "`trainlab config show --provenance FILE` lists each with its origin.",

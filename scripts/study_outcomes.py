@@ -345,8 +345,9 @@ def render(manifest: dict[str, Any], manifest_path: Path) -> str:
     lines = ["# The seed studies as trainlab studies", "",
              f"Written by `scripts/study_outcomes.py` from `{manifest_path.relative_to(ROOT)}` and each study "
              f"directory's storage, {dt.datetime.now():%Y-%m-%d %H:%M}. Do not edit by hand.", "",
-             "Accuracies are test accuracy in %. 'vs best' is the study's own verdict (Welch's t-test of "
-             "each setting against the best, Holm-adjusted, over seeds); a claim between two settings "
+             "Accuracies are in %, of the metric each study ranks by (its table names it; a study ranked on a "
+             "validation accuracy shows the mean test accuracy beside it). 'vs best' is the study's own "
+             "verdict (Welch's t-test of each setting against the best, Holm-adjusted, over seeds); a claim between two settings "
              f"uses Welch's t-test between them; alpha {alpha}. With one run per setting there is no noise "
              "test and only the direction is reported. Each study quotes the report's own conclusions "
              "(verbatim, with the seed file's prefix and line); a conclusion marked 'report' tests one of "

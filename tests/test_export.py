@@ -172,6 +172,8 @@ def test_export_errors_are_clean(trained: dict[str, Path], tmp_path: Path, monke
         export_run(run, "tflite")
     with pytest.raises(ConfigError, match=r"checkpoint\.npz"):
         export_run(run, "torchscript", run / "checkpoint.npz")  # never over the run's own files
+    with pytest.raises(ConfigError, match="unknown TTA mode 'mirror'"):
+        export_run(run, "torchscript", tmp_path / "m.pt", tta="mirror")
     bare = tmp_path / "bare"
     shutil.copytree(run, bare)
     (bare / "checkpoint.npz").unlink()

@@ -11,7 +11,7 @@ from tests.helpers import write_config
 from trainlab.cli import main
 from trainlab.config import load_config
 from trainlab.errors import ConfigError
-from trainlab.lr_find import lr_find, smooth, suggest
+from trainlab.lr_find import apply_suggestion, lr_find, smooth, suggest
 
 
 def test_smooth_is_bias_corrected() -> None:
@@ -78,3 +78,12 @@ def test_overrides_apply_to_a_path_and_to_a_run_config(tmp_path: Path, monkeypat
     with pytest.raises(_Stop):
         lr_find(path if as_path else load_config(path), overrides=["name=other", "train.batch_size=32"])
     assert seen[0].name == "other-lr-find" and seen[0].train.batch_size == 32
+
+
+def test_apply_keeps_the_set_values_the_test_ran_with(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs")
+    target = apply_suggestion(cfg, 0.0123456, overrides=["optimizer.type=adam", "train.batch_size=32"])
+    copy = load_config(target)
+    assert (copy.optimizer.type, copy.train.batch_size, copy.optimizer.lr) == ("adam", 32, 0.0123)
+    assert target.read_text().startswith("# c.yaml and optimizer.type=adam, train.batch_size=32 with optimizer.lr")
+    assert load_config(apply_suggestion(cfg, 0.5)).optimizer.type == load_config(cfg).optimizer.type

@@ -84,3 +84,18 @@ def test_fit_trains_your_own_module(tmp_path: Path) -> None:
     assert not np.allclose(module[1].weight.detach().numpy(), before.numpy())  # trained weights came back
     loaded = tl.load(run.path)
     assert loaded.config.model.type == "custom"
+
+
+def test_evaluate_computes_on_the_device_the_model_was_loaded_to(trained: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    import trainlab.trained as trained_module
+
+    seen: list[object] = []
+    monkeypatch.setattr(trained_module, "evaluate_run", lambda *args, **kwargs: seen.append(kwargs["device"]))
+    model = tl.load(trained)
+    model.evaluate()  # a NumPy run: no device
+    model._trained.loader.device = torch.device("cpu")  # as tl.load(run, device="cpu") leaves a torch run
+    model.evaluate()
+    assert seen == [None, "cpu"]

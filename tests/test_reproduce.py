@@ -87,6 +87,8 @@ AGREE = (50.0, 50.0, 50.0)  # sd 0: only the 1-point tolerance applies
         (AGREE, 49.01, "reproduced", "reproduced (mean +0.99 from the published figure)"),
         (AGREE, 49.0, "reproduced", "reproduced (mean +1.00 from the published figure)"),  # the edge is inside
         (AGREE, 51.1, "below", "**below** by 1.10 points (beyond 1 point and 2 sd)"),
+        # 2 seeds: the 2-sd rule is not applied, and the words do not claim it
+        ((76.0, 80.0), 75.0, "above", "**above** by 3.00 points (beyond 1 point; 2 sd needs 3 seeds)"),
     ],
 )
 def test_verdict_boundaries_pin_the_rule(rep: ModuleType, seeds: tuple[float, ...], published: float,

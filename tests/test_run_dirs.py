@@ -296,3 +296,22 @@ def test_a_refused_resume_writes_no_report_and_keeps_the_summary(tmp_path: Path,
         tl.run(resume=run_path, progress=False, echo=False)
     assert len(reports) == 1
     assert (run_path / "summary.json").read_text() == summary
+
+
+def test_a_damaged_config_or_summary_is_a_clear_error_not_a_traceback(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: r\nmodel: [\n", encoding="utf-8")  # edited by hand, cut off
+    with pytest.raises(RunDirError, match="not readable YAML"):
+        runs.open_run_dir(run).read_config()
+    assert main(["evaluate", str(run)]) == RunDirError.exit_code  # the message, no traceback
+    err = capsys.readouterr().err
+    assert "not readable YAML" in err and "Traceback" not in err
+    (run / "config.yaml").write_text("name: r\n", encoding="utf-8")
+    (run / "summary.json").write_text('{"status": "comp', encoding="utf-8")
+    with pytest.raises(RunDirError, match="not readable JSON"):
+        runs.open_run_dir(run).read_summary()
+    (run / "summary.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(RunDirError, match="not a JSON object"):
+        runs.open_run_dir(run).read_summary()

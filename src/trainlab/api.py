@@ -129,11 +129,13 @@ def run(
         ConfigError: the config is invalid, ``run_id`` breaks the name rule, the config
             differs from the one of the run being resumed, or ``epochs`` cannot extend it.
         RunDirError: the run directory exists (without resume/overwrite), overwrite would
-            remove something that is not a trainlab run, or it is not writable.
+            remove something that is not a trainlab run, it is not writable, or the run to
+            resume has no readable checkpoint.
         DataError: the dataset is missing or corrupt, or is not the data of the run being
             resumed (its fingerprint changed).
         KeyboardInterrupt: Ctrl-C or SIGTERM stopped training; the run was checkpointed at
-            the step it stopped at and its summary says "interrupted".
+            the step it stopped at (unless ``output.save_checkpoint`` is off) and its summary
+            says "interrupted".
     """
     plan = pipeline.resolve(dict(config) if isinstance(config, Mapping) else config, overrides, resume,
                             epochs=epochs, data_dir=data_dir)
@@ -154,10 +156,11 @@ def fit(module: nn.Module, config: RunConfig | str | Path | Mapping[str, Any], *
     ``config``'s model section is replaced by the module
     (:func:`trainlab.custom_model.config_for_module` keeps its ``dtype``); data, optimizer,
     callbacks, monitors, checkpoints and the report work as for a built-in model. The run
-    trains a copy of ``module``; when it ends with a checkpoint, the trained weights are copied
-    back into ``module``. Resuming with ``resume=`` works in the same process only: a module
-    object cannot be rebuilt by another one (put its class in a file and use
-    ``model.factory`` for that).
+    trains a copy of ``module``; when it finishes (completed or stopped early) with a
+    checkpoint (``output.save_checkpoint``), the weights evaluations used are copied back into
+    ``module``; a failed or interrupted run raises and leaves ``module`` as it was. Resuming
+    with ``resume=`` works in the same process only: a module object cannot be rebuilt by
+    another one (put its class in a file and use ``model.factory`` for that).
 
     Args:
         module: an ``nn.Module`` mapping (N, C, H, W) images to (N, K) logits.

@@ -184,7 +184,7 @@ def lr_find_command(
                                           "uses --max-lr / gamma, one step short of it.")] = 10.0,
     steps: Annotated[int, typer.Option(help="Steps from --min-lr to --max-lr.")] = 200,
     apply: Annotated[
-        bool, typer.Option("--apply", help="Write a copy of CONFIG with the suggested learning rate.")
+        bool, typer.Option("--apply", help="Write a copy of CONFIG, with the --set values, and the suggested learning rate.")
     ] = False,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
@@ -201,7 +201,7 @@ def lr_find_command(
                            f" (steepest descent; the loss is lowest at {result.min_loss_lr:.3g}); "
                            f"{len(result.lrs)} steps, plot: {result.run_dir / 'lr_find.png'}"))
     if apply:
-        echo(f"wrote {apply_suggestion(config, result.suggestion)}")
+        echo(f"wrote {apply_suggestion(config, result.suggestion, overrides=set_)}")
 
 
 @app.command("report")
@@ -263,7 +263,8 @@ def compare_command(
     echo(f"report: {report}")
 
 
-# The checks live in cli_checks.py; registered here, after validate's group, as before the split.
+# The checks live in cli_checks.py, export in cli_export.py, the dashboard in cli_study.py;
+# registered here, after the commands above.
 app.command("gradcheck")(gradcheck_command)
 app.command("parity")(parity_command)
 app.command("export")(export_command)

@@ -122,7 +122,8 @@ def data_fetch(
     name: Annotated[str, typer.Argument(help="A dataset name (see `data list`).")],
     data_dir: DataDirOption = None,
 ) -> None:
-    """Download a dataset's official archive, verify its checksum, and extract it."""
+    """Download a dataset's official files unless it is already there, verify their md5
+    checksums, and extract CIFAR-10's archive."""
     from trainlab.data import fetch_dataset
 
     path = fetch_dataset(name, data_dir, progress=True)

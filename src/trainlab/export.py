@@ -225,7 +225,9 @@ def _check(data: bytes, format_: str, run: TrainedRun, tta: str) -> dict[str, An
     """Compare the export with the run's own loader on :data:`CHECK_IMAGES` random images.
 
     Raises:
-        TrainlabError: a float32 run whose export differs by more than :data:`CHECK_TOLERANCE`.
+        TrainlabError: a run evaluated without autocast (NumPy engine, or ``train.precision``
+            fp32) whose export differs by more than :data:`CHECK_TOLERANCE` times the largest
+            |logit| (at least 1); other runs only record the difference.
     """
     channels, height, width = run.spec.input_shape
     images = np.random.default_rng(0).integers(0, 256, (CHECK_IMAGES, height, width, channels),
@@ -290,8 +292,8 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
         The export's path; ``sidecar_path(path)`` holds its description and check.
 
     Raises:
-        ConfigError: an unknown format, a TTA mode other than flip for a NumPy-engine run, or an
-            ``out`` that would replace one of the run's files.
+        ConfigError: an unknown format or TTA mode, a TTA mode other than none or flip for a NumPy-engine
+            run, or an ``out`` that would replace one of the run's files.
         RunDirError: not a run directory, or no checkpoint (see :func:`~trainlab.predict.open_trained_run`).
         TrainlabError: the ONNX packages are missing, or the export does not reproduce the run.
     """
@@ -299,7 +301,10 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
         raise ConfigError(f"--format {format!r} is not one of {', '.join(FORMATS)}")
     run = open_trained_run(run_dir, data_dir=data_dir, device="cpu")
     target = _target(run.path, format, out)
-    mode = tta_mode(run.config.train.tta if tta is None else tta)
+    try:
+        mode = tta_mode(run.config.train.tta if tta is None else tta)
+    except ValueError as error:
+        raise ConfigError(f"tta: {error}") from None
     if run.config.engine == "numpy" and mode not in ("none", "flip"):
         raise ConfigError(f"tta {mode!r}: a NumPy-engine model averages with the mirror image only (flip)")
     spec = run.spec

@@ -5,7 +5,8 @@ exponentially from ``min_lr`` towards ``max_lr``: step ``s`` (from 0) uses
 ``min_lr * gamma**s`` with ``gamma = (max_lr / min_lr) ** (1 / steps)``, so the last step
 uses ``max_lr / gamma``, one step short of ``max_lr``. The training loss of every step is
 recorded, smoothed with a bias-corrected moving average, and the test stops once the
-smoothed loss passes ``diverge`` times its minimum. The suggestion is the learning rate
+smoothed loss passes ``diverge`` times its minimum (not before its 11th step) or the loss
+is not finite. The suggestion is the learning rate
 where the smoothed loss falls fastest (steepest negative slope against log lr) before its
 minimum.
 """
@@ -54,7 +55,8 @@ class LRFindResult:
 
 
 class _StopOnDivergence(Callback):
-    """Ends the test when the smoothed training loss exceeds ``factor`` times its minimum."""
+    """Ends the test when the smoothed training loss exceeds ``factor`` times its minimum
+    (after the first 10 evaluations), or at once when the loss is not finite."""
 
     def __init__(self, factor: float, beta: float) -> None:
         self.factor, self.beta = factor, beta
@@ -129,7 +131,8 @@ def lr_find(
         max_lr: the sweep's end: the last step uses ``max_lr / gamma``, one step short of
             it (see the module docstring). Default 10.
         steps: steps from ``min_lr`` towards ``max_lr``. Default 200.
-        diverge: stop once the smoothed loss exceeds this multiple of its minimum. Default 4.
+        diverge: stop once the smoothed loss exceeds this multiple of its minimum (checked
+            from the 11th step on). Default 4.
         beta: smoothing of the loss curve. Default 0.98.
         data_dir: where datasets are read from. Default None.
     """
@@ -186,19 +189,22 @@ def _plot(result: LRFindResult) -> None:
     figure.savefig(result.run_dir / "lr_find.png")
 
 
-def apply_suggestion(config_path: str | Path, suggestion: float, out: str | Path | None = None) -> Path:
+def apply_suggestion(config_path: str | Path, suggestion: float, out: str | Path | None = None,
+                     overrides: Sequence[str] | None = None) -> Path:
     """Write a copy of the config with the suggested learning rate.
 
     One-cycle schedules take it as their peak (``schedule.max_lr``); every other schedule
     as ``optimizer.lr``. The copy is ``<name>.lr-found.yaml`` beside the original unless
-    ``out`` is given.
+    ``out`` is given. ``overrides`` (the ``--set`` strings the test ran with) go into the
+    copy too: the learning rate was found for that setup, not for the file alone.
     """
     path = Path(config_path)
-    config = load_config(path)
+    config = load_config(path, list(overrides or []))
     key = "schedule.max_lr" if config.schedule.type == "one_cycle" else "optimizer.lr"
     updated = with_overrides(config, {key: float(f"{suggestion:.3g}")}, source="lr-find --apply")
     target = Path(out) if out is not None else path.with_name(f"{path.stem}.lr-found.yaml")
-    atomic_write_text(target, f"# {path.name} with {key} from `trainlab lr-find`\n" + config_to_yaml(updated))
+    also = f" and {', '.join(overrides)}" if overrides else ""
+    atomic_write_text(target, f"# {path.name}{also} with {key} from `trainlab lr-find`\n" + config_to_yaml(updated))
     return target
 
 

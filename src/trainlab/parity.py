@@ -52,8 +52,9 @@ def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def parity_config(config: RunConfig, steps: int) -> RunConfig:
-    """The NumPy-engine copy of ``config`` that parity trains: float64, ``steps`` steps,
-    dropout, augmentation and the torch-only run options off.
+    """The NumPy-engine copy of ``config`` that parity trains: float64, ``train.steps`` set
+    to ``steps`` (kept as it is when ``schedule.cycles`` is set, so a cyclical schedule keeps
+    the run's period), dropout, augmentation and the torch-only run options off.
 
     Raises:
         ConfigError: the model, activation or optimizer exists on one engine only.

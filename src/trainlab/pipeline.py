@@ -112,7 +112,7 @@ class Outcome:
 
     Attributes:
         summary: the summary so far (``status``: completed, stopped_early, failed or
-            interrupted; ``began`` says whether training started).
+            interrupted).
         began: training began (the engine built its model and loaded any checkpoint).
         error: the exception that ended it (re-raised once the run is finalised), or None.
         callbacks: the run's callbacks (the trackers finish after the report).

@@ -333,6 +333,7 @@ def predict_folder(
         DataError: no images, no readable image, an unreadable image (without ``skip_corrupt``),
             or an image of another size (without ``resize``).
         RunDirError: no checkpoint, or one from an incompatible config.
+        ConfigError: ``out`` is a folder.
     """
     out_path = Path(out)
     if out_path.is_dir():

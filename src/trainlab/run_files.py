@@ -227,10 +227,17 @@ class RunDir:
         atomic_write_text(self.config_path, text)
 
     def read_config(self) -> dict[str, Any]:
-        """The resolved config as written by :meth:`write_config`."""
+        """The resolved config as written by :meth:`write_config`.
+
+        Raises:
+            RunDirError: no ``config.yaml``, or not a YAML mapping.
+        """
         if not self.config_path.exists():
             raise RunDirError(f"{self.path}: no {CONFIG_FILE}; is this a trainlab run directory?")
-        loaded = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        try:
+            loaded = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as error:  # edited or damaged by hand
+            raise RunDirError(f"{self.config_path}: not readable YAML ({type(error).__name__}: {error})") from None
         if not isinstance(loaded, dict):
             raise RunDirError(f"{self.config_path}: not a mapping")
         return loaded
@@ -289,10 +296,21 @@ class RunDir:
         atomic_write_json(self.summary_path, dict(summary))
 
     def read_summary(self) -> dict[str, Any]:
-        """The summary, or an empty dict when the run has not written one yet."""
+        """The summary, or an empty dict when the run has not written one yet.
+
+        Raises:
+            RunDirError: ``summary.json`` is not a JSON object (edited or damaged by hand: the
+                run writes it atomically).
+        """
         if not self.summary_path.exists():
             return {}
-        return json.loads(self.summary_path.read_text(encoding="utf-8"))
+        try:
+            loaded = json.loads(self.summary_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RunDirError(f"{self.summary_path}: not readable JSON ({error})") from None
+        if not isinstance(loaded, dict):
+            raise RunDirError(f"{self.summary_path}: not a JSON object")
+        return loaded
 
     def log(self, message: str) -> None:
         """Append a time-stamped line to ``run.log``. Append-only: a kill can tear only the last

@@ -122,12 +122,14 @@ class Model:
                 scale (uint8 or float); or a folder; or image files.
             tta: average with the mirror images; default the run's ``train.tta``.
             resize: files only: resize images of another size to the run's input size.
-            skip_corrupt: files only: leave out unreadable files (listed in ``skipped``).
+            skip_corrupt: files only: leave out unreadable files and files over the run's
+                ``data.max_image_pixels`` (listed in ``skipped``).
 
         Raises:
             DataError: pixels of the wrong shape, an image of another size without ``resize``,
                 an empty folder.
-            CorruptDataError: an unreadable file without ``skip_corrupt``.
+            CorruptDataError, ImageTooLargeError: an unreadable or too large file without
+                ``skip_corrupt``.
         """
         if isinstance(images, np.ndarray):
             batch = images[None] if images.ndim == 3 else images
@@ -146,8 +148,9 @@ class Model:
     def evaluate(self, *, tta: bool | None = None, data_dir: str | Path | None = None) -> dict[str, Any]:
         """Accuracy and loss on the run's test split (its validation split when the dataset has
         no labelled test split); this one reads the run's dataset (see
-        :func:`trainlab.predict.evaluate_run`)."""
-        return evaluate_run(self.path, tta=tta, data_dir=data_dir)
+        :func:`trainlab.predict.evaluate_run`), on the device the model was loaded to."""
+        device = getattr(self._trained.loader, "device", None)  # torch runs only
+        return evaluate_run(self.path, tta=tta, data_dir=data_dir, device=None if device is None else str(device))
 
     def plot_curves(self) -> Figure:
         """The report's learning curves (loss, accuracy, the lr when it changes) of every split."""

@@ -2,8 +2,9 @@
 
 A tracker is a :class:`~trainlab.callbacks.base.Callback` with one more step,
 :meth:`Tracker.finish`, which :func:`trainlab.api.run` calls once ``summary.json`` and the
-report are written, however training ended (completed, stopped, failed or interrupted):
-the loop's ``on_train_end`` comes before both, and not at all after a failure.
+report are written, however training ended once it began (completed, stopped, failed or
+interrupted; a run refused before its first step finishes no tracker): the loop's
+``on_train_end`` comes before both, and not at all after a failure.
 
 The tools are optional (the ``trackers`` extra): :func:`check_trackers` turns a missing
 package into a :class:`~trainlab.errors.ConfigError` before a run touches the disk.

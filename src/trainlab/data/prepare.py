@@ -170,8 +170,9 @@ def prepare_data(
         val_split: "stratified" (a seeded, class-stratified hold-out) or "tail" (the last
             rows of the training set in stored order). Default "stratified".
         stats_from: "train" (the training split, after ``limit``) or "train+val" (the
-            training and validation rows together: the training set before the hold-out,
-            as some published code computes its mean image). Default "train".
+            training and validation splits together, both after ``limit``: without a limit,
+            the training set before the hold-out, as some published code computes its mean
+            image). Default "train".
         mean, std: ``normalize="fixed"`` only: one constant per channel on the [0, 1]
             scale (ImageNet's are [0.485, 0.456, 0.406] and [0.229, 0.224, 0.225]).
             Default None.

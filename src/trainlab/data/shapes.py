@@ -54,8 +54,9 @@ def dataset_shape(
     name_or_path: str, data_dir: str | Path | None = None, resize: int | tuple[int, int] | None = None
 ) -> DatasetShape | None:
     """The size of ``name_or_path`` as ``load_dataset`` would decode it, or None when it
-    cannot be told without decoding (the dataset is missing, or its folder is malformed: the
-    run itself then says what is wrong).
+    cannot be told without decoding (a path that is missing, or a folder that is malformed:
+    the run itself then says what is wrong). A named dataset's size comes from the registry,
+    present on disk or not.
 
     A named dataset (and a folder of a known format) counts its official number of images,
     so a subset of one is overestimated.

@@ -27,6 +27,7 @@ import numpy as np
 
 from trainlab.config import RunConfig
 from trainlab.diagnostics import early_stopping_step, log_warnings
+from trainlab.errors import RunDirError
 from trainlab.run_files import (
     CONFIG_FILE,
     GRADCHECK_FILE,
@@ -180,7 +181,7 @@ def load_artifacts(path: str | Path) -> RunArtifacts:
     notes = artifacts.notes
     try:
         artifacts.summary = run_dir.read_summary()
-    except (OSError, ValueError) as exc:
+    except (OSError, RunDirError) as exc:
         notes["summary"] = f"{SUMMARY_FILE} could not be read: {exc}"
     if not artifacts.summary:
         notes.setdefault("summary", f"no {SUMMARY_FILE}: the run has not finished (killed, or still running)")
