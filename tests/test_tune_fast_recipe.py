@@ -169,3 +169,29 @@ def test_one_seed_at_a_time(tune: ModuleType, tmp_path: Path, monkeypatch: pytes
     assert trained[-1] == (["small"], [0, 1])
     with pytest.raises(SystemExit):
         tune.main([str(path), "--seed", "-1"])
+
+
+def test_the_ledger_keeps_outcomes_whose_run_directories_are_gone(tune: ModuleType, tmp_path: Path) -> None:
+    import shutil
+
+    ledger = tmp_path / "ledger.json"
+    tuning = tune.read_tuning(_tuning_file(tmp_path), ledger=ledger)
+    runs = tmp_path / "runs" / "fast-cifar10-94-muon"
+    _finished(runs / "plain-s0", 0.94, None)
+    _finished(runs / "plain-s1", 0.942, None)
+    tune.record(tuning, "plain", tune.on_disk(tuning, "plain"))
+    shutil.rmtree(runs / "plain-s1")  # a new machine: the run directory is gone, the ledger is not
+    _finished(runs / "plain-s2", 0.944, None)  # on disk only
+    assert [(o.seed, o.val_accuracy) for o in tune.outcomes(tuning, "plain")] == [(0, 0.94), (1, 0.942), (2, 0.944)]
+    saved = json.loads(ledger.read_text())[str(tuning.path)]["plain"]
+    assert saved["overrides"] == ["data.val_fraction=0.1", "train.epochs=8"] and list(saved["seeds"]) == ["0", "1"]
+    # the candidate edited: its old outcomes no longer count, and a new record replaces them
+    edited = tmp_path / "edited.yaml"
+    raw = yaml.safe_load(_tuning_file(tmp_path).read_text())
+    raw["candidates"]["plain"] = ["train.epochs=9"]
+    edited.write_text(yaml.safe_dump(raw))
+    tuning_edited = tune.read_tuning(edited, ledger=ledger)
+    ledger.write_text(json.dumps({str(edited): json.loads(ledger.read_text())[str(tuning.path)]}))
+    assert [o.seed for o in tune.outcomes(tuning_edited, "plain")] == [0, 2]  # on disk only
+    tune.record(tuning_edited, "plain", tune.on_disk(tuning_edited, "plain")[1:])
+    assert list(json.loads(ledger.read_text())[str(edited)]["plain"]["seeds"]) == ["2"]
