@@ -18,7 +18,8 @@ endif
 
 setup: $(STAMP)
 
-# torch first, from the CPU wheel; the constraint keeps pip from ever swapping it for a CUDA build.
+# torch first, pinned to the version the project is tested with (on these machines pip finds the
+# CPU wheel on disk); the constraint keeps the extras from moving it to another version.
 # The optional extras (export, trackers, dashboard, notebook) come too, so every test can run.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,10 +45,11 @@ lint: setup
 test: setup lint
 	$(BIN)/python -m pytest -q
 
-# Every benchmark back to back, one table, written to bench/results.md, and the torch.compile and
-# time-to-accuracy sections of docs/performance.md (run it on a quiet machine; about two hours).
-# keras and kornia come from the bench extra: the keras.fit column of bench_torch and the kornia
-# column of bench_augment need them.
+# Every benchmark back to back, one table, written to bench/results.md, and the torch.compile,
+# time-to-accuracy and hot-path (bench/profile_step.py) sections of docs/performance.md (run it on
+# a quiet machine; about two hours).
+# kornia comes from the bench extra (the kornia column of bench_augment); keras, for the keras.fit
+# column of bench_torch, already comes with setup's dev extra.
 bench: setup
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt -e ".[bench]" 2>&1 | { grep -v "is ignored" || true; }
 	$(BIN)/python bench/run_all.py --write-docs
