@@ -186,3 +186,25 @@ def test_warned_trials_lines_name_the_first_trials_and_count_the_rest() -> None:
     assert warned_trials_lines([stage], shown=6) == [
         "short run (8 trials: t0000-r0, t0001-r0, t0002-r0, t0003-r0, t0004-r0, t0005-r0 and 2 more)",
         "lr too high (1 trial: t0003-r0)"]
+
+
+def test_a_study_that_chooses_on_validation_reports_each_settings_test_accuracy(tmp_path: Path) -> None:
+    def execute(config: RunConfig, run_dir: Path, callbacks: list[Callback], data_dir: str | None) -> dict[str, Any]:
+        val = 0.9 + 0.0001 * sum(config.model.hidden) + 0.001 * config.seed
+        return {"status": "completed", "best_val_accuracy": val, "test_accuracy": val - 0.05 - 0.002 * config.seed}
+
+    path = write_study(tmp_path / "val.yaml", {"objective": "best_val_accuracy", "repeats": 2,
+                                               "space": {"model.hidden": SIZES}}, tmp_path / "runs", name="val")
+    run_study(path, options=Options(echo=False), execute=execute)
+    study = open_study(tmp_path / "runs" / "val")
+    table = settings_table(study, study.stages[0])
+    assert table.reported and table.columns[-2] == "test_accuracy mean ± sd"
+    # [512, 512]: val 1.0024 and 1.0034 (mean 1.0029), test 0.9524 and 0.9514 over seeds 0 and 1
+    assert table.cells()[0][-2] == "0.9519 ± 0.0007"
+    md, tex = export(study, "md"), export(study, "tex")
+    assert "| test_accuracy mean ± sd | time (s) |" in md and r"$\mathbf{0.9519 \pm 0.0007}$" in tex
+    assert "{rlrrrlrr}" in tex  # one more number column
+    assert "reported beside the objective; it chose nothing" in build_study_report(tmp_path / "runs" / "val").read_text()
+    # a study that chooses on the test split has no second column of it
+    chosen_on_test = open_study(_run(tmp_path, "on-test", "test_accuracy"))
+    assert not settings_table(chosen_on_test, chosen_on_test.stages[0]).reported

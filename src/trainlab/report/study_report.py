@@ -42,7 +42,7 @@ from trainlab.report.study_data import (
     trial_seconds,
     trial_value,
 )
-from trainlab.report.study_tables import export, settings_table
+from trainlab.report.study_tables import REPORTED, export, settings_table
 from trainlab.report.study_trials import STATE_TEXT, trial_table
 from trainlab.run_files import FIGURES_DIR, REPORT_FILE, read_metrics_csv
 from trainlab.studies.results import StageData, study_leakage, warned_trials_lines
@@ -147,8 +147,10 @@ class StudyReport:
     def settings(self) -> Section:
         """Settings ranked by the objective, and every trial with its state."""
         section = Section("settings", "Settings, best first")
+        reported = False
         for stage in self.study.stages:
             st = settings_table(self.study, stage)
+            reported = reported or st.reported
             if self.multi:
                 section.add(text(f"Stage {stage.name}:"))
             if not st.rows:
@@ -159,7 +161,9 @@ class StudyReport:
                          f"over the repeats (seeds) of each setting. 'vs best': {TEST_NAME} against the best "
                          f"setting, p-values Holm-adjusted, alpha {self.study.alpha}; 'not distinguishable' "
                          "means the ranking is within seed noise. params: the model's number of learnable "
-                         "parameters. Time: mean wall time of a trial."))
+                         "parameters. Time: mean wall time of a trial."
+                         + (f" {REPORTED}: the same repeats on the test split, reported beside the "
+                            "objective; it chose nothing." if reported else "")))
         return section
 
     def trials(self) -> Section:

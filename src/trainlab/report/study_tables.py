@@ -1,11 +1,13 @@
 """The settings table of a study (best first: parameters, the model's parameter count, mean ±
-sd and 95 % interval of the objective over repeats, the verdict against the best, time), for
-the HTML report and as Markdown or LaTeX ready to paste into a write-up.
+sd and 95 % interval of the objective over repeats, the verdict against the best, time, and,
+when the objective is not the test split's, each setting's test accuracy beside it), for the
+HTML report and as Markdown or LaTeX ready to paste into a write-up.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 from trainlab.report.study_data import StudyData, mean_seconds, shown
@@ -17,6 +19,9 @@ VERDICT_SHORT = {"best": "best", "tie": "not distinguishable", "worse": "worse",
 
 #: the column of the model's parameter count (``params`` of each trial's summary.json)
 COUNT_COLUMN = "params"
+#: the summary key reported beside an objective chosen on other data (a study that selects on
+#: validation reports what its settings give on the test split, which chose nothing)
+REPORTED = "test_accuracy"
 
 
 @dataclass
@@ -25,6 +30,8 @@ class SettingsTable:
 
     ``counted`` says whether the ``params`` column (the model's parameter count) is shown:
     it is left out when no trial recorded a count (a study run before summaries had one).
+    ``reported`` says whether the test accuracy column (:data:`REPORTED`, mean ± sd over the
+    same repeats) is shown: when the objective is another metric and a trial recorded it.
     """
 
     stage: str
@@ -32,17 +39,21 @@ class SettingsTable:
     metric: str
     rows: list[dict[str, str]]
     counted: bool = False
+    reported: bool = False
 
     @property
     def columns(self) -> list[str]:
         """Header of the table."""
         count = [COUNT_COLUMN] if self.counted else []
-        return ["rank", *self.params, *count, "n", f"{self.metric} mean ± sd", "95 % CI", "vs best", "time (s)"]
+        test = [f"{REPORTED} mean ± sd"] if self.reported else []
+        return ["rank", *self.params, *count, "n", f"{self.metric} mean ± sd", "95 % CI", "vs best", *test,
+                "time (s)"]
 
     def cells(self) -> list[list[str]]:
         """Rows in the order of :attr:`columns`."""
         count = ["param_count"] if self.counted else []
-        keys = ["rank", *self.params, *count, "n", "mean_sd", "ci", "verdict", "seconds"]
+        test = ["test_mean_sd"] if self.reported else []
+        keys = ["rank", *self.params, *count, "n", "mean_sd", "ci", "verdict", *test, "seconds"]
         return [[row[k] for k in keys] for row in self.rows]
 
 
@@ -56,7 +67,26 @@ def settings_table(study: StudyData, stage: StageData) -> SettingsTable:
     rows = []
     for rank, setting in enumerate(study.ranked(stage), 1):
         rows.append(_row(rank, setting, params))
-    return SettingsTable(stage.name, params, study.metric, rows, counted=any(row["param_count"] for row in rows))
+    reported = study.metric != REPORTED and any(row["test_mean_sd"] for row in rows)
+    return SettingsTable(stage.name, params, study.metric, rows, counted=any(row["param_count"] for row in rows),
+                         reported=reported)
+
+
+def reported_values(setting: Setting, key: str = REPORTED) -> list[float]:
+    """``key`` of each repeat of ``setting`` that recorded it (its run's summary.json)."""
+    values = []
+    for trial in setting.trials:
+        value = ((trial.user_attrs.get("result") or {}).get("summary") or {}).get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            values.append(float(value))
+    return values
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return ""
+    mean = _num(statistics.fmean(values))
+    return mean + (f" ± {_num(statistics.stdev(values))}" if len(values) > 1 else "")
 
 
 def _row(rank: int, setting: Setting, params: list[str]) -> dict[str, str]:
@@ -68,6 +98,7 @@ def _row(rank: int, setting: Setting, params: list[str]) -> dict[str, str]:
            "ci": f"{_num(s.ci_low)} – {_num(s.ci_high)}" if s.n > 1 else "",
            "verdict": VERDICT_SHORT.get(setting.verdict.verdict, "") if setting.verdict else "",
            "seconds": f"{seconds:.1f}" if seconds is not None else "",
+           "test_mean_sd": _mean_sd(reported_values(setting)),
            "mean": _num(s.mean), "sd": _num(s.sd) if s.n > 1 else "",
            "low": _num(s.ci_low) if s.n > 1 else "", "high": _num(s.ci_high) if s.n > 1 else ""}
     row.update({name: shown(setting.params.get(name)) for name in params})
@@ -100,12 +131,18 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
 
 
+def _tex_mean_sd(text: str) -> str:
+    plus_minus = r" \pm "
+    return "$" + text.replace(" ± ", plus_minus) + "$" if text else ""
+
+
 def to_latex(table: SettingsTable, caption: str = "") -> str:
     """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``); the best row in bold."""
     count = [COUNT_COLUMN] if table.counted else []
+    test = [tex_escape(REPORTED)] if table.reported else []
     header = ["rank", *(tex_escape(p) for p in table.params), *count, "$n$", tex_escape(table.metric),
-              r"95\,\% CI", "vs best", "time (s)"]
-    align = "r" + "l" * len(table.params) + "r" * len(count) + "rrrlr"
+              r"95\,\% CI", "vs best", *test, "time (s)"]
+    align = "r" + "l" * len(table.params) + "r" * len(count) + "rrrl" + "r" * len(test) + "r"
     lines = [r"% needs \usepackage{booktabs}", r"\begin{table}[ht]", r"  \centering"]
     if caption:
         lines.append(f"  \\caption{{{tex_escape(caption)}}}")
@@ -115,7 +152,8 @@ def to_latex(table: SettingsTable, caption: str = "") -> str:
         value = f"${row['mean']} \\pm {row['sd']}$" if row["sd"] else f"${row['mean']}$"
         ci = f"[{row['low']}, {row['high']}]" if row["low"] else ""
         cells = [row["rank"], *(tex_escape(row[p]) for p in table.params), *([row["param_count"]] if table.counted else []),
-                 row["n"], value, ci, tex_escape(row["verdict"]), row["seconds"]]
+                 row["n"], value, ci, tex_escape(row["verdict"]),
+                 *([_tex_mean_sd(row["test_mean_sd"])] if table.reported else []), row["seconds"]]
         if index == 0:
             cells = [f"\\textbf{{{c}}}" if c and not c.startswith("$") else
                      (f"$\\mathbf{{{c[1:-1]}}}$" if c.startswith("$") else c) for c in cells]
@@ -139,5 +177,15 @@ def export(study: StudyData, fmt: str) -> str:
     return "\n".join(parts)
 
 
-__all__ = ["COUNT_COLUMN", "FORMATS", "SettingsTable", "export", "settings_table", "tex_escape", "to_latex",
-           "to_markdown"]
+__all__ = [
+    "COUNT_COLUMN",
+    "FORMATS",
+    "REPORTED",
+    "SettingsTable",
+    "export",
+    "reported_values",
+    "settings_table",
+    "tex_escape",
+    "to_latex",
+    "to_markdown",
+]
