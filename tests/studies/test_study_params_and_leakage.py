@@ -205,6 +205,9 @@ def test_a_study_that_chooses_on_validation_reports_each_settings_test_accuracy(
     assert "| test_accuracy mean ± sd | time (s) |" in md and r"$\mathbf{0.9519 \pm 0.0007}$" in tex
     assert "{rlrrrlrr}" in tex  # one more number column
     assert "reported beside the objective; it chose nothing" in build_study_report(tmp_path / "runs" / "val").read_text()
+    results = (tmp_path / "runs" / "val" / RESULTS_MD).read_text()
+    assert "| vs best | test_accuracy mean ± sd |" in results and "| 0.9519 ± 0.000707 |" in results
     # a study that chooses on the test split has no second column of it
     chosen_on_test = open_study(_run(tmp_path, "on-test", "test_accuracy"))
     assert not settings_table(chosen_on_test, chosen_on_test.stages[0]).reported
+    assert "test_accuracy mean" not in (tmp_path / "runs" / "on-test" / RESULTS_MD).read_text()

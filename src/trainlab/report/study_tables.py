@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass
 
 from trainlab.report.study_data import StudyData, mean_seconds, shown
-from trainlab.studies.results import Setting, StageData, param_count
+from trainlab.studies.results import REPORTED, Setting, StageData, param_count, reported_values
 
 FORMATS = ("md", "tex")
 VERDICT_SHORT = {"best": "best", "tie": "not distinguishable", "worse": "worse", "n/a": "n/a"}
@@ -19,9 +19,6 @@ VERDICT_SHORT = {"best": "best", "tie": "not distinguishable", "worse": "worse",
 
 #: the column of the model's parameter count (``params`` of each trial's summary.json)
 COUNT_COLUMN = "params"
-#: the summary key reported beside an objective chosen on other data (a study that selects on
-#: validation reports what its settings give on the test split, which chose nothing)
-REPORTED = "test_accuracy"
 
 
 @dataclass
@@ -70,16 +67,6 @@ def settings_table(study: StudyData, stage: StageData) -> SettingsTable:
     reported = study.metric != REPORTED and any(row["test_mean_sd"] for row in rows)
     return SettingsTable(stage.name, params, study.metric, rows, counted=any(row["param_count"] for row in rows),
                          reported=reported)
-
-
-def reported_values(setting: Setting, key: str = REPORTED) -> list[float]:
-    """``key`` of each repeat of ``setting`` that recorded it (its run's summary.json)."""
-    values = []
-    for trial in setting.trials:
-        value = ((trial.user_attrs.get("result") or {}).get("summary") or {}).get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            values.append(float(value))
-    return values
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -180,10 +167,8 @@ def export(study: StudyData, fmt: str) -> str:
 __all__ = [
     "COUNT_COLUMN",
     "FORMATS",
-    "REPORTED",
     "SettingsTable",
     "export",
-    "reported_values",
     "settings_table",
     "tex_escape",
     "to_latex",

@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import json
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,6 +245,21 @@ def trial_warnings(run_dir: Path) -> list[str]:
     return list(dict.fromkeys(log_warnings(text)))
 
 
+#: the summary key reported beside an objective chosen on other data (a study that selects on
+#: validation reports what its settings give on the test split, which chose nothing)
+REPORTED = "test_accuracy"
+
+
+def reported_values(setting: Setting, key: str = REPORTED) -> list[float]:
+    """``key`` of each repeat of ``setting`` that recorded it (its run's summary.json)."""
+    values = []
+    for trial in setting.trials:
+        value = ((trial.user_attrs.get("result") or {}).get("summary") or {}).get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            values.append(float(value))
+    return values
+
+
 def warned_trials(stages: Sequence[StageData]) -> dict[str, list[str]]:
     """Each distinct warning of the trials that stored a result, with the keys of the trials that
     logged it, in trial order (a study of short runs warns about all of them with one line)."""
@@ -268,6 +284,12 @@ def warned_trials_lines(stages: Sequence[StageData], shown: int = 6) -> list[str
 def _warnings_section(stages: Sequence[StageData]) -> list[str]:
     lines = warned_trials_lines(stages)
     return ["## Warnings raised in trials", "", *(f"- {line}" for line in lines), ""] if lines else []
+
+
+def _mean_sd_text(values: Sequence[float]) -> str:
+    if not values:
+        return ""
+    return f"{statistics.fmean(values):.4g}" + (f" ± {statistics.stdev(values):.3g}" if len(values) > 1 else "")
 
 
 def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha: float = 0.05) -> str:
@@ -300,15 +322,19 @@ def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha:
             repeated = any(s.spread.n > 1 for s in settings)
             counts = [param_count(s) for s in settings]
             counted = any(c is not None for c in counts)  # studies run before summaries had params: none
+            tested = [reported_values(s) for s in settings] if metric != REPORTED else []
+            reported = any(tested)  # chosen on other data: the test split's figures beside
             header = (["rank", *names] + (["params"] if counted else [])
-                      + ["n", f"mean {metric}", "sd", "95 % CI"] + (["vs best"] if repeated else []))
+                      + ["n", f"mean {metric}", "sd", "95 % CI"] + (["vs best"] if repeated else [])
+                      + ([f"{REPORTED} mean ± sd"] if reported else []))
             rows = []
             for rank, (s, count) in enumerate(zip(settings, counts, strict=True), 1):
                 ci = f"{s.spread.ci_low:.4g} .. {s.spread.ci_high:.4g}" if s.spread.n > 1 else ""
                 sd = f"{s.spread.sd:.3g}" if s.spread.n > 1 else ""
                 row = [rank, *(s.params.get(n) for n in names), *([count] if counted else []), s.spread.n,
                        f"{s.spread.mean:.4g}", sd, ci]
-                rows.append(row + ([s.verdict.text if s.verdict else ""] if repeated else []))
+                row += [s.verdict.text if s.verdict else ""] if repeated else []
+                rows.append(row + ([_mean_sd_text(tested[rank - 1])] if reported else []))
             lines += ["### Settings, best first", "", *_table(header, rows), ""]
             if repeated:
                 lines += [f"Verdicts: each setting against the best by {TEST_NAME} over its repeats "
