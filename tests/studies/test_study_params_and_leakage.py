@@ -27,6 +27,7 @@ from trainlab.studies.results import (
     RESULTS_CSV,
     RESULTS_MD,
     StageData,
+    reports_test_beside,
     results_markdown,
     study_leakage,
     warned_trials_lines,
@@ -211,3 +212,4 @@ def test_a_study_that_chooses_on_validation_reports_each_settings_test_accuracy(
     chosen_on_test = open_study(_run(tmp_path, "on-test", "test_accuracy"))
     assert not settings_table(chosen_on_test, chosen_on_test.stages[0]).reported
     assert "test_accuracy mean" not in (tmp_path / "runs" / "on-test" / RESULTS_MD).read_text()
+    assert reports_test_beside("best_val_accuracy") and not reports_test_beside("test_loss")

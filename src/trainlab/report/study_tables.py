@@ -11,7 +11,14 @@ import statistics
 from dataclasses import dataclass
 
 from trainlab.report.study_data import StudyData, mean_seconds, shown
-from trainlab.studies.results import REPORTED, Setting, StageData, param_count, reported_values
+from trainlab.studies.results import (
+    REPORTED,
+    Setting,
+    StageData,
+    param_count,
+    reported_values,
+    reports_test_beside,
+)
 
 FORMATS = ("md", "tex")
 VERDICT_SHORT = {"best": "best", "tie": "not distinguishable", "worse": "worse", "n/a": "n/a"}
@@ -64,7 +71,7 @@ def settings_table(study: StudyData, stage: StageData) -> SettingsTable:
     rows = []
     for rank, setting in enumerate(study.ranked(stage), 1):
         rows.append(_row(rank, setting, params))
-    reported = study.metric != REPORTED and any(row["test_mean_sd"] for row in rows)
+    reported = reports_test_beside(study.metric) and any(row["test_mean_sd"] for row in rows)
     return SettingsTable(stage.name, params, study.metric, rows, counted=any(row["param_count"] for row in rows),
                          reported=reported)
 

@@ -250,6 +250,12 @@ def trial_warnings(run_dir: Path) -> list[str]:
 REPORTED = "test_accuracy"
 
 
+def reports_test_beside(metric: str) -> bool:
+    """Whether a study ranked by ``metric`` shows :data:`REPORTED` beside it: when the
+    objective is not a test-split metric (a test objective already is the test figure)."""
+    return not metric.startswith("test_")
+
+
 def reported_values(setting: Setting, key: str = REPORTED) -> list[float]:
     """``key`` of each repeat of ``setting`` that recorded it (its run's summary.json)."""
     values = []
@@ -322,7 +328,7 @@ def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha:
             repeated = any(s.spread.n > 1 for s in settings)
             counts = [param_count(s) for s in settings]
             counted = any(c is not None for c in counts)  # studies run before summaries had params: none
-            tested = [reported_values(s) for s in settings] if metric != REPORTED else []
+            tested = [reported_values(s) for s in settings] if reports_test_beside(metric) else []
             reported = any(tested)  # chosen on other data: the test split's figures beside
             header = (["rank", *names] + (["params"] if counted else [])
                       + ["n", f"mean {metric}", "sd", "95 % CI"] + (["vs best"] if repeated else [])
