@@ -299,7 +299,8 @@ def _mean_sd_text(values: Sequence[float]) -> str:
 
 
 def results_markdown(name: str, stages: Sequence[StageData], metric: str, alpha: float = 0.05) -> str:
-    """results.md as text: per stage, the settings (mean ± sd, 95 % CI, verdict) and the trials."""
+    """results.md as text: per stage, the settings (mean ± sd, 95 % CI, verdict, and the test
+    accuracy beside an objective that is not a test metric) and the trials."""
     direction = stages[0].attrs.get("direction", "maximize") if stages else "maximize"
     lines = [f"# Study {name}", "",
              f"Objective: `{metric}` ({direction}). Written {dt.datetime.now():%Y-%m-%d %H:%M}.", ""]
