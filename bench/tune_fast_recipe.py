@@ -40,6 +40,8 @@ from typing import Any
 import yaml
 from _common import write_doc_section
 
+from trainlab.io import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "fast-recipe-tuning.md"
 #: Every finished run's outcome by tuning file, candidate and seed (see the module docstring).
@@ -278,9 +280,7 @@ def record(tuning: Tuning, name: str, done: Sequence[Outcome]) -> None:
     entry["seeds"] = dict(sorted(entry["seeds"].items(), key=lambda item: int(item[0])))
     ledger[_ledger_key(tuning)][name] = entry
     tuning.ledger.parent.mkdir(parents=True, exist_ok=True)
-    temporary = tuning.ledger.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    temporary.replace(tuning.ledger)  # a kill leaves the old ledger or the new one, never half of one
+    atomic_write_text(tuning.ledger, json.dumps(ledger, indent=1, sort_keys=True) + "\n")  # never half a ledger
 
 
 def outcomes(tuning: Tuning, name: str) -> list[Outcome]:

@@ -34,8 +34,6 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import yaml
-
 from trainlab.errors import RunDirError
 from trainlab.io import is_temp_file_name
 from trainlab.names import check_name
@@ -169,10 +167,10 @@ def holds_a_run(path: Path) -> bool:
     if (path / MARKER_FILE).is_file():
         return True
     try:
-        loaded = yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        loaded = RunDir(path).read_config()  # a mapping, or RunDirError (missing, damaged)
+    except (OSError, RunDirError):
         return False
-    return isinstance(loaded, dict) and isinstance(loaded.get("provenance"), dict)
+    return isinstance(loaded.get("provenance"), dict)
 
 
 def _remove_for_overwrite(path: Path) -> None:

@@ -7,7 +7,6 @@ Everything statistical comes from :mod:`trainlab.studies.results` (the same numb
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.errors import RunDirError
 from trainlab.run_files import CONFIG_FILE
-from trainlab.studies.results import RESULTS_CSV, Setting, StageData, load_stages, rank_settings
+from trainlab.studies.results import (
+    RESULTS_CSV,
+    Setting,
+    StageData,
+    load_stages,
+    rank_settings,
+    summary_number,
+)
 from trainlab.studies.storage import JOURNAL_FILE, StorageHandle, open_storage, resolve_url
 
 DEFAULT_ALPHA = 0.05
@@ -118,12 +124,7 @@ def trial_value(trial: FrozenTrial, metric: str) -> float | None:
     A pruner's intermediate values are never shown as the objective: they are its
     ``monitor`` (val_loss, say, for an accuracy study), negated where its direction differs.
     """
-    if trial.state == TrialState.COMPLETE:
-        return trial.value
-    value = ((trial.user_attrs.get("result") or {}).get("summary") or {}).get(metric)
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    return trial.value if trial.state == TrialState.COMPLETE else summary_number(trial, metric)
 
 
 def open_study(path: str | Path, storage: str | None = None, alpha: float = DEFAULT_ALPHA) -> StudyData:

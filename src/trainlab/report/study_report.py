@@ -45,7 +45,7 @@ from trainlab.report.study_data import (
 from trainlab.report.study_tables import REPORTED, export, settings_table
 from trainlab.report.study_trials import STATE_TEXT, trial_table
 from trainlab.run_files import FIGURES_DIR, REPORT_FILE, read_metrics_csv
-from trainlab.studies.results import StageData, study_leakage, warned_trials_lines
+from trainlab.studies.results import StageData, study_leakage, trial_summary, warned_trials_lines
 from trainlab.studies.space import Param
 from trainlab.studies.stats import TEST_NAME
 
@@ -61,7 +61,7 @@ def _metrics(run_dir: Path | None) -> list[dict[str, object]]:
 
 
 def _steps_per_epoch(trial: FrozenTrial) -> float | None:
-    summary = (trial.user_attrs.get("result") or {}).get("summary") or {}
+    summary = trial_summary(trial)
     steps, epochs = summary.get("steps"), summary.get("epochs")
     return steps / epochs if steps and epochs else None
 
@@ -189,7 +189,7 @@ class StudyReport:
         trial = self.study.best_trial(setting)
         run_dir = self.study.run_dir(trial)
         metrics = _metrics(run_dir)
-        summary = (trial.user_attrs.get("result") or {}).get("summary") or {}
+        summary = trial_summary(trial)
         params = ", ".join(f"{k} = {shown(v)}" for k, v in trial.params.items())
         section.add(text(f"Trial {trial_key(trial)} ({params}, seed {trial.user_attrs.get('seed')}): "
                          f"{self.study.metric} {fmt(trial.value)}; run directory {run_dir or 'missing'}."))

@@ -7,7 +7,6 @@ HTML report and as Markdown or LaTeX ready to paste into a write-up.
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
 
 from trainlab.report.study_data import StudyData, mean_seconds, shown
@@ -19,6 +18,7 @@ from trainlab.studies.results import (
     reported_values,
     reports_test_beside,
 )
+from trainlab.studies.stats import Spread, spread
 
 FORMATS = ("md", "tex")
 VERDICT_SHORT = {"best": "best", "tie": "not distinguishable", "worse": "worse", "n/a": "n/a"}
@@ -76,11 +76,9 @@ def settings_table(study: StudyData, stage: StageData) -> SettingsTable:
                          reported=reported)
 
 
-def _mean_sd(values: list[float]) -> str:
-    if not values:
-        return ""
-    mean = _num(statistics.fmean(values))
-    return mean + (f" ± {_num(statistics.stdev(values))}" if len(values) > 1 else "")
+def _mean_sd(s: Spread) -> str:
+    """'mean ± sd' (the mean alone for one value, '' for none)."""
+    return _num(s.mean) + (f" ± {_num(s.sd)}" if s.n > 1 else "")
 
 
 def _row(rank: int, setting: Setting, params: list[str]) -> dict[str, str]:
@@ -88,11 +86,11 @@ def _row(rank: int, setting: Setting, params: list[str]) -> dict[str, str]:
     seconds = mean_seconds(setting.trials)
     count = param_count(setting)
     row = {"rank": str(rank), "n": str(s.n), "param_count": str(count) if count is not None else "",
-           "mean_sd": _num(s.mean) + (f" ± {_num(s.sd)}" if s.n > 1 else ""),
+           "mean_sd": _mean_sd(s),
            "ci": f"{_num(s.ci_low)} – {_num(s.ci_high)}" if s.n > 1 else "",
            "verdict": VERDICT_SHORT.get(setting.verdict.verdict, "") if setting.verdict else "",
            "seconds": f"{seconds:.1f}" if seconds is not None else "",
-           "test_mean_sd": _mean_sd(reported_values(setting)),
+           "test_mean_sd": _mean_sd(spread(reported_values(setting))),
            "mean": _num(s.mean), "sd": _num(s.sd) if s.n > 1 else "",
            "low": _num(s.ci_low) if s.n > 1 else "", "high": _num(s.ci_high) if s.n > 1 else ""}
     row.update({name: shown(setting.params.get(name)) for name in params})

@@ -11,7 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 from trainlab.report.curves import epochs_text
 from trainlab.report.html import fmt
 from trainlab.report.study_data import StudyData, shown, trial_key, trial_seconds, trial_value
-from trainlab.studies.results import StageData
+from trainlab.studies.results import StageData, trial_summary
 
 #: How each Optuna trial state reads in the report.
 STATE_TEXT = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
@@ -40,7 +40,7 @@ def trial_table(study: StudyData, multi: bool) -> tuple[list[str], list[list[str
     """
     names = list(dict.fromkeys(p.name for stage in study.stages for p in stage.params))
     rows = []
-    summaries = {id(trial): (trial.user_attrs.get("result") or {}).get("summary") or {} for _, trial in study.trials}
+    summaries = {id(trial): trial_summary(trial) for _, trial in study.trials}
     counted = any(isinstance(summary.get("params"), int) for summary in summaries.values())
     for stage, trial in sorted(study.trials, key=_sort_key(study)):
         summary = summaries[id(trial)]

@@ -141,13 +141,26 @@ def study_leakage(stages: Sequence[StageData], metric: str) -> str | None:
     return leakage_warning([objective_selection(metric)])
 
 
+def trial_summary(trial: FrozenTrial) -> dict[str, Any]:
+    """The numbers of the trial's run summary as the runner stored them ({} when none)."""
+    return (trial.user_attrs.get("result") or {}).get("summary") or {}
+
+
+def summary_number(trial: FrozenTrial, key: str) -> float | None:
+    """``key`` of the trial's run summary when it is a finite number, else None."""
+    value = trial_summary(trial).get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 def param_count(setting: Setting) -> int | None:
     """The model's parameter count of a setting: ``params`` of its trials' summary.json
     (the same for every repeat: seeds do not change the architecture); None when no trial
     recorded one."""
     for trial in setting.trials:
-        count = ((trial.user_attrs.get("result") or {}).get("summary") or {}).get("params")
-        if isinstance(count, int | float) and not isinstance(count, bool):
+        count = summary_number(trial, "params")
+        if count is not None:
             return int(count)
     return None
 
@@ -258,12 +271,7 @@ def reports_test_beside(metric: str) -> bool:
 
 def reported_values(setting: Setting, key: str = REPORTED) -> list[float]:
     """``key`` of each repeat of ``setting`` that recorded it (its run's summary.json)."""
-    values = []
-    for trial in setting.trials:
-        value = ((trial.user_attrs.get("result") or {}).get("summary") or {}).get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            values.append(float(value))
-    return values
+    return [value for value in (summary_number(trial, key) for trial in setting.trials) if value is not None]
 
 
 def warned_trials(stages: Sequence[StageData]) -> dict[str, list[str]]:
