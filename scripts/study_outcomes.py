@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from trainlab.studies import load_stages, open_storage, rank_settings, resolve_url, welch_p  # noqa: E402
-from trainlab.studies.results import Setting, StageData  # noqa: E402
+from trainlab.studies.results import Setting, StageData, summary_number  # noqa: E402
 from trainlab.studies.storage import JOURNAL_FILE  # noqa: E402
 
 ARCHIVE = ROOT / "docs" / "study-journals"  # copies of the study journals the page was written from
@@ -56,6 +56,8 @@ def load_manifest(path: Path) -> dict[str, Any]:
             if len(kinds) != 1:
                 raise SystemExit(f"{path}: {study['file']}: claim {claim!r}: give one of {', '.join(CLAIM_KINDS)}")
             index = claim.get("quote")
+            if "within" in claim and kinds != ["tie"]:
+                raise SystemExit(f"{path}: {study['file']}: claim {claim['text']!r}: within: is for tie claims only")
             if ("ours" in claim) == (index is not None) or (index is not None and not 0 <= index < len(quotes)):
                 raise SystemExit(f"{path}: {study['file']}: claim {claim['text']!r}: give quote: <index into "
                                  f"published, 0..{len(quotes) - 1}> or ours: true")
@@ -191,45 +193,20 @@ def _judge(claim: dict[str, Any], settings: list[Setting], maximize: bool, alpha
         shown = "; ".join(show_params(s.params) for s in ties)
         return f"ranks first, but not beyond seed noise (not distinguishable: {shown})"
     if "better" in claim or "tie" in claim or "not_worse" in claim:
-        spec_a, spec_b = claim.get("better") or claim.get("tie") or claim.get("not_worse")
-        group_a, group_b = matching(settings, spec_a), matching(settings, spec_b)
-        if not group_a or not group_b:
+        kind = next(k for k in ("better", "tie", "not_worse") if k in claim)
+        spec_a, spec_b = claim[kind]
+        pairs = paired(matching(settings, spec_a), matching(settings, spec_b), spec_a, spec_b)
+        if not pairs:
             return "not measured (setting missing)"
-        outcomes = []
-        for a in group_a:
-            for b in group_b:
-                p = welch_p(a.values, b.values)
-                diff = a.spread.mean - b.spread.mean
-                if not maximize:
-                    diff = -diff
-                outcomes.append((diff, p))
-        diff = max(abs(d) for d, _ in outcomes) if "tie" in claim else min(d for d, _ in outcomes)
-        ps = [p for _, p in outcomes if p is not None]
-        p_text = f"Welch's t-test p = {max(ps):.2g}" if ps else "no noise test (fewer than 2 runs)"
-        delta = f"difference {100 * diff:+.2f} points"
-        if "tie" in claim:
-            if not ps:
-                return f"no noise test ({delta})"
-            if max(ps) >= alpha:
-                return f"holds: not distinguishable at seed noise ({delta}, {p_text})"
-            return f"contradicted: the difference is beyond seed noise ({delta}, {p_text})"
-        if "not_worse" in claim:
-            if diff >= 0:
-                return f"holds: not worse ({delta}, {p_text})"
-            if not ps:
-                return f"worse in direction ({delta}; one run per setting: no noise test)"
-            if max(ps) >= alpha:
-                return f"holds: worse only within seed noise ({delta}, {p_text})"
-            return f"contradicted: worse beyond seed noise ({delta}, {p_text})"
-        if diff > 0:
-            if not ps:
-                return f"holds in direction ({delta}; one run per setting: no noise test)"
-            if max(ps) < alpha:
-                return f"holds beyond seed noise ({delta}, {p_text})"
-            return f"holds in direction, not beyond seed noise ({delta}, {p_text})"
-        if ps and max(ps) < alpha:
-            return f"contradicted beyond seed noise ({delta}, {p_text})"
-        return f"reversed, but within seed noise ({delta}, {p_text})"
+        within = claim.get("within")
+        outcomes = [(context, _pair_outcome(kind, a, b, maximize, alpha, within)) for context, a, b in pairs]
+        if len(outcomes) == 1:
+            return outcomes[0][1]
+        categories = {text.split(" (", 1)[0] for _, text in outcomes}
+        if len(categories) == 1:
+            details = "; ".join(f"{context}: {text.split(' (', 1)[1].rstrip(')')}" for context, text in outcomes)
+            return f"{categories.pop()} in each of {len(outcomes)} pairs ({details})"
+        return "mixed: " + "; ".join(f"{context}: {text}" for context, text in outcomes)
     if "near_chance" in claim or "above_chance" in claim:
         near = "near_chance" in claim
         targets = matching(settings, claim["near_chance" if near else "above_chance"])
@@ -250,6 +227,76 @@ def _judge(claim: dict[str, Any], settings: list[Setting], maximize: bool, alpha
     inside = spec["low"] <= float(value) <= spec["high"]
     return (f"{'holds' if inside else 'does not hold'}: best {spec['param']} = {float(value):.4g} "
             f"(range {spec['low']:g}..{spec['high']:g})")
+
+
+def paired(group_a: list[Setting], group_b: list[Setting], spec_a: dict[str, Any],
+           spec_b: dict[str, Any]) -> list[tuple[str, Setting, Setting]]:
+    """The (context, a, b) pairs a comparison claim is tested on.
+
+    A setting of ``group_a`` is compared with each of ``group_b`` that agrees with it on every
+    parameter neither spec names (its context: "on each baseline" compares before and after
+    on the same baseline, never across baselines). Where no pair shares its context, every
+    cross pair is compared. The context is shown as ``key=value, ...`` ("all" when empty).
+    """
+    named = set(spec_a) | set(spec_b)
+
+    def context(setting: Setting) -> dict[str, Any]:
+        return {k: v for k, v in setting.params.items() if k not in named}
+
+    def agree(a: Setting, b: Setting) -> bool:
+        ca, cb = context(a), context(b)
+        return ca.keys() == cb.keys() and all(_same(ca[k], cb[k]) for k in ca)
+
+    matched = [(a, b) for a in group_a for b in group_b if agree(a, b)]
+    if matched:
+        return [(show_params(context(a)) or "all", a, b) for a, b in matched]
+    return [(f"{show_params(a.params)} vs {show_params(b.params)}", a, b) for a in group_a for b in group_b]
+
+
+def _pair_outcome(kind: str, a: Setting, b: Setting, maximize: bool, alpha: float,
+                  within: float | None = None) -> str:
+    """A two-setting claim's outcome: ``better`` (a beats b), ``not_worse`` or ``tie``.
+
+    ``within`` (tie only) is the largest difference, in the metric's units, the claim allows
+    ("within 0.1 point": 0.001); without it a tie holds when the difference is not beyond
+    seed noise.
+    """
+    p = welch_p(a.values, b.values)
+    diff = a.spread.mean - b.spread.mean
+    if not maximize:
+        diff = -diff
+    p_text = f"Welch's t-test p = {p:.2g}" if p is not None else "no noise test (fewer than 2 runs)"
+    delta = f"difference {100 * diff:+.2f} points"
+    if kind == "tie":
+        if within is not None:
+            if abs(diff) <= within:
+                return f"holds: within {100 * within:.2g} points ({delta}, {p_text})"
+            if p is None or p >= alpha:
+                return (f"does not hold as stated: the difference exceeds {100 * within:.2g} points, "
+                        f"though it is not beyond seed noise ({delta}, {p_text})")
+            return f"contradicted: the difference is beyond seed noise ({delta}, {p_text})"
+        if p is None:
+            return f"no noise test ({delta})"
+        if p >= alpha:
+            return f"holds: not distinguishable at seed noise ({delta}, {p_text})"
+        return f"contradicted: the difference is beyond seed noise ({delta}, {p_text})"
+    if kind == "not_worse":
+        if diff >= 0:
+            return f"holds: not worse ({delta}, {p_text})"
+        if p is None:
+            return f"worse in direction ({delta}; one run per setting: no noise test)"
+        if p >= alpha:
+            return f"holds: worse only within seed noise ({delta}, {p_text})"
+        return f"contradicted: worse beyond seed noise ({delta}, {p_text})"
+    if diff > 0:
+        if p is None:
+            return f"holds in direction ({delta}; one run per setting: no noise test)"
+        if p < alpha:
+            return f"holds beyond seed noise ({delta}, {p_text})"
+        return f"holds in direction, not beyond seed noise ({delta}, {p_text})"
+    if p is not None and p < alpha:
+        return f"contradicted beyond seed noise ({delta}, {p_text})"
+    return f"reversed, but within seed noise ({delta}, {p_text})"
 
 
 def stage_lines(stage: StageData, settings: list[Setting], metric: str) -> list[str]:
@@ -276,8 +323,7 @@ def stage_lines(stage: StageData, settings: list[Setting], metric: str) -> list[
 
 
 def _test_mean(setting: Setting) -> str:
-    values = [t.user_attrs.get("result", {}).get("summary", {}).get("test_accuracy") for t in setting.trials]
-    values = [float(v) for v in values if isinstance(v, int | float)]
+    values = [v for t in setting.trials if (v := summary_number(t, "test_accuracy")) is not None]
     return _pct(sum(values) / len(values)) if values else "-"
 
 
@@ -348,10 +394,12 @@ def render(manifest: dict[str, Any], manifest_path: Path) -> str:
              "Accuracies are in %, of the metric each study ranks by (its table names it; a study ranked on a "
              "validation accuracy shows the mean test accuracy beside it). 'vs best' is the study's own "
              "verdict (Welch's t-test of each setting against the best, Holm-adjusted, over seeds); a claim between two settings "
-             f"uses Welch's t-test between them; alpha {alpha}. With one run per setting there is no noise "
+             "uses Welch's t-test between them, pairing only settings that agree on every parameter the claim does not "
+             "name (BN before against BN after on the same baseline, never across baselines), and lists each pair "
+             f"where there are several; alpha {alpha}. With one run per setting there is no noise "
              "test and only the direction is reported. Each study quotes the report's own conclusions "
              "(verbatim, with the seed file's prefix and line); a conclusion marked 'report' tests one of "
-             "those quotes as the report states it, one marked 'ours' is our hypothesis. Reduced-size studies (few epochs, a data subset) "
+             "those quotes as the report states it, one marked 'ours' is our hypothesis. Reduced-size studies (fewer epochs, a data subset, or fewer trials than the report's) "
              "test whether the published ranking shows up early in training, not the published numbers. "
              f"A conclusion whose favoured setting stayed at chance ({_pct(chance)} % ± {_pct(tol)} points) is "
              "'inconclusive at this size': that setting did not train in the study's steps, so the study "

@@ -120,3 +120,56 @@ def test_a_comparison_with_a_setting_at_chance_is_inconclusive(outcomes: ModuleT
         .startswith("ranks first")
     # a loss (minimised) has no chance level: the comparison stands
     assert not outcomes.judge(best, [large, small], False, 0.05, 0.1, 0.03).startswith("inconclusive")
+
+
+def _setting(params: dict, values: list[float]):
+    from trainlab.studies.results import Setting
+    from trainlab.studies.stats import spread
+
+    return Setting(params=params, trials=[], values=values, spread=spread(values), verdict=None)
+
+
+def test_a_comparison_pairs_settings_within_their_context(outcomes: ModuleType) -> None:
+    """"On each baseline, before beats after" compares before and after on the same baseline:
+    a cross-baseline pair (baseline-2's before against baseline-1's after) must not decide it."""
+    b1_before = _setting({"net": "b1", "bn": "before"}, [0.50, 0.51, 0.49])
+    b1_after = _setting({"net": "b1", "bn": "after"}, [0.40, 0.41, 0.39])
+    b2_before = _setting({"net": "b2", "bn": "before"}, [0.70, 0.71, 0.69])
+    b2_after = _setting({"net": "b2", "bn": "after"}, [0.80, 0.81, 0.79])
+    settings = [b2_after, b2_before, b1_before, b1_after]
+    claim = {"text": "t", "better": [{"bn": "before"}, {"bn": "after"}]}
+    outcome = outcomes.judge(claim, settings, True, 0.05, 0.1, 0.03)
+    # all four cross pairs would give min(diff) = 0.50 - 0.80 = -30 points; per baseline: +10 and -10
+    assert outcome.startswith("mixed: ")
+    assert "net=b1: holds beyond seed noise (difference +10.00 points" in outcome
+    assert "net=b2: contradicted beyond seed noise (difference -10.00 points" in outcome
+    assert "-30.00" not in outcome
+    b2_after_low = _setting({"net": "b2", "bn": "after"}, [0.60, 0.61, 0.59])
+    agreed = outcomes.judge(claim, [b2_before, b1_before, b2_after_low, b1_after], True, 0.05, 0.1, 0.03)
+    assert agreed.startswith("holds beyond seed noise in each of 2 pairs (")
+    assert "net=b1: difference +10.00 points" in agreed
+    assert "net=b2: difference +10.00 points" in agreed
+    # specs that name every parameter: no context, every cross pair compared
+    pairs = outcomes.paired([b1_before], [b2_after], {"net": "b1", "bn": "before"}, {"net": "b2", "bn": "after"})
+    assert [(a, b) for _, a, b in pairs] == [(b1_before, b2_after)]
+
+
+def test_a_tie_within_a_stated_margin(outcomes: ModuleType) -> None:
+    """"Within 0.1 point" holds only when the means are that close, whatever the noise says."""
+    a = _setting({"h": 512}, [0.9800, 0.9830, 0.9770])
+    close = _setting({"h": 256}, [0.9795, 0.9825, 0.9765])
+    apart = _setting({"h": 256}, [0.9770, 0.9800, 0.9740])
+    claim = {"text": "t", "tie": [{"h": 512}, {"h": 256}], "within": 0.001}
+    assert outcomes.judge(claim, [a, close], True, 0.05, 0.1, 0.03).startswith("holds: within 0.1 points")
+    assert outcomes.judge(claim, [a, apart], True, 0.05, 0.1, 0.03).startswith("does not hold as stated")
+    plain = {"text": "t", "tie": [{"h": 512}, {"h": 256}]}
+    assert outcomes.judge(plain, [a, apart], True, 0.05, 0.1, 0.03).startswith("holds: not distinguishable")
+
+
+def test_within_is_refused_on_other_claims(outcomes: ModuleType, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"studies": [{
+        "file": "x.yaml", "published": [{"quote": "q", "at": "000:1"}],
+        "claims": [{"text": "t", "quote": 0, "better": [{"a": 1}, {"a": 2}], "within": 0.01}]}]}))
+    with pytest.raises(SystemExit, match="within: is for tie claims only"):
+        outcomes.load_manifest(manifest)
