@@ -165,6 +165,16 @@ def test_render_marks_rows_with_fewer_seeds(rep: ModuleType) -> None:
     assert "**Summary: 1 reproduced · 1 qualitative met**" in text
     assert "--set train.epochs=1 --set seed=0" in text
     assert "a few epochs suffice" in text and "HEADER" in text
+    assert "Rows ask for 5 seeds; B1 asks for 2 (issue 24 asks" in text  # the rows with fewer, named
+
+
+def test_seeds_sentence_names_each_count(rep: ModuleType) -> None:
+    def row(ident: str, seeds: int):
+        return rep.Row(id=ident, table="t", description="d", config="c.yaml", published=1.0, seeds=seeds)
+
+    assert rep.seeds_sentence([row("A", 5), row("B", 5)]) == "Rows ask for 5 seeds."
+    text = rep.seeds_sentence([row("A", 5), row("C1", 3), row("C2", 3), row("X", 4)])
+    assert text.startswith("Rows ask for 5 seeds; X asks for 4; C1, C2 ask for 3 (")
 
 
 def test_load_manifest_merges_defaults_and_refuses_duplicates(rep: ModuleType, tmp_path: Path) -> None:
