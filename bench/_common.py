@@ -142,6 +142,15 @@ def write_doc_section(path: Path, key: str, markdown: str, title: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def read_doc_section(path: Path, key: str) -> str | None:
+    """The text of section ``key`` of the generated document ``path`` (None: no such section)."""
+    begin, end = f"<!-- begin {key} -->", f"<!-- end {key} -->"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if begin not in text or end not in text.split(begin, 1)[1]:
+        return None
+    return text.split(begin, 1)[1].split(end, 1)[0]
+
+
 def write_json(path: Path | None, rows: list[dict[str, Any]]) -> None:
     """Write ``rows`` to ``path`` as a JSON list (nothing when ``path`` is None)."""
     if path is None:

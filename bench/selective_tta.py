@@ -20,6 +20,8 @@ The full-TTA accuracy is checked against the run's own ``final_val_accuracy``. T
 split is never read. ``--write-docs`` writes the table into docs/fast-recipe-tuning.md;
 ``--json`` keeps the per-run scores, from which ``--render-from`` writes the table again
 without recomputing (bench/selective-tta.json holds the scores the docs were written from).
+A run without its own final validation accuracy (cut off mid-training) is refused, and left
+out of a table rendered from an older scores file.
 """
 
 from __future__ import annotations
@@ -139,8 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     for run_dir in args.runs:
         result = score(view_logits(run_dir, args.data_dir), thresholds)
         recorded = result["summary_val_accuracy"]
-        check = "" if recorded is None else f" (the run recorded {100 * recorded:.2f})"
-        if recorded is not None and abs(recorded - result["full_accuracy"]) > 2e-4:
+        if recorded is None:
+            print(f"{run_dir}: no final_val_accuracy in its summary.json: not a finished run (cut off before "
+                  "its final evaluation?); give finished runs only", file=sys.stderr)
+            return 1
+        check = f" (the run recorded {100 * recorded:.2f})"
+        if abs(recorded - result["full_accuracy"]) > 2e-4:
             print(f"{run_dir}: full TTA gives {100 * result['full_accuracy']:.2f} here{check}: "
                   "not the run's evaluation", file=sys.stderr)
             return 1
@@ -154,15 +160,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(results: list[dict[str, Any]], thresholds: list[float], docs: bool) -> None:
-    """Print the table; with ``docs``, write it into docs/fast-recipe-tuning.md."""
+    """Print the table; with ``docs``, write it into docs/fast-recipe-tuning.md.
+
+    A result without the run's own final validation accuracy (a run cut off before its final
+    evaluation, kept in an older scores file) is left out and named: its model is a checkpoint
+    from mid-training, not a recipe's outcome.
+    """
+    unfinished = [Path(r["run"]).name for r in results if r.get("summary_val_accuracy") is None]
+    results = [r for r in results if r.get("summary_val_accuracy") is not None]
+    if not results:
+        raise SystemExit("no finished run among the scores: nothing to tabulate")
     text = table(results, thresholds)
     runs = ", ".join(f"`{Path(r['run']).name}`" for r in results)
+    left_out = (f" Left out, cut off before their final evaluation (mid-training checkpoints): "
+                f"{', '.join(f'`{name}`' for name in unfinished)}." if unfinished else "")
     body = (f"## Selective TTA (`train.tta_below`)\n\nWritten by `python bench/selective_tta.py RUN_DIR ... "
             f"--json bench/selective-tta.json` and `--render-from bench/selective-tta.json --write-docs` on "
             f"{len(results)} finished tuning runs ({runs}); their 5,000 held-out training images, never the test "
             f"set. Each threshold is scored exactly as the engine applies it: the images whose plain top "
             f"probability is below it get all {results[0]['views']} views, the others keep their plain "
-            f"logits. Forward passes count the plain pass plus the views of the images viewed.\n\n{text}")
+            f"logits. Forward passes count the plain pass plus the views of the images viewed.{left_out}\n\n{text}")
     print(text)
     if docs:
         write_doc_section(DOCS, "selective-tta", body, DOC_HEADER)

@@ -22,6 +22,7 @@ Usage:
     ... --only muon-b2000-e8 --seeds 2      # some candidates, more seeds
     ... --only muon-b2000-e8 --seed 3       # one seed (run another seed beside it)
     ... --only-table                        # train nothing, rewrite the table
+                                            # (refused where it would show fewer finished runs; --force)
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import write_doc_section
+from _common import read_doc_section, write_doc_section
 
 from trainlab.io import atomic_write_text
 
@@ -349,7 +350,8 @@ def table(tuning: Tuning, seeds: int) -> str:
         f"## {shown(tuning.recipe)}",
         "",
         f"Written by `python bench/tune_fast_recipe.py {rel}` (rerun it to check; `--only-table` "
-        "rewrites this from the run directories). Shared overrides: "
+        f"rewrites this from the run directories and the ledger `{shown(tuning.ledger)}`, and never drops a "
+        "finished run the table shows). Shared overrides: "
         + ", ".join(f"`{o}`" for o in tuning.common) + ". Validation accuracy is the final one, "
         "with the recipe's TTA, on the 5,000 held-out training images; cost counts a low-resolution "
         "epoch of side s as (s / 32)^2 of a full one; the training seconds were measured on a shared, "
@@ -385,8 +387,26 @@ def table(tuning: Tuning, seeds: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_doc(text: str, tuning: Tuning, doc: Path = DOC) -> None:
-    """Replace (or add) this tuning file's section of docs/fast-recipe-tuning.md."""
+def finished_runs_shown(section: str) -> int:
+    """How many finished runs a table of :func:`table` shows (the seeds column's ``done/planned``)."""
+    return sum(int(done) for done in re.findall(r"^\|[^|\n]*\|[^|\n]*\|[^|\n]*\| (\d+)/\d+ \|", section, re.M))
+
+
+def write_doc(text: str, tuning: Tuning, doc: Path = DOC, force: bool = False) -> None:
+    """Replace (or add) this tuning file's section of docs/fast-recipe-tuning.md.
+
+    Refuses (SystemExit) to replace a table with one that shows fewer finished runs unless
+    ``force``: runs whose directories are gone and that predate the ledger live only in the
+    table, and a rewrite would lose them.
+    """
+    present = read_doc_section(doc, tuning.path.stem)
+    if present is not None and not force:
+        before, after = finished_runs_shown(present), finished_runs_shown(text)
+        if after < before:
+            raise SystemExit(
+                f"{shown(doc)}: the table of {shown(tuning.path)} shows {before} finished runs, the run "
+                f"directories and {shown(tuning.ledger)} only {after}: rewriting it would lose "
+                f"{before - after}; kept as it is (--force rewrites it anyway)")
     write_doc_section(doc, tuning.path.stem, text, DOC_HEADER)
 
 
@@ -398,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="train only seed N (e.g. two seeds side by side, one process each)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="train only these candidates")
     parser.add_argument("--only-table", action="store_true", help="train nothing; rewrite the table")
+    parser.add_argument("--force", action="store_true",
+                        help="rewrite the table even where it would show fewer finished runs than it does now")
     args = parser.parse_args(argv)
     tuning = read_tuning(args.tuning.resolve())
     names = args.only or list(tuning.candidates)
@@ -418,8 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in tuning.candidates:  # runs made before the ledger, or by another command
         record(tuning, name, on_disk(tuning, name))
     text = table(tuning, args.seeds if args.seed is None else max(args.seeds, args.seed + 1))
-    write_doc(text, tuning)
     print(text)
+    write_doc(text, tuning, force=args.force)
     return 0
 
 

@@ -395,7 +395,8 @@ def test_keras_parity_fails_when_the_nets_differ(real_data: Path, tmp_path: Path
 
 
 def test_selective_tta_scores_thresholds_on_the_validation_split(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     """A run trained with a validation split and TTA: its full-TTA accuracy is the run's own,
     a threshold of 1 views every image (the full-TTA figure), a tiny one none (the plain one)."""
     from PIL import Image
@@ -427,3 +428,19 @@ def test_selective_tta_scores_thresholds_on_the_validation_split(tmp_path: Path,
     assert result["full_accuracy"] == pytest.approx(result["summary_val_accuracy"], abs=1e-9)
     assert result["views"] == 6
     assert selective_tta.main(["--render-from", str(out)]) == 0  # the table again, from the scores alone
+
+    # a run cut off before its final evaluation is refused, and left out of a rendered table
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary.pop("final_val_accuracy")
+    summary_path.write_text(json.dumps(summary))
+    assert selective_tta.main([str(run_dir), "--thresholds", "0.5"]) == 1
+    cut = dict(result, run=str(tmp_path / "cut-s0"), summary_val_accuracy=None,
+               full_accuracy=0.2, plain_accuracy=0.9)
+    out.write_text(json.dumps([result, cut]))
+    capsys.readouterr()
+    assert selective_tta.main(["--render-from", str(out)]) == 0
+    printed = capsys.readouterr().out
+    plain_row = next(line for line in printed.splitlines() if line.startswith("| none viewed"))
+    expected = 100 * (result["plain_accuracy"] - result["full_accuracy"])
+    assert plain_row.startswith(f"| none viewed (plain) | {expected:+.2f} | {expected:+.2f} |")  # the cut run left out

@@ -161,7 +161,7 @@ def test_one_seed_at_a_time(tune: ModuleType, tmp_path: Path, monkeypatch: pytes
     trained: list[tuple[list[str], list[int]]] = []
     written: list[str] = []
     monkeypatch.setattr(tune, "train", lambda tuning, names, seeds: trained.append((list(names), list(seeds))))
-    monkeypatch.setattr(tune, "write_doc", lambda text, tuning: written.append(text))
+    monkeypatch.setattr(tune, "write_doc", lambda text, tuning, force=False: written.append(text))
     path = _tuning_file(tmp_path)
     tune.main([str(path), "--only", "small", "--seed", "3"])
     assert trained == [(["small"], [3])] and "| not run | 0/4 |" in written[-1]
@@ -195,3 +195,30 @@ def test_the_ledger_keeps_outcomes_whose_run_directories_are_gone(tune: ModuleTy
     assert [o.seed for o in tune.outcomes(tuning_edited, "plain")] == [0, 2]  # on disk only
     tune.record(tuning_edited, "plain", tune.on_disk(tuning_edited, "plain")[1:])
     assert list(json.loads(ledger.read_text())[str(edited)]["plain"]["seeds"]) == ["2"]
+
+
+def test_a_rewrite_never_drops_finished_runs_the_table_shows(tune: ModuleType, tmp_path: Path) -> None:
+    """Runs made before the ledger live only in the table once their directories are gone: a
+    rewrite that would show fewer is refused unless forced."""
+    tuning = tune.read_tuning(_tuning_file(tmp_path), ledger=tmp_path / "ledger.json")
+    runs = tmp_path / "runs" / "fast-cifar10-94-muon"
+    _finished(runs / "plain-s0", 0.94, None)
+    _finished(runs / "plain-s1", 0.942, None)
+    _finished(runs / "small-s0", 0.9375, {"size": 24, "epochs": 4, "mode": "crop"})
+    doc = tmp_path / "doc.md"
+    full = tune.table(tuning, 2)
+    assert tune.finished_runs_shown(full) == 3
+    tune.write_doc(full, tuning, doc)
+    import shutil
+
+    shutil.rmtree(runs / "plain-s1")  # gone, and never in the ledger
+    fewer = tune.table(tuning, 2)
+    assert tune.finished_runs_shown(fewer) == 2
+    with pytest.raises(SystemExit, match=r"shows 3 finished runs, .* only 2: rewriting it would lose 1"):
+        tune.write_doc(fewer, tuning, doc)
+    assert "94.20" in doc.read_text()  # kept as it was
+    tune.write_doc(fewer, tuning, doc, force=True)
+    assert "94.20" not in doc.read_text()
+    _finished(runs / "later-s0", 0.93, None)  # more runs than before: written without asking
+    tune.write_doc(tune.table(tuning, 2), tuning, doc)
+    assert "| 93.00 | 1/2 |" in doc.read_text()
