@@ -80,6 +80,8 @@ def test_study_names_follow_the_rule(tmp_path: Path, bad: str) -> None:
     study_file = tmp_path / "s.yaml"
     study_file.write_text(yaml.safe_dump({
         "data": {"dataset": "mnist"}, "model": {"type": "linear"},
+        # output two levels down, so that the escape ../../x would land in tmp_path/x
+        "output": {"dir": str(tmp_path / "a" / "b")},
         "study": {"space": {"optimizer.lr": [0.1, 0.01]}},
     }))
     assert load_study(study_file).name == "run"

@@ -86,6 +86,28 @@ def test_constant_and_cosine_warmup() -> None:
     assert lr(110, "cosine", warmup_steps=10, total_steps=110) == pytest.approx(0.0)
 
 
+
+def test_ramps_are_straight_between_their_ends() -> None:
+    """Quarter points and a pct_start other than the default: a midpoint alone cannot tell a
+    straight ramp from a cosine or any other symmetric curve."""
+    cyc = {"min_lr": 0.01, "max_lr": 0.11, "step_size": 100}
+    assert lr(25, "cyclical", **cyc) == pytest.approx(0.035)
+    assert lr(175, "cyclical", **cyc) == pytest.approx(0.035)
+    assert lr(25, "warmup_linear", warmup_steps=100) == pytest.approx(0.025)
+    assert lr(325, "warmup_linear", warmup_steps=100) == pytest.approx(0.1 - 0.1 * 225 / 900)
+    one = {"max_lr": 1.0, "pct_start": 0.2}
+    assert lr(50, "one_cycle", **one) == pytest.approx(0.04 + 0.96 * 0.25)
+    assert lr(200, "one_cycle", **one) == pytest.approx(1.0)  # the peak moves with pct_start
+    assert lr(400, "one_cycle", **one) == pytest.approx(1e-4 + (1 - 1e-4) * (1 + math.cos(math.pi / 4)) / 2)
+    assert lr(3, "cosine", warmup_steps=12, total_steps=112) == pytest.approx(0.025)
+
+
+def test_warmup_starts_at_start_lr() -> None:
+    assert lr(0, "constant", warmup_steps=10, start_lr=0.02) == pytest.approx(0.02)
+    assert lr(5, "constant", warmup_steps=10, start_lr=0.02) == pytest.approx(0.06)
+    assert lr(50, "warmup_linear", warmup_steps=100, start_lr=0.02) == pytest.approx(0.06)
+    assert lr(5, "cosine", warmup_steps=10, total_steps=110, start_lr=0.04) == pytest.approx(0.07)
+
 @pytest.mark.parametrize(
     ("type_", "kw", "name"),
     [

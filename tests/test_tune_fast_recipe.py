@@ -103,9 +103,11 @@ def test_the_choice_rule_picks_within_cost_and_seeds(tune: ModuleType, tmp_path:
             tune.read_tuning(path)
 
 
-def test_unknown_candidate_and_bad_file(tune: ModuleType, tmp_path: Path) -> None:
+def test_unknown_candidate_and_bad_file(tune: ModuleType, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         tune.main([str(_tuning_file(tmp_path)), "--only", "nope", "--only-table"])
+    assert "unknown candidate(s) nope; the file has plain, small, later" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("recipe: x\n")
     with pytest.raises(SystemExit, match="missing output_dir, candidates"):
@@ -125,7 +127,8 @@ def test_shipped_tuning_files_give_valid_configs(tune: ModuleType, path: Path) -
         assert not config.train.final_test_eval, name
 
 
-def test_dropped_candidates_are_marked_never_picked_and_never_trained(tune: ModuleType, tmp_path: Path) -> None:
+def test_dropped_candidates_are_marked_never_picked_and_never_trained(tune: ModuleType, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """A ``dropped:`` candidate keeps its row (marked), is neither picked nor waited for by the
     choice, is left out of a plain run and refused by ``--only``; bad entries are clear errors."""
     path = _tuning_file(tmp_path)
@@ -147,6 +150,7 @@ def test_dropped_candidates_are_marked_never_picked_and_never_trained(tune: Modu
     assert text.rstrip().endswith("- small: seed 0 trailed by 0.5\n- later: not run: shorter")
     with pytest.raises(SystemExit):  # argparse's error: a dropped candidate is not trained
         tune.main([str(path), "--only", "later"])
+    assert "later: dropped in" in capsys.readouterr().err
     assert not (folder / "later-s0").exists()
     for bad, message in (({"nope": "x"}, "unknown candidate"), ({"small": " "}, "needs a reason"),
                          ({"plain": "x"}, "reference"), (["small"], "must map")):
@@ -155,7 +159,8 @@ def test_dropped_candidates_are_marked_never_picked_and_never_trained(tune: Modu
             tune.read_tuning(path)
 
 
-def test_one_seed_at_a_time(tune: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_seed_at_a_time(tune: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
     """``--seed N`` trains seed N alone (two processes can run two seeds side by side), and the
     table plans at least N + 1 seeds."""
     trained: list[tuple[list[str], list[int]]] = []
@@ -169,6 +174,7 @@ def test_one_seed_at_a_time(tune: ModuleType, tmp_path: Path, monkeypatch: pytes
     assert trained[-1] == (["small"], [0, 1])
     with pytest.raises(SystemExit):
         tune.main([str(path), "--seed", "-1"])
+    assert "--seed: a seed is 0 or more" in capsys.readouterr().err
 
 
 def test_the_ledger_keeps_outcomes_whose_run_directories_are_gone(tune: ModuleType, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
@@ -60,7 +61,8 @@ def test_trial_table_shows_a_pruned_trial_in_whole_epochs(tmp_path: Path) -> Non
 
 
 
-def test_a_pruned_trial_shows_its_objective_not_the_pruners_monitor(tmp_path: Path) -> None:
+def test_a_pruned_trial_shows_its_objective_not_the_pruners_monitor(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     # a val_loss pruner on an accuracy study reports -val_loss: never show it as the accuracy
     pruned = optuna.trial.create_trial(
         state=TrialState.PRUNED, params={LR.name: 0.1, BN.name: "before"}, distributions=DISTRIBUTIONS,
@@ -74,8 +76,17 @@ def test_a_pruned_trial_shows_its_objective_not_the_pruners_monitor(tmp_path: Pa
     columns, rows = trial_table(study, multi=False)
     shown_values = {row[columns.index("trial")]: row[columns.index(study.metric)] for row in rows}
     assert shown_values == {"t0000-r0": "0.5000", "t0001-r0": "0.4125", "t0002-r0": ""}
-    html = render_report("t", [StudyReport(study).parameters()])  # the lr plot skips the silent trial
-    assert "param_main_optimizer_lr" in html
+    plotted: dict[str, list[tuple[float, float | None]]] = {}
+    draw = sfigs.numeric_effect
+
+    def spy(name: str, points: list[sfigs.Point], *args: Any) -> Any:
+        plotted[name] = [(p.value, p.objective) for p in points]
+        return draw(name, points, *args)
+
+    monkeypatch.setattr(sfigs, "numeric_effect", spy)
+    html = render_report("t", [StudyReport(study).parameters()])
+    assert 'id="fig-param_main_optimizer_lr"' in html and "could not be drawn" not in html
+    assert sorted(plotted[LR.name]) == [(0.01, 0.5), (0.1, 0.4125)]  # each its objective; the silent one skipped
 
 def test_legends_name_their_parameters() -> None:
     complete = _trial(3, TrialState.COMPLETE, {})

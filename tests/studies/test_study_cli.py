@@ -27,6 +27,8 @@ def test_study_run_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert "study cli" in out and "best setting of main: model.hidden=" in out
     assert main(["study", "status", str(path), "--no-watch"]) == 0  # a study file works too
+    out = capsys.readouterr().out
+    assert "study cli" in out and "best setting of main: model.hidden=" in out
 
 
 def test_real_pruning_stops_a_clearly_worse_trial(tmp_path: Path) -> None:

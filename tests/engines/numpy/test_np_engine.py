@@ -29,7 +29,9 @@ def test_cifar_subset_learns_beyond_a_broken_backward(tmp_path: Path) -> None:
         train={"epochs": 8, "batch_size": 100},
     )
     run = tl.run(cfg, run_id="r", progress=False, echo=False)
-    assert run.summary["test_accuracy"] >= 0.35
+    # seeds 0-2 reach 0.428-0.435; the same runs with ReLU's backward unmasked (the gradcheck
+    # sweep's unmasked_relu_backward) 0.364-0.388, a linear-level figure
+    assert run.summary["test_accuracy"] >= 0.41
 
 
 def test_zero_init_stays_at_chance_glorot_learns(tmp_path: Path) -> None:

@@ -281,3 +281,35 @@ def test_squared_loss_without_the_half() -> None:
     value.backward()
     batch = len(y)
     torch.testing.assert_close(logits.grad, 2 * (logits.detach() - onehot) / batch)
+
+
+def test_bias_lr_scale_groups_and_the_muon_ratio_follow_the_schedule() -> None:
+    """``bias_lr_scale`` puts the 1-D parameters in a group at lr x scale with weight decay / scale
+    (the same decay per step); muon's ``other`` optimizer runs at its lr / muon's lr of whatever
+    the schedule writes; set_lr keeps both factors."""
+    from trainlab.config.optim import OptimizerConfig
+    from trainlab.engines.torch.optim import set_lr
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 2 * 2, 3))
+    single = build_optimizer(net.parameters(), OptimizerConfig(type="nesterov", lr=0.1, momentum=0.9,
+                                                               weight_decay=5e-4, bias_lr_scale=64))
+    weights, vectors = single.param_groups
+    assert {p.ndim for p in weights["params"]} == {2, 4} and {p.ndim for p in vectors["params"]} == {1}
+    assert vectors["lr"] == pytest.approx(6.4) and vectors["weight_decay"] == pytest.approx(5e-4 / 64)
+    assert weights["weight_decay"] == pytest.approx(5e-4)
+    set_lr(single, 0.2)
+    assert [g["lr"] for g in single.param_groups] == pytest.approx([0.2, 12.8])
+
+    head = net[3].weight
+    muon = build_optimizer(net.parameters(), OptimizerConfig(
+        type="muon", lr=0.08, momentum=0.6,
+        other=OptimizerConfig(type="nesterov", lr=0.004, momentum=0.85, bias_lr_scale=50)), output_weight=head)
+    set_lr(muon, 0.04)  # the schedule halved muon's lr: the other optimizer's halves with it
+    groups = muon.param_groups
+    hidden = [g for g in groups if any(p is net[0].weight for p in g["params"])]
+    assert len(hidden) == 1 and hidden[0]["lr"] == pytest.approx(0.04)
+    assert not any(p is head for p in hidden[0]["params"])  # the output layer is not Muon's
+    head_group = next(g for g in groups if any(p is head for p in g["params"]))
+    bias_group = next(g for g in groups if any(p is net[1].weight for p in g["params"]))
+    assert head_group["lr"] == pytest.approx(0.002)
+    assert bias_group["lr"] == pytest.approx(0.002 * 50)
