@@ -76,3 +76,16 @@ def fit_torch(cfg: dict[str, Any], data: Any, root: Path, run_id: str, resume: b
                          state=TrainState(), resume=resume, progress=False, log=lambda _m: None)
     engine.fit(config, data, context)
     return run_dir.path
+
+
+def assert_same_checkpoint_arrays(path_a: Path, path_b: Path, prefixes: tuple[str, ...]) -> None:
+    """The NumPy checkpoints ``path_a`` and ``path_b`` hold the same keys under ``prefixes``
+    (at least one: a renamed prefix must not leave nothing compared) with equal arrays."""
+    import numpy as np
+
+    with np.load(path_a) as a, np.load(path_b) as b:
+        keys_a = sorted(k for k in a.files if k.startswith(prefixes))
+        keys_b = sorted(k for k in b.files if k.startswith(prefixes))
+        assert keys_a and keys_a == keys_b, (keys_a, keys_b)
+        for key in keys_a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def test_lr_find_on_mnist_suggests_the_right_decade(real_data: Path, tmp_path: P
     result = lr_find(cfg, steps=120)
     # plain SGD on a small MNIST MLP trains well between a few hundredths and about one
     assert 0.02 <= result.suggestion <= 2.0
+    assert result.suggestion == suggest(result.lrs, result.smoothed)[0]  # from the curve it wrote
     assert (result.run_dir / "lr_find.png").is_file() and (result.run_dir / "lr_find.json").is_file()
     assert result.lrs[0] == pytest.approx(1e-7) and result.lrs == sorted(result.lrs)
 
@@ -49,7 +51,18 @@ def test_apply_writes_a_copy_with_the_suggestion(real_data: Path, tmp_path: Path
     assert main(["lr-find", str(cfg), "--steps", "60", "--min-lr", "1e-4", "--max-lr", "3", "--apply"]) == 0
     assert "suggested learning rate" in capsys.readouterr().out
     copy = load_config(tmp_path / "c.lr-found.yaml")
-    assert copy.optimizer.lr != 0.1 and 1e-4 <= copy.optimizer.lr <= 3
+    (found,) = (tmp_path / "runs").rglob("lr_find.json")
+    suggestion = json.loads(found.read_text())["suggestion"]
+    assert copy.optimizer.lr == float(f"{suggestion:.3g}") and 1e-4 <= copy.optimizer.lr <= 3
+
+
+def test_apply_sets_the_peak_of_a_one_cycle_schedule(tmp_path: Path) -> None:
+    plain = write_config(tmp_path / "p.yaml", tmp_path / "runs")
+    assert load_config(apply_suggestion(plain, 0.0123456)).optimizer.lr == 0.0123
+    cycle = write_config(tmp_path / "c.yaml", tmp_path / "runs", optimizer={"type": "sgd", "lr": 0.05},
+                         schedule={"type": "one_cycle", "max_lr": 0.5})
+    copy = load_config(apply_suggestion(cycle, 0.0123456, out=tmp_path / "found.yaml"))
+    assert copy.schedule.max_lr == 0.0123 and copy.optimizer.lr == 0.05
 
 
 def test_bad_range_is_refused(tmp_path: Path) -> None:

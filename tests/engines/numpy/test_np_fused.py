@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import trainlab.api as tl
-from tests.helpers import InterruptAt, timeless, write_config
+from tests.helpers import InterruptAt, assert_same_checkpoint_arrays, timeless, write_config
 from trainlab.engines.numpy import Linear, build_mlp, fused, make_optimizer, softmax_cross_entropy
 from trainlab.engines.numpy import engine as engine_mod
 from trainlab.engines.numpy.fused import FusedUpdates, plan_fused_updates
@@ -225,10 +225,8 @@ def test_engine_runs_the_fast_path_like_the_plain_one_and_resumes_exactly(
         tl.run(cfg, run_id="cut", progress=False, echo=False, callbacks=[InterruptAt(50)])
     resumed = tl.run(resume=tmp_path / "runs" / "t" / "cut", progress=False, echo=False)
     assert timeless(resumed.metrics) == timeless(reference.metrics)
-    with np.load(resumed.path / "checkpoint.npz") as a, np.load(reference.path / "checkpoint.npz") as b:
-        for key in a.files:
-            if key.startswith(("model/", "optim/")):
-                np.testing.assert_array_equal(a[key], b[key])
+    assert_same_checkpoint_arrays(resumed.path / "checkpoint.npz", reference.path / "checkpoint.npz",
+                                  ("model/", "optim/"))
 
     # The plain path: the same losses up to float32 rounding.
     monkeypatch.setattr(engine_mod, "plan_fused_updates", lambda *a, **k: FusedUpdates())
