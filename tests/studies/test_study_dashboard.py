@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 import pytest
+import yaml
 
 from tests.studies.conftest import write_study
 from trainlab.callbacks import Callback
@@ -101,8 +102,9 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
-def _check_api(base: str) -> None:
-    """The dashboard's JSON API lists the study with its two trials and the objective's name."""
+def _check_api(base: str, study_dir: Path) -> None:
+    """The dashboard's JSON API lists the study with its two trials and the objective's name,
+    each trial with the objective its own run reached (summary.json)."""
     (summary,) = _get(f"{base}/api/studies")["study_summaries"]
     assert summary["study_name"] == "real"
     detail = _get(f"{base}/api/studies/{summary['study_id']}")
@@ -110,8 +112,12 @@ def _check_api(base: str) -> None:
     trials = detail["trials"]
     assert [t["state"] for t in trials] == ["Complete", "Complete"]
     assert sorted(float(t["params"][0]["param_external_value"]) for t in trials) == [0.05, 0.1]
-    values = [t["values"][0] for t in trials]
-    assert all(0.0 < v <= 1.0 for v in values)
+    served = {float(t["params"][0]["param_external_value"]): t["values"][0] for t in trials}
+    reached = {}
+    for summary_path in study_dir.glob("t*/summary.json"):
+        lr = yaml.safe_load((summary_path.parent / "config.yaml").read_text())["optimizer"]["lr"]
+        reached[float(lr)] = json.loads(summary_path.read_text())[METRIC]
+    assert set(reached) == {0.05, 0.1} and served == pytest.approx(reached)
 
 
 def test_dashboard_server_serves_the_study_trials(real_study: Path) -> None:
@@ -123,7 +129,7 @@ def test_dashboard_server_serves_the_study_trials(real_study: Path) -> None:
     try:
         url = dashboard_url(server)
         assert url == f"http://127.0.0.1:{server.server_port}/dashboard"
-        _check_api(url.removesuffix("/dashboard"))
+        _check_api(url.removesuffix("/dashboard"), real_study)
         with urllib.request.urlopen(url, timeout=30) as page:  # the web app itself
             assert page.status == 200 and b"<html" in page.read().lower()
     finally:
@@ -159,7 +165,7 @@ def test_trainlab_dashboard_serves_until_ctrl_c(real_study: Path) -> None:
     try:
         url = _read_url(process, timeout=120)
         assert url.startswith("http://127.0.0.1:") and url.endswith("/dashboard")
-        _check_api(url.removesuffix("/dashboard"))
+        _check_api(url.removesuffix("/dashboard"), real_study)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
     finally:
