@@ -88,7 +88,18 @@ SCHEDULES = [
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES, ids=[s["type"] for s in SCHEDULES])
-def test_every_schedule_sets_the_lr_of_each_step(schedule: dict[str, Any], fit_synthetic) -> None:
+def test_every_schedule_sets_the_lr_of_each_step(schedule: dict[str, Any], fit_synthetic,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainlab.engines.torch.optim import MomentumSGD
+
+    stepped_with: list[float] = []  # the lr each optimizer step read, not only the one logged
+    step = MomentumSGD.step
+
+    def recording_step(self: MomentumSGD, closure: Any = None) -> Any:
+        stepped_with.append(self.param_groups[0]["lr"])
+        return step(self, closure)
+
+    monkeypatch.setattr(MomentumSGD, "step", recording_step)
     cfg = config(optimizer={"type": "momentum", "lr": 0.05}, schedule=schedule,
                  train={"epochs": 3, "batch_size": 16, "eval_every": 1})
     _, run_path = fit_synthetic(cfg.model_dump(mode="json"))
@@ -101,6 +112,7 @@ def test_every_schedule_sets_the_lr_of_each_step(schedule: dict[str, Any], fit_s
                          per=s.per, step_size=s.step_size, gamma=s.gamma, min_lr=s.min_lr, max_lr=s.max_lr,
                          cycles=s.cycles, warmup_steps=s.warmup_steps, pct_start=s.pct_start, decay=s.decay)
         assert row["lr"] == pytest.approx(expected, rel=1e-12)
+    assert stepped_with == pytest.approx([r["lr"] for r in train_rows], rel=1e-12)
 
 
 def test_reduce_on_plateau_lowers_the_lr(fit_synthetic) -> None:
