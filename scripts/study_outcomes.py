@@ -31,7 +31,7 @@ from optuna.trial import TrialState
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from trainlab.studies import load_stages, open_storage, rank_settings, resolve_url, welch_p  # noqa: E402
+from trainlab.studies import load_stages, open_storage, rank_settings, resolve_url, spread, welch_p  # noqa: E402
 from trainlab.studies.results import Setting, StageData, summary_number  # noqa: E402
 from trainlab.studies.storage import JOURNAL_FILE  # noqa: E402
 
@@ -266,7 +266,9 @@ def _pair_outcome(kind: str, a: Setting, b: Setting, maximize: bool, alpha: floa
     if not maximize:
         diff = -diff
     p_text = f"Welch's t-test p = {p:.2g}" if p is not None else "no noise test (fewer than 2 runs)"
-    delta = f"difference {100 * diff:+.2f} points"
+    # an accuracy's difference in points; a minimised number (a loss) as it is, first minus second
+    delta = (f"difference {100 * diff:+.2f} points" if maximize
+             else f"first minus second {a.spread.mean - b.spread.mean:+.4g} (lower is better)")
     if kind == "tie":
         if within is not None:
             if abs(diff) <= within:
@@ -366,12 +368,31 @@ def study_section(entry: dict[str, Any], alpha: float, chance: float, tol: float
             stage_name = claim.get("stage", stages[0].name)
             stage = next((s for s in stages if s.name == stage_name), None)
             settings = ranked.get(stage_name, [])
-            outcome = judge(claim, settings, stage.maximize if stage else True, alpha, chance, tol)
+            maximize = stage.maximize if stage else True
+            if claim.get("metric"):
+                settings, maximize = by_metric(settings, claim["metric"])
+            outcome = judge(claim, settings, maximize, alpha, chance, tol)
             if stage is not None and settings and not _finished(stage):
                 outcome += " (partial: the stage is unfinished)"
-            lines.append(f"| {claim['text']} | {basis(claim, entry)} | {stage_name} | {outcome} |")
+            judged_on = f" (on {claim['metric']})" if claim.get("metric") else ""
+            lines.append(f"| {claim['text']} | {basis(claim, entry)} | {stage_name}{judged_on} | {outcome} |")
         lines.append("")
     return lines
+
+
+def by_metric(settings: list[Setting], metric: str) -> tuple[list[Setting], bool]:
+    """``settings`` judged by another number of their runs' summaries (a claim's ``metric:``,
+    e.g. ``final_val_loss`` where the report compares validation losses), best first, and
+    whether it is maximised (a loss is minimised). A setting none of whose runs recorded it
+    is left out."""
+    maximize = "loss" not in metric
+    found = []
+    for setting in settings:
+        values = [v for t in setting.trials if (v := summary_number(t, metric)) is not None]
+        if values:
+            found.append(Setting(params=setting.params, values=values, trials=setting.trials, spread=spread(values)))
+    found.sort(key=lambda s: s.spread.mean, reverse=maximize)
+    return found, maximize
 
 
 def _finished(stage: StageData) -> bool:

@@ -173,3 +173,26 @@ def test_within_is_refused_on_other_claims(outcomes: ModuleType, tmp_path: Path)
         "claims": [{"text": "t", "quote": 0, "better": [{"a": 1}, {"a": 2}], "within": 0.01}]}]}))
     with pytest.raises(SystemExit, match="within: is for tie claims only"):
         outcomes.load_manifest(manifest)
+
+
+def test_a_claim_can_be_judged_on_another_summary_number(outcomes: ModuleType) -> None:
+    """``metric: final_val_loss``: the settings of the stage's ranking, judged by their runs' final
+    validation loss (minimised), as the report compared BN before and after."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    def trial(bn: str, loss: float):
+        return optuna.trial.create_trial(
+            params={"bn": bn}, distributions={"bn": CategoricalDistribution(["before", "after"])}, value=0.5,
+            user_attrs={"result": {"summary": {"final_val_loss": loss}}})
+
+    before = _setting({"bn": "before"}, [0.5, 0.5, 0.5])
+    before.trials.extend(trial("before", v) for v in (0.90, 0.92, 0.91))
+    after = _setting({"bn": "after"}, [0.5, 0.5, 0.5])
+    after.trials.extend(trial("after", v) for v in (1.30, 1.32, 1.31))
+    judged, maximize = outcomes.by_metric([after, before], "final_val_loss")
+    assert not maximize and [s.params["bn"] for s in judged] == ["before", "after"]
+    assert judged[0].values == [0.90, 0.92, 0.91]
+    claim = {"text": "t", "better": [{"bn": "before"}, {"bn": "after"}], "metric": "final_val_loss"}
+    outcome = outcomes.judge(claim, judged, maximize, 0.05, 0.1, 0.03)
+    assert outcome.startswith("holds beyond seed noise (first minus second -0.4 (lower is better)")
