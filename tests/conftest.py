@@ -19,10 +19,17 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield cache
 
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"  # the checkout's neighbour
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
-    """The real datasets folder, from $TRAINLAB_DATA (the Makefile sets it)."""
+    """The real datasets folder: $TRAINLAB_DATA (the Makefile sets it), else ../shared/datasets
+    beside the checkout, which then becomes $TRAINLAB_DATA for the runs the tests start (a bare
+    ``pytest`` runs the real-data tests too)."""
     env = os.environ.get("TRAINLAB_DATA", "")
+    if not env and SHARED_DATA.is_dir():
+        os.environ["TRAINLAB_DATA"] = env = str(SHARED_DATA)
     if not env or not Path(env).is_dir():
         pytest.skip(
             "real datasets not available: set TRAINLAB_DATA to the datasets folder "

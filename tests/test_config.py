@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from trainlab.config import (
     RunConfig,
@@ -565,7 +566,8 @@ def test_config_diff_lists_changed_fields() -> None:
 )
 def test_examples_load(name: str) -> None:
     cfg = load_config(EXAMPLES / name)
-    assert cfg.name
+    written = yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8"))
+    assert cfg.name == written["name"]  # its own name, not the default
 
 
 def test_example_with_base_inherits() -> None:

@@ -41,7 +41,8 @@ def test_quick_faults_leave_nothing_invalid_lost_or_traced_back(tmp_path: Path) 
     rows = {row[0]: [int(cell) for cell in row[1:]] for row in result["rows"]}
     injected, survived, invalid, lost, tracebacks = rows.pop("total")
     assert injected >= 15 and survived == injected and invalid == lost == tracebacks == 0
-    assert {"kill -9 in a checkpoint write", "kill -9 in an append to run.log / steps.csv",
+    assert {"kill -9 in a training step", "kill -9 in an evaluation",  # each phase of the quick plan
+            "kill -9 in a checkpoint write", "kill -9 in an append to run.log / steps.csv",
             "SIGTERM (stop at the step reached)", "SIGINT / Ctrl-C", "disk full in a checkpoint write",
             "--run-id .. --overwrite"} <= set(rows)
     assert "Traceback" not in proc.stdout + proc.stderr

@@ -59,7 +59,7 @@ def test_completed_writer_replaces_file(tmp_path: Path) -> None:
 def test_failed_write_keeps_old_file_and_cleans_up(tmp_path: Path) -> None:
     target = tmp_path / "summary.json"
     atomic_write_json(target, {"a": 1})
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="not JSON serialisable: object"):
         atomic_write_json(target, {"a": object()})
     assert target.read_text() == '{\n  "a": 1\n}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
