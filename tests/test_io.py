@@ -23,9 +23,11 @@ WRITER = textwrap.dedent(
     from trainlab.io import atomic_open
     target = sys.argv[1]
     with atomic_open(target, "wb") as handle:
-        for _ in range(400):
+        for chunk in range(400):
             handle.write(b"N" * 65536)   # 25 MiB in slow chunks, so a kill lands mid-write
             handle.flush()
+            if chunk == 0:
+                print("writing", flush=True)  # the parent times its kill from here
             time.sleep(0.002)
     print("finished", flush=True)
     """
@@ -36,9 +38,12 @@ def test_killed_writer_leaves_old_file_intact(tmp_path: Path) -> None:
     target = tmp_path / "metrics.csv"
     old = b"old content\n" * 1000
     target.write_bytes(old)
-    for delay in (0.05, 0.2, 0.4):
+    for delay in (0.0, 0.1, 0.3):
+        hidden = {p.name for p in tmp_path.iterdir() if p.name.startswith(".")}  # earlier kills' leftovers
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline() == b"writing\n"  # mid-write from now on
         time.sleep(delay)
+        assert {p.name for p in tmp_path.iterdir() if p.name.startswith(".")} - hidden, "no temporary file"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL, "the writer finished before it was killed"
