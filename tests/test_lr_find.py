@@ -69,6 +69,8 @@ def test_bad_range_is_refused(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "c.yaml", tmp_path / "runs")
     with pytest.raises(ConfigError, match="min_lr < max_lr"):
         lr_find(cfg, min_lr=1.0, max_lr=0.1)
+    with pytest.raises(ConfigError, match="both finite"):  # not a schedule error about an override never typed
+        lr_find(cfg, min_lr=1e-5, max_lr=float("inf"))
 
 
 class _Stop(Exception):

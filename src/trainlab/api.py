@@ -127,7 +127,8 @@ def run(
 
     Raises:
         ConfigError: the config is invalid, ``run_id`` breaks the name rule, the config
-            differs from the one of the run being resumed, or ``epochs`` cannot extend it.
+            differs from the one of the run being resumed, ``epochs`` cannot extend it, or
+            ``resume`` and ``overwrite`` are both given.
         RunDirError: the run directory exists (without resume/overwrite), overwrite would
             remove something that is not a trainlab run, it is not writable, or the run to
             resume has no readable checkpoint.
@@ -137,6 +138,8 @@ def run(
             the step it stopped at (unless ``output.save_checkpoint`` is off) and its summary
             says "interrupted".
     """
+    if resume is not None and overwrite:
+        raise ConfigError("--resume continues a run and --overwrite starts one again from scratch: give one of them")
     plan = pipeline.resolve(dict(config) if isinstance(config, Mapping) else config, overrides, resume,
                             epochs=epochs, data_dir=data_dir)
     session = pipeline.open_run(plan, run_id=run_id, overwrite=overwrite, echo=echo)

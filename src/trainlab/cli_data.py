@@ -136,7 +136,7 @@ def data_show(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Image file to write (.png, .svg or .pdf).")
     ] = None,
-    per_class: Annotated[int, typer.Option(help="Images per class.")] = 10,
+    per_class: Annotated[int, typer.Option(min=1, max=50, help="Images per class (1 to 50).")] = 10,
     data_dir: DataDirOption = None,
 ) -> None:
     """Draw sample images of each class (the first 20 classes) with the class counts (default file: NAME-samples.png)."""

@@ -52,6 +52,22 @@ def _first_batch(
     return x, y, data.num_classes
 
 
+def _check_options(batch_size: int, entries: int | None, eps: float, eps_values: Sequence[float] | None,
+                   threshold: float) -> None:
+    """A clear ConfigError for a check that cannot run or cannot fail as asked."""
+    import math
+
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size: at least 1 example (got {batch_size})")
+    if entries is not None and entries < 0:
+        raise ConfigError(f"--entries: 0 (every entry) or more (got {entries})")
+    for step in (eps, *(eps_values or ())):
+        if not (math.isfinite(step) and step > 0):
+            raise ConfigError(f"--eps: a finite step above 0 (got {step})")
+    if not (math.isfinite(threshold) and threshold >= 0):
+        raise ConfigError(f"--threshold: a finite relative error of 0 or more (got {threshold})")
+
+
 # Long for the docstring of its ten arguments and its result; the body is: config, batch, model, checks.
 def gradcheck(
     config: RunConfig | str | Path,
@@ -92,6 +108,11 @@ def gradcheck(
         "threshold": threshold, "passed": max_rel_error <= threshold}``; each row has
         ``name``, ``shape``, ``entries``, ``max_rel_error`` and ``max_abs_error``; each
         ``n_sweep`` row ``n``, ``eps``, ``max_abs_diff``, ``max_rel_error`` and ``zeros``.
+
+    Raises:
+        ConfigError: a batch under 1 example, negative ``entries``, a step that is not a
+            finite number above 0, a negative or non-finite threshold, or a config the check
+            cannot run on (not the numpy engine; an N sweep without ``layer``).
     """
     import numpy as np
 
@@ -99,6 +120,7 @@ def gradcheck(
     from trainlab.engines.numpy.gradcheck import eps_sweep, linear_weight_key, n_sweep
     from trainlab.engines.numpy.gradcheck import gradcheck as check
 
+    _check_options(batch_size, entries, eps, eps_values, threshold)
     cfg = _checked_config(config, overrides, layer, n_values)
     x, y, num_classes = _first_batch(cfg, batch_size, data_dir)
     model = build_model(cfg, x.shape[1], num_classes, np.random.default_rng([cfg.seed, 0]))

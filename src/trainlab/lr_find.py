@@ -138,8 +138,8 @@ def lr_find(
     """
     from trainlab import api
 
-    if not 0 < min_lr < max_lr:
-        raise ConfigError(f"lr-find: need 0 < min_lr < max_lr, got {min_lr} and {max_lr}")
+    if not (0 < min_lr < max_lr and math.isfinite(max_lr)):
+        raise ConfigError(f"lr-find: need 0 < min_lr < max_lr, both finite, got {min_lr} and {max_lr}")
     if steps < 3:
         raise ConfigError(f"lr-find: --steps must be at least 3, got {steps}")
     base = resolve_config(config, overrides)

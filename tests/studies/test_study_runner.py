@@ -222,3 +222,28 @@ def test_studies_import_neither_the_api_nor_the_cli() -> None:
              if name.split(".")[:2] in (["trainlab", "api"], ["trainlab", "cli"])
              or name.startswith("trainlab.cli_")]
     assert found == []
+
+
+def test_an_edited_study_file_is_refused_not_silently_ignored(tmp_path: Path) -> None:
+    """Re-running a study whose file changed (its space or its run config) would keep the
+    finished trials as if they were of the new file: refused, naming what changed."""
+    from trainlab.errors import ConfigError
+
+    path = write_study(tmp_path / "s.yaml", {"space": {"optimizer.lr": [0.01, 0.1]}}, tmp_path / "runs", name="s")
+    run_study(path, options=Options(echo=False), execute=FakeRun())
+    run_study(path, options=Options(echo=False), execute=FakeRun())  # unchanged: resumes (nothing left)
+    wider = write_study(tmp_path / "s.yaml", {"space": {"optimizer.lr": [0.01, 0.1, 1.0]}}, tmp_path / "runs",
+                        name="s")
+    with pytest.raises(ConfigError, match=r"planned with another space \(changed: optimizer.lr\)"):
+        run_study(wider, options=Options(echo=False), execute=FakeRun())
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    data["study"]["space"] = {"optimizer.lr": [0.01, 0.1]}
+    data["train"] = {**data.get("train", {}), "batch_size": 7}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"planned from another run config: train.batch_size: \d+ -> 7"):
+        run_study(path, options=Options(echo=False), execute=FakeRun())
+    # a new name is a study of its own
+    (stage,) = run_study(load_study(path, name="s2"), options=Options(echo=False), execute=FakeRun())
+    assert stage.count(TrialState.COMPLETE) == 2

@@ -25,6 +25,10 @@ def _read_mapping(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        hint = (f"; to continue that run give --resume {path}, to run it again {path / 'config.yaml'}"
+                if (path / "config.yaml").is_file() else "")
+        raise ConfigError(f"{path}: a folder, not a config file{hint}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read config file: {error}") from None
     data = yaml_load(text, str(path))

@@ -211,7 +211,8 @@ class TrainConfig(StrictModel):
     def _one_length(self) -> TrainConfig:
         if self.epochs is not None and self.steps is not None:
             raise field_error(
-                "steps", f"give either epochs ({self.epochs}) or steps, not both", self.steps
+                "steps", f"give either epochs ({self.epochs}) or steps, not both: set the other to null "
+                "(e.g. --set train.epochs=null with --set train.steps=N)", self.steps
             )
         if self.ema is not None and self.lookahead is not None:
             raise field_error("lookahead", "give either ema or lookahead, not both", "...")

@@ -177,11 +177,14 @@ def build_compare_report(run_paths: Sequence[str | Path], out: str | Path, x: st
             training time, from metrics.csv's ``elapsed`` column). Default ``epoch``.
 
     Raises:
-        ConfigError: ``x`` is not one of those.
+        ConfigError: ``x`` is not one of those, or fewer than two different runs are given.
         RunDirError: a path is not a run directory.
     """
     if x not in cfigs.X_AXES:
         raise ConfigError(f"--x {x!r}: the x axis must be one of {', '.join(cfigs.X_AXES)}")
+    if len({Path(p).resolve() for p in run_paths}) < 2:
+        raise ConfigError("compare needs two or more different run directories "
+                          f"(got {', '.join(str(p) for p in run_paths) or 'none'}); `trainlab report RUN_DIR` reports one run")
     runs = [load_artifacts(p) for p in run_paths]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,9 @@ from trainlab.report.images import sample_per_class
 FORMATS = ("png", "svg", "pdf")
 
 
+MAX_PER_CLASS = 50  # wider rows shrink each image below a few pixels
+
+
 def dataset_figure(
     name: str,
     out: str | Path,
@@ -37,9 +40,12 @@ def dataset_figure(
         seed: seed of the choice of images. Default 0.
 
     Raises:
-        ConfigError: an unknown output format.
+        ConfigError: an unknown output format, or ``per_class`` outside 1..MAX_PER_CLASS.
         DataError: the dataset cannot be found or read.
     """
+    if not 1 <= per_class <= MAX_PER_CLASS:
+        raise ConfigError(f"--per-class: 1 to {MAX_PER_CLASS} images per class (got {per_class}); "
+                          "more make a strip too wide to see")
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in FORMATS:

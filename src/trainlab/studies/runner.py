@@ -16,6 +16,7 @@ API in the import order, so :func:`trainlab.api.run_study` passes the API's exec
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import time
@@ -119,7 +120,7 @@ class Worker:
                 pruner=make_pruner(stage.pruner), load_if_exists=True)
             label_objective(ostudy, self.study.metric)  # also names a stage planned before this was done
             if "space" in ostudy.user_attrs:
-                self._check_overrides(ostudy)
+                self._check_plan(ostudy, stage)
                 return ostudy, [Param.from_dict(d) for d in ostudy.user_attrs["space"]]
             params = self._stage_params(stage)
             points = self._points(stage, params)
@@ -131,24 +132,54 @@ class Worker:
                      "direction": self.study.direction, "sampler": stage.sampler,
                      "repeats": stage.repeats, "planned": len(points) * stage.repeats,
                      "source": self.study.source, "overrides": list(self.study.overrides),
-                     "leakage": self.study.leakage}
+                     "leakage": self.study.leakage, "base_config": self.study.base.model_dump(mode="json")}
             for key, value in attrs.items():
                 ostudy.set_user_attr(key, value)
             ostudy.set_user_attr("space", [p.to_dict() for p in params])  # last: marks it planned
             return ostudy, params
 
-    def _check_overrides(self, ostudy: optuna.Study) -> None:
-        """A planned stage resumes only with the ``--set`` overrides it was planned with.
+    def _check_plan(self, ostudy: optuna.Study, stage: Stage) -> None:
+        """A planned stage resumes only as it was planned: with the same ``--set`` overrides,
+        the same run config and (for a stage with a space of its own) the same space.
 
-        Otherwise its finished trials (of another size) would be kept as if they were this run's.
+        Otherwise its finished trials (of another size, net or grid) would be kept as if they
+        were this run's, and an edited study file would be silently ignored. Stages planned
+        before the run config was stored are checked for their overrides only.
         """
         planned = list(ostudy.user_attrs.get("overrides", []))
+        fresh = "resume with the study file and --set as they were, or give --name (or --dir) for a study of its own"
         if planned != list(self.study.overrides):
             shown = " ".join(f"--set {o}" for o in planned) or "no --set"
             given = " ".join(f"--set {o}" for o in self.study.overrides) or "no --set"
             raise ConfigError(f"study {ostudy.study_name} in {self.study.dir} was run with {shown}, "
-                              f"this command has {given}; resume with the same overrides, or give "
-                              "--name (or --dir) for a study of its own")
+                              f"this command has {given}; {fresh}")
+        changed = self._changed_fields(ostudy.user_attrs.get("base_config"))
+        if changed:
+            raise ConfigError(f"study {ostudy.study_name} in {self.study.dir} was planned from another run "
+                              f"config: {'; '.join(changed)}; {fresh}")
+        if not (stage.narrow or stage.best):
+            stored = ostudy.user_attrs["space"]
+            current = json.loads(json.dumps([p.to_dict() for p in stage.params]))  # as the storage keeps it
+            if stored != current:
+                names = sorted({d["name"] for d in stored} ^ {d["name"] for d in current}
+                               | {a["name"] for a, b in zip(stored, current, strict=False) if a != b})
+                raise ConfigError(f"study {ostudy.study_name} in {self.study.dir} was planned with another "
+                                  f"space (changed: {', '.join(names) or 'the order of its parameters'}); {fresh}")
+
+    def _changed_fields(self, stored: dict[str, Any] | None) -> list[str]:
+        """``path: planned -> now`` for each run-config field that differs from the planned one
+        (output, name and the source notes aside); [] when none, or nothing was stored."""
+        if not isinstance(stored, dict):
+            return []
+        from trainlab.config import config_diff
+
+        try:
+            planned = RunConfig.from_dict(stored)
+        except (ConfigError, ValueError):  # stored by a trainlab whose schema differs: nothing to compare
+            return []
+        diffs = config_diff(planned, self.study.base, ignore=("output", "name", "source"))
+        shown = [f"{path}: {before!r} -> {after!r}" for path, before, after in diffs[:4]]
+        return shown + ([f"{len(diffs) - 4} more"] if len(diffs) > 4 else [])
 
     def _sampler(self, stage: Stage) -> optuna.samplers.BaseSampler:
         seed = self.study.seed + stage.index
