@@ -82,3 +82,8 @@ def test_a_run_directory_given_as_the_config(tmp_path: Path, capsys: pytest.Capt
     assert main(["validate", str(tmp_path)]) == 2
     printed = capsys.readouterr()
     assert "a folder, not a config file" in printed.out + printed.err
+
+
+def test_a_run_directory_that_does_not_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(tmp_path / "nosuch")]) == 4
+    assert "nosuch does not exist" in capsys.readouterr().err

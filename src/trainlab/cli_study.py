@@ -121,6 +121,8 @@ def status_command(
         study = load_study(target)
         target, name = study.dir, name or study.name
     if target is not None:
+        if storage is None and not target.exists():
+            raise ConfigError(f"{target} does not exist")
         if storage is None and not (target / JOURNAL_FILE).exists():
             raise ConfigError(f"{target}: no {JOURNAL_FILE} here; is it a study directory? "
                               "(a study on a database needs --storage URL)")

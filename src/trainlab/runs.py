@@ -230,6 +230,8 @@ def open_run_dir(path: str | Path) -> RunDir:
     removed; a read-only directory is opened as it is.
     """
     run_path = Path(path)
+    if not run_path.exists():
+        raise RunDirError(f"{run_path} does not exist")
     if not (run_path / CONFIG_FILE).exists():
         raise RunDirError(f"{run_path} is not a trainlab run directory (no {CONFIG_FILE} there)")
     remove_orphaned_temp_files(run_path, older_than=STALE_TEMP_SECONDS)

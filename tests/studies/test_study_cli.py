@@ -56,6 +56,7 @@ def test_bad_study_file_exits_2_with_the_field(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert "bad.yaml" in err and "optimiser.lr" in err and "did you mean 'optimizer'" in err
     assert main(["study", "status", str(tmp_path / "nowhere"), "--no-watch"]) == 2
+    assert "nowhere does not exist" in capsys.readouterr().err
 
 
 def test_set_overrides_the_base_and_name_gives_a_directory_of_its_own(
