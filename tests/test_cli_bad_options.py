@@ -87,3 +87,19 @@ def test_a_run_directory_given_as_the_config(tmp_path: Path, capsys: pytest.Capt
 def test_a_run_directory_that_does_not_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", str(tmp_path / "nosuch")]) == 4
     assert "nosuch does not exist" in capsys.readouterr().err
+
+
+def test_a_run_without_a_checkpoint_is_refused_before_its_data_is_read(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    config = write_config(tmp_path / "c.yaml", tmp_path / "runs", data=SMALL, train={"steps": 2, "batch_size": 50})
+    assert main(["run", str(config), "--run-id", "r", "--no-progress"]) == 0
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(tmp_path / "runs" / "t" / "r" / "config.yaml", bare / "config.yaml")  # no model.json either
+    capsys.readouterr()
+    assert main(["export", str(bare), "--format", "torchscript"]) == 4
+    err = capsys.readouterr().err
+    assert "no checkpoint.npz, so there is no trained model to load" in err
+    assert "preparing its dataset" not in err

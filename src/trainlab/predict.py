@@ -102,6 +102,7 @@ def open_trained_run(run_dir: str | Path, *, data_dir: str | Path | None = None,
     directory = open_run_dir(run_dir)
     config, provenance = directory.read_run_config()
     spec = directory.read_model()
+    directory.trained_checkpoint(config.engine)  # before the dataset is prepared again below
     if spec is None:
         print(f"{directory.path}: no {MODEL_FILE} (a run from an older trainlab): preparing its dataset "
               "again for the normaliser, input shape and class names", file=sys.stderr, flush=True)

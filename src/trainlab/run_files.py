@@ -164,6 +164,11 @@ class RunDir:
         """Path of the checkpoint file; the engine picks the suffix (``.npz`` or ``.pt``)."""
         return self.path / f"{CHECKPOINT_STEM}{suffix}"
 
+    def trained_checkpoint(self, engine: str) -> Path:
+        """The checkpoint of ``engine``'s trained model (``.pt`` for torch, else ``.npz``), which
+        must exist: see :func:`require_checkpoint`."""
+        return require_checkpoint(self.checkpoint_path(".pt" if engine == "torch" else ".npz"))
+
     # -- model spec -----------------------------------------------------------------------
     def write_model(self, spec: ModelSpec) -> None:
         """Write :data:`MODEL_FILE` and :data:`NORMALIZER_FILE` atomically.
@@ -367,6 +372,14 @@ def read_metrics_csv(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         rows = [{k: _parse_cell(v) for k, v in row.items() if v not in ("", None)} for row in reader]
     return rows, columns
 
+
+
+def require_checkpoint(checkpoint: Path) -> Path:
+    """``checkpoint`` if the file exists; else RunDirError: the run has no trained model to load."""
+    if not checkpoint.exists():
+        raise RunDirError(f"{checkpoint.parent}: no {checkpoint.name}, so there is no trained model to load "
+                          "(was the run trained with output.save_checkpoint: false, or is it still starting?)")
+    return checkpoint
 
 __all__ = [
     "CHECKPOINT_STEM",

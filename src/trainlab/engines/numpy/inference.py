@@ -15,6 +15,7 @@ import numpy as np
 from trainlab.engines.numpy.checkpoint import load_model_arrays
 from trainlab.engines.numpy.engine import EVAL_CHUNK, build_model
 from trainlab.errors import RunDirError
+from trainlab.run_files import require_checkpoint
 
 if TYPE_CHECKING:
     from trainlab.config import RunConfig
@@ -36,9 +37,7 @@ class TrainedModel:
 
     def __init__(self, config: RunConfig, checkpoint: Path, input_shape: tuple[int, int, int],
                  num_classes: int) -> None:
-        if not checkpoint.exists():
-            raise RunDirError(f"{checkpoint.parent}: no checkpoint.npz, so there is no trained model to load "
-                              "(was the run trained with output.save_checkpoint: false?)")
+        require_checkpoint(checkpoint)
         self.dtype = np.dtype(config.model.dtype)
         self.num_classes = num_classes
         input_dim = int(np.prod(input_shape))

@@ -21,6 +21,7 @@ from trainlab.engines.torch.models import build_model
 from trainlab.engines.torch.runtime import autocast, pick_device
 from trainlab.engines.torch.tta import tta_logits, tta_mode
 from trainlab.errors import ConfigError, RunDirError
+from trainlab.run_files import require_checkpoint
 
 if TYPE_CHECKING:
     from trainlab.config import RunConfig
@@ -44,9 +45,7 @@ class TrainedModel:
 
     def __init__(self, config: RunConfig, checkpoint: Path, input_shape: tuple[int, int, int], num_classes: int,
                  device: str | None = None) -> None:
-        if not checkpoint.exists():
-            raise RunDirError(f"{checkpoint.parent}: no checkpoint.pt, so there is no trained model to load "
-                              "(was the run trained with output.save_checkpoint: false, or is it still starting?)")
+        require_checkpoint(checkpoint)
         self.config = config
         self.device = _device(device or config.train.device)
         self.precision = config.train.precision
