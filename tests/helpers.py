@@ -89,3 +89,17 @@ def assert_same_checkpoint_arrays(path_a: Path, path_b: Path, prefixes: tuple[st
         assert keys_a and keys_a == keys_b, (keys_a, keys_b)
         for key in keys_a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def import_script(name: str) -> Any:
+    """``scripts/<name>.py`` imported as the module ``name`` (registered in sys.modules, so that
+    its dataclasses and pickles resolve)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

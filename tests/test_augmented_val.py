@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -12,18 +10,14 @@ import numpy as np
 import pytest
 
 import trainlab.api as tl
+from tests.helpers import import_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("augmented_val", ROOT / "scripts" / "augmented_val.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["augmented_val"] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_script("augmented_val")
 
 
 def _folder(root: Path) -> Path:

@@ -3,7 +3,6 @@ traceback; and its checks do catch what they look for."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.helpers import import_script
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "faults.py"
 
@@ -22,11 +23,7 @@ SCRIPT = ROOT / "scripts" / "faults.py"
 @pytest.fixture(scope="module")
 def checks() -> ModuleType:
     """scripts/faults_check.py imported as a module."""
-    spec = importlib.util.spec_from_file_location("faults_check", ROOT / "scripts" / "faults_check.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_script("faults_check")
 
 
 def test_quick_faults_leave_nothing_invalid_lost_or_traced_back(tmp_path: Path) -> None:

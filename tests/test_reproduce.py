@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import timeless, write_config
+from tests.helpers import import_script, timeless, write_config
 from trainlab.callbacks.base import Callback, TrainState
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "reproduce.py"
@@ -21,12 +20,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "reproduce.py"
 @pytest.fixture(scope="module")
 def rep() -> ModuleType:
     """scripts/reproduce.py imported as a module."""
-    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce"] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_script("reproduce")
 
 
 def results(rep: ModuleType, *values: float | None) -> list:

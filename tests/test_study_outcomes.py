@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import yaml
 
+from tests.helpers import import_script
 from trainlab.config.source_checks import quote_problems
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,12 +20,7 @@ SEEDS = Path(os.environ.get("TRAINLAB_REFERENCE", ROOT.parent / "shared" / "refe
 @pytest.fixture(scope="module")
 def outcomes() -> ModuleType:
     """scripts/study_outcomes.py imported as a module."""
-    spec = importlib.util.spec_from_file_location("study_outcomes", ROOT / "scripts" / "study_outcomes.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["study_outcomes"] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_script("study_outcomes")
 
 
 def test_manifest_loads_with_a_basis_for_every_claim(outcomes: ModuleType) -> None:
