@@ -373,13 +373,13 @@ def read_metrics_csv(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, columns
 
 
-
 def require_checkpoint(checkpoint: Path) -> Path:
     """``checkpoint`` if the file exists; else RunDirError: the run has no trained model to load."""
     if not checkpoint.exists():
         raise RunDirError(f"{checkpoint.parent}: no {checkpoint.name}, so there is no trained model to load "
                           "(was the run trained with output.save_checkpoint: false, or is it still starting?)")
     return checkpoint
+
 
 __all__ = [
     "CHECKPOINT_STEM",
@@ -405,4 +405,5 @@ __all__ = [
     "RunDir",
     "drop_torn_line",
     "read_metrics_csv",
+    "require_checkpoint",
 ]
