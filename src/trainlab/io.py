@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from trainlab.errors import FileAccessError
+from trainlab.errors import FileAccessError, RunDirError
 
 TEMP_SUFFIX = ".tmp"
 # What tempfile.mkstemp(prefix=".<target>.", suffix=TEMP_SUFFIX) names: 8 random characters.
@@ -155,6 +155,14 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def require_checkpoint(checkpoint: Path) -> Path:
+    """``checkpoint`` if the file exists; else RunDirError: the run has no trained model to load."""
+    if not checkpoint.exists():
+        raise RunDirError(f"{checkpoint.parent}: no {checkpoint.name}, so there is no trained model to load "
+                          "(was the run trained with output.save_checkpoint: false, or is it still starting?)")
+    return checkpoint
+
+
 __all__ = [
     "TEMP_SUFFIX",
     "atomic_open",
@@ -165,4 +173,5 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_with",
     "is_temp_file_name",
+    "require_checkpoint",
 ]

@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 from trainlab.errors import RunDirError
-from trainlab.io import atomic_save_npz, atomic_write_json, atomic_write_text
+from trainlab.io import atomic_save_npz, atomic_write_json, atomic_write_text, require_checkpoint
 
 if TYPE_CHECKING:
     from trainlab.config import RunConfig
@@ -166,7 +166,7 @@ class RunDir:
 
     def trained_checkpoint(self, engine: str) -> Path:
         """The checkpoint of ``engine``'s trained model (``.pt`` for torch, else ``.npz``), which
-        must exist: see :func:`require_checkpoint`."""
+        must exist: see :func:`trainlab.io.require_checkpoint`."""
         return require_checkpoint(self.checkpoint_path(".pt" if engine == "torch" else ".npz"))
 
     # -- model spec -----------------------------------------------------------------------
@@ -373,14 +373,6 @@ def read_metrics_csv(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, columns
 
 
-def require_checkpoint(checkpoint: Path) -> Path:
-    """``checkpoint`` if the file exists; else RunDirError: the run has no trained model to load."""
-    if not checkpoint.exists():
-        raise RunDirError(f"{checkpoint.parent}: no {checkpoint.name}, so there is no trained model to load "
-                          "(was the run trained with output.save_checkpoint: false, or is it still starting?)")
-    return checkpoint
-
-
 __all__ = [
     "CHECKPOINT_STEM",
     "CONFIG_FILE",
@@ -405,5 +397,4 @@ __all__ = [
     "RunDir",
     "drop_torn_line",
     "read_metrics_csv",
-    "require_checkpoint",
 ]

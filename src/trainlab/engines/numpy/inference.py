@@ -15,7 +15,7 @@ import numpy as np
 from trainlab.engines.numpy.checkpoint import load_model_arrays
 from trainlab.engines.numpy.engine import EVAL_CHUNK, build_model
 from trainlab.errors import RunDirError
-from trainlab.run_files import require_checkpoint
+from trainlab.io import require_checkpoint
 
 if TYPE_CHECKING:
     from trainlab.config import RunConfig

@@ -21,7 +21,7 @@ from trainlab.engines.torch.models import build_model
 from trainlab.engines.torch.runtime import autocast, pick_device
 from trainlab.engines.torch.tta import tta_logits, tta_mode
 from trainlab.errors import ConfigError, RunDirError
-from trainlab.run_files import require_checkpoint
+from trainlab.io import require_checkpoint
 
 if TYPE_CHECKING:
     from trainlab.config import RunConfig
