@@ -123,6 +123,11 @@ PERFORMANCE_TITLE = (
 )
 
 
+def _markers(key: str) -> tuple[str, str]:
+    """The comments that open and close section ``key`` of a generated document."""
+    return f"<!-- begin {key} -->", f"<!-- end {key} -->"
+
+
 def write_doc_section(path: Path, key: str, markdown: str, title: str) -> None:
     """Write ``markdown`` as the section ``key`` of the generated document ``path``.
 
@@ -130,7 +135,7 @@ def write_doc_section(path: Path, key: str, markdown: str, title: str) -> None:
     ``<!-- begin KEY -->`` and ``<!-- end KEY -->``, which it replaces; other sections are
     kept. A new section goes at the end; a new document starts with ``title``.
     """
-    begin, end = f"<!-- begin {key} -->", f"<!-- end {key} -->"
+    begin, end = _markers(key)
     block = f"{begin}\n{markdown.strip()}\n{end}"
     text = path.read_text(encoding="utf-8") if path.exists() else f"{title}\n"
     if begin in text and end in text:
@@ -144,7 +149,7 @@ def write_doc_section(path: Path, key: str, markdown: str, title: str) -> None:
 
 def read_doc_section(path: Path, key: str) -> str | None:
     """The text of section ``key`` of the generated document ``path`` (None: no such section)."""
-    begin, end = f"<!-- begin {key} -->", f"<!-- end {key} -->"
+    begin, end = _markers(key)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     if begin not in text or end not in text.split(begin, 1)[1]:
         return None

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from trainlab.studies import load_stages, open_storage, rank_settings, resolve_url, spread, welch_p  # noqa: E402
-from trainlab.studies.results import Setting, StageData, summary_number  # noqa: E402
+from trainlab.studies.results import Setting, StageData, reported_values  # noqa: E402
 from trainlab.studies.storage import JOURNAL_FILE  # noqa: E402
 
 ARCHIVE = ROOT / "docs" / "study-journals"  # copies of the study journals the page was written from
@@ -199,14 +199,15 @@ def _judge(claim: dict[str, Any], settings: list[Setting], maximize: bool, alpha
         if not pairs:
             return "not measured (setting missing)"
         within = claim.get("within")
-        outcomes = [(context, _pair_outcome(kind, a, b, maximize, alpha, within)) for context, a, b in pairs]
+        outcomes = [(context, *_pair_outcome(kind, a, b, maximize, alpha, within)) for context, a, b in pairs]
         if len(outcomes) == 1:
-            return outcomes[0][1]
-        categories = {text.split(" (", 1)[0] for _, text in outcomes}
-        if len(categories) == 1:
-            details = "; ".join(f"{context}: {text.split(' (', 1)[1].rstrip(')')}" for context, text in outcomes)
-            return f"{categories.pop()} in each of {len(outcomes)} pairs ({details})"
-        return "mixed: " + "; ".join(f"{context}: {text}" for context, text in outcomes)
+            _, verdict, detail = outcomes[0]
+            return f"{verdict} ({detail})"
+        verdicts = {verdict for _, verdict, _ in outcomes}
+        if len(verdicts) == 1:
+            details = "; ".join(f"{context}: {detail}" for context, _, detail in outcomes)
+            return f"{verdicts.pop()} in each of {len(outcomes)} pairs ({details})"
+        return "mixed: " + "; ".join(f"{context}: {verdict} ({detail})" for context, verdict, detail in outcomes)
     if "near_chance" in claim or "above_chance" in claim:
         near = "near_chance" in claim
         targets = matching(settings, claim["near_chance" if near else "above_chance"])
@@ -254,8 +255,9 @@ def paired(group_a: list[Setting], group_b: list[Setting], spec_a: dict[str, Any
 
 
 def _pair_outcome(kind: str, a: Setting, b: Setting, maximize: bool, alpha: float,
-                  within: float | None = None) -> str:
-    """A two-setting claim's outcome: ``better`` (a beats b), ``not_worse`` or ``tie``.
+                  within: float | None = None) -> tuple[str, str]:
+    """A two-setting claim's outcome, as (verdict, detail): ``better`` (a beats b), ``not_worse``
+    or ``tie``; shown as ``verdict (detail)``.
 
     ``within`` (tie only) is the largest difference, in the metric's units, the claim allows
     ("within 0.1 point": 0.001); without it a tie holds when the difference is not beyond
@@ -272,33 +274,33 @@ def _pair_outcome(kind: str, a: Setting, b: Setting, maximize: bool, alpha: floa
     if kind == "tie":
         if within is not None:
             if abs(diff) <= within:
-                return f"holds: within {100 * within:.2g} points ({delta}, {p_text})"
+                return f"holds: within {100 * within:.2g} points", f"{delta}, {p_text}"
             if p is None or p >= alpha:
                 return (f"does not hold as stated: the difference exceeds {100 * within:.2g} points, "
-                        f"though it is not beyond seed noise ({delta}, {p_text})")
-            return f"contradicted: the difference is beyond seed noise ({delta}, {p_text})"
+                        "though it is not beyond seed noise"), f"{delta}, {p_text}"
+            return "contradicted: the difference is beyond seed noise", f"{delta}, {p_text}"
         if p is None:
-            return f"no noise test ({delta})"
+            return "no noise test", delta
         if p >= alpha:
-            return f"holds: not distinguishable at seed noise ({delta}, {p_text})"
-        return f"contradicted: the difference is beyond seed noise ({delta}, {p_text})"
+            return "holds: not distinguishable at seed noise", f"{delta}, {p_text}"
+        return "contradicted: the difference is beyond seed noise", f"{delta}, {p_text}"
     if kind == "not_worse":
         if diff >= 0:
-            return f"holds: not worse ({delta}, {p_text})"
+            return "holds: not worse", f"{delta}, {p_text}"
         if p is None:
-            return f"worse in direction ({delta}; one run per setting: no noise test)"
+            return "worse in direction", f"{delta}; one run per setting: no noise test"
         if p >= alpha:
-            return f"holds: worse only within seed noise ({delta}, {p_text})"
-        return f"contradicted: worse beyond seed noise ({delta}, {p_text})"
+            return "holds: worse only within seed noise", f"{delta}, {p_text}"
+        return "contradicted: worse beyond seed noise", f"{delta}, {p_text}"
     if diff > 0:
         if p is None:
-            return f"holds in direction ({delta}; one run per setting: no noise test)"
+            return "holds in direction", f"{delta}; one run per setting: no noise test"
         if p < alpha:
-            return f"holds beyond seed noise ({delta}, {p_text})"
-        return f"holds in direction, not beyond seed noise ({delta}, {p_text})"
+            return "holds beyond seed noise", f"{delta}, {p_text}"
+        return "holds in direction, not beyond seed noise", f"{delta}, {p_text}"
     if p is not None and p < alpha:
-        return f"contradicted beyond seed noise ({delta}, {p_text})"
-    return f"reversed, but within seed noise ({delta}, {p_text})"
+        return "contradicted beyond seed noise", f"{delta}, {p_text}"
+    return "reversed, but within seed noise", f"{delta}, {p_text}"
 
 
 def stage_lines(stage: StageData, settings: list[Setting], metric: str) -> list[str]:
@@ -325,7 +327,7 @@ def stage_lines(stage: StageData, settings: list[Setting], metric: str) -> list[
 
 
 def _test_mean(setting: Setting) -> str:
-    values = [v for t in setting.trials if (v := summary_number(t, "test_accuracy")) is not None]
+    values = reported_values(setting, "test_accuracy")
     return _pct(sum(values) / len(values)) if values else "-"
 
 
@@ -388,7 +390,7 @@ def by_metric(settings: list[Setting], metric: str) -> tuple[list[Setting], bool
     maximize = "loss" not in metric
     found = []
     for setting in settings:
-        values = [v for t in setting.trials if (v := summary_number(t, metric)) is not None]
+        values = reported_values(setting, metric)
         if values:
             found.append(Setting(params=setting.params, values=values, trials=setting.trials, spread=spread(values)))
     found.sort(key=lambda s: s.spread.mean, reverse=maximize)

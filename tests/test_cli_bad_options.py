@@ -15,6 +15,13 @@ pytestmark = pytest.mark.usefixtures("real_data")
 SMALL = {"dataset": "mnist", "limit": {"train": 200, "val": 100, "test": 100}, "normalize": "scale"}
 
 
+def _finished_run(tmp_path: Path) -> Path:
+    """A two-step MNIST run trained through the CLI into tmp_path/runs/t/r."""
+    config = write_config(tmp_path / "c.yaml", tmp_path / "runs", data=SMALL, train={"steps": 2, "batch_size": 50})
+    assert main(["run", str(config), "--run-id", "r", "--no-progress"]) == 0
+    return tmp_path / "runs" / "t" / "r"
+
+
 @pytest.mark.parametrize(("options", "message"), [
     (["--entries", "-1"], "--entries: 0 (every entry) or more"),
     (["--batch-size", "0"], "--batch-size: at least 1 example"),
@@ -46,9 +53,7 @@ def test_data_show_refuses_a_strip_too_wide_from_python_too(tmp_path: Path) -> N
 
 
 def test_resume_and_overwrite_together_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write_config(tmp_path / "c.yaml", tmp_path / "runs", data=SMALL, train={"steps": 2, "batch_size": 50})
-    assert main(["run", str(config), "--run-id", "r", "--no-progress"]) == 0
-    run_dir = tmp_path / "runs" / "t" / "r"
+    run_dir = _finished_run(tmp_path)
     before = (run_dir / "summary.json").read_text()
     assert main(["run", "--resume", str(run_dir), "--overwrite", "--no-progress"]) == 2
     assert "give one of them" in capsys.readouterr().err
@@ -56,9 +61,7 @@ def test_resume_and_overwrite_together_are_refused(tmp_path: Path, capsys: pytes
 
 
 def test_compare_needs_two_different_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write_config(tmp_path / "c.yaml", tmp_path / "runs", data=SMALL, train={"steps": 2, "batch_size": 50})
-    assert main(["run", str(config), "--run-id", "r", "--no-progress"]) == 0
-    run_dir = str(tmp_path / "runs" / "t" / "r")
+    run_dir = str(_finished_run(tmp_path))
     for runs in ([run_dir], [run_dir, run_dir]):
         assert main(["compare", *runs, "--out", str(tmp_path / "cmp")]) == 2
         assert "two or more different run directories" in capsys.readouterr().err
@@ -73,9 +76,7 @@ def test_both_lengths_say_how_to_drop_one(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_a_run_directory_given_as_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write_config(tmp_path / "c.yaml", tmp_path / "runs", data=SMALL, train={"steps": 2, "batch_size": 50})
-    assert main(["run", str(config), "--run-id", "r", "--no-progress"]) == 0
-    run_dir = tmp_path / "runs" / "t" / "r"
+    run_dir = _finished_run(tmp_path)
     assert main(["run", str(run_dir), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "a folder, not a config file" in err and f"--resume {run_dir}" in err
@@ -93,11 +94,10 @@ def test_a_run_without_a_checkpoint_is_refused_before_its_data_is_read(tmp_path:
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     import shutil
 
-    config = write_config(tmp_path / "c.yaml", tmp_path / "runs", data=SMALL, train={"steps": 2, "batch_size": 50})
-    assert main(["run", str(config), "--run-id", "r", "--no-progress"]) == 0
+    run_dir = _finished_run(tmp_path)
     bare = tmp_path / "bare"
     bare.mkdir()
-    shutil.copy(tmp_path / "runs" / "t" / "r" / "config.yaml", bare / "config.yaml")  # no model.json either
+    shutil.copy(run_dir / "config.yaml", bare / "config.yaml")  # no model.json either
     capsys.readouterr()
     assert main(["export", str(bare), "--format", "torchscript"]) == 4
     err = capsys.readouterr().err

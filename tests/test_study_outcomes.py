@@ -55,16 +55,16 @@ def test_every_quote_is_at_its_line() -> None:
     assert quote_problems(entries, SEEDS) == []
 
 
-def test_not_worse_claims(outcomes: ModuleType) -> None:
+def _setting(params: dict, values: list[float]):
     from trainlab.studies.results import Setting
+    from trainlab.studies.stats import spread
 
-    def setting(params: dict, values: list[float]) -> Setting:
-        from trainlab.studies.stats import spread
+    return Setting(params=params, trials=[], values=values, spread=spread(values), verdict=None)
 
-        return Setting(params=params, trials=[], values=values, spread=spread(values), verdict=None)
 
-    a = setting({"bn": "after"}, [0.80, 0.81, 0.79])
-    b = setting({"bn": "before"}, [0.70, 0.71, 0.69])
+def test_not_worse_claims(outcomes: ModuleType) -> None:
+    a = _setting({"bn": "after"}, [0.80, 0.81, 0.79])
+    b = _setting({"bn": "before"}, [0.70, 0.71, 0.69])
     claim = {"text": "t", "not_worse": [{"bn": "after"}, {"bn": "before"}]}
     assert outcomes.judge(claim, [a, b], True, 0.05, 0.1, 0.03).startswith("holds: not worse")
     reverse = {"text": "t", "not_worse": [{"bn": "before"}, {"bn": "after"}]}
@@ -88,14 +88,8 @@ def test_a_study_is_read_from_its_archived_journal_once_runs_is_gone(outcomes: M
 def test_a_comparison_with_a_setting_at_chance_is_inconclusive(outcomes: ModuleType) -> None:
     """A favoured setting that stayed at chance did not train at the study's size: the claim is
     inconclusive (the measured outcome follows); claims about chance itself are judged."""
-    from trainlab.studies.results import Setting
-    from trainlab.studies.stats import spread
-
-    def setting(params: dict, values: list[float]) -> Setting:
-        return Setting(params=params, trials=[], values=values, spread=spread(values), verdict=None)
-
-    small = setting({"batch": 32}, [0.29, 0.30, 0.28])
-    large = setting({"batch": 256}, [0.10, 0.101, 0.099])
+    small = _setting({"batch": 32}, [0.29, 0.30, 0.28])
+    large = _setting({"batch": 256}, [0.10, 0.101, 0.099])
     best = {"text": "t", "best": {"batch": 256}}
     outcome = outcomes.judge(best, [small, large], True, 0.05, 0.1, 0.03)
     assert outcome.startswith("inconclusive at this size: batch=256 (10.00 %) stayed at chance")
@@ -109,18 +103,12 @@ def test_a_comparison_with_a_setting_at_chance_is_inconclusive(outcomes: ModuleT
     assert outcomes.judge(tie, [small, large], True, 0.05, 0.1, 0.03).startswith("inconclusive")
     near = {"text": "t", "near_chance": {"batch": 256}}
     assert outcomes.judge(near, [small, large], True, 0.05, 0.1, 0.03).startswith("holds")
-    trained = setting({"batch": 64}, [0.25, 0.26, 0.24])
+    trained = _setting({"batch": 64}, [0.25, 0.26, 0.24])
     assert outcomes.judge({"text": "t", "best": {"batch": 32}}, [small, trained], True, 0.05, 0.1, 0.03) \
         .startswith("ranks first")
     # a loss (minimised) has no chance level: the comparison stands
     assert not outcomes.judge(best, [large, small], False, 0.05, 0.1, 0.03).startswith("inconclusive")
 
-
-def _setting(params: dict, values: list[float]):
-    from trainlab.studies.results import Setting
-    from trainlab.studies.stats import spread
-
-    return Setting(params=params, trials=[], values=values, spread=spread(values), verdict=None)
 
 
 def test_a_comparison_pairs_settings_within_their_context(outcomes: ModuleType) -> None:
